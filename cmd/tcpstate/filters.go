@@ -1,0 +1,194 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package main
+
+import (
+	"net/netip"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
+
+	"github.com/tcpstate/tcpstate/tracer"
+)
+
+// filterFlags are the selection flags shared by the commands that look at
+// sockets.
+type filterFlags struct {
+	ipv4, ipv6     bool
+	pids, comms    []string
+	lports, rports []string
+	laddrs, raddrs []string
+	states         []string
+	cgroup         string
+	netns          string
+}
+
+func (f *filterFlags) register(fs *pflag.FlagSet) {
+	fs.BoolVarP(&f.ipv4, "ipv4", "4", false, "only IPv4 sockets")
+	fs.BoolVarP(&f.ipv6, "ipv6", "6", false, "only IPv6 sockets")
+	fs.StringSliceVar(&f.pids, "pid", nil, "only sockets owned by these process ids (comma-separated)")
+	fs.StringSliceVar(&f.comms, "comm", nil, "only sockets owned by processes with these names (comma-separated, as in /proc/PID/comm)")
+	fs.StringSliceVar(&f.lports, "lport", nil, "only these local ports (comma-separated, 1-65535)")
+	fs.StringSliceVar(&f.rports, "rport", nil, "only these remote ports (comma-separated, 1-65535)")
+	fs.StringSliceVar(&f.laddrs, "laddr", nil, "only these local addresses or CIDR prefixes (comma-separated)")
+	fs.StringSliceVar(&f.raddrs, "raddr", nil, "only these remote addresses or CIDR prefixes (comma-separated)")
+	fs.StringSliceVar(&f.states, "state", nil, "only transitions into or out of these states (e.g. CLOSE_WAIT,fin-wait-2)")
+	fs.StringVar(&f.cgroup, "cgroup", "", "only sockets of this cgroup v2 directory or below it (e.g. /sys/fs/cgroup/system.slice/nginx.service)")
+	fs.StringVar(&f.netns, "netns", "", "only this network namespace: a path (/run/netns/NAME, /proc/PID/ns/net) or an inode number")
+}
+
+// options validates the flags and turns them into tracer options. Every
+// error is a usage error naming the flag.
+func (f *filterFlags) options() (tracer.Options, error) {
+	o := tracer.Options{IPv4: f.ipv4, IPv6: f.ipv6}
+	for _, s := range f.pids {
+		n, err := strconv.ParseUint(strings.TrimSpace(s), 10, 32)
+		if err != nil || n == 0 {
+			return o, usagef("invalid --pid %q: want a process id, a positive number", s)
+		}
+		o.PIDs = append(o.PIDs, uint32(n))
+	}
+	if len(o.PIDs) > tracer.MaxPIDs {
+		return o, usagef("invalid --pid: at most %d process ids", tracer.MaxPIDs)
+	}
+	for _, s := range f.comms {
+		s = strings.TrimSpace(s)
+		if s == "" || len(s) > 15 {
+			return o, usagef("invalid --comm %q: want a process name of 1 to 15 bytes", s)
+		}
+		o.Comms = append(o.Comms, s)
+	}
+	if len(o.Comms) > tracer.MaxComms {
+		return o, usagef("invalid --comm: at most %d names", tracer.MaxComms)
+	}
+	var err error
+	if o.LPorts, err = parsePorts("lport", f.lports); err != nil {
+		return o, err
+	}
+	if o.RPorts, err = parsePorts("rport", f.rports); err != nil {
+		return o, err
+	}
+	if o.LAddrs, err = parsePrefixes("laddr", f.laddrs); err != nil {
+		return o, err
+	}
+	if o.RAddrs, err = parsePrefixes("raddr", f.raddrs); err != nil {
+		return o, err
+	}
+	for _, s := range f.states {
+		st, err := tracer.ParseState(s)
+		if err != nil {
+			return o, usagef("invalid --state %q: want one of %s", s, stateList())
+		}
+		o.States = append(o.States, st)
+	}
+	if f.cgroup != "" {
+		if o.CgroupID, err = cgroupID(f.cgroup); err != nil {
+			return o, err
+		}
+	}
+	if f.netns != "" {
+		if o.NetNS, err = netnsInode(f.netns); err != nil {
+			return o, err
+		}
+	}
+	return o, nil
+}
+
+func parsePorts(flag string, list []string) ([]uint16, error) {
+	var out []uint16
+	for _, s := range list {
+		n, err := strconv.ParseUint(strings.TrimSpace(s), 10, 16)
+		if err != nil || n == 0 {
+			return nil, usagef("invalid --%s %q: ports are 1-65535", flag, s)
+		}
+		out = append(out, uint16(n))
+	}
+	return out, nil
+}
+
+func parsePrefixes(flag string, list []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range list {
+		s = strings.TrimSpace(s)
+		var p netip.Prefix
+		if strings.Contains(s, "/") {
+			pp, err := netip.ParsePrefix(s)
+			if err != nil {
+				return nil, usagef("invalid --%s %q: want an address or CIDR prefix such as 10.0.0.0/8 or fd00::/64", flag, s)
+			}
+			p = pp
+		} else {
+			a, err := netip.ParseAddr(strings.Trim(s, "[]"))
+			if err != nil {
+				return nil, usagef("invalid --%s %q: want an address or CIDR prefix such as 10.0.0.0/8 or fd00::/64", flag, s)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		if p.Addr().Is4In6() {
+			// An IPv4-mapped prefix means the IPv4 one, as we print it.
+			bits := p.Bits() - 96
+			if bits < 0 {
+				bits = 0
+			}
+			p = netip.PrefixFrom(p.Addr().Unmap(), bits)
+		}
+		out = append(out, p.Masked())
+	}
+	if len(out) > tracer.MaxPrefixes {
+		return nil, usagef("invalid --%s: at most %d prefixes", flag, tracer.MaxPrefixes)
+	}
+	return out, nil
+}
+
+func stateList() string {
+	names := make([]string, 0, 12)
+	for _, s := range tracer.States() {
+		names = append(names, s.String())
+	}
+	return strings.Join(names, ", ")
+}
+
+// cgroupID returns the id of a cgroup v2 directory: its inode number.
+// A relative path is taken below /sys/fs/cgroup.
+func cgroupID(path string) (uint64, error) {
+	if !filepath.IsAbs(path) {
+		path = filepath.Join("/sys/fs/cgroup", path)
+	}
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(path, &sfs); err != nil {
+		return 0, usagef("invalid --cgroup %q: %v", path, err)
+	}
+	if sfs.Type != unix.CGROUP2_SUPER_MAGIC {
+		return 0, usagef("invalid --cgroup %q: not a cgroup v2 directory", path)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return 0, usagef("invalid --cgroup %q: %v", path, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return 0, usagef("invalid --cgroup %q: not a directory", path)
+	}
+	return st.Ino, nil
+}
+
+// netnsInode accepts a namespace file or a bare inode number.
+func netnsInode(s string) (uint32, error) {
+	if n, err := strconv.ParseUint(s, 10, 32); err == nil && n > 0 {
+		return uint32(n), nil
+	}
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(s, &sfs); err != nil {
+		return 0, usagef("invalid --netns %q: %v", s, err)
+	}
+	if sfs.Type != unix.NSFS_MAGIC && sfs.Type != unix.PROC_SUPER_MAGIC {
+		return 0, usagef("invalid --netns %q: not a network namespace file", s)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(s, &st); err != nil {
+		return 0, usagef("invalid --netns %q: %v", s, err)
+	}
+	return uint32(st.Ino), nil
+}

@@ -1,0 +1,42 @@
+// SPDX-License-Identifier: Apache-2.0
+
+// Package output turns tracer events into text: an aligned table for
+// people and NDJSON for programs. Both formats append into a caller's
+// buffer so that printing an event does not allocate.
+package output
+
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/tcpstate/tcpstate/tracer"
+)
+
+// Format turns events into bytes.
+type Format interface {
+	// Header is printed once before the first event; nil for none.
+	Header() []byte
+	// AppendEvent appends one event, including the trailing '\n', to dst.
+	AppendEvent(dst []byte, ev *tracer.Event) []byte
+}
+
+// New returns the format called name: "table" or "json".
+func New(name string) (Format, error) {
+	switch name {
+	case "table":
+		return NewTable(), nil
+	case "json":
+		return NewJSON(), nil
+	}
+	return nil, fmt.Errorf("unknown output format %q (want table or json)", name)
+}
+
+// appendState appends s.String() without the allocation String makes
+// for states the kernel may add later.
+func appendState(dst []byte, s tracer.State) []byte {
+	if s >= tracer.Established && s <= tracer.NewSynRecv {
+		return append(dst, s.String()...)
+	}
+	dst = append(dst, "STATE_"...)
+	return strconv.AppendUint(dst, uint64(s), 10)
+}

@@ -1,0 +1,55 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package output
+
+import (
+	"bufio"
+	"io"
+
+	"github.com/tcpstate/tcpstate/tracer"
+)
+
+// Printer writes events in a Format. A busy host can produce many
+// transitions per second, so output is buffered and one scratch buffer
+// is reused: printing an event does not allocate. Call Flush when done.
+// A Printer is not safe for concurrent use.
+type Printer struct {
+	w       *bufio.Writer
+	f       Format
+	buf     []byte
+	events  uint64
+	started bool
+}
+
+// NewPrinter returns a Printer writing f to w.
+func NewPrinter(w io.Writer, f Format) *Printer {
+	return &Printer{
+		w:   bufio.NewWriterSize(w, 256<<10),
+		f:   f,
+		buf: make([]byte, 0, 512),
+	}
+}
+
+// Print writes ev, preceded by the format's header if it is the first.
+func (p *Printer) Print(ev *tracer.Event) error {
+	if !p.started {
+		p.started = true
+		if h := p.f.Header(); h != nil {
+			if _, err := p.w.Write(h); err != nil {
+				return err
+			}
+		}
+	}
+	p.buf = p.f.AppendEvent(p.buf[:0], ev)
+	if _, err := p.w.Write(p.buf); err != nil {
+		return err
+	}
+	p.events++
+	return nil
+}
+
+// Flush writes any buffered output to the underlying writer.
+func (p *Printer) Flush() error { return p.w.Flush() }
+
+// Events returns the number of events printed.
+func (p *Printer) Events() uint64 { return p.events }

@@ -1,0 +1,111 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package tracer
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// eventSize is sizeof(struct event) in bpf/tcpstate.h.
+const eventSize = 104
+
+// Byte offsets of struct event's fields.
+const (
+	offTs      = 0
+	offPrevTs  = 8
+	offSkaddr  = 16
+	offCgroup  = 24
+	offIno     = 32
+	offPid     = 40
+	offNetns   = 44
+	offSaddr   = 48
+	offDaddr   = 64
+	offSport   = 80
+	offDport   = 82
+	offFamily  = 84
+	offOld     = 86
+	offNew     = 87
+	offComm    = 88
+	afInet     = 2
+	afInet6    = 10
+	commLength = 16
+)
+
+// decoder turns raw ring buffer records into Events. It keeps a small
+// cache of comm strings so that decoding allocates nothing in the steady
+// state.
+type decoder struct {
+	// bootWall is the wall clock at monotonic time 0, in ns.
+	bootWall int64
+	comms    map[[commLength]byte]string
+}
+
+const maxComms = 4096
+
+func newDecoder(bootWall int64) *decoder {
+	return &decoder{bootWall: bootWall, comms: make(map[[commLength]byte]string)}
+}
+
+// decode fills ev from one record. It checks the length and the values it
+// interprets, so a record from a mismatched BPF object is an error, not
+// garbage.
+func (d *decoder) decode(raw []byte, ev *Event) error {
+	if len(raw) < eventSize {
+		return fmt.Errorf("decode event: record is %d bytes, want %d", len(raw), eventSize)
+	}
+	le := binary.LittleEndian
+	ts := le.Uint64(raw[offTs:])
+	prev := le.Uint64(raw[offPrevTs:])
+	ev.Time = time.Unix(0, d.bootWall+int64(ts))
+	ev.InStateKnown = prev != 0 && prev <= ts
+	ev.InState = 0
+	if ev.InStateKnown {
+		ev.InState = time.Duration(ts - prev)
+	}
+	ev.Skaddr = le.Uint64(raw[offSkaddr:])
+	ev.CgroupID = le.Uint64(raw[offCgroup:])
+	ev.Inode = le.Uint64(raw[offIno:])
+	ev.Pid = le.Uint32(raw[offPid:])
+	ev.NetNS = le.Uint32(raw[offNetns:])
+	ev.LPort = le.Uint16(raw[offSport:])
+	ev.RPort = le.Uint16(raw[offDport:])
+	switch fam := le.Uint16(raw[offFamily:]); fam {
+	case afInet:
+		ev.Family = IPv4
+		ev.LAddr = netip.AddrFrom4([4]byte(raw[offSaddr : offSaddr+4]))
+		ev.RAddr = netip.AddrFrom4([4]byte(raw[offDaddr : offDaddr+4]))
+	case afInet6:
+		ev.Family = IPv6
+		ev.LAddr = netip.AddrFrom16([16]byte(raw[offSaddr : offSaddr+16])).Unmap()
+		ev.RAddr = netip.AddrFrom16([16]byte(raw[offDaddr : offDaddr+16])).Unmap()
+	default:
+		return fmt.Errorf("decode event: unknown address family %d", fam)
+	}
+	ev.OldState = State(raw[offOld])
+	ev.NewState = State(raw[offNew])
+	if ev.OldState < Established || ev.OldState > NewSynRecv || ev.NewState < Established || ev.NewState > NewSynRecv {
+		return fmt.Errorf("decode event: unknown state %d -> %d", raw[offOld], raw[offNew])
+	}
+	ev.Comm = d.comm([commLength]byte(raw[offComm : offComm+commLength]))
+	return nil
+}
+
+// comm returns the string of a NUL-padded comm, interned.
+func (d *decoder) comm(b [commLength]byte) string {
+	if s, ok := d.comms[b]; ok {
+		return s
+	}
+	n := 0
+	for n < commLength && b[n] != 0 {
+		n++
+	}
+	s := string(b[:n])
+	if len(d.comms) >= maxComms {
+		clear(d.comms) // bounded: a host with more names just pays again
+	}
+	d.comms[b] = s
+	return s
+}

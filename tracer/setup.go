@@ -1,0 +1,195 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package tracer
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+	"golang.org/x/sys/unix"
+)
+
+// ErrPrivileges means the process may not load BPF programs.
+var ErrPrivileges = errors.New("tcpstate needs root, or the CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN capabilities: run it with sudo")
+
+const (
+	capSysAdmin = 21
+	capPerfmon  = 38
+	capBPF      = 39
+)
+
+// checkPrivileges fails early, with a sentence a person can act on, rather
+// than with an EPERM from deep inside the loader.
+func checkPrivileges() error {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return nil // cannot tell; let the loader decide
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		hex, ok := strings.CutPrefix(sc.Text(), "CapEff:")
+		if !ok {
+			continue
+		}
+		caps, err := strconv.ParseUint(strings.TrimSpace(hex), 16, 64)
+		if err != nil {
+			return nil
+		}
+		has := func(c uint) bool { return caps&(1<<c) != 0 }
+		if has(capSysAdmin) || (has(capBPF) && has(capPerfmon)) {
+			return nil
+		}
+		return ErrPrivileges
+	}
+	return nil
+}
+
+// kernelBTF returns the BTF given with --kernel-btf, or nil when the kernel
+// has its own.
+func kernelBTF(path string) (*btf.Spec, error) {
+	if path == "" {
+		if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
+			return nil, errors.New("this kernel exposes no BTF type information (/sys/kernel/btf/vmlinux is missing): pass --kernel-btf with a BTF file for this kernel (e.g. from BTFHub)")
+		}
+		return nil, nil
+	}
+	spec, err := btf.LoadSpec(path)
+	if err != nil {
+		return nil, fmt.Errorf("read --kernel-btf %s: %w", path, err)
+	}
+	return spec, nil
+}
+
+// ensureTracefs mounts tracefs when it is missing: attaching to a classic
+// tracepoint needs its event ids.
+func ensureTracefs() error {
+	for _, dir := range []string{"/sys/kernel/tracing", "/sys/kernel/debug/tracing"} {
+		if _, err := os.Stat(dir + "/events"); err == nil {
+			return nil
+		}
+	}
+	if err := unix.Mount("nodev", "/sys/kernel/tracing", "tracefs", 0, ""); err != nil {
+		return fmt.Errorf("tracefs is not mounted and mounting it failed (%w): run 'mount -t tracefs nodev /sys/kernel/tracing'", err)
+	}
+	return nil
+}
+
+// loadError turns loader failures into something a person can act on.
+func loadError(err error) error {
+	var ve *ebpf.VerifierError
+	if errors.As(err, &ve) {
+		// The tail of the log says why; the whole log is thousands of lines.
+		return fmt.Errorf("the kernel's verifier rejected the BPF program: %+10v", ve)
+	}
+	if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
+		return fmt.Errorf("%w (%v)", ErrPrivileges, err)
+	}
+	return fmt.Errorf("load BPF programs: %w", err)
+}
+
+// setFilters writes the scalar filters into the BPF object's constants.
+func setFilters(spec *ebpf.CollectionSpec, o *Options) error {
+	var family uint16
+	switch {
+	case o.IPv4 && !o.IPv6:
+		family = afInet
+	case o.IPv6 && !o.IPv4:
+		family = afInet6
+	}
+	var states uint32
+	for _, s := range o.States {
+		states |= 1 << s
+	}
+	if len(o.PIDs) > MaxPIDs {
+		return fmt.Errorf("at most %d pids can be filtered", MaxPIDs)
+	}
+	if len(o.Comms) > MaxComms {
+		return fmt.Errorf("at most %d comms can be filtered", MaxComms)
+	}
+	if len(o.LAddrs) > MaxPrefixes || len(o.RAddrs) > MaxPrefixes {
+		return fmt.Errorf("at most %d addresses can be filtered", MaxPrefixes)
+	}
+	var comms [MaxComms][commLength]byte
+	for i, c := range o.Comms {
+		copy(comms[i][:commLength-1], c)
+	}
+	vars := map[string]any{
+		"filter_family": family,
+		"filter_states": states,
+		"filter_netns":  o.NetNS,
+		"filter_cgroup": o.CgroupID,
+		"filter_pid":    len(o.PIDs) > 0,
+		"filter_lport":  len(o.LPorts) > 0,
+		"filter_rport":  len(o.RPorts) > 0,
+		"filter_laddr":  len(o.LAddrs) > 0,
+		"filter_raddr":  len(o.RAddrs) > 0,
+		"filter_ncomms": uint32(len(o.Comms)),
+		"filter_comms":  comms,
+		"wakeup_bytes":  uint64(wakeupBytes),
+	}
+	for name, v := range vars {
+		sv, ok := spec.Variables[name]
+		if !ok {
+			return fmt.Errorf("BPF object has no variable %s", name)
+		}
+		if err := sv.Set(v); err != nil {
+			return fmt.Errorf("set %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// fillFilterMaps writes the list filters into their maps.
+func (t *Tracer) fillFilterMaps(o *Options) error {
+	for _, pid := range o.PIDs {
+		if err := t.maps.Pids.Put(pid, uint8(1)); err != nil {
+			return fmt.Errorf("set pid filter: %w", err)
+		}
+	}
+	if err := putPorts(t.maps.Lports, o.LPorts); err != nil {
+		return err
+	}
+	if err := putPorts(t.maps.Rports, o.RPorts); err != nil {
+		return err
+	}
+	if err := putPrefixes(t.maps.Laddrs, o.LAddrs); err != nil {
+		return err
+	}
+	return putPrefixes(t.maps.Raddrs, o.RAddrs)
+}
+
+func putPorts(m *ebpf.Map, ports []uint16) error {
+	words := map[uint32]uint64{}
+	for _, p := range ports {
+		words[uint32(p)>>6] |= 1 << (p & 63)
+	}
+	for idx, w := range words {
+		if err := m.Put(idx, w); err != nil {
+			return fmt.Errorf("set port filter: %w", err)
+		}
+	}
+	return nil
+}
+
+func putPrefixes(m *ebpf.Map, prefixes []netip.Prefix) error {
+	for _, p := range prefixes {
+		key := tcpstateLpmKey{Prefixlen: uint32(p.Bits())}
+		addr := p.Addr()
+		if addr.Is4() {
+			key.Prefixlen += 96 // stored as ::ffff:a.b.c.d
+		}
+		key.Addr = addr.As16()
+		if err := m.Put(key, uint8(1)); err != nil {
+			return fmt.Errorf("set address filter %s: %w", p, err)
+		}
+	}
+	return nil
+}
