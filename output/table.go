@@ -57,13 +57,12 @@ func (tableFormat) Header() []byte {
 }
 
 func (tableFormat) AppendEvent(dst []byte, ev *tracer.Event) []byte {
-	line := len(dst)
-
+	start := len(dst)
 	dst = ev.Time.AppendFormat(dst, "15:04:05.000")
-	dst = padRight(dst, line, widthTime)
+	dst = padRight(dst, start, widthTime)
 	dst = append(dst, ' ')
 
-	start := len(dst)
+	start = len(dst)
 	if ev.Pid == 0 {
 		dst = append(dst, '-') // nobody owns the socket yet
 	} else {
@@ -99,13 +98,9 @@ func (tableFormat) AppendEvent(dst []byte, ev *tracer.Event) []byte {
 	} else {
 		dst = append(dst, '-')
 	}
+	// The last column is right-aligned and never empty, so the line
+	// has no trailing blanks.
 	dst = padLeft(dst, start, widthMS)
-
-	// A wide value may push a padded column to the end; never leave
-	// trailing blanks.
-	for len(dst) > line && dst[len(dst)-1] == ' ' {
-		dst = dst[:len(dst)-1]
-	}
 	return append(dst, '\n')
 }
 
