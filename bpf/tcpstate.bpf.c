@@ -43,6 +43,12 @@ struct sock_info {
 	char comm[TASK_COMM_LEN];
 };
 
+/* A process that holds a socket, as found in /proc at start-up. */
+struct owner {
+	__u32 pid;
+	char comm[TASK_COMM_LEN];
+};
+
 struct lpm_key {
 	__u32 prefixlen;
 	__u8 addr[16]; /* IPv4 as ::ffff:a.b.c.d */
@@ -85,6 +91,16 @@ struct {
 	__type(key, __u64);
 	__type(value, __u64);
 } connecting SEC(".maps");
+
+/* Owners of sockets older than the tracer, by socket inode: filled from
+ * /proc before attaching, moved into socks at the socket's first event. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u64);
+	__type(value, struct owner);
+} seeds SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -140,6 +156,17 @@ static __always_inline __u64 wakeup_flags(void)
 	return BPF_RB_NO_WAKEUP;
 }
 
+static __always_inline __u64 sock_ino(const struct sock *sk)
+{
+	struct socket *so = BPF_CORE_READ(sk, sk_socket);
+	struct socket_alloc *sa;
+
+	if (!so)
+		return 0;
+	sa = container_of(so, struct socket_alloc, socket);
+	return BPF_CORE_READ(sa, vfs_inode.i_ino);
+}
+
 /* Addresses, ports and namespace: read again whenever an event is sent,
  * since a held-back event's tuple is only final later. */
 static __always_inline void fill_tuple(struct event *e, const struct sock *sk)
@@ -159,13 +186,23 @@ static __always_inline void fill_tuple(struct event *e, const struct sock *sk)
 		bpf_core_read(e->daddr, 16, &sk->__sk_common.skc_v6_daddr);
 	}
 	e->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	e->ino = sock_ino(sk);
+}
 
-	struct socket *so = BPF_CORE_READ(sk, sk_socket);
-	e->ino = 0;
-	if (so) {
-		struct socket_alloc *sa = container_of(so, struct socket_alloc, socket);
-		e->ino = BPF_CORE_READ(sa, vfs_inode.i_ino);
-	}
+/* The owner of a socket older than the tracer, if /proc named one. */
+static __always_inline void seed_owner(const struct sock *sk, struct sock_info *si)
+{
+	__u64 ino = sock_ino(sk);
+	struct owner *o;
+
+	if (!ino)
+		return;
+	o = bpf_map_lookup_elem(&seeds, &ino);
+	if (!o)
+		return;
+	si->pid = o->pid;
+	__builtin_memcpy(si->comm, o->comm, sizeof(si->comm));
+	bpf_map_delete_elem(&seeds, &ino);
 }
 
 static __always_inline bool port_in(void *bitmap, __u16 port)
@@ -324,7 +361,9 @@ static __always_inline int on_set_state(const struct sock *sk, int oldstate, int
 			e.prev_ts_ns = si->last_ts;
 			si->last_ts = e.ts_ns;
 		} else {
-			/* Older than the tracer (or evicted): no owner, no age. */
+			/* Older than the tracer (or evicted): no age, and the
+			 * owner only if /proc named one at start-up. */
+			seed_owner(sk, &fresh);
 			fresh.last_ts = e.ts_ns;
 			bpf_map_update_elem(&socks, &key, &fresh, BPF_ANY);
 			si = &fresh;

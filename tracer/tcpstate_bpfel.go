@@ -38,6 +38,12 @@ type tcpstateLpmKey struct {
 	Addr      [16]uint8
 }
 
+type tcpstateOwner struct {
+	_    structs.HostLayout
+	Pid  uint32
+	Comm [16]int8
+}
+
 type tcpstateSockInfo struct {
 	_      structs.HostLayout
 	LastTs uint64
@@ -59,6 +65,7 @@ const (
 	tcpstateMapPids           = "pids"
 	tcpstateMapRaddrs         = "raddrs"
 	tcpstateMapRports         = "rports"
+	tcpstateMapSeeds          = "seeds"
 	tcpstateMapSocks          = "socks"
 	tcpstateProgAccept4Exit   = "accept4_exit"
 	tcpstateProgAcceptExit    = "accept_exit"
@@ -145,6 +152,7 @@ type tcpstateMapSpecs struct {
 	Pids       *ebpf.MapSpec `ebpf:"pids"`
 	Raddrs     *ebpf.MapSpec `ebpf:"raddrs"`
 	Rports     *ebpf.MapSpec `ebpf:"rports"`
+	Seeds      *ebpf.MapSpec `ebpf:"seeds"`
 	Socks      *ebpf.MapSpec `ebpf:"socks"`
 }
 
@@ -195,6 +203,7 @@ type tcpstateMaps struct {
 	Pids       *ebpf.Map `ebpf:"pids"`
 	Raddrs     *ebpf.Map `ebpf:"raddrs"`
 	Rports     *ebpf.Map `ebpf:"rports"`
+	Seeds      *ebpf.Map `ebpf:"seeds"`
 	Socks      *ebpf.Map `ebpf:"socks"`
 }
 
@@ -209,6 +218,7 @@ func (m *tcpstateMaps) Close() error {
 		m.Pids,
 		m.Raddrs,
 		m.Rports,
+		m.Seeds,
 		m.Socks,
 	)
 }

@@ -98,6 +98,9 @@ type Tracer struct {
 	maps   tcpstateMaps
 	progs  programs
 	btf    bool // progs are the tp_btf flavour
+	// unseeded counts sockets older than the tracer whose owner could not
+	// be recorded (the seeds map was full).
+	unseeded int
 	links  []link.Link
 	reader *ringbuf.Reader
 	dec    *decoder
@@ -139,6 +142,10 @@ func New(opts Options) (*Tracer, error) {
 		}
 	}
 	if err := t.fillFilterMaps(&opts); err != nil {
+		t.Close()
+		return nil, err
+	}
+	if t.unseeded, err = seedOwners(t.maps.Seeds); err != nil {
 		t.Close()
 		return nil, err
 	}
@@ -276,6 +283,10 @@ func (t *Tracer) Run(ctx context.Context, h Handler) error {
 		}
 	}
 }
+
+// Unseeded returns how many sockets older than the tracer will show no
+// owner because there were too many to record at start-up.
+func (t *Tracer) Unseeded() int { return t.unseeded }
 
 // Lost returns how many events the kernel dropped because the ring buffer
 // was full.

@@ -1,0 +1,290 @@
+// SPDX-License-Identifier: Apache-2.0
+
+// Command tcpstate-bench measures what tracing costs a connection-heavy
+// workload: it runs a loopback connect/echo/close load in a fresh network
+// namespace, untraced and under each tracer, and reports connections per
+// second, events, lost events and the tracer's CPU, memory and start-up.
+//
+//	go run ./cmd/tcpstate-bench -tcpstate /tmp/tcpstate [-duration 5s] [-conns N] [-json FILE]
+//
+// It must run as root. It is a benchmark, not a test.
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+const tcpstatesPath = "/usr/sbin/tcpstates" // Debian libbpf-tools
+
+// mode is one configuration to measure. A mode without argv is a baseline.
+type mode struct {
+	name    string
+	argv    []string
+	toFile  bool  // stdout to a temporary file, else /dev/null
+	header  int64 // lines of the output that are not events
+	libbpf  bool  // libbpf-tools: no attach line, perf buffer lost lines
+	skipped string
+}
+
+func main() {
+	if arg, ok := os.LookupEnv(childEnv); ok {
+		if err := loadChild(arg); err != nil {
+			fmt.Fprintln(os.Stderr, "tcpstate-bench load:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "tcpstate-bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var (
+		tcpstate = flag.String("tcpstate", "", "path of the tcpstate binary (required)")
+		duration = flag.Duration("duration", 5*time.Second, "measured load per mode")
+		warmup   = flag.Duration("warmup", time.Second, "load before measuring, per mode")
+		conns    = flag.Int("conns", 4*runtime.NumCPU(), "concurrent client connections")
+		jsonOut  = flag.String("json", "", "also write the results as JSON to this file")
+		only     = flag.String("modes", "", "comma-separated modes to run (default all)")
+	)
+	flag.Parse()
+	if *tcpstate == "" || flag.NArg() > 0 || *conns < 1 || *duration <= 0 {
+		flag.Usage()
+		os.Exit(2)
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("must run as root (to load BPF programs and create a network namespace)")
+	}
+
+	modes := []mode{
+		{name: "baseline"},
+		{name: "json-file", argv: []string{*tcpstate, "-o", "json"}, toFile: true},
+		{name: "table-devnull", argv: []string{*tcpstate}},
+		{name: "life-json", argv: []string{*tcpstate, "life", "-o", "json"}, toFile: true},
+		{name: "libbpf-tools-tcpstates", argv: []string{tcpstatesPath}, toFile: true, header: 1, libbpf: true},
+		{name: "baseline-end"},
+	}
+	if !hasLife(*tcpstate) {
+		modes[3].skipped = "'tcpstate life --help' does not describe a life command"
+	}
+	if _, err := os.Stat(tcpstatesPath); err != nil {
+		modes[4].skipped = tcpstatesPath + " not found (apt-get install libbpf-tools)"
+	}
+
+	rep := &report{
+		Nproc:    runtime.NumCPU(),
+		Kernel:   kernelRelease(),
+		Date:     time.Now().Format(time.RFC3339),
+		Duration: duration.String(),
+		Warmup:   warmup.String(),
+		Conns:    *conns,
+		Tcpstate: *tcpstate,
+	}
+	cfg := loadConfig{Conns: *conns, Warmup: *warmup, Duration: *duration}
+	var baselines []float64
+	for _, m := range modes {
+		if *only != "" && !strings.Contains(","+*only+",", ","+m.name+",") {
+			continue
+		}
+		r := result{Mode: m.name, Skipped: m.skipped}
+		if m.skipped == "" {
+			fmt.Fprintf(os.Stderr, "running %s...\n", m.name)
+			var err error
+			if r, err = runMode(m, cfg); err != nil {
+				return fmt.Errorf("%s: %w", m.name, err)
+			}
+			if m.argv == nil {
+				baselines = append(baselines, r.ConnPerSec)
+			}
+		}
+		rep.Modes = append(rep.Modes, r)
+	}
+	rep.RefRate = mean(baselines...)
+	for i := range rep.Modes {
+		rep.Modes[i].Ratio = ratio(rep.Modes[i].ConnPerSec, rep.RefRate)
+	}
+
+	if err := printTable(os.Stdout, rep); err != nil {
+		return err
+	}
+	if *jsonOut != "" {
+		b, err := json.MarshalIndent(rep, "", "  ")
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(*jsonOut, append(b, '\n'), 0o644)
+	}
+	return nil
+}
+
+// hasLife reports whether tcpstate has a life subcommand. The exit status
+// alone does not tell: cobra prints the root help, successfully, for
+// "--help" after an unknown subcommand.
+func hasLife(tcpstate string) bool {
+	out, err := exec.Command(tcpstate, "life", "--help").CombinedOutput()
+	return err == nil && strings.Contains(string(out), "tcpstate life")
+}
+
+// runMode starts the mode's tracer, if any, waits until it is attached,
+// runs the load and stops the tracer with SIGINT (tcpstates loses its
+// buffered output with any other signal).
+func runMode(m mode, cfg loadConfig) (result, error) {
+	r := result{Mode: m.name}
+	if m.argv == nil {
+		load, err := runLoad(cfg)
+		if err != nil {
+			return r, err
+		}
+		r.setLoad(load)
+		return r, nil
+	}
+
+	var out *os.File
+	var err error
+	if m.toFile {
+		out, err = os.CreateTemp("", "tcpstate-bench-*.out")
+		if err == nil {
+			defer os.Remove(out.Name())
+		}
+	} else {
+		out, err = os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	}
+	if err != nil {
+		return r, err
+	}
+	defer out.Close()
+
+	cmd := exec.Command(m.argv[0], m.argv[1:]...)
+	cmd.Stdout = out
+	stderr := &stderrWatch{attached: make(chan struct{})}
+	cmd.Stderr = stderr
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return r, err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+
+	if m.libbpf {
+		// libbpf-tools print nothing until their stdio buffer fills; they
+		// create their perf buffer epoll fd right after attaching.
+		if !waitForFD(cmd.Process.Pid, "anon_inode:[eventpoll]", 2*time.Second) {
+			r.StartupNote = "no sign of attaching; waited 2s"
+		}
+	} else {
+		select {
+		case <-stderr.attached:
+		case err := <-exited:
+			return r, fmt.Errorf("tracer exited before attaching: %v: %s", err, stderr.String())
+		case <-time.After(30 * time.Second):
+			cmd.Process.Kill()
+			return r, fmt.Errorf("tracer did not attach within 30s")
+		}
+	}
+	r.StartupMs = ptr(float64(time.Since(start).Microseconds()) / 1e3)
+
+	load, loadErr := runLoad(cfg)
+
+	cmd.Process.Signal(syscall.SIGINT)
+	var waitErr error
+	select {
+	case waitErr = <-exited:
+	case <-time.After(60 * time.Second):
+		cmd.Process.Kill()
+		waitErr = errors.Join(errors.New("killed: no exit 60s after SIGINT"), <-exited)
+	}
+	if loadErr != nil {
+		return r, loadErr
+	}
+	if waitErr != nil {
+		return r, fmt.Errorf("tracer: %v: %s", waitErr, stderr.String())
+	}
+	r.setLoad(load)
+
+	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+	r.CPUSec = &cpu
+	r.MaxRSSMiB = ptr(float64(ru.Maxrss) / 1024) // ru_maxrss is in KiB
+
+	events, lost, ok := parseEventsLost(stderr.String())
+	if m.libbpf {
+		lost, ok = sumPerfLost(stderr.String()), true
+	}
+	if ok {
+		r.Lost = &lost
+	}
+	if m.toFile {
+		lines, err := countLines(out.Name())
+		if err != nil {
+			return r, err
+		}
+		events, ok = max(lines-m.header, 0), true
+	}
+	if ok {
+		r.Events = &events
+		r.EvPerConn = ptr(float64(events) / float64(load.Total))
+		if events > 0 {
+			r.CPUUsPerEv = ptr(cpu * 1e6 / float64(events))
+		}
+	}
+	return r, nil
+}
+
+func (r *result) setLoad(l loadResult) {
+	r.Conns = l.Conns
+	r.ConnPerSec = float64(l.Conns) / l.Seconds
+	r.LoadErrors = l.Errors
+}
+
+// waitForFD polls the open files of pid until one links to target.
+func waitForFD(pid int, target string, timeout time.Duration) bool {
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		ents, _ := os.ReadDir(dir)
+		for _, e := range ents {
+			if l, _ := os.Readlink(dir + "/" + e.Name()); l == target {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// stderrWatch keeps a tracer's stderr and closes attached at the first line
+// that says it is tracing. exec copies into it, and Wait returns only after
+// the copy is complete, so nothing at the end is lost.
+type stderrWatch struct {
+	mu       sync.Mutex
+	buf      strings.Builder
+	attached chan struct{}
+	seen     bool
+}
+
+func (w *stderrWatch) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(p)
+	if !w.seen && (strings.HasPrefix(w.buf.String(), "Tracing ") || strings.Contains(w.buf.String(), "\nTracing ")) {
+		w.seen = true
+		close(w.attached)
+	}
+	return len(p), nil
+}
+
+func (w *stderrWatch) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}

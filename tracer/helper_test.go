@@ -1,0 +1,186 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package tracer_test
+
+// The socket workloads of the integration tests. They run as separate
+// processes (this test binary re-executed inside a test network namespace),
+// so that each socket has a known owner pid.
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+const helperEnv = "TCPSTATE_TEST_HELPER"
+
+// helperReport is what a helper prints on stdout, one JSON object a line.
+type helperReport struct {
+	Pid    int    `json:"pid"`
+	Client int    `json:"client,omitempty"` // client's local port
+	Server int    `json:"server,omitempty"` // server's listening port
+	Step   string `json:"step,omitempty"`
+}
+
+// runHelper is the helper process's main; args: role, network, [port].
+func runHelper(args []string) error {
+	if len(args) < 2 {
+		return errors.New("usage: role network [args]")
+	}
+	role, network := args[0], args[1]
+	addr := "127.0.0.1"
+	if network == "tcp6" {
+		addr = "::1"
+	}
+	if len(args) > 2 && args[2] != "" {
+		addr = args[2]
+	}
+	out := json.NewEncoder(os.Stdout)
+	in := bufio.NewReader(os.Stdin)
+	say := func(r helperReport) error {
+		r.Pid = os.Getpid()
+		return out.Encode(r)
+	}
+	wait := func() error { _, err := in.ReadString('\n'); return err }
+
+	switch role {
+	case "client-closes", "server-closes", "half-close", "reset":
+		return pair(role, network, addr, say)
+	case "refused":
+		ln, err := net.Listen(network, net.JoinHostPort(addr, "0"))
+		if err != nil {
+			return err
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		c, err := net.Dial(network, net.JoinHostPort(addr, strconv.Itoa(port)))
+		if err == nil {
+			c.Close()
+			return errors.New("connect to a closed port succeeded")
+		}
+		return say(helperReport{Server: port})
+	case "server":
+		ln, err := net.Listen(network, net.JoinHostPort(addr, "0"))
+		if err != nil {
+			return err
+		}
+		if err := say(helperReport{Server: ln.Addr().(*net.TCPAddr).Port}); err != nil {
+			return err
+		}
+		s, err := ln.Accept()
+		if err != nil {
+			return err
+		}
+		if err := say(helperReport{Step: "accepted"}); err != nil {
+			return err
+		}
+		if _, err := io.ReadAll(s); err != nil {
+			return err
+		}
+		time.Sleep(20 * time.Millisecond) // let the peer reach FIN_WAIT2
+		s.Close()
+		time.Sleep(20 * time.Millisecond)
+		return ln.Close()
+	case "client":
+		if err := wait(); err != nil { // "go": lets the test move us first
+			return err
+		}
+		c, err := net.Dial(network, net.JoinHostPort(addr, args[3]))
+		if err != nil {
+			return err
+		}
+		if err := say(helperReport{Client: c.LocalAddr().(*net.TCPAddr).Port}); err != nil {
+			return err
+		}
+		if err := wait(); err != nil { // "close": the server has accepted
+			return err
+		}
+		if _, err := c.Write([]byte("hello")); err != nil {
+			return err
+		}
+		if err := c.Close(); err != nil {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+		return nil
+	}
+	return fmt.Errorf("unknown helper role %q", role)
+}
+
+// pair runs client and server of one connection in this process.
+func pair(scenario, network, addr string, say func(helperReport) error) error {
+	ln, err := net.Listen(network, net.JoinHostPort(addr, "0"))
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	c, err := net.Dial(network, ln.Addr().String())
+	if err != nil {
+		return err
+	}
+	sc, err := ln.Accept()
+	if err != nil {
+		return err
+	}
+	client, server := c.(*net.TCPConn), sc.(*net.TCPConn)
+	if err := say(helperReport{Client: client.LocalAddr().(*net.TCPAddr).Port, Server: ln.Addr().(*net.TCPAddr).Port}); err != nil {
+		return err
+	}
+	pause := func() { time.Sleep(20 * time.Millisecond) }
+	switch scenario {
+	case "client-closes", "server-closes":
+		first, second := client, server
+		if scenario == "server-closes" {
+			first, second = server, client
+		}
+		if _, err := first.Write([]byte("hello")); err != nil {
+			return err
+		}
+		first.Close()
+		if b, err := io.ReadAll(second); err != nil || string(b) != "hello" {
+			return fmt.Errorf("read %q, %v", b, err)
+		}
+		pause() // the first closer reaches FIN_WAIT2
+		second.Close()
+	case "half-close":
+		if err := client.CloseWrite(); err != nil { // shutdown(SHUT_WR)
+			return err
+		}
+		if _, err := io.ReadAll(server); err != nil {
+			return err
+		}
+		pause()
+		// In CLOSE_WAIT the server may still send.
+		if _, err := server.Write([]byte("after fin")); err != nil {
+			return err
+		}
+		buf := make([]byte, 9)
+		if _, err := io.ReadFull(client, buf); err != nil || string(buf) != "after fin" {
+			return fmt.Errorf("half-close read %q, %v", buf, err)
+		}
+		server.Close()
+		if _, err := io.ReadAll(client); err != nil {
+			return err
+		}
+		client.Close()
+	case "reset":
+		if err := client.SetLinger(0); err != nil {
+			return err
+		}
+		client.Close() // RST instead of FIN
+		_, err := server.Read(make([]byte, 1))
+		if !errors.Is(err, syscall.ECONNRESET) {
+			return fmt.Errorf("server read after reset: %v, want ECONNRESET", err)
+		}
+		server.Close()
+	}
+	pause()
+	return nil
+}

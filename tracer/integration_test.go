@@ -1,0 +1,614 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package tracer_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tcpstate/tcpstate/tracer"
+)
+
+func TestMain(m *testing.M) {
+	if args := os.Getenv(helperEnv); args != "" {
+		if err := runHelper(strings.Split(args, "\x1f")); err != nil {
+			fmt.Fprintln(os.Stderr, "helper:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// requireRoot skips a privileged test outside CI and fails it in CI, where
+// it must run.
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("privileged test: CI must run it as root")
+	}
+	t.Skip("privileged test: run as root (sudo make test)")
+}
+
+// netns is a fresh network namespace with only loopback up.
+type netns struct {
+	name  string
+	inode uint32
+}
+
+func newNetns(t *testing.T) *netns {
+	t.Helper()
+	name := fmt.Sprintf("tcpstate-test-%d", rand.Uint32())
+	for _, args := range [][]string{
+		{"netns", "add", name},
+		{"-n", name, "link", "set", "lo", "up"},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
+	var st unix.Stat_t
+	if err := unix.Stat("/run/netns/"+name, &st); err != nil {
+		t.Fatal(err)
+	}
+	return &netns{name: name, inode: uint32(st.Ino)}
+}
+
+// collector keeps every event a tracer reads.
+type collector struct {
+	mu     sync.Mutex
+	events []tracer.Event
+}
+
+func (c *collector) Event(ev *tracer.Event) error {
+	c.mu.Lock()
+	c.events = append(c.events, *ev)
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *collector) Tick() error { return nil }
+
+func (c *collector) snapshot() []tracer.Event {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]tracer.Event(nil), c.events...)
+}
+
+// startTracer loads a tracer with opts and collects its events until the
+// test ends.
+func startTracer(t *testing.T, opts tracer.Options) *collector {
+	t.Helper()
+	tr, err := tracer.New(opts)
+	if err != nil {
+		t.Fatalf("tracer.New: %v", err)
+	}
+	c := &collector{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- tr.Run(ctx, c) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		if err := tr.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return c
+}
+
+// helper is a workload process in the test namespace.
+type helper struct {
+	cmd    *exec.Cmd
+	in     *os.File
+	out    *bufio.Scanner
+	stderr strings.Builder
+}
+
+func startHelper(t *testing.T, ns *netns, args ...string) *helper {
+	t.Helper()
+	cmd := exec.Command("ip", "netns", "exec", ns.name, os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"="+strings.Join(args, "\x1f"))
+	h := &helper{cmd: cmd}
+	cmd.Stderr = &h.stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdinR, stdinW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdin = stdinR
+	h.in = stdinW
+	h.out = bufio.NewScanner(stdout)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stdinR.Close()
+	t.Cleanup(func() {
+		h.in.Close()
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	return h
+}
+
+// next reads the helper's next report.
+func (h *helper) next(t *testing.T) helperReport {
+	t.Helper()
+	if !h.out.Scan() {
+		h.cmd.Wait()
+		t.Fatalf("helper %v ended early: %s", h.cmd.Args, h.stderr.String())
+	}
+	var r helperReport
+	if err := json.Unmarshal(h.out.Bytes(), &r); err != nil {
+		t.Fatalf("helper said %q: %v", h.out.Text(), err)
+	}
+	return r
+}
+
+func (h *helper) send(t *testing.T, line string) {
+	t.Helper()
+	if _, err := fmt.Fprintln(h.in, line); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (h *helper) wait(t *testing.T) {
+	t.Helper()
+	if err := h.cmd.Wait(); err != nil {
+		t.Fatalf("helper %v: %v: %s", h.cmd.Args, err, h.stderr.String())
+	}
+}
+
+// runPair runs a one-process scenario and returns its report.
+func runPair(t *testing.T, ns *netns, scenario, network string, addr ...string) helperReport {
+	t.Helper()
+	h := startHelper(t, ns, append([]string{scenario, network}, addr...)...)
+	r := h.next(t)
+	h.wait(t)
+	return r
+}
+
+// life is the events of one socket from its first transition to CLOSE.
+type life []tracer.Event
+
+func (l life) path() string {
+	var b strings.Builder
+	for i, ev := range l {
+		if i == 0 {
+			b.WriteString(ev.OldState.String())
+		}
+		b.WriteString(">" + ev.NewState.String())
+	}
+	return b.String()
+}
+
+func (l life) closed() bool { return len(l) > 0 && l[len(l)-1].NewState == tracer.Close }
+
+// lives splits events into per-socket lives, in order.
+func lives(events []tracer.Event) []life {
+	open := map[uint64]int{}
+	var out []life
+	for _, ev := range events {
+		i, ok := open[ev.Skaddr]
+		if !ok {
+			i = len(out)
+			out = append(out, nil)
+			open[ev.Skaddr] = i
+		}
+		out[i] = append(out[i], ev)
+		if ev.NewState == tracer.Close {
+			delete(open, ev.Skaddr)
+		}
+	}
+	return out
+}
+
+// socketKind picks a life out by its role in a connection.
+type socketKind int
+
+const (
+	clientSock socketKind = iota
+	childSock
+	listenSock
+)
+
+func (k socketKind) String() string { return [...]string{"client", "server child", "listener"}[k] }
+
+func findLife(ls []life, kind socketKind, client, server int) life {
+	for _, l := range ls {
+		first := l[0]
+		switch {
+		case kind == clientSock && first.OldState == tracer.Close && first.NewState == tracer.SynSent &&
+			int(first.LPort) == client && int(first.RPort) == server:
+			return l
+		case kind == childSock && first.OldState == tracer.Listen && first.NewState == tracer.SynRecv &&
+			int(first.LPort) == server && int(first.RPort) == client:
+			return l
+		case kind == listenSock && first.NewState == tracer.Listen && int(first.LPort) == server:
+			return l
+		}
+	}
+	return nil
+}
+
+// waitLives waits until the sockets of every connection have closed.
+func waitLives(t *testing.T, c *collector, want func([]life) bool) []life {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		ls := lives(c.snapshot())
+		if want(ls) {
+			time.Sleep(200 * time.Millisecond) // anything extra shows up too
+			return lives(c.snapshot())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	ls := lives(c.snapshot())
+	for _, l := range ls {
+		t.Logf("seen: %s %s:%d -> %s:%d", l.path(), l[0].LAddr, l[0].LPort, l[0].RAddr, l[0].RPort)
+	}
+	t.Fatal("timed out waiting for transitions")
+	return nil
+}
+
+func loopback(network string) netip.Addr {
+	if network == "tcp6" {
+		return netip.IPv6Loopback()
+	}
+	return netip.MustParseAddr("127.0.0.1")
+}
+
+// checkLife asserts the exact path and 4-tuple of every event of l.
+func checkLife(t *testing.T, l life, kind socketKind, wantPath string, local, remote netip.AddrPort) {
+	t.Helper()
+	if l == nil {
+		t.Errorf("%s: no transitions seen", kind)
+		return
+	}
+	if got := l.path(); got != wantPath {
+		t.Errorf("%s: path %s, want %s", kind, got, wantPath)
+	}
+	for _, ev := range l {
+		gotL := netip.AddrPortFrom(ev.LAddr, ev.LPort)
+		gotR := netip.AddrPortFrom(ev.RAddr, ev.RPort)
+		if gotL != local || gotR != remote {
+			t.Errorf("%s %s->%s: tuple %s -> %s, want %s -> %s", kind, ev.OldState, ev.NewState, gotL, gotR, local, remote)
+		}
+		if want := family(local.Addr()); ev.Family != want {
+			t.Errorf("%s %s->%s: family %s, want %s", kind, ev.OldState, ev.NewState, ev.Family, want)
+		}
+	}
+}
+
+func family(a netip.Addr) tracer.Family {
+	if a.Is4() {
+		return tracer.IPv4
+	}
+	return tracer.IPv6
+}
+
+func TestTransitions(t *testing.T) {
+	requireRoot(t)
+	const (
+		activeClose  = "SYN_SENT>ESTABLISHED>FIN_WAIT1>FIN_WAIT2>CLOSE"
+		passiveClose = "SYN_SENT>ESTABLISHED>CLOSE_WAIT>LAST_ACK>CLOSE"
+	)
+	cases := []struct {
+		scenario       string
+		client, server string // paths after the first state
+	}{
+		{"client-closes", activeClose, "SYN_RECV>ESTABLISHED>CLOSE_WAIT>LAST_ACK>CLOSE"},
+		{"server-closes", passiveClose, "SYN_RECV>ESTABLISHED>FIN_WAIT1>FIN_WAIT2>CLOSE"},
+		{"half-close", activeClose, "SYN_RECV>ESTABLISHED>CLOSE_WAIT>LAST_ACK>CLOSE"},
+		{"reset", "SYN_SENT>ESTABLISHED>CLOSE", "SYN_RECV>ESTABLISHED>CLOSE"},
+	}
+	for _, network := range []string{"tcp4", "tcp6"} {
+		for _, tc := range cases {
+			t.Run(tc.scenario+"/"+network, func(t *testing.T) {
+				ns := newNetns(t)
+				c := startTracer(t, tracer.Options{NetNS: ns.inode})
+				r := runPair(t, ns, tc.scenario, network)
+				ls := waitLives(t, c, func(ls []life) bool {
+					return findLife(ls, clientSock, r.Client, r.Server).closed() &&
+						findLife(ls, childSock, r.Client, r.Server).closed() &&
+						findLife(ls, listenSock, r.Client, r.Server).closed()
+				})
+				lo := loopback(network)
+				cli := netip.AddrPortFrom(lo, uint16(r.Client))
+				srv := netip.AddrPortFrom(lo, uint16(r.Server))
+				checkLife(t, findLife(ls, clientSock, r.Client, r.Server), clientSock, "CLOSE>"+tc.client, cli, srv)
+				checkLife(t, findLife(ls, childSock, r.Client, r.Server), childSock, "LISTEN>"+tc.server, srv, cli)
+				any := netip.IPv4Unspecified()
+				if network == "tcp6" {
+					any = netip.IPv6Unspecified()
+				}
+				checkLife(t, findLife(ls, listenSock, r.Client, r.Server), listenSock, "CLOSE>LISTEN>CLOSE", srv, netip.AddrPortFrom(any, 0))
+				if len(ls) != 3 {
+					t.Errorf("saw %d sockets, want 3 (client, child, listener)", len(ls))
+				}
+				for _, l := range ls {
+					for _, ev := range l[1:] {
+						if !ev.InStateKnown {
+							t.Errorf("%s->%s: in-state time unknown", ev.OldState, ev.NewState)
+						}
+					}
+				}
+			})
+		}
+		t.Run("refused/"+network, func(t *testing.T) {
+			ns := newNetns(t)
+			c := startTracer(t, tracer.Options{NetNS: ns.inode})
+			r := runPair(t, ns, "refused", network)
+			ls := waitLives(t, c, func(ls []life) bool {
+				for _, l := range ls {
+					if l[0].NewState == tracer.SynSent && l.closed() {
+						return true
+					}
+				}
+				return false
+			})
+			var got life
+			for _, l := range ls {
+				if l[0].NewState == tracer.SynSent {
+					got = l
+				}
+			}
+			if got.path() != "CLOSE>SYN_SENT>CLOSE" {
+				t.Fatalf("refused connect: path %s, want CLOSE>SYN_SENT>CLOSE", got.path())
+			}
+			for _, ev := range got {
+				if ev.LPort == 0 {
+					t.Errorf("%s->%s: local port 0, want the bound port", ev.OldState, ev.NewState)
+				}
+				if int(ev.RPort) != r.Server {
+					t.Errorf("%s->%s: remote port %d, want %d", ev.OldState, ev.NewState, ev.RPort, r.Server)
+				}
+			}
+		})
+	}
+}
+
+// ownerRun runs server and client in separate processes; the client
+// closes only after the server has accepted.
+type ownerRun struct {
+	serverPid, clientPid int
+	server, client       int
+	events               []life
+}
+
+func runOwners(t *testing.T, ns *netns, c *collector, network, addr string, beforeClient func(pid int)) ownerRun {
+	t.Helper()
+	srv := startHelper(t, ns, "server", network, addr)
+	sr := srv.next(t)
+	cli := startHelper(t, ns, "client", network, addr, strconv.Itoa(sr.Server))
+	if beforeClient != nil {
+		beforeClient(cli.cmd.Process.Pid)
+	}
+	cli.send(t, "go")
+	cr := cli.next(t)
+	if step := srv.next(t); step.Step != "accepted" {
+		t.Fatalf("server said %+v, want accepted", step)
+	}
+	cli.send(t, "close")
+	cli.wait(t)
+	srv.wait(t)
+	ls := waitLives(t, c, func(ls []life) bool {
+		return findLife(ls, clientSock, cr.Client, sr.Server).closed() &&
+			findLife(ls, childSock, cr.Client, sr.Server).closed() &&
+			findLife(ls, listenSock, cr.Client, sr.Server).closed()
+	})
+	return ownerRun{serverPid: sr.Pid, clientPid: cr.Pid, server: sr.Server, client: cr.Client, events: ls}
+}
+
+func TestOwnerAcrossProcesses(t *testing.T) {
+	requireRoot(t)
+	for _, network := range []string{"tcp4", "tcp6"} {
+		t.Run(network, func(t *testing.T) {
+			ns := newNetns(t)
+			c := startTracer(t, tracer.Options{NetNS: ns.inode})
+			r := runOwners(t, ns, c, network, "", nil)
+			comm := filepath.Base(os.Args[0])
+			if len(comm) > 15 {
+				comm = comm[:15]
+			}
+			check := func(kind socketKind, l life, wantPids ...int) {
+				t.Helper()
+				if len(l) != len(wantPids) {
+					t.Errorf("%s: path %s, want %d transitions", kind, l.path(), len(wantPids))
+					return
+				}
+				for i, ev := range l {
+					wantComm := comm
+					if wantPids[i] == 0 {
+						wantComm = ""
+					}
+					if int(ev.Pid) != wantPids[i] || ev.Comm != wantComm {
+						t.Errorf("%s %s->%s: owner %d %q, want %d %q", kind, ev.OldState, ev.NewState, ev.Pid, ev.Comm, wantPids[i], wantComm)
+					}
+				}
+			}
+			cp, sp := r.clientPid, r.serverPid
+			// Every transition of the client carries the client's pid, also
+			// FIN_WAIT1->FIN_WAIT2, which runs in the server's task.
+			check(clientSock, findLife(r.events, clientSock, r.client, r.server), cp, cp, cp, cp, cp)
+			// The child has no owner until accept(); then the server, also
+			// for ESTABLISHED->CLOSE_WAIT, which runs in the client's task.
+			check(childSock, findLife(r.events, childSock, r.client, r.server), 0, 0, sp, sp, sp)
+			check(listenSock, findLife(r.events, listenSock, r.client, r.server), sp, sp)
+		})
+	}
+}
+
+// cgroup2Root finds where the cgroup v2 hierarchy is mounted.
+func cgroup2Root(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if i := strings.Index(line, " - cgroup2 "); i >= 0 {
+			return strings.Fields(line)[4]
+		}
+	}
+	t.Fatal("no cgroup2 mount")
+	return ""
+}
+
+// TestFilters runs one workload under an unfiltered tracer and one tracer
+// per filter; each filtered tracer must see exactly the matching subset.
+func TestFilters(t *testing.T) {
+	requireRoot(t)
+	ns := newNetns(t)
+	cg := filepath.Join(cgroup2Root(t), fmt.Sprintf("tcpstate-test-%d", rand.Uint32()))
+	if err := os.Mkdir(cg, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(cg) })
+	var cgStat unix.Stat_t
+	if err := unix.Stat(cg, &cgStat); err != nil {
+		t.Fatal(err)
+	}
+
+	all := startTracer(t, tracer.Options{NetNS: ns.inode})
+	type filterCase struct {
+		name  string
+		opts  tracer.Options
+		match func(ev tracer.Event) bool
+		c     *collector
+		since time.Time // events before the tracer started are not expected
+	}
+	// Filled in once the workload's ports and pids are known.
+	var r4, r6 ownerRun
+	var pair2 helperReport
+	cases := []*filterCase{
+		{name: "ipv4", opts: tracer.Options{IPv4: true}, match: func(ev tracer.Event) bool { return ev.Family == tracer.IPv4 }},
+		{name: "ipv6", opts: tracer.Options{IPv6: true}, match: func(ev tracer.Event) bool { return ev.Family == tracer.IPv6 }},
+		{name: "state", opts: tracer.Options{States: []tracer.State{tracer.CloseWait}}, match: func(ev tracer.Event) bool {
+			return ev.OldState == tracer.CloseWait || ev.NewState == tracer.CloseWait
+		}},
+		{name: "raddr", opts: tracer.Options{RAddrs: []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32")}}, match: func(ev tracer.Event) bool {
+			return ev.RAddr == netip.MustParseAddr("127.0.0.2")
+		}},
+		{name: "laddr-v6", opts: tracer.Options{LAddrs: []netip.Prefix{netip.MustParsePrefix("::1/128")}}, match: func(ev tracer.Event) bool {
+			return ev.LAddr == netip.IPv6Loopback()
+		}},
+		{name: "cgroup", opts: tracer.Options{CgroupID: cgStat.Ino}, match: func(ev tracer.Event) bool { return ev.CgroupID == cgStat.Ino }},
+		{name: "comm", opts: tracer.Options{Comms: []string{"no-such-comm", commOf(os.Args[0])}}, match: func(ev tracer.Event) bool {
+			return ev.Comm == commOf(os.Args[0])
+		}},
+	}
+	// Port and pid filters need values known only after the servers start,
+	// so they get their own tracers below.
+	for _, fc := range cases {
+		fc.opts.NetNS = ns.inode
+		fc.c = startTracer(t, fc.opts)
+	}
+	moveToCgroup := func(pid int) {
+		if err := os.WriteFile(filepath.Join(cg, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r4 = runOwners(t, ns, all, "tcp4", "", moveToCgroup)
+	r6 = runOwners(t, ns, all, "tcp6", "", nil)
+	pair2 = runPair(t, ns, "client-closes", "tcp4", "127.0.0.2")
+	waitLives(t, all, func(ls []life) bool { return findLife(ls, listenSock, pair2.Client, pair2.Server).closed() })
+
+	// Second round, for the filters that need the first round's values:
+	// same workload shape, new ports and pids.
+	lateAll := startTracer(t, tracer.Options{NetNS: ns.inode})
+	late := []*filterCase{}
+	srvProbe := startHelper(t, ns, "server", "tcp4", "")
+	sr := srvProbe.next(t)
+	late = append(late,
+		&filterCase{name: "lport", opts: tracer.Options{LPorts: []uint16{uint16(sr.Server)}}, match: func(ev tracer.Event) bool { return int(ev.LPort) == sr.Server }},
+		&filterCase{name: "rport", opts: tracer.Options{RPorts: []uint16{1, uint16(sr.Server)}}, match: func(ev tracer.Event) bool { return int(ev.RPort) == sr.Server }},
+		&filterCase{name: "pid", opts: tracer.Options{PIDs: []uint32{uint32(sr.Pid)}}, match: func(ev tracer.Event) bool { return int(ev.Pid) == sr.Pid }},
+	)
+	for _, fc := range late {
+		fc.opts.NetNS = ns.inode
+		fc.c = startTracer(t, fc.opts)
+		fc.since = time.Now()
+	}
+	cli := startHelper(t, ns, "client", "tcp4", "", strconv.Itoa(sr.Server))
+	cli.send(t, "go")
+	cr := cli.next(t)
+	if step := srvProbe.next(t); step.Step != "accepted" {
+		t.Fatalf("server said %+v", step)
+	}
+	cli.send(t, "close")
+	cli.wait(t)
+	srvProbe.wait(t)
+	// Noise the port and pid filters must leave out.
+	runPair(t, ns, "client-closes", "tcp4")
+	waitLives(t, lateAll, func(ls []life) bool {
+		return findLife(ls, clientSock, cr.Client, sr.Server).closed() &&
+			findLife(ls, listenSock, cr.Client, sr.Server).closed() && len(ls) >= 6
+	})
+
+	check := func(fc *filterCase, reference *collector) {
+		t.Helper()
+		time.Sleep(100 * time.Millisecond)
+		var want []string
+		total := 0
+		for _, ev := range reference.snapshot() {
+			total++
+			if fc.match(ev) && ev.Time.After(fc.since) {
+				want = append(want, key(ev))
+			}
+		}
+		var got []string
+		for _, ev := range fc.c.snapshot() {
+			got = append(got, key(ev))
+		}
+		if len(want) == 0 || len(want) == total {
+			t.Errorf("filter %s: workload gives %d of %d events; the test cannot tell", fc.name, len(want), total)
+		}
+		if strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Errorf("filter %s: got %d events, want %d:\ngot:\n%s\nwant:\n%s", fc.name, len(got), len(want), strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+	}
+	for _, fc := range cases {
+		check(fc, all)
+	}
+	for _, fc := range late {
+		check(fc, lateAll)
+	}
+	_ = r4
+	_ = r6
+}
+
+func commOf(path string) string {
+	c := filepath.Base(path)
+	if len(c) > 15 {
+		c = c[:15]
+	}
+	return c
+}
+
+func key(ev tracer.Event) string {
+	return fmt.Sprintf("%x %s:%d>%s:%d %s>%s pid=%d", ev.Skaddr, ev.LAddr, ev.LPort, ev.RAddr, ev.RPort, ev.OldState, ev.NewState, ev.Pid)
+}
