@@ -95,15 +95,15 @@ func (p *programs) Close() error {
 
 // Tracer is a loaded and attached set of BPF programs.
 type Tracer struct {
-	maps   tcpstateMaps
-	progs  programs
-	btf    bool // progs are the tp_btf flavour
+	maps  tcpstateMaps
+	progs programs
+	btf   bool // progs are the tp_btf flavour
 	// unseeded counts sockets older than the tracer whose owner could not
 	// be recorded (the seeds map was full).
 	unseeded int
-	links  []link.Link
-	reader *ringbuf.Reader
-	dec    *decoder
+	links    []link.Link
+	reader   *ringbuf.Reader
+	dec      *decoder
 }
 
 // New checks privileges and kernel support, loads the BPF programs with the
