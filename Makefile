@@ -1,0 +1,38 @@
+# tcpstate — see README.md. Run the tests as root: make test
+# sudo's secure_path often lacks Go's directory: find go there too.
+GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+CLANG ?= clang-19
+BIN := bin/tcpstate
+
+.PHONY: build generate check-generate test vet unit bench clean
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/tcpstate
+
+# Regenerate the committed bpf2go output (needs clang-19, llvm-19, libbpf-dev).
+generate:
+	$(GO) generate ./...
+
+# The committed BPF objects must be what the sources build to.
+check-generate:
+	@if command -v $(CLANG) >/dev/null; then \
+		$(GO) generate ./... && git diff --exit-code -- tracer/ && echo "generated files up to date"; \
+	else \
+		echo "check-generate: $(CLANG) not installed, not checked (.ci/run installs it)"; \
+	fi
+
+vet:
+	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	$(GO) vet ./...
+
+# Every test; the integration tests need root (they fail under CI=true
+# without it, and skip otherwise).
+test: vet check-generate
+	$(GO) test -count=1 ./...
+
+# Connection churn with and without the tracer; a benchmark, not a test.
+bench: build
+	$(GO) run ./cmd/tcpstate-bench -tcpstate $(BIN)
+
+clean:
+	rm -rf bin
