@@ -99,7 +99,7 @@ func (d *decoder) comm(b [commLength]byte) string {
 		return s
 	}
 	n := 0
-	for n < commLength && b[n] != 0 {
+	for n < commLength-1 && b[n] != 0 { // the kernel keeps a NUL; never trust it
 		n++
 	}
 	s := string(b[:n])

@@ -1,0 +1,229 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package main
+
+// End-to-end tests of the built binary: what a user sees on the terminal
+// and in a pipe. They need root, like the tool.
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+const helperEnv = "TCPSTATE_CMD_TEST_HELPER"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(helperEnv) != "" {
+		if err := connectAndClose(); err != nil {
+			fmt.Fprintln(os.Stderr, "helper:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// connectAndClose makes one IPv4 connection on loopback and closes it.
+func connectAndClose() error {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp4", ln.Addr().String())
+	if err != nil {
+		return err
+	}
+	s, err := ln.Accept()
+	if err != nil {
+		return err
+	}
+	c.Close()
+	io.ReadAll(s)
+	time.Sleep(10 * time.Millisecond)
+	return s.Close()
+}
+
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("privileged test: CI must run it as root")
+	}
+	t.Skip("privileged test: run as root (make test)")
+}
+
+// build compiles the tool once per test binary run.
+func build(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "tcpstate")
+	cmd := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", bin, ".")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// newNetns makes a namespace with loopback up and returns its name.
+func newNetns(t *testing.T) string {
+	t.Helper()
+	name := fmt.Sprintf("tcpstate-cmd-%d", rand.Uint32())
+	for _, args := range [][]string{{"netns", "add", name}, {"-n", name, "link", "set", "lo", "up"}} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v %s", args, err, out)
+		}
+	}
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
+	return name
+}
+
+func connectIn(t *testing.T, ns string) int {
+	t.Helper()
+	cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"=1")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("helper: %v %s", err, out)
+	}
+	return cmd.Process.Pid
+}
+
+// started starts the tool and waits until it says it is tracing.
+func started(t *testing.T, cmd *exec.Cmd) *bufio.Reader {
+	t.Helper()
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	r := bufio.NewReader(stderr)
+	line, err := r.ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "Tracing TCP state transitions") {
+		t.Fatalf("first stderr line %q, %v", line, err)
+	}
+	return r
+}
+
+var summaryRe = regexp.MustCompile(`^(\d+) events, (\d+) lost\n$`)
+
+func TestJSONOutputAndSummary(t *testing.T) {
+	requireRoot(t)
+	bin, ns := build(t), newNetns(t)
+	cmd := exec.Command(bin, "-o", "json", "--netns", "/run/netns/"+ns)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr := started(t, cmd)
+	pid := connectIn(t, ns)
+	time.Sleep(300 * time.Millisecond)
+	cmd.Process.Signal(syscall.SIGINT)
+	out, _ := io.ReadAll(stdout)
+	rest, _ := io.ReadAll(stderr)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("after SIGINT: %v (stderr %q)", err, rest)
+	}
+	m := summaryRe.FindStringSubmatch(string(rest))
+	if m == nil {
+		t.Fatalf("stderr %q, want the 'N events, M lost' summary", rest)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	// Listener 2, client 5, server child 5.
+	if len(lines) != 12 || m[1] != "12" || m[2] != "0" {
+		t.Fatalf("%d lines, summary %q, want 12 events and 0 lost:\n%s", len(lines), m[0], out)
+	}
+	keys := []string{"time", "skaddr", "pid", "comm", "family", "laddr", "lport", "raddr", "rport", "oldstate", "newstate", "in_state_us", "netns", "cgroup_id"}
+	for i, line := range lines {
+		var ev map[string]any
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("line %d not JSON: %q", i, line)
+		}
+		if ev["pid"].(float64) != float64(pid) && ev["pid"].(float64) != 0 {
+			t.Errorf("line %d: pid %v, want the helper's %d (or 0 before accept)", i, ev["pid"], pid)
+		}
+		if _, err := time.Parse(time.RFC3339Nano, ev["time"].(string)); err != nil {
+			t.Errorf("line %d: time %v", i, ev["time"])
+		}
+		// Keys in the contract's order (in_state_us may be absent).
+		dec := json.NewDecoder(strings.NewReader(line))
+		dec.Token()
+		k := 0
+		for dec.More() {
+			tok, _ := dec.Token()
+			for k < len(keys) && keys[k] != tok {
+				k++
+			}
+			if k == len(keys) {
+				t.Fatalf("line %d: key %v out of order: %s", i, tok, line)
+			}
+			dec.Token()
+		}
+	}
+}
+
+// `tcpstate | head -1`: once the reader is gone the tool ends by itself,
+// quietly and with status 0, even if no further event comes.
+func TestReaderGoneEndsQuietly(t *testing.T) {
+	requireRoot(t)
+	bin, ns := build(t), newNetns(t)
+	cmd := exec.Command(bin, "--netns", "/run/netns/"+ns)
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout = pw
+	stderr := started(t, cmd)
+	pw.Close()
+	connectIn(t, ns)
+	line, err := bufio.NewReader(pr).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "TIME") {
+		t.Fatalf("first line %q, %v", line, err)
+	}
+	pr.Close() // like head -1 after its line
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		rest, _ := io.ReadAll(stderr)
+		if err != nil || len(rest) != 0 {
+			t.Errorf("exit %v, stderr %q; want status 0 and nothing said", err, rest)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("still running 2s after its reader went away")
+	}
+}
+
+func TestNotRootSaysSo(t *testing.T) {
+	requireRoot(t)
+	bin := build(t)
+	os.Chmod(filepath.Dir(bin), 0o755)
+	os.Chmod(filepath.Dir(filepath.Dir(bin)), 0o755)
+	cmd := exec.Command(bin)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	ee, ok := err.(*exec.ExitError)
+	if !ok || ee.ExitCode() != 1 {
+		t.Fatalf("exit %v, want 1: %s", err, out)
+	}
+	if lines := strings.Split(strings.TrimSpace(string(out)), "\n"); len(lines) != 1 || !strings.Contains(lines[0], "root") || !strings.Contains(lines[0], "sudo") {
+		t.Errorf("output %q: want one sentence saying to run as root", out)
+	}
+}

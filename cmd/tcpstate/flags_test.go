@@ -1,0 +1,100 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/tcpstate/tcpstate/tracer"
+)
+
+// Bad command lines fail with status 2 and one line naming the flag, before
+// anything is loaded (so these run without root).
+func TestBadFlagsExitTwo(t *testing.T) {
+	cases := map[string][]string{
+		"--lport":              {"--lport", "0"},
+		"--rport":              {"--rport", "70000"},
+		"lport":                {"trace", "--lport", "http"},
+		"--pid":                {"--pid", "-3"},
+		"pid":                  {"--pid", "1,x"},
+		"--state":              {"--state", "CLOSE_WAIT,bogus"},
+		"--laddr":              {"--laddr", "300.1.1.1"},
+		"--raddr":              {"--raddr", "10.0.0.0/33"},
+		"--output":             {"-o", "xml"},
+		"--cgroup":             {"--cgroup", "/nonexistent/cgroup"},
+		"--netns":              {"--netns", "/nonexistent/ns"},
+		"--comm":               {"--comm", "a-name-of-16-chr"},
+		"--duration":           {"-d", "-1s"},
+		"duration":             {"-d", "soon"},
+		"--kernel-btf":         {"--kernel-btf", "/nonexistent/vmlinux"},
+		"bogus":                {"--bogus"},
+		"argument":             {"extra"},
+		`for "tcpstate trace"`: {"trace", "extra"},
+	}
+	for want, args := range cases {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(context.Background(), args, &stdout, &stderr)
+			if code != 2 {
+				t.Fatalf("exit %d, want 2; stderr: %s", code, stderr.String())
+			}
+			lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+			if len(lines) != 2 || !strings.HasPrefix(lines[0], "tcpstate: ") || !strings.Contains(lines[0], want) {
+				t.Errorf("stderr %q: want one error line naming %q and a --help hint", stderr.String(), want)
+			}
+			if strings.Contains(stderr.String(), "goroutine") || stdout.Len() != 0 {
+				t.Errorf("unexpected output: stdout %q stderr %q", stdout.String(), stderr.String())
+			}
+		})
+	}
+}
+
+func TestHelpTeaches(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"trace", "--help"}} {
+		var stdout, stderr bytes.Buffer
+		if code := run(context.Background(), args, &stdout, &stderr); code != 0 {
+			t.Fatalf("%v: exit %d", args, code)
+		}
+		for _, want := range []string{"--state", "--lport", "jq", "CLOSE_WAIT", "-o, --output"} {
+			if !strings.Contains(stdout.String(), want) {
+				t.Errorf("%v: help lacks %q", args, want)
+			}
+		}
+	}
+}
+
+func TestFlagsToOptions(t *testing.T) {
+	f := filterFlags{
+		ipv6:   true,
+		pids:   []string{"10", "20"},
+		comms:  []string{"nginx"},
+		lports: []string{"80", "443"},
+		raddrs: []string{"10.0.0.0/8", "::ffff:192.0.2.0/120", "[2001:db8::1]"},
+		states: []string{"close-wait", "TCP_FIN_WAIT2"},
+		netns:  "4026531840",
+	}
+	o, err := f.options()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !o.IPv6 || o.IPv4 || len(o.PIDs) != 2 || o.PIDs[1] != 20 || o.Comms[0] != "nginx" ||
+		len(o.LPorts) != 2 || o.LPorts[1] != 443 || o.NetNS != 4026531840 {
+		t.Errorf("options %+v", o)
+	}
+	wantR := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("2001:db8::1/128")}
+	if len(o.RAddrs) != len(wantR) {
+		t.Fatalf("raddrs %v, want %v", o.RAddrs, wantR)
+	}
+	for i := range wantR {
+		if o.RAddrs[i] != wantR[i] {
+			t.Errorf("raddr %d: %s, want %s", i, o.RAddrs[i], wantR[i])
+		}
+	}
+	if len(o.States) != 2 || o.States[0] != tracer.CloseWait || o.States[1] != tracer.FinWait2 {
+		t.Errorf("states %v", o.States)
+	}
+}
