@@ -17,7 +17,7 @@ import (
 )
 
 // ErrPrivileges means the process may not load BPF programs.
-var ErrPrivileges = errors.New("tcpstate needs root, or the CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN capabilities: run it with sudo")
+var ErrPrivileges = errors.New("tcpstate needs root (or the CAP_BPF and CAP_PERFMON capabilities) to load its BPF programs: run it with sudo")
 
 const (
 	capSysAdmin = 21
