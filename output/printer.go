@@ -32,19 +32,29 @@ func NewPrinter(w io.Writer, f Format) *Printer {
 
 // Print writes ev, preceded by the format's header if it is the first.
 func (p *Printer) Print(ev *tracer.Event) error {
-	if !p.started {
-		p.started = true
-		if h := p.f.Header(); h != nil {
-			if _, err := p.w.Write(h); err != nil {
-				return err
-			}
-		}
+	if err := p.Begin(); err != nil {
+		return err
 	}
 	p.buf = p.f.AppendEvent(p.buf[:0], ev)
 	if _, err := p.w.Write(p.buf); err != nil {
 		return err
 	}
 	p.events++
+	return nil
+}
+
+// Begin writes the header now rather than before the first event, so a
+// person sees the columns while waiting. It writes it only once.
+func (p *Printer) Begin() error {
+	if p.started {
+		return nil
+	}
+	p.started = true
+	if h := p.f.Header(); h != nil {
+		if _, err := p.w.Write(h); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

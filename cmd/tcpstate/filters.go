@@ -4,6 +4,7 @@ package main
 
 import (
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -152,10 +153,10 @@ func stateList() string {
 }
 
 // cgroupID returns the id of a cgroup v2 directory: its inode number.
-// A relative path is taken below /sys/fs/cgroup.
+// A relative path is taken below the cgroup v2 mount.
 func cgroupID(path string) (uint64, error) {
 	if !filepath.IsAbs(path) {
-		path = filepath.Join("/sys/fs/cgroup", path)
+		path = filepath.Join(cgroup2Mount(), path)
 	}
 	var sfs unix.Statfs_t
 	if err := unix.Statfs(path, &sfs); err != nil {
@@ -191,4 +192,20 @@ func netnsInode(s string) (uint32, error) {
 		return 0, usagef("invalid --netns %q: %v", s, err)
 	}
 	return uint32(st.Ino), nil
+}
+
+// cgroup2Mount is where the cgroup v2 hierarchy is mounted: /sys/fs/cgroup
+// on most systems, /sys/fs/cgroup/unified on hybrid ones.
+func cgroup2Mount() string {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if _, rest, ok := strings.Cut(line, " - cgroup2 "); ok && rest != "" {
+				if f := strings.Fields(line); len(f) > 4 {
+					return f[4]
+				}
+			}
+		}
+	}
+	return "/sys/fs/cgroup"
 }

@@ -124,6 +124,12 @@ func runTrace(ctx context.Context, f *traceFlags, stdout, stderr io.Writer) erro
 	fmt.Fprintln(stderr, "Tracing TCP state transitions. Ctrl-C to end.")
 
 	h := &traceHandler{printer: output.NewPrinter(stdout, format), tracer: t, stdout: stdout, stderr: stderr}
+	if err := h.printer.Begin(); err != nil {
+		return err
+	}
+	if n := t.Unseeded(); n > 0 {
+		fmt.Fprintf(stderr, "tcpstate: %d sockets older than tcpstate will show no owner (too many to record)\n", n)
+	}
 	err = t.Run(ctx, h)
 	if err == nil {
 		err = h.printer.Flush()
