@@ -279,6 +279,12 @@ static __always_inline __u64 sock_cgroup_id(const struct sock *sk)
 	return BPF_CORE_READ(sk, sk_cgrp_data.cgroup, kn, id);
 }
 
+/* Before 6.2 a cgroup listed its ancestors' ids, not pointers. */
+struct cgroup___old {
+	int level;
+	__u64 ancestor_ids[];
+} __attribute__((preserve_access_index));
+
 /* True when the socket's cgroup is filter_cgroup or below it. */
 static __always_inline bool in_cgroup(const struct sock *sk)
 {
@@ -296,9 +302,16 @@ static __always_inline bool in_cgroup(const struct sock *sk)
 
 		if (i > level)
 			break;
-		anc = BPF_CORE_READ(cg, ancestors[i]);
-		if (anc && BPF_CORE_READ(anc, kn, id) == filter_cgroup)
-			return true;
+		if (bpf_core_field_exists(cg->ancestors)) {
+			anc = BPF_CORE_READ(cg, ancestors[i]);
+			if (anc && BPF_CORE_READ(anc, kn, id) == filter_cgroup)
+				return true;
+		} else {
+			struct cgroup___old *old = (void *)cg;
+
+			if (BPF_CORE_READ(old, ancestor_ids[i]) == filter_cgroup)
+				return true;
+		}
 	}
 	return false;
 }
