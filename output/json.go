@@ -12,20 +12,20 @@ import (
 // jsonFormat writes one JSON object per line (NDJSON). It is hand-rolled
 // rather than using encoding/json so that the hot path does not allocate
 // and the key order is fixed.
-type jsonFormat struct{}
+// Times are RFC 3339 with a fixed 9 fractional digits, so that lines sort
+// and align the same way as their timestamps.
+type jsonFormat struct{ clock clock }
 
 // NewJSON returns the NDJSON format.
-func NewJSON() Format { return jsonFormat{} }
+func NewJSON() Format {
+	return &jsonFormat{clock: clock{layout: "2006-01-02T15:04:05", zone: true, digits: 9}}
+}
 
-func (jsonFormat) Header() []byte { return nil }
+func (*jsonFormat) Header() []byte { return nil }
 
-// timeJSON is RFC 3339 with a fixed number of fractional digits, so that
-// lines sort and align the same way as their timestamps.
-const timeJSON = "2006-01-02T15:04:05.000000000Z07:00"
-
-func (jsonFormat) AppendEvent(dst []byte, ev *tracer.Event) []byte {
+func (f *jsonFormat) AppendEvent(dst []byte, ev *tracer.Event) []byte {
 	dst = append(dst, `{"time":"`...)
-	dst = ev.Time.AppendFormat(dst, timeJSON)
+	dst = f.clock.append(dst, ev.Time)
 	dst = append(dst, `","skaddr":"0x`...)
 	dst = strconv.AppendUint(dst, ev.Skaddr, 16)
 	dst = append(dst, `","pid":`...)

@@ -27,12 +27,12 @@ const (
 // column is printed whole (shifting the rest of the line) because a cut
 // address or state would be wrong rather than just ugly; only comm is
 // truncated, as the kernel does.
-type tableFormat struct{}
+type tableFormat struct{ clock clock }
 
 // NewTable returns the table format.
-func NewTable() Format { return tableFormat{} }
+func NewTable() Format { return &tableFormat{clock: clock{layout: "15:04:05", digits: 3}} }
 
-func (tableFormat) Header() []byte {
+func (*tableFormat) Header() []byte {
 	var b []byte
 	col := func(name string, width int, right bool) {
 		if len(b) > 0 {
@@ -56,9 +56,9 @@ func (tableFormat) Header() []byte {
 	return append(b, '\n')
 }
 
-func (tableFormat) AppendEvent(dst []byte, ev *tracer.Event) []byte {
+func (f *tableFormat) AppendEvent(dst []byte, ev *tracer.Event) []byte {
 	start := len(dst)
-	dst = ev.Time.AppendFormat(dst, "15:04:05.000")
+	dst = f.clock.append(dst, ev.Time)
 	dst = padRight(dst, start, widthTime)
 	dst = append(dst, ' ')
 
