@@ -9,9 +9,10 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
-	"text/tabwriter"
+	"unicode/utf8"
 )
 
 // report is the whole run, also written with -json.
@@ -24,25 +25,27 @@ type report struct {
 	Conns    int      `json:"conns"`
 	Tcpstate string   `json:"tcpstate"`
 	RefRate  float64  `json:"baseline_conn_per_s"` // mean of the baselines
+	RefRuns  int      `json:"baseline_runs"`
+	Spread   float64  `json:"baseline_spread"` // (max-min)/mean of the baselines
 	Modes    []result `json:"modes"`
 }
 
 // result is one mode. Pointers are null in JSON when not applicable.
 type result struct {
-	Mode        string   `json:"mode"`
-	Skipped     string   `json:"skipped,omitempty"`
-	Conns       int64    `json:"conns"`
-	ConnPerSec  float64  `json:"conn_per_s"`
-	Ratio       float64  `json:"ratio"`
-	LoadErrors  int64    `json:"load_errors"`
-	Events      *int64   `json:"events"`
-	EvPerConn   *float64 `json:"events_per_conn"` // over warm-up and run
-	Lost        *int64   `json:"lost"`
-	CPUSec      *float64 `json:"cpu_s"`
-	CPUUsPerEv  *float64 `json:"cpu_us_per_event"`
-	MaxRSSMiB   *float64 `json:"max_rss_mib"`
-	StartupMs   *float64 `json:"startup_ms"`
-	StartupNote string   `json:"startup_note,omitempty"`
+	Mode       string   `json:"mode"`
+	Skipped    string   `json:"skipped,omitempty"`
+	Conns      int64    `json:"conns"`
+	ConnPerSec float64  `json:"conn_per_s"`
+	Ratio      float64  `json:"ratio"`
+	LoadErrors int64    `json:"load_errors"`
+	Events     *int64   `json:"events"`
+	EvPerConn  *float64 `json:"events_per_conn"` // over warm-up and run
+	Lost       *int64   `json:"lost"`
+	CPUSec     *float64 `json:"cpu_s"`
+	CPUUsPerEv *float64 `json:"cpu_us_per_event"`
+	MaxRSSMiB  *float64 `json:"max_rss_mib"`
+	StartupMs  *float64 `json:"startup_ms"`
+	Notes      []string `json:"notes,omitempty"`
 }
 
 var eventsLostRE = regexp.MustCompile(`(?m)^(\d+) events, (\d+) lost$`)
@@ -92,6 +95,16 @@ func mean(xs ...float64) float64 {
 	return s / float64(len(xs))
 }
 
+// spread is (max-min)/mean: how far apart the baseline runs were.
+func spread(xs ...float64) float64 {
+	m := mean(xs...)
+	if m == 0 {
+		return 0
+	}
+	lo, hi := slices.Min(xs), slices.Max(xs)
+	return (hi - lo) / m
+}
+
 // countLines counts newline-terminated lines in a file.
 func countLines(path string) (int64, error) {
 	f, err := os.Open(path)
@@ -116,32 +129,45 @@ func countLines(path string) (int64, error) {
 
 func ptr[T any](v T) *T { return &v }
 
-// printTable writes the results as aligned columns.
+// printTable writes the results as columns: the mode left-aligned, the
+// numbers right-aligned.
 func printTable(w io.Writer, rep *report) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "mode\tconn/s\tratio\tevents\tev/conn\tlost\tcpu s\tcpu µs/ev\tmaxrss MiB\tstart ms\t")
+	rows := [][]string{{"mode", "conn/s", "ratio", "events", "ev/conn", "lost", "cpu s", "cpu µs/ev", "maxrss MiB", "start ms"}}
 	var notes []string
 	for _, r := range rep.Modes {
 		if r.Skipped != "" {
 			notes = append(notes, r.Mode+" skipped: "+r.Skipped)
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%.3f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
-			r.Mode, r.ConnPerSec, r.Ratio, fmtInt(r.Events), fmtFloat(r.EvPerConn, 2),
-			fmtInt(r.Lost), fmtFloat(r.CPUSec, 2), fmtFloat(r.CPUUsPerEv, 2),
-			fmtFloat(r.MaxRSSMiB, 1), fmtFloat(r.StartupMs, 0))
+		rows = append(rows, []string{r.Mode,
+			strconv.FormatFloat(r.ConnPerSec, 'f', 0, 64), strconv.FormatFloat(r.Ratio, 'f', 3, 64),
+			fmtInt(r.Events), fmtFloat(r.EvPerConn, 2), fmtInt(r.Lost), fmtFloat(r.CPUSec, 2),
+			fmtFloat(r.CPUUsPerEv, 2), fmtFloat(r.MaxRSSMiB, 1), fmtFloat(r.StartupMs, 0)})
 		if r.LoadErrors > 0 {
-			notes = append(notes, fmt.Sprintf("%s: %d load errors", r.Mode, r.LoadErrors))
+			notes = append(notes, fmt.Sprintf("%s: %d failed connections", r.Mode, r.LoadErrors))
 		}
-		if r.StartupNote != "" {
-			notes = append(notes, r.Mode+": "+r.StartupNote)
+		for _, n := range r.Notes {
+			notes = append(notes, r.Mode+": "+n)
 		}
 	}
-	if err := tw.Flush(); err != nil {
-		return err
+	widths := make([]int, len(rows[0]))
+	for _, row := range rows {
+		for i, c := range row {
+			widths[i] = max(widths[i], utf8.RuneCountInString(c))
+		}
 	}
-	fmt.Fprintf(w, "\nbaseline (mean of first and last): %.0f conn/s; %d clients, %s per mode after %s warm-up; nproc %d, kernel %s, %s\n",
-		rep.RefRate, rep.Conns, rep.Duration, rep.Warmup, rep.Nproc, rep.Kernel, rep.Date)
+	for _, row := range rows {
+		line := fmt.Sprintf("%-*s", widths[0], row[0])
+		for i, c := range row[1:] {
+			line += fmt.Sprintf("  %*s", widths[i+1], c) // fmt pads by runes
+		}
+		fmt.Fprintln(w, line)
+	}
+	if rep.Spread > 0.1 {
+		notes = append(notes, fmt.Sprintf("the baseline runs differ by %.0f%%: the machine is noisy, compare ratios with care", 100*rep.Spread))
+	}
+	fmt.Fprintf(w, "\nbaseline (mean of %d runs): %.0f conn/s; %d clients, %s per mode after %s warm-up; nproc %d, kernel %s, %s\n",
+		rep.RefRuns, rep.RefRate, rep.Conns, rep.Duration, rep.Warmup, rep.Nproc, rep.Kernel, rep.Date)
 	for _, n := range notes {
 		fmt.Fprintln(w, "note:", n)
 	}
