@@ -12,10 +12,17 @@
 #define IPPROTO_TCP 6
 #define TCP_SYN_SENT 2
 #define TCP_SYN_RECV 3
+#define TCP_FIN_WAIT2 5
+#define TCP_TIME_WAIT 6
 #define TCP_CLOSE 7
 #define TCP_LISTEN 10
 #define MAX_COMMS 8
 #define MAX_CGROUP_LEVEL 32
+/* A timewait socket created this long before its full socket's CLOSE on
+ * the same CPU is the one that replaces it (they are back to back in
+ * tcp_time_wait()); a timer cancelled and re-armed this close together is
+ * a reschedule, not an end. */
+#define ADJACENT_NS 1000000
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -34,13 +41,37 @@ const volatile char filter_comms[MAX_COMMS][TASK_COMM_LEN] = {};
 /* Wake user space only once this much is queued; it polls on a short
  * timer anyway, so batching costs latency of at most one poll period. */
 const volatile __u64 wakeup_bytes = 0;
+/* Report only what the kernel reports: no TIME_WAIT tracking. */
+const volatile bool raw_mode = false;
+/* Address of tw_timer_handler, from /proc/kallsyms: marks timewait timers. */
+const volatile __u64 tw_timer_fn = 0;
 
 /* What we remember per socket between transitions. */
 struct sock_info {
 	__u64 last_ts;
 	__u32 pid;
-	__u32 _pad;
+	__u8 reset; /* RESET_* */
+	__u8 _pad[3];
 	char comm[TASK_COMM_LEN];
+};
+
+/* A timewait socket we follow: the last event of the full socket it
+ * replaced, as a template for its own events. */
+struct tw_info {
+	struct event tmpl;
+	__u64 enter_ts;  /* when its current (sub)state began */
+	__u8 substate;   /* TCP_TIME_WAIT, or TCP_FIN_WAIT2 for an orphan */
+	__u8 cgroup_ok;  /* passes the --cgroup filter */
+	__u8 _pad[6];
+};
+
+/* Per-CPU notes between two tracepoints that follow each other. */
+struct tw_note {
+	__u64 tw;
+	__u64 ts;
+	__u8 substate;
+	__u8 _pad[7];
+	struct tw_info info; /* for a cancelled timer */
 };
 
 /* A process that holds a socket, as found in /proc at start-up. */
@@ -101,6 +132,42 @@ struct {
 	__type(key, __u64);
 	__type(value, struct owner);
 } seeds SEC(".maps");
+
+/* Timewait sockets being followed, until their timer ends them. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct tw_info);
+} tws SEC(".maps");
+
+/* Orphaned FIN_WAIT2 timewait sockets: the peer's FIN turns them into
+ * TIME_WAIT without a timer event when the new expiry falls into the same
+ * timer wheel bucket, so user space polls these (poll_orphans). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, __u8);
+} orphans SEC(".maps");
+
+/* [0]: timewait socket just created; [1]: timewait timer just cancelled. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, struct tw_note);
+} tw_notes SEC(".maps");
+
+/* Room for events, per CPU, one slot per kind of program that may
+ * interrupt another: [0] set_state, [1] its held-back event, [2] timer and
+ * reset programs, [3] poll_orphans. The BPF stack cannot hold them. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 4);
+	__type(key, __u32);
+	__type(value, struct event);
+} scratch SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -203,6 +270,19 @@ static __always_inline void seed_owner(const struct sock *sk, struct sock_info *
 	si->pid = o->pid;
 	__builtin_memcpy(si->comm, o->comm, sizeof(si->comm));
 	bpf_map_delete_elem(&seeds, &ino);
+}
+
+/* Sequence numbers and counters, for --seq and `life`. */
+static __always_inline void fill_tcp(struct event *e, const struct sock *sk)
+{
+	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+
+	e->snd_una = BPF_CORE_READ(tp, snd_una);
+	e->snd_nxt = BPF_CORE_READ(tp, snd_nxt);
+	e->rcv_nxt = BPF_CORE_READ(tp, rcv_nxt);
+	e->tx_bytes = BPF_CORE_READ(tp, bytes_acked);
+	e->rx_bytes = BPF_CORE_READ(tp, bytes_received);
+	e->retrans = BPF_CORE_READ(tp, total_retrans);
 }
 
 static __always_inline bool port_in(void *bitmap, __u16 port)
@@ -325,37 +405,73 @@ static __always_inline void send(struct event *e)
 /* Send the held-back event of sk, if any, with its tuple read now. The
  * winner of the delete sends it, so it goes out once even when connect()
  * returns on one CPU while the next transition runs on another. */
-static __always_inline void flush_pending(const struct sock *sk, __u64 key)
+static __always_inline void flush_pending(const struct sock *sk, __u64 key, __u32 slot)
 {
 	struct event *p = bpf_map_lookup_elem(&pending, &key);
-	struct event e;
+	struct event *e = bpf_map_lookup_elem(&scratch, &slot);
 
-	if (!p)
+	if (!p || !e)
 		return;
-	__builtin_memcpy(&e, p, sizeof(e));
+	__builtin_memcpy(e, p, sizeof(*e));
 	if (bpf_map_delete_elem(&pending, &key))
 		return;
-	fill_tuple(&e, sk);
-	if (wanted(&e))
-		send(&e);
+	fill_tuple(e, sk);
+	fill_tcp(e, sk);
+	if (wanted(e))
+		send(e);
+}
+
+static __always_inline bool state_ok(const struct event *e)
+{
+	return !filter_states || (filter_states & ((1U << e->oldstate) | (1U << e->newstate)));
+}
+
+/* The timewait socket that tcp_time_wait() created for sk just now, on
+ * this CPU, if any: it replaces sk, which the kernel reports as CLOSE. */
+static __always_inline __u64 take_new_tw(const struct sock *sk, __u64 now, __u8 *substate)
+{
+	__u32 zero = 0;
+	struct tw_note *n = bpf_map_lookup_elem(&tw_notes, &zero);
+	const struct inet_timewait_sock *tw;
+	const struct inet_sock *inet = (const struct inet_sock *)sk;
+	__u64 addr;
+
+	if (!n || !n->tw || now - n->ts > ADJACENT_NS)
+		return 0;
+	addr = n->tw;
+	n->tw = 0;
+	tw = (const struct inet_timewait_sock *)addr;
+	if (BPF_CORE_READ(tw, __tw_common.skc_dport) != BPF_CORE_READ(sk, __sk_common.skc_dport) ||
+	    BPF_CORE_READ(tw, __tw_common.skc_num) != bpf_ntohs(BPF_CORE_READ(inet, inet_sport)) ||
+	    BPF_CORE_READ(tw, __tw_common.skc_daddr) != BPF_CORE_READ(sk, __sk_common.skc_daddr))
+		return 0;
+	*substate = n->substate;
+	return addr;
 }
 
 static __always_inline int on_set_state(const struct sock *sk, int oldstate, int newstate)
 {
 	__u64 key = (__u64)sk;
 	struct sock_info *si, fresh = {};
-	struct event e = {};
+	__u32 slot = 0;
+	struct event *e;
+	__u64 tw = 0;
+	__u8 substate = 0;
+	bool cgroup_ok;
 
 	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
 		return 0;
-
-	e.ts_ns = bpf_ktime_get_ns();
-	e.skaddr = key;
-	e.oldstate = oldstate;
-	e.newstate = newstate;
+	e = bpf_map_lookup_elem(&scratch, &slot);
+	if (!e)
+		return 0;
+	__builtin_memset(e, 0, sizeof(*e));
+	e->ts_ns = bpf_ktime_get_ns();
+	e->skaddr = key;
+	e->oldstate = oldstate;
+	e->newstate = newstate;
 
 	/* Keep the per-socket order: what was held back goes first. */
-	flush_pending(sk, key);
+	flush_pending(sk, key, 1);
 
 	if (oldstate == TCP_CLOSE || (oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV)) {
 		/* A new life for this address: forget what was there. connect()
@@ -365,39 +481,49 @@ static __always_inline int on_set_state(const struct sock *sk, int oldstate, int
 			fresh.pid = bpf_get_current_pid_tgid() >> 32;
 			bpf_get_current_comm(fresh.comm, sizeof(fresh.comm));
 		}
-		fresh.last_ts = e.ts_ns;
+		fresh.last_ts = e->ts_ns;
 		bpf_map_update_elem(&socks, &key, &fresh, BPF_ANY);
 		si = &fresh;
 	} else {
 		si = bpf_map_lookup_elem(&socks, &key);
 		if (si) {
-			e.prev_ts_ns = si->last_ts;
-			si->last_ts = e.ts_ns;
+			e->prev_ts_ns = si->last_ts;
+			si->last_ts = e->ts_ns;
 		} else {
 			/* Older than the tracer (or evicted): no age, and the
 			 * owner only if /proc named one at start-up. */
 			seed_owner(sk, &fresh);
-			fresh.last_ts = e.ts_ns;
+			fresh.last_ts = e->ts_ns;
 			bpf_map_update_elem(&socks, &key, &fresh, BPF_ANY);
 			si = &fresh;
 		}
 	}
-	e.pid = si->pid;
-	__builtin_memcpy(e.comm, si->comm, sizeof(e.comm));
+	e->pid = si->pid;
+	e->reset = si->reset;
+	__builtin_memcpy(e->comm, si->comm, sizeof(e->comm));
 	if (newstate == TCP_CLOSE)
 		bpf_map_delete_elem(&socks, &key);
 
-	if (filter_states && !(filter_states & ((1U << oldstate) | (1U << newstate))))
-		return 0;
-	if (filter_cgroup && !in_cgroup(sk))
-		return 0;
-	e.cgroup_id = sock_cgroup_id(sk);
+	if (!raw_mode && newstate == TCP_CLOSE && tw_timer_fn) {
+		tw = take_new_tw(sk, e->ts_ns, &substate);
+		if (tw && substate == TCP_TIME_WAIT) {
+			/* The connection lives on in TIME_WAIT, not CLOSE. */
+			e->newstate = TCP_TIME_WAIT;
+			e->flags = EV_SYNTH;
+		}
+		e->twaddr = tw;
+	}
+
+	cgroup_ok = !filter_cgroup || in_cgroup(sk);
+	e->cgroup_id = sock_cgroup_id(sk);
 
 	if (newstate == TCP_SYN_SENT || (oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV)) {
+		if (!cgroup_ok || !state_ok(e))
+			return 0;
 		/* The local port (SYN_SENT) or the peer (SYN_RECV) is set just
 		 * after this tracepoint; send at connect() exit or the next
 		 * transition, whichever comes first. */
-		bpf_map_update_elem(&pending, &key, &e, BPF_ANY);
+		bpf_map_update_elem(&pending, &key, e, BPF_ANY);
 		if (newstate == TCP_SYN_SENT) {
 			__u64 id = bpf_get_current_pid_tgid();
 
@@ -406,9 +532,191 @@ static __always_inline int on_set_state(const struct sock *sk, int oldstate, int
 		return 0;
 	}
 
-	fill_tuple(&e, sk);
-	if (wanted(&e))
-		send(&e);
+	fill_tuple(e, sk);
+	fill_tcp(e, sk);
+	if (tw) {
+		/* Follow the timewait socket; its events are built from this. */
+		struct tw_info *info;
+		__u32 one = 1;
+		struct tw_note *n = bpf_map_lookup_elem(&tw_notes, &one);
+
+		if (n) {
+			info = &n->info; /* only as room to build the value */
+			__builtin_memcpy(&info->tmpl, e, sizeof(*e));
+			info->substate = substate;
+			info->cgroup_ok = cgroup_ok;
+			/* An orphan stays in FIN_WAIT2: its age counts from there. */
+			info->enter_ts = substate == TCP_TIME_WAIT ? e->ts_ns : e->prev_ts_ns;
+			bpf_map_update_elem(&tws, &tw, info, BPF_ANY);
+			if (substate != TCP_TIME_WAIT) {
+				__u8 one8 = 1;
+
+				bpf_map_update_elem(&orphans, &tw, &one8, BPF_ANY);
+			}
+		}
+		if (substate != TCP_TIME_WAIT) {
+			/* An orphan: still FIN_WAIT2 as far as anyone can tell.
+			 * Tell user space which timewait socket carries it on. */
+			e->flags = EV_ORPHAN_NOTE;
+			if (cgroup_ok && wanted(e))
+				send(e);
+			return 0;
+		}
+	}
+	if (cgroup_ok && state_ok(e) && wanted(e))
+		send(e);
+	return 0;
+}
+
+/* Send an event of a followed timewait socket: oldstate -> newstate now. */
+static __always_inline void send_tw(struct tw_info *info, __u64 tw, __u8 newstate, __u16 flags, __u64 now,
+				    __u32 slot)
+{
+	struct event *e = bpf_map_lookup_elem(&scratch, &slot);
+
+	if (!e)
+		return;
+	__builtin_memcpy(e, &info->tmpl, sizeof(*e));
+	e->ts_ns = now;
+	e->prev_ts_ns = info->enter_ts;
+	e->oldstate = info->substate;
+	e->newstate = newstate;
+	e->flags = EV_SYNTH | flags;
+	e->twaddr = tw;
+	if (info->cgroup_ok && state_ok(e) && wanted(e))
+		send(e);
+}
+
+/* An orphan that got the peer's FIN is in TIME_WAIT now: say so. */
+static __always_inline void check_substate(struct tw_info *info, __u64 tw, __u64 now, __u32 slot)
+{
+	const struct inet_timewait_sock *t = (const void *)tw;
+
+	if (info->substate != TCP_FIN_WAIT2 || BPF_CORE_READ(t, tw_substate) != TCP_TIME_WAIT)
+		return;
+	send_tw(info, tw, TCP_TIME_WAIT, 0, now, slot);
+	info->substate = TCP_TIME_WAIT;
+	info->enter_ts = now;
+	bpf_map_delete_elem(&orphans, &tw);
+}
+
+static __always_inline bool is_tw_timer(const struct timer_list *timer)
+{
+	return tw_timer_fn && (__u64)BPF_CORE_READ(timer, function) == tw_timer_fn;
+}
+
+static __always_inline __u64 timer_tw(const struct timer_list *timer)
+{
+	return (__u64)container_of(timer, struct inet_timewait_sock, tw_timer);
+}
+
+SEC("tp_btf/timer_start")
+int BPF_PROG(tw_timer_start, struct timer_list *timer)
+{
+	__u32 zero = 0, one = 1;
+	struct tw_note *created, *cancelled;
+	struct tw_info *info;
+	__u64 tw, now;
+
+	if (!is_tw_timer(timer))
+		return 0;
+	tw = timer_tw(timer);
+	now = bpf_ktime_get_ns();
+	cancelled = bpf_map_lookup_elem(&tw_notes, &one);
+	if (cancelled && cancelled->tw == tw && now - cancelled->ts <= ADJACENT_NS) {
+		/* mod_timer() of a pending timer: cancel + start. Not an end. */
+		cancelled->tw = 0;
+		send_tw(&cancelled->info, tw, TCP_CLOSE, EV_REARM, now, 2);
+		check_substate(&cancelled->info, tw, now, 2);
+		bpf_map_update_elem(&tws, &tw, &cancelled->info, BPF_ANY);
+		if (cancelled->info.substate == TCP_FIN_WAIT2) {
+			__u8 one8 = 1;
+
+			bpf_map_update_elem(&orphans, &tw, &one8, BPF_ANY);
+		}
+		return 0;
+	}
+	info = bpf_map_lookup_elem(&tws, &tw);
+	if (info) {
+		check_substate(info, tw, now, 2);
+		return 0;
+	}
+	/* A new timewait socket: its full socket reports CLOSE next. */
+	created = bpf_map_lookup_elem(&tw_notes, &zero);
+	if (created) {
+		created->tw = tw;
+		created->ts = now;
+		created->substate = BPF_CORE_READ((struct inet_timewait_sock *)tw, tw_substate);
+	}
+	return 0;
+}
+
+SEC("tp_btf/timer_cancel")
+int BPF_PROG(tw_timer_cancel, struct timer_list *timer)
+{
+	__u32 one = 1;
+	struct tw_note *cancelled;
+	struct tw_info *info;
+	__u64 tw, now;
+
+	if (!is_tw_timer(timer))
+		return 0;
+	tw = timer_tw(timer);
+	info = bpf_map_lookup_elem(&tws, &tw);
+	cancelled = bpf_map_lookup_elem(&tw_notes, &one);
+	if (!info || !cancelled)
+		return 0;
+	/* Reuse of the 4-tuple, a reset, or a reschedule: user space holds
+	 * this end back until it knows no re-arm follows. */
+	now = bpf_ktime_get_ns();
+	check_substate(info, tw, now, 2);
+	send_tw(info, tw, TCP_CLOSE, EV_TENTATIVE, now, 2);
+	__builtin_memcpy(&cancelled->info, info, sizeof(*info));
+	cancelled->tw = tw;
+	cancelled->ts = now;
+	bpf_map_delete_elem(&tws, &tw);
+	bpf_map_delete_elem(&orphans, &tw);
+	return 0;
+}
+
+SEC("tp_btf/timer_expire_entry")
+int BPF_PROG(tw_timer_expire, struct timer_list *timer)
+{
+	struct tw_info *info;
+	__u64 tw, now;
+
+	if (!is_tw_timer(timer))
+		return 0;
+	tw = timer_tw(timer);
+	info = bpf_map_lookup_elem(&tws, &tw);
+	if (!info)
+		return 0;
+	/* 60 s of TIME_WAIT, or tcp_fin_timeout for an orphan, are over. */
+	now = bpf_ktime_get_ns();
+	check_substate(info, tw, now, 2);
+	send_tw(info, tw, TCP_CLOSE, 0, now, 2);
+	bpf_map_delete_elem(&tws, &tw);
+	bpf_map_delete_elem(&orphans, &tw);
+	return 0;
+}
+
+static long poll_one(struct bpf_map *map, __u64 *tw, __u8 *val, void *ctx)
+{
+	struct tw_info *info = bpf_map_lookup_elem(&tws, tw);
+
+	if (info)
+		check_substate(info, *tw, bpf_ktime_get_ns(), 3);
+	else
+		bpf_map_delete_elem(&orphans, tw);
+	return 0;
+}
+
+/* Run by user space (BPF_PROG_TEST_RUN, never attached) every poll
+ * period: orphans that got their FIN. */
+SEC("raw_tp")
+int poll_orphans(void *ctx)
+{
+	bpf_for_each_map_elem(&orphans, poll_one, NULL, 0);
 	return 0;
 }
 
@@ -446,14 +754,61 @@ int set_state_tp(struct set_state_ctx *ctx)
 SEC("tp_btf/tcp_retransmit_skb")
 int BPF_PROG(retransmit_btf, const struct sock *sk)
 {
-	flush_pending(sk, (__u64)sk);
+	flush_pending(sk, (__u64)sk, 2);
 	return 0;
 }
 
 SEC("tracepoint/tcp/tcp_retransmit_skb")
 int retransmit_tp(struct retransmit_ctx *ctx)
 {
-	flush_pending(ctx->skaddr, (__u64)ctx->skaddr);
+	flush_pending(ctx->skaddr, (__u64)ctx->skaddr, 2);
+	return 0;
+}
+
+/* Remember a reset for the socket's later events; the kernel sends the
+ * RST of close() with SO_LINGER 0 after reporting CLOSE, so then send a
+ * note for `life` instead. */
+static __always_inline void note_reset(const struct sock *sk, __u8 how)
+{
+	__u64 key = (__u64)sk;
+	struct sock_info *si;
+	struct event *e;
+	__u32 slot = 2;
+
+	if (!sk)
+		return;
+	si = bpf_map_lookup_elem(&socks, &key);
+	if (si) {
+		si->reset |= how;
+		return;
+	}
+	if (BPF_CORE_READ(sk, __sk_common.skc_state) != TCP_CLOSE)
+		return; /* a timewait or request socket: nothing we report */
+	e = bpf_map_lookup_elem(&scratch, &slot);
+	if (!e)
+		return;
+	__builtin_memset(e, 0, sizeof(*e));
+	e->ts_ns = bpf_ktime_get_ns();
+	e->skaddr = key;
+	e->oldstate = TCP_CLOSE;
+	e->newstate = TCP_CLOSE;
+	e->flags = EV_RESET_NOTE;
+	e->reset = how;
+	fill_tuple(e, sk);
+	send(e);
+}
+
+SEC("tp_btf/tcp_send_reset")
+int BPF_PROG(send_reset, const struct sock *sk)
+{
+	note_reset(sk, RESET_SENT);
+	return 0;
+}
+
+SEC("tp_btf/tcp_receive_reset")
+int BPF_PROG(receive_reset, struct sock *sk)
+{
+	note_reset(sk, RESET_RECEIVED);
 	return 0;
 }
 
@@ -474,7 +829,7 @@ int connect_exit(struct sys_exit_ctx *ctx)
 		return 0;
 	skaddr = *key;
 	bpf_map_delete_elem(&connecting, &id);
-	flush_pending((const struct sock *)skaddr, skaddr);
+	flush_pending((const struct sock *)skaddr, skaddr, 2);
 	return 0;
 }
 

@@ -23,6 +23,30 @@ struct event {
 	__u8 oldstate;
 	__u8 newstate;
 	char comm[TASK_COMM_LEN]; /* owner comm */
+	__u64 twaddr;     /* struct inet_timewait_sock *, for TIME_WAIT events */
+	__u64 tx_bytes;   /* tcp_sock bytes_acked */
+	__u64 rx_bytes;   /* tcp_sock bytes_received */
+	__u32 snd_una;
+	__u32 snd_nxt;
+	__u32 rcv_nxt;
+	__u32 retrans;    /* tcp_sock total_retrans */
+	__u16 flags;      /* EV_* */
+	__u8 reset;       /* RESET_* seen on this socket so far */
+	__u8 _pad[5];
 };
+
+/* event.flags */
+#define EV_SYNTH 1     /* derived by tcpstate, not reported by the kernel */
+#define EV_TENTATIVE 2 /* a timewait timer was cancelled: the end of TIME_WAIT
+                        * unless an EV_REARM for the same twaddr follows */
+#define EV_REARM 4     /* the cancelled timer was re-armed: not an end */
+#define EV_RESET_NOTE 8 /* not a transition: a RST for a socket already
+                         * reported CLOSE (the kernel sends it after) */
+#define EV_ORPHAN_NOTE 16 /* not a transition: skaddr lives on as the
+                           * orphaned FIN_WAIT2 timewait socket twaddr */
+
+/* event.reset */
+#define RESET_SENT 1
+#define RESET_RECEIVED 2
 
 #endif

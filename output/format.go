@@ -20,13 +20,26 @@ type Format interface {
 	AppendEvent(dst []byte, ev *tracer.Event) []byte
 }
 
+// Options change what the formats show.
+type Options struct {
+	// Seq adds the sequence numbers snd_una, snd_nxt and rcv_nxt.
+	Seq bool
+}
+
 // New returns the format called name: "table" or "json".
-func New(name string) (Format, error) {
+func New(name string) (Format, error) { return NewWith(name, Options{}) }
+
+// NewWith returns the format called name with options o.
+func NewWith(name string, o Options) (Format, error) {
 	switch name {
 	case "table":
-		return NewTable(), nil
+		f := NewTable().(*tableFormat)
+		f.seq = o.Seq
+		return f, nil
 	case "json":
-		return NewJSON(), nil
+		f := NewJSON().(*jsonFormat)
+		f.seq = o.Seq
+		return f, nil
 	}
 	return nil, fmt.Errorf("unknown output format %q (want table or json)", name)
 }

@@ -14,7 +14,10 @@ import (
 // and the key order is fixed.
 // Times are RFC 3339 with a fixed 9 fractional digits, so that lines sort
 // and align the same way as their timestamps.
-type jsonFormat struct{ clock clock }
+type jsonFormat struct {
+	clock clock
+	seq   bool
+}
 
 // NewJSON returns the NDJSON format.
 func NewJSON() Format {
@@ -60,6 +63,17 @@ func (f *jsonFormat) AppendEvent(dst []byte, ev *tracer.Event) []byte {
 	dst = strconv.AppendUint(dst, uint64(ev.NetNS), 10)
 	dst = append(dst, `,"cgroup_id":`...)
 	dst = strconv.AppendUint(dst, ev.CgroupID, 10)
+	if ev.Synthesized {
+		dst = append(dst, `,"synthesized":true`...)
+	}
+	if f.seq {
+		dst = append(dst, `,"snd_una":`...)
+		dst = strconv.AppendUint(dst, uint64(ev.SndUna), 10)
+		dst = append(dst, `,"snd_nxt":`...)
+		dst = strconv.AppendUint(dst, uint64(ev.SndNxt), 10)
+		dst = append(dst, `,"rcv_nxt":`...)
+		dst = strconv.AppendUint(dst, uint64(ev.RcvNxt), 10)
+	}
 	return append(dst, "}\n"...)
 }
 

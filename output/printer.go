@@ -16,6 +16,7 @@ import (
 type Printer struct {
 	w       *bufio.Writer
 	f       Format
+	lf      LifeFormat
 	buf     []byte
 	events  uint64
 	started bool
@@ -28,6 +29,26 @@ func NewPrinter(w io.Writer, f Format) *Printer {
 		f:   f,
 		buf: make([]byte, 0, 512),
 	}
+}
+
+// NewLifePrinter returns a Printer writing connections in lf to w.
+func NewLifePrinter(w io.Writer, lf LifeFormat) *Printer {
+	p := NewPrinter(w, nil)
+	p.lf = lf
+	return p
+}
+
+// PrintConnection writes c, preceded by the header if it is the first.
+func (p *Printer) PrintConnection(c *tracer.Connection) error {
+	if err := p.Begin(); err != nil {
+		return err
+	}
+	p.buf = p.lf.AppendConnection(p.buf[:0], c)
+	if _, err := p.w.Write(p.buf); err != nil {
+		return err
+	}
+	p.events++
+	return nil
 }
 
 // Print writes ev, preceded by the format's header if it is the first.
@@ -50,7 +71,13 @@ func (p *Printer) Begin() error {
 		return nil
 	}
 	p.started = true
-	if h := p.f.Header(); h != nil {
+	var h []byte
+	if p.f != nil {
+		h = p.f.Header()
+	} else {
+		h = p.lf.Header()
+	}
+	if h != nil {
 		if _, err := p.w.Write(h); err != nil {
 			return err
 		}

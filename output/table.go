@@ -27,12 +27,18 @@ const (
 // column is printed whole (shifting the rest of the line) because a cut
 // address or state would be wrong rather than just ugly; only comm is
 // truncated, as the kernel does.
-type tableFormat struct{ clock clock }
+type tableFormat struct {
+	clock clock
+	seq   bool
+}
+
+// widthSeq fits a 32-bit sequence number.
+const widthSeq = 10
 
 // NewTable returns the table format.
 func NewTable() Format { return &tableFormat{clock: clock{layout: "15:04:05", digits: 3}} }
 
-func (*tableFormat) Header() []byte {
+func (f *tableFormat) Header() []byte {
 	var b []byte
 	col := func(name string, width int, right bool) {
 		if len(b) > 0 {
@@ -53,6 +59,11 @@ func (*tableFormat) Header() []byte {
 	col("RADDR:RPORT", widthAddr, false)
 	col("TRANSITION", widthTrans, false)
 	col("MS", widthMS, true)
+	if f.seq {
+		col("SND_UNA", widthSeq, true)
+		col("SND_NXT", widthSeq, true)
+		col("RCV_NXT", widthSeq, true)
+	}
 	return append(b, '\n')
 }
 
@@ -89,6 +100,9 @@ func (f *tableFormat) AppendEvent(dst []byte, ev *tracer.Event) []byte {
 	dst = appendState(dst, ev.OldState)
 	dst = append(dst, " -> "...)
 	dst = appendState(dst, ev.NewState)
+	if ev.Synthesized {
+		dst = append(dst, '*') // derived by tcpstate, see --help
+	}
 	dst = padRight(dst, start, widthTrans)
 	dst = append(dst, ' ')
 
@@ -101,6 +115,14 @@ func (f *tableFormat) AppendEvent(dst []byte, ev *tracer.Event) []byte {
 	// The last column is right-aligned and never empty, so the line
 	// has no trailing blanks.
 	dst = padLeft(dst, start, widthMS)
+	if f.seq {
+		for _, v := range [...]uint32{ev.SndUna, ev.SndNxt, ev.RcvNxt} {
+			dst = append(dst, ' ')
+			start = len(dst)
+			dst = strconv.AppendUint(dst, uint64(v), 10)
+			dst = padLeft(dst, start, widthSeq)
+		}
+	}
 	return append(dst, '\n')
 }
 

@@ -10,7 +10,7 @@ import (
 )
 
 // eventSize is sizeof(struct event) in bpf/tcpstate.h.
-const eventSize = 104
+const eventSize = 152
 
 // Byte offsets of struct event's fields.
 const (
@@ -29,9 +29,27 @@ const (
 	offOld     = 86
 	offNew     = 87
 	offComm    = 88
+	offTwaddr  = 104
+	offTx      = 112
+	offRx      = 120
+	offSndUna  = 128
+	offSndNxt  = 132
+	offRcvNxt  = 136
+	offRetrans = 140
+	offFlags   = 144
+	offReset   = 146
 	afInet     = 2
 	afInet6    = 10
 	commLength = 16
+)
+
+// event.flags, as in bpf/tcpstate.h.
+const (
+	evSynth      = 1
+	evTentative  = 2
+	evRearm      = 4
+	evResetNote  = 8
+	evOrphanNote = 16
 )
 
 // decoder turns raw ring buffer records into Events. It keeps a small
@@ -90,6 +108,17 @@ func (d *decoder) decode(raw []byte, ev *Event) error {
 		return fmt.Errorf("decode event: unknown state %d -> %d", raw[offOld], raw[offNew])
 	}
 	ev.Comm = d.comm([commLength]byte(raw[offComm : offComm+commLength]))
+	ev.mono = ts
+	ev.twaddr = le.Uint64(raw[offTwaddr:])
+	ev.flags = le.Uint16(raw[offFlags:])
+	ev.Synthesized = ev.flags&evSynth != 0
+	ev.Reset = Reset(raw[offReset])
+	ev.TxBytes = le.Uint64(raw[offTx:])
+	ev.RxBytes = le.Uint64(raw[offRx:])
+	ev.SndUna = le.Uint32(raw[offSndUna:])
+	ev.SndNxt = le.Uint32(raw[offSndNxt:])
+	ev.RcvNxt = le.Uint32(raw[offRcvNxt:])
+	ev.Retrans = le.Uint32(raw[offRetrans:])
 	return nil
 }
 

@@ -51,4 +51,42 @@ type Event struct {
 	NetNS        uint32 // network namespace inode
 	CgroupID     uint64 // cgroup v2 id of the socket
 	Inode        uint64 // socket inode, 0 while not attached to a file
+	// Synthesized marks transitions the kernel does not report, derived by
+	// tcpstate: entering and leaving TIME_WAIT, the end of an orphaned
+	// FIN_WAIT2.
+	Synthesized bool
+	// Reset tells whether a RST was sent or received on the socket so far.
+	Reset Reset
+	// Sequence numbers at the transition (absolute, as tcpdump -S shows).
+	SndUna, SndNxt, RcvNxt uint32
+	// Payload bytes acknowledged by the peer and received from it so far,
+	// and segments retransmitted.
+	TxBytes, RxBytes uint64
+	Retrans          uint32
+
+	mono   uint64 // bpf_ktime_get_ns of the transition
+	twaddr uint64 // timewait socket, for TIME_WAIT events
+	flags  uint16
+}
+
+// Reset records RSTs seen on a socket.
+type Reset uint8
+
+// Reset bits.
+const (
+	ResetSent     Reset = 1
+	ResetReceived Reset = 2
+)
+
+// String returns "sent", "received", both joined by "+", or "".
+func (r Reset) String() string {
+	switch r {
+	case 0:
+		return ""
+	case ResetSent:
+		return "sent"
+	case ResetReceived:
+		return "received"
+	}
+	return "sent+received"
 }

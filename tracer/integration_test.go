@@ -205,13 +205,22 @@ func (l life) path() string {
 	return b.String()
 }
 
-func (l life) closed() bool { return len(l) > 0 && l[len(l)-1].NewState == tracer.Close }
+// closed tells whether the full socket has ended: CLOSE, or TIME_WAIT.
+func (l life) closed() bool {
+	return len(l) > 0 && (l[len(l)-1].NewState == tracer.Close || l[len(l)-1].NewState == tracer.TimeWait)
+}
 
-// lives splits events into per-socket lives, in order.
+// lives splits events into per-socket lives, in order. A life ends with
+// its full socket (CLOSE or TIME_WAIT); the end of a TIME_WAIT is a life of
+// its own, since the socket's address may be in use again by then.
 func lives(events []tracer.Event) []life {
 	open := map[uint64]int{}
 	var out []life
 	for _, ev := range events {
+		if ev.OldState == tracer.TimeWait {
+			out = append(out, life{ev})
+			continue
+		}
 		i, ok := open[ev.Skaddr]
 		if !ok {
 			i = len(out)
@@ -219,7 +228,7 @@ func lives(events []tracer.Event) []life {
 			open[ev.Skaddr] = i
 		}
 		out[i] = append(out[i], ev)
-		if ev.NewState == tracer.Close {
+		if ev.NewState == tracer.Close || ev.NewState == tracer.TimeWait {
 			delete(open, ev.Skaddr)
 		}
 	}
@@ -312,24 +321,32 @@ func family(a netip.Addr) tracer.Family {
 
 func TestTransitions(t *testing.T) {
 	requireRoot(t)
+	// The active closer enters TIME_WAIT; --raw shows the kernel's CLOSE.
 	const (
-		activeClose  = "SYN_SENT>ESTABLISHED>FIN_WAIT1>FIN_WAIT2>CLOSE"
-		passiveClose = "SYN_SENT>ESTABLISHED>CLOSE_WAIT>LAST_ACK>CLOSE"
+		activeClose    = "SYN_SENT>ESTABLISHED>FIN_WAIT1>FIN_WAIT2>TIME_WAIT"
+		activeCloseRaw = "SYN_SENT>ESTABLISHED>FIN_WAIT1>FIN_WAIT2>CLOSE"
+		passiveClose   = "SYN_SENT>ESTABLISHED>CLOSE_WAIT>LAST_ACK>CLOSE"
 	)
 	cases := []struct {
 		scenario       string
+		raw            bool
 		client, server string // paths after the first state
 	}{
-		{"client-closes", activeClose, "SYN_RECV>ESTABLISHED>CLOSE_WAIT>LAST_ACK>CLOSE"},
-		{"server-closes", passiveClose, "SYN_RECV>ESTABLISHED>FIN_WAIT1>FIN_WAIT2>CLOSE"},
-		{"half-close", activeClose, "SYN_RECV>ESTABLISHED>CLOSE_WAIT>LAST_ACK>CLOSE"},
-		{"reset", "SYN_SENT>ESTABLISHED>CLOSE", "SYN_RECV>ESTABLISHED>CLOSE"},
+		{"client-closes", false, activeClose, "SYN_RECV>ESTABLISHED>CLOSE_WAIT>LAST_ACK>CLOSE"},
+		{"client-closes", true, activeCloseRaw, "SYN_RECV>ESTABLISHED>CLOSE_WAIT>LAST_ACK>CLOSE"},
+		{"server-closes", false, passiveClose, "SYN_RECV>ESTABLISHED>FIN_WAIT1>FIN_WAIT2>TIME_WAIT"},
+		{"half-close", false, activeClose, "SYN_RECV>ESTABLISHED>CLOSE_WAIT>LAST_ACK>CLOSE"},
+		{"reset", false, "SYN_SENT>ESTABLISHED>CLOSE", "SYN_RECV>ESTABLISHED>CLOSE"},
 	}
 	for _, network := range []string{"tcp4", "tcp6"} {
 		for _, tc := range cases {
-			t.Run(tc.scenario+"/"+network, func(t *testing.T) {
+			name := tc.scenario + "/" + network
+			if tc.raw {
+				name += "/raw"
+			}
+			t.Run(name, func(t *testing.T) {
 				ns := newNetns(t)
-				c := startTracer(t, tracer.Options{NetNS: ns.inode})
+				c := startTracer(t, tracer.Options{NetNS: ns.inode, Raw: tc.raw})
 				r := runPair(t, ns, tc.scenario, network)
 				ls := waitLives(t, c, func(ls []life) bool {
 					return findLife(ls, clientSock, r.Client, r.Server).closed() &&
@@ -353,6 +370,9 @@ func TestTransitions(t *testing.T) {
 					for _, ev := range l[1:] {
 						if !ev.InStateKnown {
 							t.Errorf("%s->%s: in-state time unknown", ev.OldState, ev.NewState)
+						}
+						if want := ev.NewState == tracer.TimeWait; ev.Synthesized != want {
+							t.Errorf("%s->%s: synthesized %v, want %v", ev.OldState, ev.NewState, ev.Synthesized, want)
 						}
 					}
 				}

@@ -193,3 +193,29 @@ func putPrefixes(m *ebpf.Map, prefixes []netip.Prefix) error {
 	}
 	return nil
 }
+
+// kallsym returns the address of a kernel function from /proc/kallsyms.
+func kallsym(name string) (uint64, error) {
+	f, err := os.Open("/proc/kallsyms")
+	if err != nil {
+		return 0, fmt.Errorf("read /proc/kallsyms: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasSuffix(line, " "+name) {
+			continue
+		}
+		fields := strings.Fields(line)
+		if len(fields) < 3 || fields[2] != name {
+			continue
+		}
+		addr, err := strconv.ParseUint(fields[0], 16, 64)
+		if err != nil || addr == 0 {
+			return 0, fmt.Errorf("/proc/kallsyms hides the address of %s", name)
+		}
+		return addr, nil
+	}
+	return 0, fmt.Errorf("%s not found in /proc/kallsyms", name)
+}

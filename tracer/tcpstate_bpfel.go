@@ -30,6 +30,16 @@ type tcpstateEvent struct {
 	Oldstate uint8
 	Newstate uint8
 	Comm     [16]int8
+	Twaddr   uint64
+	TxBytes  uint64
+	RxBytes  uint64
+	SndUna   uint32
+	SndNxt   uint32
+	RcvNxt   uint32
+	Retrans  uint32
+	Flags    uint16
+	Reset    uint8
+	Pad      [5]uint8
 }
 
 type tcpstateLpmKey struct {
@@ -48,8 +58,27 @@ type tcpstateSockInfo struct {
 	_      structs.HostLayout
 	LastTs uint64
 	Pid    uint32
-	Pad    uint32
+	Reset  uint8
+	Pad    [3]uint8
 	Comm   [16]int8
+}
+
+type tcpstateTwInfo struct {
+	_        structs.HostLayout
+	Tmpl     tcpstateEvent
+	EnterTs  uint64
+	Substate uint8
+	CgroupOk uint8
+	Pad      [6]uint8
+}
+
+type tcpstateTwNote struct {
+	_        structs.HostLayout
+	Tw       uint64
+	Ts       uint64
+	Substate uint8
+	Pad      [7]uint8
+	Info     tcpstateTwInfo
 }
 
 // Names of all BPF objects in the ELF.
@@ -61,19 +90,29 @@ const (
 	tcpstateMapLaddrs         = "laddrs"
 	tcpstateMapLost           = "lost"
 	tcpstateMapLports         = "lports"
+	tcpstateMapOrphans        = "orphans"
 	tcpstateMapPending        = "pending"
 	tcpstateMapPids           = "pids"
 	tcpstateMapRaddrs         = "raddrs"
 	tcpstateMapRports         = "rports"
+	tcpstateMapScratch        = "scratch"
 	tcpstateMapSeeds          = "seeds"
 	tcpstateMapSocks          = "socks"
+	tcpstateMapTwNotes        = "tw_notes"
+	tcpstateMapTws            = "tws"
 	tcpstateProgAccept4Exit   = "accept4_exit"
 	tcpstateProgAcceptExit    = "accept_exit"
 	tcpstateProgConnectExit   = "connect_exit"
+	tcpstateProgPollOrphans   = "poll_orphans"
+	tcpstateProgReceiveReset  = "receive_reset"
 	tcpstateProgRetransmitBtf = "retransmit_btf"
 	tcpstateProgRetransmitTp  = "retransmit_tp"
+	tcpstateProgSendReset     = "send_reset"
 	tcpstateProgSetStateBtf   = "set_state_btf"
 	tcpstateProgSetStateTp    = "set_state_tp"
+	tcpstateProgTwTimerCancel = "tw_timer_cancel"
+	tcpstateProgTwTimerExpire = "tw_timer_expire"
+	tcpstateProgTwTimerStart  = "tw_timer_start"
 	tcpstateVarFilterCgroup   = "filter_cgroup"
 	tcpstateVarFilterComms    = "filter_comms"
 	tcpstateVarFilterFamily   = "filter_family"
@@ -85,6 +124,8 @@ const (
 	tcpstateVarFilterRaddr    = "filter_raddr"
 	tcpstateVarFilterRport    = "filter_rport"
 	tcpstateVarFilterStates   = "filter_states"
+	tcpstateVarRawMode        = "raw_mode"
+	tcpstateVarTwTimerFn      = "tw_timer_fn"
 	tcpstateVarWakeupBytes    = "wakeup_bytes"
 )
 
@@ -133,10 +174,16 @@ type tcpstateProgramSpecs struct {
 	Accept4Exit   *ebpf.ProgramSpec `ebpf:"accept4_exit"`
 	AcceptExit    *ebpf.ProgramSpec `ebpf:"accept_exit"`
 	ConnectExit   *ebpf.ProgramSpec `ebpf:"connect_exit"`
+	PollOrphans   *ebpf.ProgramSpec `ebpf:"poll_orphans"`
+	ReceiveReset  *ebpf.ProgramSpec `ebpf:"receive_reset"`
 	RetransmitBtf *ebpf.ProgramSpec `ebpf:"retransmit_btf"`
 	RetransmitTp  *ebpf.ProgramSpec `ebpf:"retransmit_tp"`
+	SendReset     *ebpf.ProgramSpec `ebpf:"send_reset"`
 	SetStateBtf   *ebpf.ProgramSpec `ebpf:"set_state_btf"`
 	SetStateTp    *ebpf.ProgramSpec `ebpf:"set_state_tp"`
+	TwTimerCancel *ebpf.ProgramSpec `ebpf:"tw_timer_cancel"`
+	TwTimerExpire *ebpf.ProgramSpec `ebpf:"tw_timer_expire"`
+	TwTimerStart  *ebpf.ProgramSpec `ebpf:"tw_timer_start"`
 }
 
 // tcpstateMapSpecs contains maps before they are loaded into the kernel.
@@ -148,12 +195,16 @@ type tcpstateMapSpecs struct {
 	Laddrs     *ebpf.MapSpec `ebpf:"laddrs"`
 	Lost       *ebpf.MapSpec `ebpf:"lost"`
 	Lports     *ebpf.MapSpec `ebpf:"lports"`
+	Orphans    *ebpf.MapSpec `ebpf:"orphans"`
 	Pending    *ebpf.MapSpec `ebpf:"pending"`
 	Pids       *ebpf.MapSpec `ebpf:"pids"`
 	Raddrs     *ebpf.MapSpec `ebpf:"raddrs"`
 	Rports     *ebpf.MapSpec `ebpf:"rports"`
+	Scratch    *ebpf.MapSpec `ebpf:"scratch"`
 	Seeds      *ebpf.MapSpec `ebpf:"seeds"`
 	Socks      *ebpf.MapSpec `ebpf:"socks"`
+	TwNotes    *ebpf.MapSpec `ebpf:"tw_notes"`
+	Tws        *ebpf.MapSpec `ebpf:"tws"`
 }
 
 // tcpstateVariableSpecs contains global variables before they are loaded into the kernel.
@@ -171,6 +222,8 @@ type tcpstateVariableSpecs struct {
 	FilterRaddr  *ebpf.VariableSpec `ebpf:"filter_raddr"`
 	FilterRport  *ebpf.VariableSpec `ebpf:"filter_rport"`
 	FilterStates *ebpf.VariableSpec `ebpf:"filter_states"`
+	RawMode      *ebpf.VariableSpec `ebpf:"raw_mode"`
+	TwTimerFn    *ebpf.VariableSpec `ebpf:"tw_timer_fn"`
 	WakeupBytes  *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
@@ -199,12 +252,16 @@ type tcpstateMaps struct {
 	Laddrs     *ebpf.Map `ebpf:"laddrs"`
 	Lost       *ebpf.Map `ebpf:"lost"`
 	Lports     *ebpf.Map `ebpf:"lports"`
+	Orphans    *ebpf.Map `ebpf:"orphans"`
 	Pending    *ebpf.Map `ebpf:"pending"`
 	Pids       *ebpf.Map `ebpf:"pids"`
 	Raddrs     *ebpf.Map `ebpf:"raddrs"`
 	Rports     *ebpf.Map `ebpf:"rports"`
+	Scratch    *ebpf.Map `ebpf:"scratch"`
 	Seeds      *ebpf.Map `ebpf:"seeds"`
 	Socks      *ebpf.Map `ebpf:"socks"`
+	TwNotes    *ebpf.Map `ebpf:"tw_notes"`
+	Tws        *ebpf.Map `ebpf:"tws"`
 }
 
 func (m *tcpstateMaps) Close() error {
@@ -214,12 +271,16 @@ func (m *tcpstateMaps) Close() error {
 		m.Laddrs,
 		m.Lost,
 		m.Lports,
+		m.Orphans,
 		m.Pending,
 		m.Pids,
 		m.Raddrs,
 		m.Rports,
+		m.Scratch,
 		m.Seeds,
 		m.Socks,
+		m.TwNotes,
+		m.Tws,
 	)
 }
 
@@ -238,6 +299,8 @@ type tcpstateVariables struct {
 	FilterRaddr  *ebpf.Variable `ebpf:"filter_raddr"`
 	FilterRport  *ebpf.Variable `ebpf:"filter_rport"`
 	FilterStates *ebpf.Variable `ebpf:"filter_states"`
+	RawMode      *ebpf.Variable `ebpf:"raw_mode"`
+	TwTimerFn    *ebpf.Variable `ebpf:"tw_timer_fn"`
 	WakeupBytes  *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
@@ -248,10 +311,16 @@ type tcpstatePrograms struct {
 	Accept4Exit   *ebpf.Program `ebpf:"accept4_exit"`
 	AcceptExit    *ebpf.Program `ebpf:"accept_exit"`
 	ConnectExit   *ebpf.Program `ebpf:"connect_exit"`
+	PollOrphans   *ebpf.Program `ebpf:"poll_orphans"`
+	ReceiveReset  *ebpf.Program `ebpf:"receive_reset"`
 	RetransmitBtf *ebpf.Program `ebpf:"retransmit_btf"`
 	RetransmitTp  *ebpf.Program `ebpf:"retransmit_tp"`
+	SendReset     *ebpf.Program `ebpf:"send_reset"`
 	SetStateBtf   *ebpf.Program `ebpf:"set_state_btf"`
 	SetStateTp    *ebpf.Program `ebpf:"set_state_tp"`
+	TwTimerCancel *ebpf.Program `ebpf:"tw_timer_cancel"`
+	TwTimerExpire *ebpf.Program `ebpf:"tw_timer_expire"`
+	TwTimerStart  *ebpf.Program `ebpf:"tw_timer_start"`
 }
 
 func (p *tcpstatePrograms) Close() error {
@@ -259,10 +328,16 @@ func (p *tcpstatePrograms) Close() error {
 		p.Accept4Exit,
 		p.AcceptExit,
 		p.ConnectExit,
+		p.PollOrphans,
+		p.ReceiveReset,
 		p.RetransmitBtf,
 		p.RetransmitTp,
+		p.SendReset,
 		p.SetStateBtf,
 		p.SetStateTp,
+		p.TwTimerCancel,
+		p.TwTimerExpire,
+		p.TwTimerStart,
 	)
 }
 

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -50,6 +51,9 @@ type Options struct {
 	// KernelBTF is a BTF file describing the running kernel, for kernels
 	// that do not expose /sys/kernel/btf/vmlinux.
 	KernelBTF string
+	// Raw reports only what the kernel reports: no TIME_WAIT tracking, the
+	// kernel's FIN_WAIT2 -> CLOSE where the socket really lives on.
+	Raw bool
 }
 
 // Handler receives what the tracer reads.
@@ -66,6 +70,18 @@ type Handler interface {
 type programs struct {
 	setState, retransmit *ebpf.Program
 	syscalls             syscallPrograms
+	timewait             timewaitPrograms
+}
+
+// timewaitPrograms follow timewait sockets through their timer and note
+// resets; tp_btf only.
+type timewaitPrograms struct {
+	TimerStart   *ebpf.Program `ebpf:"tw_timer_start"`
+	TimerCancel  *ebpf.Program `ebpf:"tw_timer_cancel"`
+	TimerExpire  *ebpf.Program `ebpf:"tw_timer_expire"`
+	SendReset    *ebpf.Program `ebpf:"send_reset"`
+	ReceiveReset *ebpf.Program `ebpf:"receive_reset"`
+	PollOrphans  *ebpf.Program `ebpf:"poll_orphans"`
 }
 
 type syscallPrograms struct {
@@ -85,7 +101,9 @@ type tracepointPrograms struct {
 }
 
 func (p *programs) Close() error {
-	for _, prog := range []*ebpf.Program{p.setState, p.retransmit, p.syscalls.ConnectExit, p.syscalls.Accept4Exit, p.syscalls.AcceptExit} {
+	tw := &p.timewait
+	for _, prog := range []*ebpf.Program{p.setState, p.retransmit, p.syscalls.ConnectExit, p.syscalls.Accept4Exit, p.syscalls.AcceptExit,
+		tw.TimerStart, tw.TimerCancel, tw.TimerExpire, tw.SendReset, tw.ReceiveReset, tw.PollOrphans} {
 		if prog != nil {
 			prog.Close()
 		}
@@ -104,6 +122,12 @@ type Tracer struct {
 	links    []link.Link
 	reader   *ringbuf.Reader
 	dec      *decoder
+	// timewait is set when TIME_WAIT is followed (not --raw, and the
+	// kernel allows it).
+	timewait bool
+	notices  []string
+	held     []Event // timewait ends waiting to be confirmed
+	lastPoll time.Time
 }
 
 // New checks privileges and kernel support, loads the BPF programs with the
@@ -126,14 +150,31 @@ func New(opts Options) (*Tracer, error) {
 	if err := setFilters(spec, &opts); err != nil {
 		return nil, err
 	}
-
 	t := &Tracer{}
+	if !opts.Raw {
+		fn, err := kallsym("tw_timer_handler")
+		if err == nil {
+			err = spec.Variables["tw_timer_fn"].Set(fn)
+		}
+		if err != nil {
+			t.notices = append(t.notices, fmt.Sprintf("TIME_WAIT is not followed (as with --raw): %v", err))
+		}
+	}
+	if err := spec.Variables["raw_mode"].Set(opts.Raw); err != nil {
+		return nil, fmt.Errorf("set raw_mode: %w", err)
+	}
+
 	// tp_btf is cheaper but needs the running kernel's own BTF; a BTF file
 	// given by hand only serves CO-RE, so then use the classic tracepoints.
 	if kernelTypes == nil {
 		err = t.load(spec, nil, true)
+	} else if !opts.Raw {
+		t.notices = append(t.notices, "TIME_WAIT is not followed (as with --raw): it needs the kernel's own BTF")
 	}
 	if kernelTypes != nil || err != nil {
+		if err != nil {
+			t.notices = append(t.notices, fmt.Sprintf("using classic tracepoints, TIME_WAIT not followed: %v", err))
+		}
 		if err2 := t.load(spec, kernelTypes, false); err2 != nil {
 			if err == nil {
 				err = err2
@@ -174,7 +215,8 @@ func (t *Tracer) load(spec *ebpf.CollectionSpec, kernelTypes *btf.Spec, useBTF b
 			*tcpstateMaps
 			*syscallPrograms
 			*btfPrograms
-		}{&maps, &progs.syscalls, &hooks}, opts)
+			*timewaitPrograms
+		}{&maps, &progs.syscalls, &hooks, &progs.timewait}, opts)
 		progs.setState, progs.retransmit = hooks.SetState, hooks.Retransmit
 	} else {
 		var hooks tracepointPrograms
@@ -211,6 +253,17 @@ func (t *Tracer) attach() error {
 			return err
 		}
 	}
+	if t.btf {
+		tw := &p.timewait
+		for _, prog := range []*ebpf.Program{tw.SendReset, tw.ReceiveReset, tw.TimerStart, tw.TimerCancel, tw.TimerExpire} {
+			l, err := link.AttachTracing(link.TracingOptions{Program: prog})
+			if err != nil {
+				return fmt.Errorf("attach %s: %w", prog, err)
+			}
+			t.links = append(t.links, l)
+		}
+		t.timewait = true
+	}
 	if err := t.tracepoint("syscalls", "sys_exit_connect", p.syscalls.ConnectExit); err != nil {
 		return err
 	}
@@ -236,6 +289,16 @@ func (t *Tracer) Run(ctx context.Context, h Handler) error {
 	var ev Event
 	draining := false
 	lastTick := time.Now()
+	tick := func(now time.Time) error {
+		lastTick = now
+		if err := t.poll(now); err != nil {
+			return err
+		}
+		if err := t.release(h, monoNow(), false); err != nil {
+			return err
+		}
+		return h.Tick()
+	}
 	t.reader.SetDeadline(lastTick.Add(PollInterval))
 	for n := 0; ; n++ {
 		err := t.reader.ReadInto(&rec)
@@ -244,7 +307,7 @@ func (t *Tracer) Run(ctx context.Context, h Handler) error {
 			if err := t.dec.decode(rec.RawSample, &ev); err != nil {
 				return err
 			}
-			if err := h.Event(&ev); err != nil {
+			if err := t.deliver(h, &ev); err != nil {
 				return err
 			}
 			if n%256 != 0 {
@@ -252,8 +315,7 @@ func (t *Tracer) Run(ctx context.Context, h Handler) error {
 			}
 			// A busy ring never runs dry: tick and look at ctx anyway.
 			if now := time.Now(); now.Sub(lastTick) >= PollInterval {
-				lastTick = now
-				if err := h.Tick(); err != nil {
+				if err := tick(now); err != nil {
 					return err
 				}
 			}
@@ -262,12 +324,14 @@ func (t *Tracer) Run(ctx context.Context, h Handler) error {
 				t.reader.SetDeadline(time.Now())
 			}
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			lastTick = time.Now()
-			if err := h.Tick(); err != nil {
+			if err := tick(time.Now()); err != nil {
 				return err
 			}
 			if draining {
-				return nil
+				if err := t.release(h, 0, true); err != nil {
+					return err
+				}
+				return h.Tick()
 			}
 			if ctx.Err() != nil {
 				// One more pass to pick up what is queued right now.
@@ -282,6 +346,83 @@ func (t *Tracer) Run(ctx context.Context, h Handler) error {
 			return fmt.Errorf("read ring buffer: %w", err)
 		}
 	}
+}
+
+// holdFor is how long the end of a TIME_WAIT announced by a timer cancel
+// waits for a re-arm that would undo it; the BPF side pairs them only
+// within ADJACENT_NS (1 ms).
+const holdFor = 2 * time.Millisecond
+
+// maxHeld bounds the held-back ends on a host closing many at once.
+const maxHeld = 4096
+
+// deliver hands ev to h, except for the BPF side's bookkeeping records.
+func (t *Tracer) deliver(h Handler, ev *Event) error {
+	switch {
+	case ev.flags&evTentative != 0:
+		t.held = append(t.held, *ev)
+		if len(t.held) > maxHeld {
+			return t.release(h, 0, true)
+		}
+		return nil
+	case ev.flags&evRearm != 0:
+		t.held = slices.DeleteFunc(t.held, func(held Event) bool { return held.twaddr == ev.twaddr })
+		return nil
+	case ev.flags&(evResetNote|evOrphanNote) != 0:
+		if n, ok := h.(noter); ok {
+			n.note(ev)
+		}
+		return nil
+	}
+	if len(t.held) > 0 {
+		if err := t.release(h, ev.mono, false); err != nil {
+			return err
+		}
+	}
+	return h.Event(ev)
+}
+
+// release delivers the held timewait ends older than holdFor at monotonic
+// time now (all of them with all set).
+func (t *Tracer) release(h Handler, now uint64, all bool) error {
+	n := 0
+	for n < len(t.held) && (all || t.held[n].mono+uint64(holdFor) <= now) {
+		if err := h.Event(&t.held[n]); err != nil {
+			return err
+		}
+		n++
+	}
+	t.held = t.held[:copy(t.held, t.held[n:])]
+	return nil
+}
+
+// poll runs the BPF program that notices orphans turned TIME_WAIT.
+func (t *Tracer) poll(now time.Time) error {
+	if !t.timewait || now.Sub(t.lastPoll) < 100*time.Millisecond {
+		return nil
+	}
+	t.lastPoll = now
+	if _, err := t.progs.timewait.PollOrphans.Run(&ebpf.RunOptions{}); err != nil {
+		return fmt.Errorf("poll orphaned FIN_WAIT2 sockets: %w", err)
+	}
+	return nil
+}
+
+// noter is implemented by handlers that want the BPF side's notes: a reset
+// the kernel sends after reporting CLOSE, an orphan handed to a timewait
+// socket. They are not transitions, so trace output never sees them.
+type noter interface {
+	note(ev *Event)
+}
+
+// Notices are one-line remarks for the user about what this kernel does
+// not allow (e.g. TIME_WAIT is not followed).
+func (t *Tracer) Notices() []string { return t.notices }
+
+func monoNow() uint64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return uint64(ts.Nano())
 }
 
 // Unseeded returns how many sockets older than the tracer will show no

@@ -146,11 +146,11 @@ func TestJSONOutputAndSummary(t *testing.T) {
 		t.Fatalf("stderr %q, want the 'N events, M lost' summary", rest)
 	}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	// Listener 2, client 5, server child 5.
+	// Listener 2, client 5 (the last FIN_WAIT2 -> TIME_WAIT), server child 5.
 	if len(lines) != 12 || m[1] != "12" || m[2] != "0" {
 		t.Fatalf("%d lines, summary %q, want 12 events and 0 lost:\n%s", len(lines), m[0], out)
 	}
-	keys := []string{"time", "skaddr", "pid", "comm", "family", "laddr", "lport", "raddr", "rport", "oldstate", "newstate", "in_state_us", "netns", "cgroup_id"}
+	keys := []string{"time", "skaddr", "pid", "comm", "family", "laddr", "lport", "raddr", "rport", "oldstate", "newstate", "in_state_us", "netns", "cgroup_id", "synthesized"}
 	for i, line := range lines {
 		var ev map[string]any
 		if err := json.Unmarshal([]byte(line), &ev); err != nil {

@@ -30,6 +30,7 @@ another task. Without a subcommand it runs 'tcpstate trace'.`,
 		return usageError{err}
 	})
 	root.AddCommand(trace)
+	root.AddCommand(newLifeCmd(stdout, stderr))
 	root.CompletionOptions.DisableDefaultCmd = true
 	return root
 }

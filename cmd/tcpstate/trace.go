@@ -4,16 +4,11 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
 
 	"github.com/tcpstate/tcpstate/output"
 	"github.com/tcpstate/tcpstate/tracer"
@@ -34,6 +29,12 @@ const traceExamples = `  # Every transition on the host, as a table, until Ctrl-
   # Who owns the sockets that go into CLOSE_WAIT (peer closed, app did not)
   sudo tcpstate -o json --state CLOSE_WAIT | jq -r 'select(.newstate=="CLOSE_WAIT") | "\(.pid) \(.comm)"'
 
+  # How long connections sit in TIME_WAIT on this host
+  sudo tcpstate -o json --state time-wait | jq -c 'select(.oldstate=="TIME_WAIT") | {raddr, rport, in_state_us}'
+
+  # Sequence numbers at each transition, to line up with tcpdump -S
+  sudo tcpstate --seq --rport 443
+
   # Slow handshakes: SYN_SENT lasting over 100 ms
   sudo tcpstate -o json | jq -c 'select(.oldstate=="SYN_SENT" and .in_state_us > 100000)'`
 
@@ -43,6 +44,8 @@ type traceFlags struct {
 	output    string
 	duration  time.Duration
 	kernelBTF string
+	raw       bool
+	seq       bool
 }
 
 func newTraceCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -60,6 +63,20 @@ the owner closes the socket the last owner is kept.
 MS (in_state_us in JSON) is the time spent in the old state; it is unknown for
 sockets that existed before tcpstate started.
 
+The kernel reports FIN_WAIT2 -> CLOSE when a connection enters TIME_WAIT (the
+socket is replaced by a small timewait socket that lives 60 s) and nothing
+when TIME_WAIT ends; for a socket closed in FIN_WAIT2 it reports CLOSE at once
+although the connection waits for the peer's FIN up to tcp_fin_timeout.
+tcpstate shows what really happens: FIN_WAIT2 -> TIME_WAIT, TIME_WAIT -> CLOSE
+(expiry, reuse of the 4-tuple, or reset) and FIN_WAIT2 -> CLOSE when an
+orphan times out. These derived transitions are marked with '*' in the table
+and "synthesized": true in JSON; --raw shows the kernel's view instead.
+
+--seq adds snd_una, snd_nxt and rcv_nxt at each transition: after the
+handshake snd_una is the ISN + 1 and rcv_nxt the peer's ISN + 1; the FIN
+takes one sequence number, so the peer's rcv_nxt at CLOSE_WAIT is one past
+our last byte.
+
 Filters run in the kernel; list flags take comma-separated values and may be
 repeated. At exit "N events, M lost" goes to stderr; lost events (the ring
 buffer was full) are also reported as they happen.`,
@@ -73,6 +90,8 @@ buffer was full) are also reported as they happen.`,
 	fs := cmd.Flags()
 	fs.StringVarP(&f.output, "output", "o", "table", "output format: table or json (one object per line)")
 	fs.DurationVarP(&f.duration, "duration", "d", 0, "stop after this long (e.g. 30s, 5m); default: until Ctrl-C")
+	fs.BoolVar(&f.raw, "raw", false, "show only what the kernel reports: FIN_WAIT2 -> CLOSE instead of TIME_WAIT in and out")
+	fs.BoolVar(&f.seq, "seq", false, "also show the sequence numbers snd_una, snd_nxt, rcv_nxt (absolute, as tcpdump -S)")
 	fs.StringVar(&f.kernelBTF, "kernel-btf", "", "BTF file for this kernel, when /sys/kernel/btf/vmlinux is missing")
 	f.register(fs)
 	fs.SortFlags = false
@@ -80,7 +99,7 @@ buffer was full) are also reported as they happen.`,
 }
 
 func (f *traceFlags) validate() (tracer.Options, output.Format, error) {
-	format, err := output.New(f.output)
+	format, err := output.NewWith(f.output, output.Options{Seq: f.seq})
 	if err != nil {
 		return tracer.Options{}, nil, usagef("invalid --output %q: want table or json", f.output)
 	}
@@ -97,6 +116,7 @@ func (f *traceFlags) validate() (tracer.Options, output.Format, error) {
 		}
 		opts.KernelBTF = f.kernelBTF
 	}
+	opts.Raw = f.raw
 	return opts, format, nil
 }
 
@@ -105,97 +125,6 @@ func runTrace(ctx context.Context, f *traceFlags, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if f.duration > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, f.duration)
-		defer cancel()
-	}
-	// With SIGPIPE caught, a write to a closed pipe fails with EPIPE
-	// instead of killing us, so `| head` ends cleanly.
-	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
-
-	t, err := tracer.New(opts)
-	if err != nil {
-		return err
-	}
-	defer t.Close()
-	fmt.Fprintln(stderr, "Tracing TCP state transitions. Ctrl-C to end.")
-
-	h := &traceHandler{printer: output.NewPrinter(stdout, format), tracer: t, stdout: stdout, stderr: stderr}
-	if err := h.printer.Begin(); err != nil {
-		return err
-	}
-	if n := t.Unseeded(); n > 0 {
-		fmt.Fprintf(stderr, "tcpstate: %d sockets older than tcpstate will show no owner (too many to record)\n", n)
-	}
-	err = t.Run(ctx, h)
-	if err == nil {
-		err = h.printer.Flush()
-	}
-	if isReaderGone(err) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	lost, err := t.Lost()
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stderr, "%d events, %d lost\n", h.printer.Events(), lost)
-	return nil
-}
-
-// traceHandler prints events and, on each tick, flushes, reports newly lost
-// events and notices a reader that went away.
-type traceHandler struct {
-	printer  *output.Printer
-	tracer   *tracer.Tracer
-	stdout   io.Writer
-	stderr   io.Writer
-	lost     uint64
-	lastLost time.Time
-}
-
-func (h *traceHandler) Event(ev *tracer.Event) error { return h.printer.Print(ev) }
-
-func (h *traceHandler) Tick() error {
-	if err := h.printer.Flush(); err != nil {
-		return err
-	}
-	if readerGone(h.stdout) {
-		return errReaderGone
-	}
-	if now := time.Now(); now.Sub(h.lastLost) >= time.Second {
-		h.lastLost = now
-		lost, err := h.tracer.Lost()
-		if err != nil {
-			return err
-		}
-		if lost > h.lost {
-			fmt.Fprintf(h.stderr, "tcpstate: lost %d events (ring buffer full; %d lost in all)\n", lost-h.lost, lost)
-			h.lost = lost
-		}
-	}
-	return nil
-}
-
-var errReaderGone = errors.New("output reader went away")
-
-func isReaderGone(err error) bool {
-	return errors.Is(err, errReaderGone) || errors.Is(err, syscall.EPIPE)
-}
-
-// readerGone reports whether w is a pipe whose reading end was closed, so an
-// idle `tcpstate | head -1` ends without waiting for another event.
-func readerGone(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fds := []unix.PollFd{{Fd: int32(f.Fd()), Events: 0}}
-	n, err := unix.Poll(fds, 0)
-	return err == nil && n > 0 && fds[0].Revents&(unix.POLLERR|unix.POLLHUP) != 0
+	return runSession(ctx, f.duration, opts, output.NewPrinter(stdout, format), stdout, stderr, "events",
+		func(s *session) tracer.Handler { return s })
 }

@@ -1,0 +1,77 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package main
+
+import (
+	"context"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tcpstate/tcpstate/output"
+	"github.com/tcpstate/tcpstate/tracer"
+)
+
+const lifeExamples = `  # One line per connection as it ends, until Ctrl-C
+  sudo tcpstate life
+
+  # Connections to port 5432 that were reset, as JSON
+  sudo tcpstate life -o json --rport 5432 | jq -c 'select(.reset)'
+
+  # Who closes first, per remote port
+  sudo tcpstate life -o json -d 60s | jq -r '"\(.rport) \(.closed_by)"' | sort | uniq -c
+
+  # Half-closed connections (data flowed after the first FIN)
+  sudo tcpstate life -o json | jq -c 'select(.half_close) | {laddr, lport, raddr, rport, path}'`
+
+func newLifeCmd(stdout, stderr io.Writer) *cobra.Command {
+	var f traceFlags
+	cmd := &cobra.Command{
+		Use:   "life",
+		Short: "Print one line per TCP connection when it ends, with its whole path of states",
+		Long: `Print one record per TCP connection when its socket ends: at CLOSE, or when
+it enters TIME_WAIT (the path then ends in TIME_WAIT).
+
+Each record has the owner, the 4-tuple, the start time and duration, the path
+of states with the time spent in each, the payload bytes acknowledged by the
+peer (tx_bytes) and received (rx_bytes), retransmissions, who sent the first
+FIN (closed_by: local, remote or simultaneous), whether payload flowed after
+the first FIN (half_close), whether a RST was sent or received (reset), and
+the initial sequence numbers (isn, peer_isn) when the handshake was seen.
+Connections older than tcpstate have "partial": true: their path starts at
+the first state seen. Listening sockets are not connections and are left out.
+
+Filters are those of 'tcpstate trace' and run in the kernel.`,
+		Example:      lifeExamples,
+		Args:         noArgs,
+		SilenceUsage: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			opts, _, err := f.validate()
+			if err != nil {
+				return err
+			}
+			format, err := output.NewLife(f.output)
+			if err != nil {
+				return usagef("invalid --output %q: want table or json", f.output)
+			}
+			return runLife(cmd.Context(), &f, opts, format, stdout, stderr)
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVarP(&f.output, "output", "o", "table", "output format: table or json (one object per line)")
+	fs.DurationVarP(&f.duration, "duration", "d", 0, "stop after this long (e.g. 30s, 5m); default: until Ctrl-C")
+	fs.StringVar(&f.kernelBTF, "kernel-btf", "", "BTF file for this kernel, when /sys/kernel/btf/vmlinux is missing")
+	f.register(fs)
+	fs.SortFlags = false
+	return cmd
+}
+
+func runLife(ctx context.Context, f *traceFlags, opts tracer.Options, format output.LifeFormat, stdout, stderr io.Writer) error {
+	return runSession(ctx, f.duration, opts, output.NewLifePrinter(stdout, format), stdout, stderr, "connections",
+		func(s *session) tracer.Handler { return tracer.NewLifeTracker(lifeOut{s}) })
+}
+
+// lifeOut prints connections through the session.
+type lifeOut struct{ *session }
+
+func (o lifeOut) Connection(c *tracer.Connection) error { return o.printer.PrintConnection(c) }

@@ -1,0 +1,124 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tcpstate/tcpstate/output"
+	"github.com/tcpstate/tcpstate/tracer"
+)
+
+// session is one run of the tracer for a command: it prints what the
+// command's handler produces and, on each tick, flushes, reports newly lost
+// events and notices a reader that went away. As a Handler it prints every
+// transition (tcpstate trace).
+type session struct {
+	printer  *output.Printer
+	tracer   *tracer.Tracer
+	stdout   io.Writer
+	stderr   io.Writer
+	lost     uint64
+	lastLost time.Time
+}
+
+// runSession loads the tracer with opts, runs the handler that handler
+// builds until ctx ends, Ctrl-C, SIGTERM or duration, and prints
+// "N <what>, M lost" to stderr at the end.
+func runSession(ctx context.Context, duration time.Duration, opts tracer.Options, printer *output.Printer,
+	stdout, stderr io.Writer, what string, handler func(*session) tracer.Handler) error {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, duration)
+		defer cancel()
+	}
+	// With SIGPIPE caught, a write to a closed pipe fails with EPIPE
+	// instead of killing us, so `| head` ends cleanly.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
+
+	t, err := tracer.New(opts)
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	fmt.Fprintln(stderr, "Tracing TCP state transitions. Ctrl-C to end.")
+	for _, n := range t.Notices() {
+		fmt.Fprintf(stderr, "tcpstate: %s\n", n)
+	}
+	if n := t.Unseeded(); n > 0 {
+		fmt.Fprintf(stderr, "tcpstate: %d sockets older than tcpstate will show no owner (too many to record)\n", n)
+	}
+
+	s := &session{printer: printer, tracer: t, stdout: stdout, stderr: stderr}
+	if err := s.printer.Begin(); err != nil {
+		return err
+	}
+	err = t.Run(ctx, handler(s))
+	if err == nil {
+		err = s.printer.Flush()
+	}
+	if isReaderGone(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	lost, err := t.Lost()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "%d %s, %d lost\n", s.printer.Events(), what, lost)
+	return nil
+}
+
+func (s *session) Event(ev *tracer.Event) error { return s.printer.Print(ev) }
+
+func (s *session) Tick() error {
+	if err := s.printer.Flush(); err != nil {
+		return err
+	}
+	if readerGone(s.stdout) {
+		return errReaderGone
+	}
+	if now := time.Now(); now.Sub(s.lastLost) >= time.Second {
+		s.lastLost = now
+		lost, err := s.tracer.Lost()
+		if err != nil {
+			return err
+		}
+		if lost > s.lost {
+			fmt.Fprintf(s.stderr, "tcpstate: lost %d events (ring buffer full; %d lost in all)\n", lost-s.lost, lost)
+			s.lost = lost
+		}
+	}
+	return nil
+}
+
+var errReaderGone = errors.New("output reader went away")
+
+func isReaderGone(err error) bool {
+	return errors.Is(err, errReaderGone) || errors.Is(err, syscall.EPIPE)
+}
+
+// readerGone reports whether w is a pipe whose reading end was closed, so an
+// idle `tcpstate | head -1` ends without waiting for another event.
+func readerGone(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fds := []unix.PollFd{{Fd: int32(f.Fd()), Events: 0}}
+	n, err := unix.Poll(fds, 0)
+	return err == nil && n > 0 && fds[0].Revents&(unix.POLLERR|unix.POLLHUP) != 0
+}

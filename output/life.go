@@ -1,0 +1,184 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package output
+
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/tcpstate/tcpstate/tracer"
+)
+
+// LifeFormat turns whole connections (tcpstate life) into bytes.
+type LifeFormat interface {
+	Header() []byte
+	AppendConnection(dst []byte, c *tracer.Connection) []byte
+}
+
+// NewLife returns the life format called name: "table" or "json".
+func NewLife(name string) (LifeFormat, error) {
+	switch name {
+	case "table":
+		return &lifeTable{clock: clock{layout: "15:04:05", digits: 3}}, nil
+	case "json":
+		return &lifeJSON{clock: clock{layout: "2006-01-02T15:04:05", zone: true, digits: 9}}, nil
+	}
+	return nil, fmt.Errorf("unknown output format %q (want table or json)", name)
+}
+
+type lifeJSON struct {
+	clock clock
+	start clock // the start time is another second than the end
+}
+
+func (*lifeJSON) Header() []byte { return nil }
+
+func (f *lifeJSON) AppendConnection(dst []byte, c *tracer.Connection) []byte {
+	if f.start.layout == "" {
+		f.start = f.clock
+		f.start.prefix = nil
+	}
+	dst = append(dst, `{"time":"`...)
+	dst = f.clock.append(dst, c.Time)
+	dst = append(dst, `","pid":`...)
+	dst = strconv.AppendUint(dst, uint64(c.Pid), 10)
+	dst = append(dst, `,"comm":`...)
+	dst = appendJSONString(dst, c.Comm)
+	dst = append(dst, `,"family":"`...)
+	dst = append(dst, c.Family.String()...)
+	dst = append(dst, `","laddr":"`...)
+	if c.LAddr.IsValid() {
+		dst = c.LAddr.AppendTo(dst)
+	}
+	dst = append(dst, `","lport":`...)
+	dst = strconv.AppendUint(dst, uint64(c.LPort), 10)
+	dst = append(dst, `,"raddr":"`...)
+	if c.RAddr.IsValid() {
+		dst = c.RAddr.AppendTo(dst)
+	}
+	dst = append(dst, `","rport":`...)
+	dst = strconv.AppendUint(dst, uint64(c.RPort), 10)
+	dst = append(dst, `,"start":"`...)
+	dst = f.start.append(dst, c.Start)
+	dst = append(dst, `","duration_us":`...)
+	dst = strconv.AppendInt(dst, c.Duration.Microseconds(), 10)
+	dst = append(dst, `,"path":[`...)
+	for i, st := range c.Path {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `{"state":"`...)
+		dst = appendState(dst, st.State)
+		dst = append(dst, `","us":`...)
+		dst = strconv.AppendInt(dst, st.Duration.Microseconds(), 10)
+		dst = append(dst, '}')
+	}
+	dst = append(dst, `],"tx_bytes":`...)
+	dst = strconv.AppendUint(dst, c.TxBytes, 10)
+	dst = append(dst, `,"rx_bytes":`...)
+	dst = strconv.AppendUint(dst, c.RxBytes, 10)
+	dst = append(dst, `,"retrans":`...)
+	dst = strconv.AppendUint(dst, uint64(c.Retrans), 10)
+	if c.ClosedBy != "" {
+		dst = append(dst, `,"closed_by":"`...)
+		dst = append(dst, c.ClosedBy...)
+		dst = append(dst, '"')
+	}
+	dst = append(dst, `,"half_close":`...)
+	dst = strconv.AppendBool(dst, c.HalfClose)
+	if c.Reset != 0 {
+		dst = append(dst, `,"reset":"`...)
+		dst = append(dst, c.Reset.String()...)
+		dst = append(dst, '"')
+	}
+	if c.ISNKnown {
+		dst = append(dst, `,"isn":`...)
+		dst = strconv.AppendUint(dst, uint64(c.ISN), 10)
+		dst = append(dst, `,"peer_isn":`...)
+		dst = strconv.AppendUint(dst, uint64(c.PeerISN), 10)
+	}
+	if c.Partial {
+		dst = append(dst, `,"partial":true`...)
+	}
+	dst = append(dst, `,"netns":`...)
+	dst = strconv.AppendUint(dst, uint64(c.NetNS), 10)
+	dst = append(dst, `,"cgroup_id":`...)
+	dst = strconv.AppendUint(dst, c.CgroupID, 10)
+	return append(dst, "}\n"...)
+}
+
+type lifeTable struct{ clock clock }
+
+const (
+	widthBytes = 9
+	widthDur   = 10
+)
+
+func (*lifeTable) Header() []byte {
+	var b []byte
+	b = append(b, "TIME"...)
+	b = appendSpaces(b, widthTime-4)
+	b = append(b, ' ')
+	b = padLeft(append(b, "PID"...), len(b), widthPid)
+	b = append(b, " COMM"...)
+	b = appendSpaces(b, widthComm-4)
+	b = append(b, " LADDR:LPORT"...)
+	b = appendSpaces(b, widthAddr-11)
+	b = append(b, " RADDR:RPORT"...)
+	b = appendSpaces(b, widthAddr-11)
+	start := len(b) + 1
+	b = padLeft(append(b, " MS"...), start, widthDur+1)
+	start = len(b)
+	b = padLeft(append(b, " TX"...), start, widthBytes+1)
+	start = len(b)
+	b = padLeft(append(b, " RX"...), start, widthBytes+1)
+	return append(b, " PATH\n"...)
+}
+
+func (f *lifeTable) AppendConnection(dst []byte, c *tracer.Connection) []byte {
+	start := len(dst)
+	dst = f.clock.append(dst, c.Time)
+	dst = padRight(dst, start, widthTime)
+	dst = append(dst, ' ')
+	start = len(dst)
+	if c.Pid == 0 {
+		dst = append(dst, '-')
+	} else {
+		dst = strconv.AppendUint(dst, uint64(c.Pid), 10)
+	}
+	dst = padLeft(dst, start, widthPid)
+	dst = append(dst, ' ')
+	dst, n := appendComm(dst, c.Comm)
+	dst = appendSpaces(dst, widthComm-n)
+	dst = append(dst, ' ')
+	start = len(dst)
+	dst = appendEndpoint(dst, c.LAddr, c.LPort)
+	dst = padRight(dst, start, widthAddr)
+	dst = append(dst, ' ')
+	start = len(dst)
+	dst = appendEndpoint(dst, c.RAddr, c.RPort)
+	dst = padRight(dst, start, widthAddr)
+	dst = append(dst, ' ')
+	start = len(dst)
+	dst = appendMillis(dst, c.Duration)
+	dst = padLeft(dst, start, widthDur)
+	for _, v := range [...]uint64{c.TxBytes, c.RxBytes} {
+		dst = append(dst, ' ')
+		start = len(dst)
+		dst = strconv.AppendUint(dst, v, 10)
+		dst = padLeft(dst, start, widthBytes)
+	}
+	dst = append(dst, ' ')
+	for i, st := range c.Path {
+		if i > 0 {
+			dst = append(dst, '>')
+		}
+		dst = appendState(dst, st.State)
+	}
+	if c.Reset != 0 {
+		dst = append(dst, " (reset "...)
+		dst = append(dst, c.Reset.String()...)
+		dst = append(dst, ')')
+	}
+	return append(dst, '\n')
+}

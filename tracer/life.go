@@ -1,0 +1,256 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package tracer
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Connection is the whole life of one TCP connection, reported when its
+// full socket ends: at CLOSE, or on entering TIME_WAIT.
+type Connection struct {
+	Time     time.Time // of the last transition
+	Pid      uint32
+	Comm     string
+	Family   Family
+	LAddr    netip.Addr
+	LPort    uint16
+	RAddr    netip.Addr
+	RPort    uint16
+	Start    time.Time // first transition seen (or estimated, see Partial)
+	Duration time.Duration
+	// Path lists every state the connection passed through with the time
+	// spent in it; the last one (TIME_WAIT or CLOSE) has 0.
+	Path []Step
+	// Partial is set for connections older than the tracer: the path
+	// starts at the first state seen.
+	Partial          bool
+	TxBytes, RxBytes uint64 // payload acknowledged by the peer / received
+	Retrans          uint32
+	ClosedBy         string // "local", "remote", "simultaneous"; "" if no FIN
+	HalfClose        bool   // payload flowed after the first FIN
+	Reset            Reset
+	ISN, PeerISN     uint32
+	ISNKnown         bool
+	NetNS            uint32
+	CgroupID         uint64
+}
+
+// Step is one state of a connection's path.
+type Step struct {
+	State    State
+	Duration time.Duration
+}
+
+// LifeHandler receives connections from a LifeTracker.
+type LifeHandler interface {
+	Connection(c *Connection) error
+	Tick() error
+}
+
+// maxOpen bounds the connections followed at once; a host with more open
+// connections than this gets the oldest forgotten (and not reported).
+const maxOpen = 1 << 17
+
+// LifeTracker turns transitions into one Connection per connection. It is
+// a Handler: pass it to Tracer.Run. Its cost is a map operation per
+// transition; it prints nothing until a connection ends.
+type LifeTracker struct {
+	out  LifeHandler
+	open map[uint64]*life // by socket, or by timewait socket for orphans
+	// ended waits one tick for the RST the kernel sends after CLOSE.
+	ended []*life
+	// Dropped counts connections forgotten because too many were open.
+	Dropped uint64
+}
+
+// life is a connection being followed.
+type life struct {
+	c        Connection
+	skaddr   uint64
+	listener bool
+	// At the first FIN, to tell half-closes.
+	finDir       int // 0 none yet, 1 local first, 2 remote first
+	finRx        uint64
+	finSndNxt    uint32
+	lastPathTime time.Time
+	orphan       bool // handed to a FIN_WAIT2 timewait socket
+}
+
+// NewLifeTracker returns a tracker reporting to out.
+func NewLifeTracker(out LifeHandler) *LifeTracker {
+	return &LifeTracker{out: out, open: make(map[uint64]*life)}
+}
+
+// Event follows one transition.
+func (lt *LifeTracker) Event(ev *Event) error {
+	key := ev.Skaddr
+	if ev.OldState == TimeWait {
+		return nil // the connection was reported when it entered TIME_WAIT
+	}
+	if ev.twaddr != 0 {
+		// An orphan's later events come from its timewait socket.
+		if _, ok := lt.open[ev.twaddr]; ok {
+			key = ev.twaddr
+		} else if ev.NewState == Close {
+			return nil // an orphan we did not see start
+		}
+	}
+	l := lt.open[key]
+	if l != nil && (ev.OldState == Close || (ev.OldState == Listen && ev.NewState == SynRecv)) {
+		// The address was reused for a new socket: the old one is gone.
+		delete(lt.open, key)
+		l = nil
+	}
+	if l == nil {
+		if len(lt.open) >= maxOpen {
+			lt.evictOne()
+		}
+		l = lt.start(ev)
+		lt.open[key] = l
+	}
+	l.step(ev)
+	if ev.NewState == TimeWait || ev.NewState == Close {
+		delete(lt.open, key)
+		if !l.listener {
+			lt.ended = append(lt.ended, l)
+		}
+	}
+	return nil
+}
+
+// note re-keys an orphan to its timewait socket and adds late resets.
+func (lt *LifeTracker) note(ev *Event) {
+	if ev.flags&evOrphanNote != 0 {
+		if l, ok := lt.open[ev.Skaddr]; ok {
+			delete(lt.open, ev.Skaddr)
+			l.orphan = true
+			lt.open[ev.twaddr] = l
+		}
+		return
+	}
+	for _, l := range lt.ended {
+		if l.skaddr == ev.Skaddr {
+			l.c.Reset |= ev.Reset
+		}
+	}
+}
+
+// Tick reports the connections that ended since the last tick.
+func (lt *LifeTracker) Tick() error {
+	for i, l := range lt.ended {
+		if err := lt.out.Connection(&l.c); err != nil {
+			lt.ended = lt.ended[i+1:]
+			return err
+		}
+	}
+	clear(lt.ended)
+	lt.ended = lt.ended[:0]
+	return lt.out.Tick()
+}
+
+func (lt *LifeTracker) evictOne() {
+	for k := range lt.open {
+		delete(lt.open, k)
+		lt.Dropped++
+		return
+	}
+}
+
+func (lt *LifeTracker) start(ev *Event) *life {
+	l := &life{skaddr: ev.Skaddr}
+	l.c.Start = ev.Time
+	if ev.OldState != Close && !(ev.OldState == Listen && ev.NewState == SynRecv) {
+		// Older than the tracer: the path starts where we came in.
+		l.c.Partial = true
+		if ev.InStateKnown {
+			l.c.Start = ev.Time.Add(-ev.InState)
+		}
+		l.c.Path = append(l.c.Path, Step{State: ev.OldState})
+	}
+	l.lastPathTime = l.c.Start
+	return l
+}
+
+// step adds one transition to the path and the counters.
+func (l *life) step(ev *Event) {
+	c := &l.c
+	if ev.NewState == Listen || ev.OldState == Listen && ev.NewState == Close {
+		l.listener = true
+	}
+	if n := len(c.Path); n > 0 {
+		c.Path[n-1].Duration = ev.Time.Sub(l.lastPathTime)
+	}
+	l.lastPathTime = ev.Time
+	c.Path = append(c.Path, Step{State: ev.NewState})
+	c.Time = ev.Time
+	c.Duration = ev.Time.Sub(c.Start)
+	if ev.Pid != 0 {
+		c.Pid, c.Comm = ev.Pid, ev.Comm
+	}
+	c.Family, c.LAddr, c.LPort, c.RAddr, c.RPort = ev.Family, ev.LAddr, ev.LPort, ev.RAddr, ev.RPort
+	c.NetNS, c.CgroupID = ev.NetNS, ev.CgroupID
+	c.Reset |= ev.Reset
+	// Timewait events carry the counters of the full socket's end.
+	c.TxBytes, c.RxBytes, c.Retrans = ev.TxBytes, ev.RxBytes, ev.Retrans
+	if ev.NewState == TimeWait || ev.NewState == Close {
+		c.TxBytes, c.RxBytes = l.payload(ev)
+	}
+	if ev.NewState == Established && (ev.OldState == SynSent || ev.OldState == SynRecv) {
+		c.ISN, c.PeerISN, c.ISNKnown = ev.SndUna-1, ev.RcvNxt-1, true
+	}
+	switch {
+	case ev.NewState == Closing:
+		c.ClosedBy = "simultaneous"
+	case l.finDir == 0 && ev.NewState == FinWait1:
+		l.finDir, l.finRx = 1, ev.RxBytes
+		c.ClosedBy = "local"
+	case l.finDir == 0 && ev.NewState == CloseWait:
+		l.finDir, l.finSndNxt = 2, ev.SndNxt
+		c.ClosedBy = "remote"
+	}
+	if ev.NewState == TimeWait || ev.NewState == Close {
+		switch l.finDir {
+		case 1: // the peer may have gone on sending
+			c.HalfClose = c.RxBytes > l.finRx
+		case 2: // we may have gone on sending; our FIN takes one number
+			sent := ev.SndNxt - l.finSndNxt
+			if pathHas(c.Path, LastAck) {
+				sent--
+			}
+			c.HalfClose = int32(sent) > 0
+		}
+	}
+}
+
+// payload turns the kernel's byte counters into payload bytes. bytes_acked
+// counts every acknowledged sequence number, so also our SYN (active open)
+// and our FIN; bytes_received counts the peer's FIN when the full socket
+// processed it (not when an orphan's timewait socket did).
+func (l *life) payload(ev *Event) (tx, rx uint64) {
+	p := l.c.Path
+	tx, rx = ev.TxBytes, ev.RxBytes
+	if len(p) > 0 && p[0].State == SynSent && pathHas(p, Established) {
+		tx--
+	}
+	ourFinAcked := pathHas(p, FinWait2) || (pathHas(p, TimeWait) && (pathHas(p, FinWait1) || pathHas(p, Closing))) ||
+		(pathHas(p, LastAck) && ev.OldState == LastAck && ev.Reset&ResetReceived == 0)
+	if ourFinAcked {
+		tx--
+	}
+	peerFin := pathHas(p, CloseWait) || pathHas(p, Closing) || (ev.NewState == TimeWait && !l.orphan)
+	if peerFin {
+		rx--
+	}
+	return min(tx, ev.TxBytes), min(rx, ev.RxBytes) // never wrap below 0
+}
+
+func pathHas(p []Step, s State) bool {
+	for _, st := range p {
+		if st.State == s {
+			return true
+		}
+	}
+	return false
+}
