@@ -20,9 +20,13 @@
 #define MAX_CGROUP_LEVEL 32
 /* A timewait socket created this long before its full socket's CLOSE on
  * the same CPU is the one that replaces it (they are back to back in
- * tcp_time_wait()); a timer cancelled and re-armed this close together is
- * a reschedule, not an end. */
+ * tcp_time_wait()). */
 #define ADJACENT_NS 1000000
+/* A timer cancelled and started again this close together, on the same
+ * CPU, is one mod_timer() (a reschedule, not an end): both happen under
+ * the timer base lock with interrupts off. Kept short, because a freed
+ * timewait socket's memory is soon reused for the next one. */
+#define REARM_NS 50000
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -623,7 +627,7 @@ int BPF_PROG(tw_timer_start, struct timer_list *timer)
 	tw = timer_tw(timer);
 	now = bpf_ktime_get_ns();
 	cancelled = bpf_map_lookup_elem(&tw_notes, &one);
-	if (cancelled && cancelled->tw == tw && now - cancelled->ts <= ADJACENT_NS) {
+	if (cancelled && cancelled->tw == tw && now - cancelled->ts <= REARM_NS) {
 		/* mod_timer() of a pending timer: cancel + start. Not an end. */
 		cancelled->tw = 0;
 		send_tw(&cancelled->info, tw, TCP_CLOSE, EV_REARM, now, 2);

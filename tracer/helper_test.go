@@ -53,6 +53,10 @@ func runHelper(args []string) error {
 	switch role {
 	case "client-closes", "server-closes", "half-close", "reset":
 		return pair(role, network, addr, say)
+	case "tw-reuse":
+		return twReuse(network, addr, say)
+	case "orphan-timeout":
+		return orphanTimeout(network, addr, say)
 	case "refused":
 		ln, err := net.Listen(network, net.JoinHostPort(addr, "0"))
 		if err != nil {
@@ -182,5 +186,106 @@ func pair(scenario, network, addr string, say func(helperReport) error) error {
 		server.Close()
 	}
 	pause()
+	return nil
+}
+
+// reuseAddr sets SO_REUSEADDR, so that a connect can bind the port that a
+// TIME_WAIT socket of ours still holds.
+func reuseAddr(_, _ string, c syscall.RawConn) error {
+	var serr error
+	err := c.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1)
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}
+
+// setSysctl writes a sysctl of this network namespace; it reports whether
+// the kernel has it.
+func setSysctl(name, value string) (bool, error) {
+	path := "/proc/sys/net/ipv4/" + name
+	if _, err := os.Stat(path); err != nil {
+		return false, nil
+	}
+	return true, os.WriteFile(path, []byte(value), 0o644)
+}
+
+// twReuse closes a connection from the client side, so that the client's
+// 4-tuple sits in TIME_WAIT, then connects again from the same port to the
+// same server: the kernel reuses the TIME_WAIT socket (tcp_tw_reuse, on
+// for loopback by default), which ends its TIME_WAIT.
+func twReuse(network, addr string, say func(helperReport) error) error {
+	wait := 1100 * time.Millisecond // reuse needs a timestamp older than 1 s
+	if ok, err := setSysctl("tcp_tw_reuse_delay", "10"); err != nil {
+		return err
+	} else if ok {
+		wait = 100 * time.Millisecond
+	}
+	ln, err := net.Listen(network, net.JoinHostPort(addr, "0"))
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	d := net.Dialer{Control: reuseAddr}
+	c, err := d.Dial(network, ln.Addr().String())
+	if err != nil {
+		return err
+	}
+	s, err := ln.Accept()
+	if err != nil {
+		return err
+	}
+	local := c.LocalAddr().(*net.TCPAddr)
+	c.Close()
+	io.ReadAll(s)
+	s.Close()
+	if err := say(helperReport{Client: local.Port, Server: ln.Addr().(*net.TCPAddr).Port, Step: "time-wait"}); err != nil {
+		return err
+	}
+	time.Sleep(wait)
+	d.LocalAddr = local
+	c, err = d.Dial(network, ln.Addr().String())
+	if err != nil {
+		return fmt.Errorf("reconnect from port %d: %w", local.Port, err)
+	}
+	s, err = ln.Accept()
+	if err != nil {
+		return err
+	}
+	s.Close()
+	io.ReadAll(c)
+	c.Close()
+	time.Sleep(20 * time.Millisecond)
+	return say(helperReport{Client: local.Port, Step: "reused"})
+}
+
+// orphanTimeout closes the client while the server never answers with its
+// FIN: the orphaned FIN_WAIT2 lasts tcp_fin_timeout (1 s here), then ends.
+func orphanTimeout(network, addr string, say func(helperReport) error) error {
+	if _, err := setSysctl("tcp_fin_timeout", "1"); err != nil {
+		return err
+	}
+	ln, err := net.Listen(network, net.JoinHostPort(addr, "0"))
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	c, err := net.Dial(network, ln.Addr().String())
+	if err != nil {
+		return err
+	}
+	s, err := ln.Accept()
+	if err != nil {
+		return err
+	}
+	if err := say(helperReport{Client: c.LocalAddr().(*net.TCPAddr).Port, Server: ln.Addr().(*net.TCPAddr).Port}); err != nil {
+		return err
+	}
+	c.Close()
+	time.Sleep(2500 * time.Millisecond) // the server holds its socket open
+	s.Close()
+	time.Sleep(20 * time.Millisecond)
 	return nil
 }

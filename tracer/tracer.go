@@ -350,7 +350,7 @@ func (t *Tracer) Run(ctx context.Context, h Handler) error {
 
 // holdFor is how long the end of a TIME_WAIT announced by a timer cancel
 // waits for a re-arm that would undo it; the BPF side pairs them only
-// within ADJACENT_NS (1 ms).
+// within REARM_NS (50 µs).
 const holdFor = 2 * time.Millisecond
 
 // maxHeld bounds the held-back ends on a host closing many at once.

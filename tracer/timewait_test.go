@@ -1,0 +1,264 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package tracer_test
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tcpstate/tcpstate/tracer"
+)
+
+// clientLives returns the lives of client sockets on local port port.
+func clientLives(ls []life, port int) []life {
+	var out []life
+	for _, l := range ls {
+		if l[0].OldState == tracer.Close && l[0].NewState == tracer.SynSent && int(l[0].LPort) == port {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// timeWaitEnd returns the TIME_WAIT -> CLOSE event of the given 4-tuple.
+func timeWaitEnd(ls []life, lport, rport int) *tracer.Event {
+	for _, l := range ls {
+		if ev := l[0]; ev.OldState == tracer.TimeWait && int(ev.LPort) == lport && int(ev.RPort) == rport {
+			return &ev
+		}
+	}
+	return nil
+}
+
+// A connection's TIME_WAIT ends when a new connect reuses its 4-tuple:
+// FIN_WAIT2 -> TIME_WAIT when it starts, TIME_WAIT -> CLOSE at the reuse.
+func TestTimeWaitEndsOnReuse(t *testing.T) {
+	requireRoot(t)
+	for _, network := range []string{"tcp4", "tcp6"} {
+		t.Run(network, func(t *testing.T) {
+			ns := newNetns(t)
+			c := startTracer(t, tracer.Options{NetNS: ns.inode})
+			h := startHelper(t, ns, "tw-reuse", network)
+			first := h.next(t)
+			enteredAt := time.Now()
+			reused := h.next(t)
+			reusedAt := time.Now()
+			h.wait(t)
+			if reused.Step != "reused" {
+				t.Fatalf("helper said %+v", reused)
+			}
+			port, srv := first.Client, first.Server
+			ls := waitLives(t, c, func(ls []life) bool {
+				cl := clientLives(ls, port)
+				return len(cl) == 2 && cl[0].closed() && cl[1].closed() && timeWaitEnd(ls, port, srv) != nil
+			})
+			cl := clientLives(ls, port)
+			if got := cl[0].path(); got != "CLOSE>SYN_SENT>ESTABLISHED>FIN_WAIT1>FIN_WAIT2>TIME_WAIT" {
+				t.Errorf("first connection: %s", got)
+			}
+			end := timeWaitEnd(ls, port, srv)
+			if !end.Synthesized || end.NewState != tracer.Close || end.Skaddr != cl[0][0].Skaddr {
+				t.Errorf("TIME_WAIT end: %+v", *end)
+			}
+			if end.Pid != uint32(first.Pid) {
+				t.Errorf("TIME_WAIT end owner %d, want the connection's last owner %d", end.Pid, first.Pid)
+			}
+			// It lasted from entering TIME_WAIT to the reuse.
+			if max := reusedAt.Sub(enteredAt) + 50*time.Millisecond; !end.InStateKnown || end.InState < 90*time.Millisecond || end.InState > max {
+				t.Errorf("in TIME_WAIT %v (known %v), want between 90ms and %v", end.InState, end.InStateKnown, max)
+			}
+			if got := cl[1].path(); !strings.HasPrefix(got, "CLOSE>SYN_SENT>ESTABLISHED>") {
+				t.Errorf("second connection on the same 4-tuple: %s", got)
+			}
+			if cl[1][0].Time.Before(cl[0][len(cl[0])-1].Time) {
+				t.Errorf("second connection starts before the first entered TIME_WAIT")
+			}
+		})
+	}
+}
+
+// An orphaned FIN_WAIT2 (closed by the application, the peer silent) stays
+// FIN_WAIT2 for tcp_fin_timeout, not the kernel's immediate CLOSE.
+func TestOrphanFinWait2Timeout(t *testing.T) {
+	requireRoot(t)
+	for _, network := range []string{"tcp4", "tcp6"} {
+		t.Run(network, func(t *testing.T) {
+			ns := newNetns(t)
+			c := startTracer(t, tracer.Options{NetNS: ns.inode})
+			h := startHelper(t, ns, "orphan-timeout", network)
+			r := h.next(t)
+			h.wait(t)
+			ls := waitLives(t, c, func(ls []life) bool {
+				return findLife(ls, clientSock, r.Client, r.Server).closed()
+			})
+			l := findLife(ls, clientSock, r.Client, r.Server)
+			if got := l.path(); got != "CLOSE>SYN_SENT>ESTABLISHED>FIN_WAIT1>FIN_WAIT2>CLOSE" {
+				t.Fatalf("client: %s", got)
+			}
+			last := l[len(l)-1]
+			if !last.InStateKnown || last.InState < 800*time.Millisecond {
+				t.Errorf("FIN_WAIT2 lasted %v, want about tcp_fin_timeout (1 s)", last.InState)
+			}
+		})
+	}
+}
+
+// --seq: the sequence numbers line up as in a capture.
+func TestSequenceNumbers(t *testing.T) {
+	requireRoot(t)
+	for _, network := range []string{"tcp4", "tcp6"} {
+		t.Run(network, func(t *testing.T) {
+			ns := newNetns(t)
+			c := startTracer(t, tracer.Options{NetNS: ns.inode})
+			r := runPair(t, ns, "client-closes", network) // the client sends "hello"
+			ls := waitLives(t, c, func(ls []life) bool {
+				return findLife(ls, clientSock, r.Client, r.Server).closed() && findLife(ls, childSock, r.Client, r.Server).closed()
+			})
+			at := func(l life, old, new tracer.State) tracer.Event {
+				t.Helper()
+				for _, ev := range l {
+					if ev.OldState == old && ev.NewState == new {
+						return ev
+					}
+				}
+				t.Fatalf("no %s->%s in %s", old, new, l.path())
+				return tracer.Event{}
+			}
+			cli := findLife(ls, clientSock, r.Client, r.Server)
+			srv := findLife(ls, childSock, r.Client, r.Server)
+			est := at(cli, tracer.SynSent, tracer.Established)
+			fin := at(cli, tracer.Established, tracer.FinWait1)
+			if sent := fin.SndNxt - est.SndNxt; sent != 5 {
+				t.Errorf("snd_nxt advanced by %d between ESTABLISHED and FIN_WAIT1, want the 5 bytes sent", sent)
+			}
+			if srvEst := at(srv, tracer.SynRecv, tracer.Established); srvEst.RcvNxt != est.SndUna || srvEst.SndUna != est.RcvNxt {
+				t.Errorf("handshake: server rcv_nxt %d snd_una %d, client snd_una %d rcv_nxt %d: want ISN+1 on both sides",
+					srvEst.RcvNxt, srvEst.SndUna, est.SndUna, est.RcvNxt)
+			}
+			if cw := at(srv, tracer.Established, tracer.CloseWait); cw.RcvNxt != fin.SndNxt+1 {
+				t.Errorf("server rcv_nxt at CLOSE_WAIT %d, want one past the client's data %d", cw.RcvNxt, fin.SndNxt+1)
+			}
+		})
+	}
+}
+
+// lifeCollector keeps the connections a LifeTracker reports.
+type lifeCollector struct {
+	mu    sync.Mutex
+	conns []tracer.Connection
+}
+
+func (c *lifeCollector) Connection(conn *tracer.Connection) error {
+	c.mu.Lock()
+	c.conns = append(c.conns, *conn)
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *lifeCollector) Tick() error { return nil }
+
+func (c *lifeCollector) find(lport, rport int) *tracer.Connection {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := range c.conns {
+		if int(c.conns[i].LPort) == lport && int(c.conns[i].RPort) == rport {
+			conn := c.conns[i]
+			return &conn
+		}
+	}
+	return nil
+}
+
+func TestLife(t *testing.T) {
+	requireRoot(t)
+	type want struct {
+		path      string
+		tx, rx    uint64
+		closedBy  string
+		halfClose bool
+		reset     tracer.Reset
+	}
+	cases := []struct {
+		scenario       string
+		client, server want
+	}{
+		{"client-closes",
+			want{"SYN_SENT>ESTABLISHED>FIN_WAIT1>FIN_WAIT2>TIME_WAIT", 5, 0, "local", false, 0},
+			want{"SYN_RECV>ESTABLISHED>CLOSE_WAIT>LAST_ACK>CLOSE", 0, 5, "remote", false, 0}},
+		{"server-closes",
+			want{"SYN_SENT>ESTABLISHED>CLOSE_WAIT>LAST_ACK>CLOSE", 0, 5, "remote", false, 0},
+			want{"SYN_RECV>ESTABLISHED>FIN_WAIT1>FIN_WAIT2>TIME_WAIT", 5, 0, "local", false, 0}},
+		{"half-close",
+			want{"SYN_SENT>ESTABLISHED>FIN_WAIT1>FIN_WAIT2>TIME_WAIT", 0, 9, "local", true, 0},
+			want{"SYN_RECV>ESTABLISHED>CLOSE_WAIT>LAST_ACK>CLOSE", 9, 0, "remote", true, 0}},
+		{"reset",
+			want{"SYN_SENT>ESTABLISHED>CLOSE", 0, 0, "", false, tracer.ResetSent},
+			want{"SYN_RECV>ESTABLISHED>CLOSE", 0, 0, "", false, tracer.ResetReceived}},
+	}
+	for _, network := range []string{"tcp4", "tcp6"} {
+		for _, tc := range cases {
+			t.Run(tc.scenario+"/"+network, func(t *testing.T) {
+				ns := newNetns(t)
+				tr, err := tracer.New(tracer.Options{NetNS: ns.inode})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer tr.Close()
+				lc := &lifeCollector{}
+				ctx, cancel := context.WithCancel(context.Background())
+				done := make(chan error, 1)
+				go func() { done <- tr.Run(ctx, tracer.NewLifeTracker(lc)) }()
+				r := runPair(t, ns, tc.scenario, network)
+				deadline := time.Now().Add(5 * time.Second)
+				for time.Now().Before(deadline) && (lc.find(r.Client, r.Server) == nil || lc.find(r.Server, r.Client) == nil) {
+					time.Sleep(20 * time.Millisecond)
+				}
+				time.Sleep(200 * time.Millisecond)
+				cancel()
+				if err := <-done; err != nil {
+					t.Fatal(err)
+				}
+				check := func(who string, c *tracer.Connection, w want) {
+					t.Helper()
+					if c == nil {
+						t.Errorf("%s: no record", who)
+						return
+					}
+					var states []string
+					var sum time.Duration
+					for _, st := range c.Path {
+						states = append(states, st.State.String())
+						sum += st.Duration
+					}
+					if got := strings.Join(states, ">"); got != w.path {
+						t.Errorf("%s: path %s, want %s", who, got, w.path)
+					}
+					if c.TxBytes != w.tx || c.RxBytes != w.rx {
+						t.Errorf("%s: tx %d rx %d, want %d and %d", who, c.TxBytes, c.RxBytes, w.tx, w.rx)
+					}
+					if c.ClosedBy != w.closedBy || c.HalfClose != w.halfClose || c.Reset != w.reset {
+						t.Errorf("%s: closed_by %q half_close %v reset %q, want %q %v %q", who, c.ClosedBy, c.HalfClose, c.Reset, w.closedBy, w.halfClose, w.reset)
+					}
+					if c.Pid != uint32(r.Pid) || !c.ISNKnown || c.Partial {
+						t.Errorf("%s: pid %d isn known %v partial %v", who, c.Pid, c.ISNKnown, c.Partial)
+					}
+					if sum != c.Duration || c.Start.Add(c.Duration) != c.Time {
+						t.Errorf("%s: steps add up to %v, duration %v", who, sum, c.Duration)
+					}
+				}
+				check("client", lc.find(r.Client, r.Server), tc.client)
+				check("server", lc.find(r.Server, r.Client), tc.server)
+				cli, srv := lc.find(r.Client, r.Server), lc.find(r.Server, r.Client)
+				if cli != nil && srv != nil && (cli.ISN != srv.PeerISN || srv.ISN != cli.PeerISN) {
+					t.Errorf("isn: client %d/%d server %d/%d", cli.ISN, cli.PeerISN, srv.ISN, srv.PeerISN)
+				}
+				if n := len(lc.conns); n != 2 {
+					t.Errorf("%d records, want 2 (the listener is no connection)", n)
+				}
+			})
+		}
+	}
+}
