@@ -227,43 +227,69 @@ static __always_inline __u64 wakeup_flags(void)
 	return BPF_RB_NO_WAKEUP;
 }
 
-static __always_inline __u64 sock_ino(const struct sock *sk)
+/* Read a field of a kernel object. Where the verifier knows the pointer's
+ * type (tp_btf, `btf` true) a plain load is enough and much cheaper than
+ * bpf_probe_read_kernel, which other program types need. `btf` is a
+ * constant in every caller, so only one branch is compiled in. */
+#define READ(btf, ptr, ...) ((btf) ? (ptr)->__VA_ARGS__ : BPF_CORE_READ(ptr, __VA_ARGS__))
+
+static __always_inline __u64 sock_ino(const struct sock *sk, bool btf)
 {
-	struct socket *so = BPF_CORE_READ(sk, sk_socket);
+	struct socket *so = READ(btf, sk, sk_socket);
 	struct socket_alloc *sa;
 
 	if (!so)
 		return 0;
-	sa = container_of(so, struct socket_alloc, socket);
-	return BPF_CORE_READ(sa, vfs_inode.i_ino);
+	if (!btf) {
+		sa = container_of(so, struct socket_alloc, socket);
+		return BPF_CORE_READ(sa, vfs_inode.i_ino);
+	}
+	/* The verifier does not follow container_of; the file leads there. */
+	struct file *file = so->file;
+	struct inode *inode = file ? file->f_inode : NULL;
+
+	return inode ? inode->i_ino : 0;
 }
 
 /* Addresses, ports and namespace: read again whenever an event is sent,
  * since a held-back event's tuple is only final later. */
-static __always_inline void fill_tuple(struct event *e, const struct sock *sk)
+/* The tcp_sock around sk. With tp_btf the verifier must be told (it
+ * knows sk only as a struct sock); elsewhere a cast is as good. */
+static __always_inline const struct tcp_sock *tcp_sk_of(const struct sock *sk, bool btf)
 {
-	const struct inet_sock *inet = (const struct inet_sock *)sk;
+	return btf ? bpf_skc_to_tcp_sock((void *)sk) : (const struct tcp_sock *)sk;
+}
 
-	e->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+static __always_inline void fill_tuple(struct event *e, const struct sock *sk, bool btf)
+{
+	const struct tcp_sock *tp = tcp_sk_of(sk, btf);
+	struct net *net;
+
+	e->family = READ(btf, sk, __sk_common.skc_family);
 	/* inet_sport, not skc_num: the port is released before CLOSE is
 	 * reported, and skc_num is zeroed with it. */
-	e->sport = bpf_ntohs(BPF_CORE_READ(inet, inet_sport));
-	e->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (tp)
+		e->sport = bpf_ntohs(READ(btf, tp, inet_conn.icsk_inet.inet_sport));
+	e->dport = bpf_ntohs(READ(btf, sk, __sk_common.skc_dport));
 	if (e->family == AF_INET) {
-		bpf_core_read(e->saddr, 4, &sk->__sk_common.skc_rcv_saddr);
-		bpf_core_read(e->daddr, 4, &sk->__sk_common.skc_daddr);
+		*(__u32 *)e->saddr = READ(btf, sk, __sk_common.skc_rcv_saddr);
+		*(__u32 *)e->daddr = READ(btf, sk, __sk_common.skc_daddr);
+	} else if (btf) {
+		__builtin_memcpy(e->saddr, sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8, 16);
+		__builtin_memcpy(e->daddr, sk->__sk_common.skc_v6_daddr.in6_u.u6_addr8, 16);
 	} else {
 		bpf_core_read(e->saddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
 		bpf_core_read(e->daddr, 16, &sk->__sk_common.skc_v6_daddr);
 	}
-	e->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
-	e->ino = sock_ino(sk);
+	net = READ(btf, sk, __sk_common.skc_net.net);
+	e->netns = READ(btf, net, ns.inum);
+	e->ino = sock_ino(sk, btf);
 }
 
 /* The owner of a socket older than the tracer, if /proc named one. */
-static __always_inline void seed_owner(const struct sock *sk, struct sock_info *si)
+static __always_inline void seed_owner(const struct sock *sk, struct sock_info *si, bool btf)
 {
-	__u64 ino = sock_ino(sk);
+	__u64 ino = sock_ino(sk, btf);
 	struct owner *o;
 
 	if (!ino)
@@ -277,16 +303,18 @@ static __always_inline void seed_owner(const struct sock *sk, struct sock_info *
 }
 
 /* Sequence numbers and counters, for --seq and `life`. */
-static __always_inline void fill_tcp(struct event *e, const struct sock *sk)
+static __always_inline void fill_tcp(struct event *e, const struct sock *sk, bool btf)
 {
-	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+	const struct tcp_sock *tp = tcp_sk_of(sk, btf);
 
-	e->snd_una = BPF_CORE_READ(tp, snd_una);
-	e->snd_nxt = BPF_CORE_READ(tp, snd_nxt);
-	e->rcv_nxt = BPF_CORE_READ(tp, rcv_nxt);
-	e->tx_bytes = BPF_CORE_READ(tp, bytes_acked);
-	e->rx_bytes = BPF_CORE_READ(tp, bytes_received);
-	e->retrans = BPF_CORE_READ(tp, total_retrans);
+	if (!tp)
+		return;
+	e->snd_una = READ(btf, tp, snd_una);
+	e->snd_nxt = READ(btf, tp, snd_nxt);
+	e->rcv_nxt = READ(btf, tp, rcv_nxt);
+	e->tx_bytes = READ(btf, tp, bytes_acked);
+	e->rx_bytes = READ(btf, tp, bytes_received);
+	e->retrans = READ(btf, tp, total_retrans);
 }
 
 static __always_inline bool port_in(void *bitmap, __u16 port)
@@ -356,11 +384,18 @@ static __always_inline bool wanted(const struct event *e)
 	return true;
 }
 
-static __always_inline __u64 sock_cgroup_id(const struct sock *sk)
+static __always_inline __u64 sock_cgroup_id(const struct sock *sk, bool btf)
 {
+	struct cgroup *cg;
+	struct kernfs_node *kn;
+
 	if (!bpf_core_field_exists(sk->sk_cgrp_data.cgroup))
 		return 0;
-	return BPF_CORE_READ(sk, sk_cgrp_data.cgroup, kn, id);
+	cg = READ(btf, sk, sk_cgrp_data.cgroup);
+	if (!cg)
+		return 0;
+	kn = READ(btf, cg, kn);
+	return kn ? READ(btf, kn, id) : 0;
 }
 
 /* Before 6.2 a cgroup listed its ancestors' ids, not pointers. */
@@ -409,7 +444,7 @@ static __always_inline void send(struct event *e)
 /* Send the held-back event of sk, if any, with its tuple read now. The
  * winner of the delete sends it, so it goes out once even when connect()
  * returns on one CPU while the next transition runs on another. */
-static __always_inline void flush_pending(const struct sock *sk, __u64 key, __u32 slot)
+static __always_inline void flush_pending(const struct sock *sk, __u64 key, __u32 slot, bool btf)
 {
 	struct event *p = bpf_map_lookup_elem(&pending, &key);
 	struct event *e = bpf_map_lookup_elem(&scratch, &slot);
@@ -419,8 +454,8 @@ static __always_inline void flush_pending(const struct sock *sk, __u64 key, __u3
 	__builtin_memcpy(e, p, sizeof(*e));
 	if (bpf_map_delete_elem(&pending, &key))
 		return;
-	fill_tuple(e, sk);
-	fill_tcp(e, sk);
+	fill_tuple(e, sk, btf);
+	fill_tcp(e, sk, btf);
 	if (wanted(e))
 		send(e);
 }
@@ -453,7 +488,7 @@ static __always_inline __u64 take_new_tw(const struct sock *sk, __u64 now, __u8 
 	return addr;
 }
 
-static __always_inline int on_set_state(const struct sock *sk, int oldstate, int newstate)
+static __always_inline int on_set_state(const struct sock *sk, int oldstate, int newstate, bool btf)
 {
 	__u64 key = (__u64)sk;
 	struct sock_info *si, fresh = {};
@@ -463,7 +498,7 @@ static __always_inline int on_set_state(const struct sock *sk, int oldstate, int
 	__u8 substate = 0;
 	bool cgroup_ok;
 
-	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+	if (READ(btf, sk, sk_protocol) != IPPROTO_TCP)
 		return 0;
 	e = bpf_map_lookup_elem(&scratch, &slot);
 	if (!e)
@@ -474,8 +509,10 @@ static __always_inline int on_set_state(const struct sock *sk, int oldstate, int
 	e->oldstate = oldstate;
 	e->newstate = newstate;
 
-	/* Keep the per-socket order: what was held back goes first. */
-	flush_pending(sk, key, 1);
+	/* Keep the per-socket order: what was held back goes first. Only
+	 * SYN_SENT and SYN_RECV are held back, so only they need a look. */
+	if (oldstate == TCP_SYN_SENT || oldstate == TCP_SYN_RECV)
+		flush_pending(sk, key, 1, btf);
 
 	if (oldstate == TCP_CLOSE || (oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV)) {
 		/* A new life for this address: forget what was there. connect()
@@ -496,7 +533,7 @@ static __always_inline int on_set_state(const struct sock *sk, int oldstate, int
 		} else {
 			/* Older than the tracer (or evicted): no age, and the
 			 * owner only if /proc named one at start-up. */
-			seed_owner(sk, &fresh);
+			seed_owner(sk, &fresh, btf);
 			fresh.last_ts = e->ts_ns;
 			bpf_map_update_elem(&socks, &key, &fresh, BPF_ANY);
 			si = &fresh;
@@ -519,7 +556,7 @@ static __always_inline int on_set_state(const struct sock *sk, int oldstate, int
 	}
 
 	cgroup_ok = !filter_cgroup || in_cgroup(sk);
-	e->cgroup_id = sock_cgroup_id(sk);
+	e->cgroup_id = sock_cgroup_id(sk, btf);
 
 	if (newstate == TCP_SYN_SENT || (oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV)) {
 		if (!cgroup_ok || !state_ok(e))
@@ -536,8 +573,8 @@ static __always_inline int on_set_state(const struct sock *sk, int oldstate, int
 		return 0;
 	}
 
-	fill_tuple(e, sk);
-	fill_tcp(e, sk);
+	fill_tuple(e, sk, btf);
+	fill_tcp(e, sk, btf);
 	if (tw) {
 		/* Follow the timewait socket; its events are built from this. */
 		struct tw_info *info;
@@ -606,7 +643,7 @@ static __always_inline void check_substate(struct tw_info *info, __u64 tw, __u64
 
 static __always_inline bool is_tw_timer(const struct timer_list *timer)
 {
-	return tw_timer_fn && (__u64)BPF_CORE_READ(timer, function) == tw_timer_fn;
+	return tw_timer_fn && (__u64)timer->function == tw_timer_fn; /* tp_btf: a plain load */
 }
 
 static __always_inline __u64 timer_tw(const struct timer_list *timer)
@@ -729,7 +766,7 @@ int poll_orphans(void *ctx)
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(set_state_btf, const struct sock *sk, int oldstate, int newstate)
 {
-	return on_set_state(sk, oldstate, newstate);
+	return on_set_state(sk, oldstate, newstate, true);
 }
 
 /* Tracepoint records, as in their format files; the leading fields are
@@ -750,7 +787,7 @@ struct retransmit_ctx {
 SEC("tracepoint/sock/inet_sock_set_state")
 int set_state_tp(struct set_state_ctx *ctx)
 {
-	return on_set_state(ctx->skaddr, ctx->oldstate, ctx->newstate);
+	return on_set_state(ctx->skaddr, ctx->oldstate, ctx->newstate, false);
 }
 
 /* A SYN_SENT socket whose connect() blocks with no answer: its first SYN
@@ -758,14 +795,14 @@ int set_state_tp(struct set_state_ctx *ctx)
 SEC("tp_btf/tcp_retransmit_skb")
 int BPF_PROG(retransmit_btf, const struct sock *sk)
 {
-	flush_pending(sk, (__u64)sk, 2);
+	flush_pending(sk, (__u64)sk, 2, true);
 	return 0;
 }
 
 SEC("tracepoint/tcp/tcp_retransmit_skb")
 int retransmit_tp(struct retransmit_ctx *ctx)
 {
-	flush_pending(ctx->skaddr, (__u64)ctx->skaddr, 2);
+	flush_pending(ctx->skaddr, (__u64)ctx->skaddr, 2, false);
 	return 0;
 }
 
@@ -798,7 +835,7 @@ static __always_inline void note_reset(const struct sock *sk, __u8 how)
 	e->newstate = TCP_CLOSE;
 	e->flags = EV_RESET_NOTE;
 	e->reset = how;
-	fill_tuple(e, sk);
+	fill_tuple(e, sk, true);
 	send(e);
 }
 
@@ -833,7 +870,7 @@ int connect_exit(struct sys_exit_ctx *ctx)
 		return 0;
 	skaddr = *key;
 	bpf_map_delete_elem(&connecting, &id);
-	flush_pending((const struct sock *)skaddr, skaddr, 2);
+	flush_pending((const struct sock *)skaddr, skaddr, 2, false);
 	return 0;
 }
 

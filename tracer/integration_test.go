@@ -632,3 +632,17 @@ func commOf(path string) string {
 func key(ev tracer.Event) string {
 	return fmt.Sprintf("%x %s:%d>%s:%d %s>%s pid=%d", ev.Skaddr, ev.LAddr, ev.LPort, ev.RAddr, ev.RPort, ev.OldState, ev.NewState, ev.Pid)
 }
+
+// On a kernel with BTF (this one, and the vmtest kernels) the cheaper
+// tp_btf programs load and TIME_WAIT is followed: no notice.
+func TestLoadsEverything(t *testing.T) {
+	requireRoot(t)
+	tr, err := tracer.New(tracer.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	if n := tr.Notices(); len(n) != 0 {
+		t.Errorf("notices: %q", n)
+	}
+}

@@ -87,7 +87,7 @@ func loadError(err error) error {
 	var ve *ebpf.VerifierError
 	if errors.As(err, &ve) {
 		// The tail of the log says why; the whole log is thousands of lines.
-		return fmt.Errorf("the kernel's verifier rejected the BPF program: %+10v", ve)
+		return fmt.Errorf("the kernel's verifier rejected the BPF program: %-10v", ve)
 	}
 	if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
 		return fmt.Errorf("%w (%v)", ErrPrivileges, err)

@@ -159,6 +159,7 @@ func New(opts Options) (*Tracer, error) {
 		if err != nil {
 			t.notices = append(t.notices, fmt.Sprintf("TIME_WAIT is not followed (as with --raw): %v", err))
 		}
+		t.timewait = err == nil
 	}
 	if err := spec.Variables["raw_mode"].Set(opts.Raw); err != nil {
 		return nil, fmt.Errorf("set raw_mode: %w", err)
@@ -253,16 +254,21 @@ func (t *Tracer) attach() error {
 			return err
 		}
 	}
+	t.timewait = t.timewait && t.btf
 	if t.btf {
 		tw := &p.timewait
-		for _, prog := range []*ebpf.Program{tw.SendReset, tw.ReceiveReset, tw.TimerStart, tw.TimerCancel, tw.TimerExpire} {
+		progs := []*ebpf.Program{tw.SendReset, tw.ReceiveReset}
+		if t.timewait {
+			// These see every timer on the host: only when they serve.
+			progs = append(progs, tw.TimerStart, tw.TimerCancel, tw.TimerExpire)
+		}
+		for _, prog := range progs {
 			l, err := link.AttachTracing(link.TracingOptions{Program: prog})
 			if err != nil {
 				return fmt.Errorf("attach %s: %w", prog, err)
 			}
 			t.links = append(t.links, l)
 		}
-		t.timewait = true
 	}
 	if err := t.tracepoint("syscalls", "sys_exit_connect", p.syscalls.ConnectExit); err != nil {
 		return err

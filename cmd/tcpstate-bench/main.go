@@ -71,16 +71,24 @@ func run() error {
 	modes := []mode{
 		{name: "baseline"},
 		{name: "json-file", argv: []string{*tcpstate, "-o", "json"}, toFile: true},
+		{name: "json-file-raw", argv: []string{*tcpstate, "-o", "json", "--raw"}, toFile: true},
 		{name: "table-devnull", argv: []string{*tcpstate}},
 		{name: "life-json", argv: []string{*tcpstate, "life", "-o", "json"}, toFile: true},
 		{name: "libbpf-tools-tcpstates", argv: []string{tcpstatesPath}, toFile: true, header: 1, libbpf: true},
 		{name: "baseline-end"},
 	}
+	skip := func(name, why string) {
+		for i := range modes {
+			if modes[i].name == name {
+				modes[i].skipped = why
+			}
+		}
+	}
 	if !hasLife(*tcpstate) {
-		modes[3].skipped = "'tcpstate life --help' does not describe a life command"
+		skip("life-json", "'tcpstate life --help' does not describe a life command")
 	}
 	if _, err := os.Stat(tcpstatesPath); err != nil {
-		modes[4].skipped = tcpstatesPath + " not found (apt-get install libbpf-tools)"
+		skip("libbpf-tools-tcpstates", tcpstatesPath+" not found (apt-get install libbpf-tools)")
 	}
 
 	rep := &report{
