@@ -4,9 +4,6 @@ package tracer
 
 import (
 	"fmt"
-	"os"
-	"strconv"
-	"strings"
 
 	"github.com/cilium/ebpf"
 )
@@ -20,34 +17,12 @@ const maxSeeds = 65536
 // the first one found. Returns how many sockets were left out because the
 // map was full.
 func seedOwners(seeds *ebpf.Map) (skipped int, err error) {
-	procs, err := os.ReadDir("/proc")
-	if err != nil {
-		return 0, fmt.Errorf("seed socket owners: %w", err)
-	}
 	seeded := map[uint64]bool{}
 	var val tcpstateOwner
-	for _, p := range procs {
-		pid, err := strconv.ParseUint(p.Name(), 10, 32)
-		if err != nil {
-			continue
-		}
-		dir := "/proc/" + p.Name()
-		fds, err := os.ReadDir(dir + "/fd")
-		if err != nil {
-			continue // gone, or a kernel thread
-		}
+	err = walkSocketFDs(func(p *procSockets) error {
 		haveComm := false
-		for _, fd := range fds {
-			target, err := os.Readlink(dir + "/fd/" + fd.Name())
-			if err != nil {
-				continue
-			}
-			num, ok := strings.CutPrefix(target, "socket:[")
-			if !ok {
-				continue
-			}
-			ino, err := strconv.ParseUint(strings.TrimSuffix(num, "]"), 10, 64)
-			if err != nil || seeded[ino] {
+		for _, s := range p.Sockets {
+			if seeded[s.Inode] {
 				continue
 			}
 			if len(seeded) >= maxSeeds {
@@ -55,12 +30,12 @@ func seedOwners(seeds *ebpf.Map) (skipped int, err error) {
 				continue
 			}
 			if !haveComm {
-				comm, err := os.ReadFile(dir + "/comm")
+				comm, err := p.Comm()
 				if err != nil {
-					break
+					return nil // gone
 				}
-				val = tcpstateOwner{Pid: uint32(pid)}
-				for i, c := range []byte(strings.TrimSuffix(string(comm), "\n")) {
+				val = tcpstateOwner{Pid: p.Pid}
+				for i, c := range []byte(comm) {
 					if i == len(val.Comm)-1 {
 						break
 					}
@@ -68,11 +43,15 @@ func seedOwners(seeds *ebpf.Map) (skipped int, err error) {
 				}
 				haveComm = true
 			}
-			if err := seeds.Put(ino, &val); err != nil {
-				return skipped, fmt.Errorf("seed socket owners: %w", err)
+			if err := seeds.Put(s.Inode, &val); err != nil {
+				return err
 			}
-			seeded[ino] = true
+			seeded[s.Inode] = true
 		}
+		return nil
+	})
+	if err != nil {
+		return skipped, fmt.Errorf("seed socket owners: %w", err)
 	}
 	return skipped, nil
 }

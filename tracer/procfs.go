@@ -1,0 +1,227 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package tracer
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// This file reads /proc: which processes hold which sockets (as ss -p
+// finds them, from the socket inodes in /proc/PID/fd) and which network
+// namespaces exist.
+
+// procRoot is /proc; tests may point it elsewhere.
+var procRoot = "/proc"
+
+// socketFD is one file descriptor of a process that refers to a socket.
+type socketFD struct {
+	FD    int32
+	Inode uint64
+}
+
+// procSockets is a process and the sockets it holds, in fd order.
+type procSockets struct {
+	Pid     uint32
+	Sockets []socketFD
+	dir     string
+	comm    string
+	commErr error
+	commSet bool
+}
+
+// Comm reads the process name from /proc/PID/comm, once. It fails when
+// the process has gone away.
+func (p *procSockets) Comm() (string, error) {
+	if !p.commSet {
+		p.commSet = true
+		b, err := os.ReadFile(p.dir + "/comm")
+		if err != nil {
+			p.commErr = err
+		} else {
+			p.comm = strings.TrimSuffix(string(b), "\n")
+		}
+	}
+	return p.comm, p.commErr
+}
+
+// walkSocketFDs calls visit for every process that holds at least one
+// socket. Processes that go away meanwhile, and kernel threads, are
+// skipped. The procSockets passed to visit is reused: keep nothing of it
+// but copies.
+func walkSocketFDs(visit func(p *procSockets) error) error {
+	d, err := os.Open(procRoot)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", procRoot, err)
+	}
+	names, err := d.Readdirnames(-1)
+	d.Close()
+	if err != nil {
+		return fmt.Errorf("read %s: %w", procRoot, err)
+	}
+	pids := make([]uint32, 0, len(names))
+	for _, name := range names {
+		if pid, err := strconv.ParseUint(name, 10, 32); err == nil {
+			pids = append(pids, uint32(pid))
+		}
+	}
+	sort.Slice(pids, func(i, j int) bool { return pids[i] < pids[j] })
+
+	var p procSockets
+	link := make([]byte, 64)
+	for _, pid := range pids {
+		p = procSockets{Pid: pid, Sockets: p.Sockets[:0], dir: procRoot + "/" + strconv.FormatUint(uint64(pid), 10)}
+		dirfd, err := unix.Open(p.dir+"/fd", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			continue // gone, a kernel thread, or not ours to read
+		}
+		fdDir := os.NewFile(uintptr(dirfd), p.dir+"/fd")
+		fds, err := fdDir.Readdirnames(-1)
+		if err != nil {
+			fdDir.Close()
+			continue
+		}
+		for _, name := range fds {
+			n, err := unix.Readlinkat(dirfd, name, link)
+			if err != nil {
+				continue // closed meanwhile
+			}
+			ino, ok := socketInode(link[:n])
+			if !ok {
+				continue
+			}
+			fd, err := strconv.ParseInt(name, 10, 32)
+			if err != nil {
+				continue
+			}
+			p.Sockets = append(p.Sockets, socketFD{FD: int32(fd), Inode: ino})
+		}
+		fdDir.Close()
+		if len(p.Sockets) == 0 {
+			continue
+		}
+		sort.Slice(p.Sockets, func(i, j int) bool { return p.Sockets[i].FD < p.Sockets[j].FD })
+		if err := visit(&p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// socketInode parses the target of a /proc/PID/fd link: "socket:[12345]".
+func socketInode(target []byte) (uint64, bool) {
+	const prefix = "socket:["
+	if len(target) < len(prefix)+2 || string(target[:len(prefix)]) != prefix || target[len(target)-1] != ']' {
+		return 0, false
+	}
+	var ino uint64
+	for _, c := range target[len(prefix) : len(target)-1] {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		ino = ino*10 + uint64(c-'0')
+	}
+	return ino, true
+}
+
+// Owner is a process holding a socket through one of its file descriptors.
+type Owner struct {
+	Pid  uint32
+	Comm string
+	FD   int32
+}
+
+// socketOwners finds the processes holding the sockets whose inodes
+// want lists (every socket when want is nil), as ss -p does. A socket
+// shared by several processes, or open on several fds, has several
+// owners, ordered by pid and fd.
+func socketOwners(want map[uint64]bool) (map[uint64][]Owner, error) {
+	owners := map[uint64][]Owner{}
+	err := walkSocketFDs(func(p *procSockets) error {
+		for _, s := range p.Sockets {
+			if want != nil && !want[s.Inode] {
+				continue
+			}
+			comm, err := p.Comm()
+			if err != nil {
+				return nil // gone
+			}
+			owners[s.Inode] = append(owners[s.Inode], Owner{Pid: p.Pid, Comm: comm, FD: s.FD})
+		}
+		return nil
+	})
+	return owners, err
+}
+
+// NetNS is a network namespace and a file through which it can be
+// entered.
+type NetNS struct {
+	Inode uint32
+	Path  string // /run/netns/NAME or /proc/PID/ns/net
+	// more paths to the same namespace, tried in turn when Path has gone
+	// away (its process ended)
+	alt []string
+}
+
+// NetNamespaces lists the distinct network namespaces of the host: those
+// of every process (/proc/PID/ns/net) and those named with ip-netns
+// (/run/netns/NAME), by inode, the namespace of this process first.
+func NetNamespaces() ([]NetNS, error) {
+	var out []NetNS
+	index := map[uint32]int{}
+	add := func(path string) {
+		var st unix.Stat_t
+		if err := unix.Stat(path, &st); err != nil {
+			return
+		}
+		ino := uint32(st.Ino)
+		if i, ok := index[ino]; ok {
+			if len(out[i].alt) < 4 {
+				out[i].alt = append(out[i].alt, path)
+			}
+			return
+		}
+		index[ino] = len(out)
+		out = append(out, NetNS{Inode: ino, Path: path})
+	}
+	add(procRoot + "/self/ns/net")
+	if entries, err := os.ReadDir("/run/netns"); err == nil {
+		for _, e := range entries {
+			add("/run/netns/" + e.Name())
+		}
+	}
+	d, err := os.Open(procRoot)
+	if err != nil {
+		return nil, fmt.Errorf("list network namespaces: %w", err)
+	}
+	names, err := d.Readdirnames(-1)
+	d.Close()
+	if err != nil {
+		return nil, fmt.Errorf("list network namespaces: %w", err)
+	}
+	for _, name := range names {
+		if _, err := strconv.ParseUint(name, 10, 32); err == nil {
+			add(procRoot + "/" + name + "/ns/net")
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("list network namespaces: cannot read /proc/self/ns/net")
+	}
+	return out, nil
+}
+
+// netnsOf returns the inode of the network namespace file at path, which
+// may be a bind mount (/run/netns/NAME) or /proc/PID/ns/net.
+func netnsOf(path string) (uint32, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return 0, err
+	}
+	return uint32(st.Ino), nil
+}
