@@ -404,7 +404,7 @@ func (t *Tracer) release(h Handler, now uint64, all bool) error {
 
 // poll runs the BPF program that notices orphans turned TIME_WAIT.
 func (t *Tracer) poll(now time.Time) error {
-	if !t.timewait || now.Sub(t.lastPoll) < 100*time.Millisecond {
+	if !t.timewait || now.Sub(t.lastPoll) < PollInterval {
 		return nil
 	}
 	t.lastPoll = now
