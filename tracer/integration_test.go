@@ -76,6 +76,7 @@ func newNetns(t *testing.T) *netns {
 type collector struct {
 	mu     sync.Mutex
 	events []tracer.Event
+	tracer *tracer.Tracer
 }
 
 func (c *collector) Event(ev *tracer.Event) error {
@@ -101,7 +102,7 @@ func startTracer(t *testing.T, opts tracer.Options) *collector {
 	if err != nil {
 		t.Fatalf("tracer.New: %v", err)
 	}
-	c := &collector{}
+	c := &collector{tracer: tr}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- tr.Run(ctx, c) }()
@@ -279,7 +280,8 @@ func waitLives(t *testing.T, c *collector, want func([]life) bool) []life {
 	for _, l := range ls {
 		t.Logf("seen: %s %s:%d -> %s:%d", l.path(), l[0].LAddr, l[0].LPort, l[0].RAddr, l[0].RPort)
 	}
-	t.Fatal("timed out waiting for transitions")
+	lost, _ := c.tracer.Lost()
+	t.Fatalf("timed out waiting for transitions (%d lost)", lost)
 	return nil
 }
 
@@ -356,6 +358,9 @@ func TestTransitions(t *testing.T) {
 				lo := loopback(network)
 				cli := netip.AddrPortFrom(lo, uint16(r.Client))
 				srv := netip.AddrPortFrom(lo, uint16(r.Server))
+				if lost, _ := c.tracer.Lost(); lost > 0 {
+					t.Logf("the tracer lost %d events", lost)
+				}
 				checkLife(t, findLife(ls, clientSock, r.Client, r.Server), clientSock, "CLOSE>"+tc.client, cli, srv)
 				checkLife(t, findLife(ls, childSock, r.Client, r.Server), childSock, "LISTEN>"+tc.server, srv, cli)
 				any := netip.IPv4Unspecified()

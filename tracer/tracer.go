@@ -435,8 +435,10 @@ func monoNow() uint64 {
 // owner because there were too many to record at start-up.
 func (t *Tracer) Unseeded() int { return t.unseeded }
 
-// Lost returns how many events the kernel dropped because the ring buffer
-// was full.
+// Lost returns how many events were lost: dropped by the BPF side because
+// the ring buffer was full, or never seen because the kernel skipped a
+// program (it does not run one that is already running on the CPU, as when
+// an interrupt arrives during it).
 func (t *Tracer) Lost() (uint64, error) {
 	var perCPU []uint64
 	if err := t.maps.Lost.Lookup(uint32(0), &perCPU); err != nil {
@@ -445,6 +447,15 @@ func (t *Tracer) Lost() (uint64, error) {
 	var sum uint64
 	for _, n := range perCPU {
 		sum += n
+	}
+	tw := &t.progs.timewait
+	for _, prog := range []*ebpf.Program{t.progs.setState, t.progs.retransmit, tw.TimerStart, tw.TimerCancel, tw.TimerExpire} {
+		if prog == nil {
+			continue
+		}
+		if st, err := prog.Stats(); err == nil {
+			sum += st.RecursionMisses
+		}
 	}
 	return sum, nil
 }
