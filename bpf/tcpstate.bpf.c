@@ -163,12 +163,23 @@ struct {
 	__type(value, struct tw_note);
 } tw_notes SEC(".maps");
 
-/* Room for events, per CPU, one slot per kind of program that may
- * interrupt another: [0] set_state, [1] its held-back event, [2] timer and
- * reset programs, [3] poll_orphans. The BPF stack cannot hold them. */
+/* Room for events, per CPU. Programs can interrupt one another (an IRQ
+ * during one runs softirq work that fires another), so each kind of
+ * program has a slot of its own. The BPF stack cannot hold them. */
+enum {
+	SLOT_SET_STATE,
+	SLOT_SET_STATE_HELD,
+	SLOT_TIMER,
+	SLOT_POLL,
+	SLOT_RETRANSMIT,
+	SLOT_CONNECT,
+	SLOT_RESET,
+	NR_SLOTS,
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 4);
+	__uint(max_entries, NR_SLOTS);
 	__type(key, __u32);
 	__type(value, struct event);
 } scratch SEC(".maps");
@@ -492,7 +503,7 @@ static __always_inline int on_set_state(const struct sock *sk, int oldstate, int
 {
 	__u64 key = (__u64)sk;
 	struct sock_info *si, fresh = {};
-	__u32 slot = 0;
+	__u32 slot = SLOT_SET_STATE;
 	struct event *e;
 	__u64 tw = 0;
 	__u8 substate = 0;
@@ -512,7 +523,7 @@ static __always_inline int on_set_state(const struct sock *sk, int oldstate, int
 	/* Keep the per-socket order: what was held back goes first. Only
 	 * SYN_SENT and SYN_RECV are held back, so only they need a look. */
 	if (oldstate == TCP_SYN_SENT || oldstate == TCP_SYN_RECV)
-		flush_pending(sk, key, 1, btf);
+		flush_pending(sk, key, SLOT_SET_STATE_HELD, btf);
 
 	if (oldstate == TCP_CLOSE || (oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV)) {
 		/* A new life for this address: forget what was there. connect()
@@ -667,8 +678,8 @@ int BPF_PROG(tw_timer_start, struct timer_list *timer)
 	if (cancelled && cancelled->tw == tw && now - cancelled->ts <= REARM_NS) {
 		/* mod_timer() of a pending timer: cancel + start. Not an end. */
 		cancelled->tw = 0;
-		send_tw(&cancelled->info, tw, TCP_CLOSE, EV_REARM, now, 2);
-		check_substate(&cancelled->info, tw, now, 2);
+		send_tw(&cancelled->info, tw, TCP_CLOSE, EV_REARM, now, SLOT_TIMER);
+		check_substate(&cancelled->info, tw, now, SLOT_TIMER);
 		bpf_map_update_elem(&tws, &tw, &cancelled->info, BPF_ANY);
 		if (cancelled->info.substate == TCP_FIN_WAIT2) {
 			__u8 one8 = 1;
@@ -679,7 +690,7 @@ int BPF_PROG(tw_timer_start, struct timer_list *timer)
 	}
 	info = bpf_map_lookup_elem(&tws, &tw);
 	if (info) {
-		check_substate(info, tw, now, 2);
+		check_substate(info, tw, now, SLOT_TIMER);
 		return 0;
 	}
 	/* A new timewait socket: its full socket reports CLOSE next. */
@@ -710,8 +721,8 @@ int BPF_PROG(tw_timer_cancel, struct timer_list *timer)
 	/* Reuse of the 4-tuple, a reset, or a reschedule: user space holds
 	 * this end back until it knows no re-arm follows. */
 	now = bpf_ktime_get_ns();
-	check_substate(info, tw, now, 2);
-	send_tw(info, tw, TCP_CLOSE, EV_TENTATIVE, now, 2);
+	check_substate(info, tw, now, SLOT_TIMER);
+	send_tw(info, tw, TCP_CLOSE, EV_TENTATIVE, now, SLOT_TIMER);
 	__builtin_memcpy(&cancelled->info, info, sizeof(*info));
 	cancelled->tw = tw;
 	cancelled->ts = now;
@@ -734,8 +745,8 @@ int BPF_PROG(tw_timer_expire, struct timer_list *timer)
 		return 0;
 	/* 60 s of TIME_WAIT, or tcp_fin_timeout for an orphan, are over. */
 	now = bpf_ktime_get_ns();
-	check_substate(info, tw, now, 2);
-	send_tw(info, tw, TCP_CLOSE, 0, now, 2);
+	check_substate(info, tw, now, SLOT_TIMER);
+	send_tw(info, tw, TCP_CLOSE, 0, now, SLOT_TIMER);
 	bpf_map_delete_elem(&tws, &tw);
 	bpf_map_delete_elem(&orphans, &tw);
 	return 0;
@@ -746,7 +757,7 @@ static long poll_one(struct bpf_map *map, __u64 *tw, __u8 *val, void *ctx)
 	struct tw_info *info = bpf_map_lookup_elem(&tws, tw);
 
 	if (info)
-		check_substate(info, *tw, bpf_ktime_get_ns(), 3);
+		check_substate(info, *tw, bpf_ktime_get_ns(), SLOT_POLL);
 	else
 		bpf_map_delete_elem(&orphans, tw);
 	return 0;
@@ -795,14 +806,14 @@ int set_state_tp(struct set_state_ctx *ctx)
 SEC("tp_btf/tcp_retransmit_skb")
 int BPF_PROG(retransmit_btf, const struct sock *sk)
 {
-	flush_pending(sk, (__u64)sk, 2, true);
+	flush_pending(sk, (__u64)sk, SLOT_RETRANSMIT, true);
 	return 0;
 }
 
 SEC("tracepoint/tcp/tcp_retransmit_skb")
 int retransmit_tp(struct retransmit_ctx *ctx)
 {
-	flush_pending(ctx->skaddr, (__u64)ctx->skaddr, 2, false);
+	flush_pending(ctx->skaddr, (__u64)ctx->skaddr, SLOT_RETRANSMIT, false);
 	return 0;
 }
 
@@ -814,7 +825,7 @@ static __always_inline void note_reset(const struct sock *sk, __u8 how)
 	__u64 key = (__u64)sk;
 	struct sock_info *si;
 	struct event *e;
-	__u32 slot = 2;
+	__u32 slot = SLOT_RESET;
 
 	if (!sk)
 		return;
@@ -870,7 +881,7 @@ int connect_exit(struct sys_exit_ctx *ctx)
 		return 0;
 	skaddr = *key;
 	bpf_map_delete_elem(&connecting, &id);
-	flush_pending((const struct sock *)skaddr, skaddr, 2, false);
+	flush_pending((const struct sock *)skaddr, skaddr, SLOT_CONNECT, false);
 	return 0;
 }
 
