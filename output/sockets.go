@@ -466,14 +466,7 @@ func appendStuckLine(b []byte, r *StuckRow, watch bool) []byte {
 	b = padLeft(b, start, widthAge)
 	b = append(b, ' ')
 
-	start = len(b)
-	b = appendEndpoint(b, s.LAddr, s.LPort)
-	b = padRight(b, start, widthEnd)
-	b = append(b, ' ')
-	start = len(b)
-	b = appendEndpoint(b, s.RAddr, s.RPort)
-	b = padRight(b, start, widthEnd)
-	b = append(b, ' ')
+	b = appendEndpoints(b, widthEnd, s.LAddr, s.LPort, s.RAddr, s.RPort)
 
 	start = len(b)
 	b = strconv.AppendUint(b, uint64(s.RecvQ), 10)

@@ -73,28 +73,8 @@ func (f *tableFormat) AppendEvent(dst []byte, ev *tracer.Event) []byte {
 	dst = padRight(dst, start, widthTime)
 	dst = append(dst, ' ')
 
-	start = len(dst)
-	if ev.Pid == 0 {
-		dst = append(dst, '-') // nobody owns the socket yet
-	} else {
-		dst = strconv.AppendUint(dst, uint64(ev.Pid), 10)
-	}
-	dst = padLeft(dst, start, widthPid)
-	dst = append(dst, ' ')
-
-	dst, n := appendComm(dst, ev.Comm)
-	dst = appendSpaces(dst, widthComm-n)
-	dst = append(dst, ' ')
-
-	start = len(dst)
-	dst = appendEndpoint(dst, ev.LAddr, ev.LPort)
-	dst = padRight(dst, start, widthAddr)
-	dst = append(dst, ' ')
-
-	start = len(dst)
-	dst = appendEndpoint(dst, ev.RAddr, ev.RPort)
-	dst = padRight(dst, start, widthAddr)
-	dst = append(dst, ' ')
+	dst = appendOwner(dst, ev.Pid, ev.Comm)
+	dst = appendEndpoints(dst, widthAddr, ev.LAddr, ev.LPort, ev.RAddr, ev.RPort)
 
 	start = len(dst)
 	dst = appendState(dst, ev.OldState)
@@ -128,6 +108,34 @@ func (f *tableFormat) AppendEvent(dst []byte, ev *tracer.Event) []byte {
 
 // appendEndpoint appends addr:port, with IPv6 in brackets so the port
 // stays distinguishable.
+// appendOwner appends the PID and COMM columns and a blank.
+func appendOwner(dst []byte, pid uint32, comm string) []byte {
+	start := len(dst)
+	if pid == 0 {
+		dst = append(dst, '-') // nobody owns the socket yet
+	} else {
+		dst = strconv.AppendUint(dst, uint64(pid), 10)
+	}
+	dst = padLeft(dst, start, widthPid)
+	dst = append(dst, ' ')
+	dst, n := appendComm(dst, comm)
+	dst = appendSpaces(dst, widthComm-n)
+	return append(dst, ' ')
+}
+
+// appendEndpoints appends the LADDR:LPORT and RADDR:RPORT columns, each
+// width wide, and a blank after each.
+func appendEndpoints(dst []byte, width int, laddr netip.Addr, lport uint16, raddr netip.Addr, rport uint16) []byte {
+	start := len(dst)
+	dst = appendEndpoint(dst, laddr, lport)
+	dst = padRight(dst, start, width)
+	dst = append(dst, ' ')
+	start = len(dst)
+	dst = appendEndpoint(dst, raddr, rport)
+	dst = padRight(dst, start, width)
+	return append(dst, ' ')
+}
+
 func appendEndpoint(dst []byte, addr netip.Addr, port uint16) []byte {
 	switch {
 	case !addr.IsValid():

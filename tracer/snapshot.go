@@ -611,7 +611,7 @@ func inStrings(s string, list []string) bool {
 // cgroupTree returns the ids of the cgroup v2 directory whose id (inode)
 // is id and of every cgroup below it.
 func cgroupTree(id uint64) (map[uint64]bool, error) {
-	root := cgroup2Root()
+	root := Cgroup2Root()
 	var top string
 	tree := map[uint64]bool{}
 	err := filepath.WalkDir(root, func(path string, e os.DirEntry, err error) error {
@@ -639,8 +639,9 @@ func cgroupTree(id uint64) (map[uint64]bool, error) {
 	return tree, nil
 }
 
-// cgroup2Root is where the cgroup v2 hierarchy is mounted.
-func cgroup2Root() string {
+// Cgroup2Root is where the cgroup v2 hierarchy is mounted: /sys/fs/cgroup
+// on most systems, /sys/fs/cgroup/unified on hybrid ones.
+func Cgroup2Root() string {
 	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err == nil {
 		for _, line := range strings.Split(string(b), "\n") {

@@ -4,7 +4,6 @@ package main
 
 import (
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -156,7 +155,7 @@ func stateList() string {
 // A relative path is taken below the cgroup v2 mount.
 func cgroupID(path string) (uint64, error) {
 	if !filepath.IsAbs(path) {
-		path = filepath.Join(cgroup2Mount(), path)
+		path = filepath.Join(tracer.Cgroup2Root(), path)
 	}
 	var sfs unix.Statfs_t
 	if err := unix.Statfs(path, &sfs); err != nil {
@@ -192,20 +191,4 @@ func netnsInode(s string) (uint32, error) {
 		return 0, usagef("invalid --netns %q: %v", s, err)
 	}
 	return uint32(st.Ino), nil
-}
-
-// cgroup2Mount is where the cgroup v2 hierarchy is mounted: /sys/fs/cgroup
-// on most systems, /sys/fs/cgroup/unified on hybrid ones.
-func cgroup2Mount() string {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if _, rest, ok := strings.Cut(line, " - cgroup2 "); ok && rest != "" {
-				if f := strings.Fields(line); len(f) > 4 {
-					return f[4]
-				}
-			}
-		}
-	}
-	return "/sys/fs/cgroup"
 }
