@@ -18,15 +18,16 @@
 #define TCP_LISTEN 10
 #define MAX_COMMS 8
 #define MAX_CGROUP_LEVEL 32
-/* A timewait socket created this long before its full socket's CLOSE on
- * the same CPU is the one that replaces it (they are back to back in
- * tcp_time_wait()). */
-#define ADJACENT_NS 1000000
-/* A timer cancelled and started again this close together, on the same
- * CPU, is one mod_timer() (a reschedule, not an end): both happen under
- * the timer base lock with interrupts off. Kept short, because a freed
- * timewait socket's memory is soon reused for the next one. */
-#define REARM_NS 50000
+/* A timewait socket is created just before its full socket reports CLOSE,
+ * on the same CPU (back to back in tcp_time_wait()); they are paired by
+ * 4-tuple, and this bound only keeps a stale note from ever matching. The
+ * time between can be long on a stalled (virtual) CPU. */
+#define CREATED_MAX_NS 1000000000ULL
+/* A timer cancelled and started again on the same CPU, for the same
+ * timewait socket and 4-tuple, within this time is one mod_timer() (a
+ * reschedule, not an end): both happen under the timer base lock with
+ * interrupts off. User space holds a cancel back a little longer. */
+#define REARM_NS 20000000ULL
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -486,7 +487,7 @@ static __always_inline __u64 take_new_tw(const struct sock *sk, __u64 now, __u8 
 	const struct inet_sock *inet = (const struct inet_sock *)sk;
 	__u64 addr;
 
-	if (!n || !n->tw || now - n->ts > ADJACENT_NS)
+	if (!n || !n->tw || now - n->ts > CREATED_MAX_NS)
 		return 0;
 	addr = n->tw;
 	n->tw = 0;
@@ -652,6 +653,14 @@ static __always_inline void check_substate(struct tw_info *info, __u64 tw, __u64
 	bpf_map_delete_elem(&orphans, &tw);
 }
 
+/* Whether tw is the connection of ev (a new timewait socket at a freed
+ * one's address is most likely another connection). */
+static __always_inline bool same_tuple(const struct inet_timewait_sock *tw, const struct event *ev)
+{
+	return BPF_CORE_READ(tw, __tw_common.skc_num) == ev->sport &&
+	       bpf_ntohs(BPF_CORE_READ(tw, __tw_common.skc_dport)) == ev->dport;
+}
+
 static __always_inline bool is_tw_timer(const struct timer_list *timer)
 {
 	return tw_timer_fn && (__u64)timer->function == tw_timer_fn; /* tp_btf: a plain load */
@@ -675,7 +684,8 @@ int BPF_PROG(tw_timer_start, struct timer_list *timer)
 	tw = timer_tw(timer);
 	now = bpf_ktime_get_ns();
 	cancelled = bpf_map_lookup_elem(&tw_notes, &one);
-	if (cancelled && cancelled->tw == tw && now - cancelled->ts <= REARM_NS) {
+	if (cancelled && cancelled->tw == tw && now - cancelled->ts <= REARM_NS &&
+	    same_tuple((const struct inet_timewait_sock *)tw, &cancelled->info.tmpl)) {
 		/* mod_timer() of a pending timer: cancel + start. Not an end. */
 		cancelled->tw = 0;
 		send_tw(&cancelled->info, tw, TCP_CLOSE, EV_REARM, now, SLOT_TIMER);

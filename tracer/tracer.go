@@ -355,9 +355,9 @@ func (t *Tracer) Run(ctx context.Context, h Handler) error {
 }
 
 // holdFor is how long the end of a TIME_WAIT announced by a timer cancel
-// waits for a re-arm that would undo it; the BPF side pairs them only
-// within REARM_NS (50 µs).
-const holdFor = 2 * time.Millisecond
+// waits for a re-arm that would undo it; the BPF side pairs them within
+// REARM_NS (20 ms).
+const holdFor = 25 * time.Millisecond
 
 // maxHeld bounds the held-back ends on a host closing many at once.
 const maxHeld = 4096
