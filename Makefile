@@ -36,3 +36,9 @@ bench: build
 
 clean:
 	rm -rf bin
+
+# Boot Debian's newest 6.1 and 6.12 kernels in QEMU and run the integration
+# tests in each (as root; see vmtest/README.md). The host kernel is make test's.
+.PHONY: vmtest
+vmtest:
+	GO=$(GO) bash vmtest/vmtest.sh
