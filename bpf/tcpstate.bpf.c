@@ -295,7 +295,6 @@ static __always_inline void fill_tuple(struct event *e, const struct sock *sk, b
 	}
 	net = READ(btf, sk, __sk_common.skc_net.net);
 	e->netns = READ(btf, net, ns.inum);
-	e->ino = sock_ino(sk, btf);
 }
 
 /* The owner of a socket older than the tracer, if /proc named one. */

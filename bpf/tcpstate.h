@@ -12,7 +12,6 @@ struct event {
 	__u64 prev_ts_ns; /* previous transition of this socket, 0 if unknown */
 	__u64 skaddr;     /* struct sock *, identifies the socket */
 	__u64 cgroup_id;  /* cgroup v2 id of the socket (not of the CPU's task) */
-	__u64 ino;        /* socket inode, 0 while no struct socket is attached */
 	__u32 pid;        /* owner tgid, 0 when no process owns it yet */
 	__u32 netns;      /* network namespace inode */
 	__u8 saddr[16];   /* local address; IPv4 in the first 4 bytes */

@@ -10,7 +10,7 @@ import (
 )
 
 // eventSize is sizeof(struct event) in bpf/tcpstate.h.
-const eventSize = 152
+const eventSize = 144
 
 // Byte offsets of struct event's fields.
 const (
@@ -18,26 +18,25 @@ const (
 	offPrevTs  = 8
 	offSkaddr  = 16
 	offCgroup  = 24
-	offIno     = 32
-	offPid     = 40
-	offNetns   = 44
-	offSaddr   = 48
-	offDaddr   = 64
-	offSport   = 80
-	offDport   = 82
-	offFamily  = 84
-	offOld     = 86
-	offNew     = 87
-	offComm    = 88
-	offTwaddr  = 104
-	offTx      = 112
-	offRx      = 120
-	offSndUna  = 128
-	offSndNxt  = 132
-	offRcvNxt  = 136
-	offRetrans = 140
-	offFlags   = 144
-	offReset   = 146
+	offPid     = 32
+	offNetns   = 36
+	offSaddr   = 40
+	offDaddr   = 56
+	offSport   = 72
+	offDport   = 74
+	offFamily  = 76
+	offOld     = 78
+	offNew     = 79
+	offComm    = 80
+	offTwaddr  = 96
+	offTx      = 104
+	offRx      = 112
+	offSndUna  = 120
+	offSndNxt  = 124
+	offRcvNxt  = 128
+	offRetrans = 132
+	offFlags   = 136
+	offReset   = 138
 	afInet     = 2
 	afInet6    = 10
 	commLength = 16
@@ -85,7 +84,6 @@ func (d *decoder) decode(raw []byte, ev *Event) error {
 	}
 	ev.Skaddr = le.Uint64(raw[offSkaddr:])
 	ev.CgroupID = le.Uint64(raw[offCgroup:])
-	ev.Inode = le.Uint64(raw[offIno:])
 	ev.Pid = le.Uint32(raw[offPid:])
 	ev.NetNS = le.Uint32(raw[offNetns:])
 	ev.LPort = le.Uint16(raw[offSport:])

@@ -37,7 +37,7 @@ func TestEventSizeMatchesBPF(t *testing.T) {
 func TestDecodeIPv4(t *testing.T) {
 	d := newDecoder(1_000_000_000)
 	e := tcpstateEvent{
-		TsNs: 5_000, PrevTsNs: 2_000, Skaddr: 0xffff888100aa0000, CgroupId: 7, Ino: 99,
+		TsNs: 5_000, PrevTsNs: 2_000, Skaddr: 0xffff888100aa0000, CgroupId: 7,
 		Pid: 1234, Netns: 4026531840, Sport: 43210, Dport: 80, Family: afInet,
 		Oldstate: uint8(SynSent), Newstate: uint8(Established), Comm: comm("curl"),
 	}
@@ -51,7 +51,7 @@ func TestDecodeIPv4(t *testing.T) {
 		Time: time.Unix(0, 1_000_005_000), Skaddr: 0xffff888100aa0000, Pid: 1234, Comm: "curl",
 		Family: IPv4, LAddr: netip.MustParseAddr("127.0.0.1"), LPort: 43210,
 		RAddr: netip.MustParseAddr("10.1.2.3"), RPort: 80, OldState: SynSent, NewState: Established,
-		InState: 3 * time.Microsecond, InStateKnown: true, NetNS: 4026531840, CgroupID: 7, Inode: 99,
+		InState: 3 * time.Microsecond, InStateKnown: true, NetNS: 4026531840, CgroupID: 7,
 	}
 	if !ev.Time.Equal(want.Time) {
 		t.Errorf("time %v, want %v", ev.Time, want.Time)

@@ -50,7 +50,6 @@ type Event struct {
 	InStateKnown bool
 	NetNS        uint32 // network namespace inode
 	CgroupID     uint64 // cgroup v2 id of the socket
-	Inode        uint64 // socket inode, 0 while not attached to a file
 	// Synthesized marks transitions the kernel does not report, derived by
 	// tcpstate: entering and leaving TIME_WAIT, the end of an orphaned
 	// FIN_WAIT2.

@@ -19,7 +19,6 @@ type tcpstateEvent struct {
 	PrevTsNs uint64
 	Skaddr   uint64
 	CgroupId uint64
-	Ino      uint64
 	Pid      uint32
 	Netns    uint32
 	Saddr    [16]uint8
