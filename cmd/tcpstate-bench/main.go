@@ -75,7 +75,6 @@ func run() error {
 		{name: "table-devnull", argv: []string{*tcpstate}},
 		{name: "life-json", argv: []string{*tcpstate, "life", "-o", "json"}, toFile: true},
 		{name: "libbpf-tools-tcpstates", argv: []string{tcpstatesPath}, toFile: true, header: 1, libbpf: true},
-		{name: "baseline-end"},
 	}
 	skip := func(name, why string) {
 		for i := range modes {
@@ -113,28 +112,41 @@ func run() error {
 		}
 	}
 	cfg := loadConfig{Conns: *conns, Warmup: *warmup, Duration: *duration}
-	var baselines []float64
-	for _, m := range modes {
+	// The machine's speed drifts by 10-20% within a minute, so every
+	// tracer mode runs between two baselines and is compared with their mean.
+	baseline := func() (float64, error) {
+		fmt.Fprintln(os.Stderr, "running baseline...")
+		r, err := runMode(modes[0], cfg)
+		return r.ConnPerSec, err
+	}
+	prev, err := baseline()
+	if err != nil {
+		return fmt.Errorf("baseline: %w", err)
+	}
+	baselines := []float64{prev}
+	var traced []result
+	for _, m := range modes[1:] {
 		if !selected[m.name] {
 			continue
 		}
 		r := result{Mode: m.name, Skipped: m.skipped}
 		if m.skipped == "" {
 			fmt.Fprintf(os.Stderr, "running %s...\n", m.name)
-			var err error
 			if r, err = runMode(m, cfg); err != nil {
 				return fmt.Errorf("%s: %w", m.name, err)
 			}
-			if m.argv == nil {
-				baselines = append(baselines, r.ConnPerSec)
+			next, err := baseline()
+			if err != nil {
+				return fmt.Errorf("baseline: %w", err)
 			}
+			baselines = append(baselines, next)
+			r.Ratio = ratio(r.ConnPerSec, mean(prev, next))
+			prev = next
 		}
-		rep.Modes = append(rep.Modes, r)
+		traced = append(traced, r)
 	}
 	rep.RefRate, rep.RefRuns, rep.Spread = mean(baselines...), len(baselines), spread(baselines...)
-	for i := range rep.Modes {
-		rep.Modes[i].Ratio = ratio(rep.Modes[i].ConnPerSec, rep.RefRate)
-	}
+	rep.Modes = append([]result{{Mode: "baseline", ConnPerSec: rep.RefRate, Ratio: 1}}, traced...)
 
 	if err := printTable(os.Stdout, rep); err != nil {
 		return err

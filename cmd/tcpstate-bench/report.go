@@ -166,7 +166,7 @@ func printTable(w io.Writer, rep *report) error {
 	if rep.Spread > 0.1 {
 		notes = append(notes, fmt.Sprintf("the baseline runs differ by %.0f%%: the machine is noisy, compare ratios with care", 100*rep.Spread))
 	}
-	fmt.Fprintf(w, "\nbaseline (mean of %d runs): %.0f conn/s; %d clients, %s per mode after %s warm-up; nproc %d, kernel %s, %s\n",
+	fmt.Fprintf(w, "\nratio: to the mean of the baselines run just before and after the mode; baseline (mean of %d runs): %.0f conn/s; %d clients, %s per mode after %s warm-up; nproc %d, kernel %s, %s\n",
 		rep.RefRuns, rep.RefRate, rep.Conns, rep.Duration, rep.Warmup, rep.Nproc, rep.Kernel, rep.Date)
 	for _, n := range notes {
 		fmt.Fprintln(w, "note:", n)
