@@ -4,8 +4,10 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -46,6 +48,7 @@ type traceFlags struct {
 	kernelBTF string
 	raw       bool
 	seq       bool
+	profile   string // CPU profile file, for performance work
 }
 
 func newTraceCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -92,6 +95,8 @@ buffer was full) are also reported as they happen.`,
 	fs.DurationVarP(&f.duration, "duration", "d", 0, "stop after this long (e.g. 30s, 5m); default: until Ctrl-C")
 	fs.BoolVar(&f.raw, "raw", false, "show only what the kernel reports: FIN_WAIT2 -> CLOSE instead of TIME_WAIT in and out")
 	fs.BoolVar(&f.seq, "seq", false, "also show the sequence numbers snd_una, snd_nxt, rcv_nxt (absolute, as tcpdump -S)")
+	fs.StringVar(&f.profile, "cpuprofile", "", "write a Go CPU profile of tcpstate itself to this file")
+	_ = fs.MarkHidden("cpuprofile")
 	fs.StringVar(&f.kernelBTF, "kernel-btf", "", "BTF file for this kernel, when /sys/kernel/btf/vmlinux is missing")
 	f.register(fs)
 	fs.SortFlags = false
@@ -125,6 +130,26 @@ func runTrace(ctx context.Context, f *traceFlags, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	if f.profile != "" {
+		stop, err := startProfile(f.profile)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	return runSession(ctx, f.duration, opts, output.NewPrinter(stdout, format), stdout, stderr, "events",
 		func(s *session) tracer.Handler { return s })
+}
+
+// startProfile writes a CPU profile until the returned function is called.
+func startProfile(path string) (func(), error) {
+	out, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("create --cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(out); err != nil {
+		out.Close()
+		return nil, fmt.Errorf("start CPU profile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); out.Close() }, nil
 }
