@@ -115,24 +115,17 @@ const (
 )
 
 func (*lifeTable) Header() []byte {
-	var b []byte
-	b = append(b, "TIME"...)
-	b = appendSpaces(b, widthTime-4)
-	b = append(b, ' ')
-	b = padLeft(append(b, "PID"...), len(b), widthPid)
-	b = append(b, " COMM"...)
-	b = appendSpaces(b, widthComm-4)
-	b = append(b, " LADDR:LPORT"...)
-	b = appendSpaces(b, widthAddr-11)
-	b = append(b, " RADDR:RPORT"...)
-	b = appendSpaces(b, widthAddr-11)
-	start := len(b) + 1
-	b = padLeft(append(b, " MS"...), start, widthDur+1)
-	start = len(b)
-	b = padLeft(append(b, " TX"...), start, widthBytes+1)
-	start = len(b)
-	b = padLeft(append(b, " RX"...), start, widthBytes+1)
-	return append(b, " PATH\n"...)
+	var h header
+	h.col("TIME", widthTime, false)
+	h.col("PID", widthPid, true)
+	h.col("COMM", widthComm, false)
+	h.col("LADDR:LPORT", widthAddr, false)
+	h.col("RADDR:RPORT", widthAddr, false)
+	h.col("MS", widthDur, true)
+	h.col("TX", widthBytes, true)
+	h.col("RX", widthBytes, true)
+	h.col("PATH", 0, false)
+	return append(h, '\n')
 }
 
 func (f *lifeTable) AppendConnection(dst []byte, c *tracer.Connection) []byte {

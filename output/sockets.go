@@ -413,18 +413,8 @@ func (sw *StuckWriter) Write(r *StuckRow) error {
 func (sw *StuckWriter) Flush() error { return sw.w.Flush() }
 
 func appendStuckHeader(b []byte, watch bool) []byte {
-	col := func(name string, width int, right bool) {
-		if len(b) > 0 {
-			b = append(b, ' ')
-		}
-		start := len(b)
-		b = append(b, name...)
-		if right {
-			b = padLeft(b, start, width)
-		} else {
-			b = padRight(b, start, width)
-		}
-	}
+	h := header(b)
+	col := h.col
 	if watch {
 		col("TIME", widthClock, false)
 		col("EVENT", 5, false)
@@ -437,8 +427,7 @@ func appendStuckHeader(b []byte, watch bool) []byte {
 	col("SEND-Q", widthQueue, true)
 	col("PID/COMM:FD", widthOwner, false)
 	col("TIMER", widthTimer, false)
-	b = append(b, " WHY\n"...)
-	return b
+	return append(h, " WHY\n"...)
 }
 
 func appendStuckLine(b []byte, r *StuckRow, watch bool) []byte {

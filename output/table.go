@@ -39,19 +39,8 @@ const widthSeq = 10
 func NewTable() Format { return &tableFormat{clock: clock{layout: "15:04:05", digits: 3}} }
 
 func (f *tableFormat) Header() []byte {
-	var b []byte
-	col := func(name string, width int, right bool) {
-		if len(b) > 0 {
-			b = append(b, ' ')
-		}
-		start := len(b)
-		b = append(b, name...)
-		if right {
-			b = padLeft(b, start, width)
-		} else {
-			b = padRight(b, start, width)
-		}
-	}
+	var h header
+	col := h.col
 	col("TIME", widthTime, false)
 	col("PID", widthPid, true)
 	col("COMM", widthComm, false)
@@ -64,7 +53,7 @@ func (f *tableFormat) Header() []byte {
 		col("SND_NXT", widthSeq, true)
 		col("RCV_NXT", widthSeq, true)
 	}
-	return append(b, '\n')
+	return append(h, '\n')
 }
 
 func (f *tableFormat) AppendEvent(dst []byte, ev *tracer.Event) []byte {
@@ -108,6 +97,25 @@ func (f *tableFormat) AppendEvent(dst []byte, ev *tracer.Event) []byte {
 
 // appendEndpoint appends addr:port, with IPv6 in brackets so the port
 // stays distinguishable.
+// header lays out a table header, a column at a time.
+type header []byte
+
+// col appends a column title padded to width, right-aligned if right.
+func (h *header) col(name string, width int, right bool) {
+	b := *h
+	if len(b) > 0 {
+		b = append(b, ' ')
+	}
+	start := len(b)
+	b = append(b, name...)
+	if right {
+		b = padLeft(b, start, width)
+	} else {
+		b = padRight(b, start, width)
+	}
+	*h = b
+}
+
 // appendOwner appends the PID and COMM columns and a blank.
 func appendOwner(dst []byte, pid uint32, comm string) []byte {
 	start := len(dst)
