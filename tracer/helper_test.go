@@ -14,6 +14,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"strconv"
 	"syscall"
 	"time"
@@ -57,6 +58,8 @@ func runHelper(args []string) error {
 		return twReuse(network, addr, say)
 	case "orphan-timeout":
 		return orphanTimeout(network, addr, say)
+	case "simultaneous":
+		return simultaneousClose(network, addr, say)
 	case "refused":
 		ln, err := net.Listen(network, net.JoinHostPort(addr, "0"))
 		if err != nil {
@@ -287,5 +290,56 @@ func orphanTimeout(network, addr string, say func(helperReport) error) error {
 	time.Sleep(2500 * time.Millisecond) // the server holds its socket open
 	s.Close()
 	time.Sleep(20 * time.Millisecond)
+	return nil
+}
+
+// nft runs nft(8) in this network namespace.
+func nft(args ...string) error {
+	if out, err := exec.Command("nft", args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("nft %v: %v: %s", args, err, out)
+	}
+	return nil
+}
+
+// simultaneousClose makes both sides send their FIN before seeing the
+// other's: the client's FIN is dropped until the server's FIN has arrived,
+// so the client goes FIN_WAIT1 -> CLOSING, and TIME_WAIT once the
+// retransmitted FIN is acknowledged.
+func simultaneousClose(network, addr string, say func(helperReport) error) error {
+	ln, err := net.Listen(network, net.JoinHostPort(addr, "0"))
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	c, err := net.Dial(network, ln.Addr().String())
+	if err != nil {
+		return err
+	}
+	s, err := ln.Accept()
+	if err != nil {
+		return err
+	}
+	cport, sport := c.LocalAddr().(*net.TCPAddr).Port, ln.Addr().(*net.TCPAddr).Port
+	if err := say(helperReport{Client: cport, Server: sport}); err != nil {
+		return err
+	}
+	if err := nft("add table inet tcpstate_test"); err != nil {
+		return err
+	}
+	if err := nft("add chain inet tcpstate_test out { type filter hook output priority 0; }"); err != nil {
+		return err
+	}
+	rule := fmt.Sprintf("add rule inet tcpstate_test out tcp sport %d tcp dport %d tcp flags & fin == fin drop", cport, sport)
+	if err := nft(rule); err != nil {
+		return err
+	}
+	c.Close() // FIN dropped: FIN_WAIT1
+	time.Sleep(20 * time.Millisecond)
+	s.Close() // its FIN reaches the client in FIN_WAIT1: CLOSING
+	time.Sleep(20 * time.Millisecond)
+	if err := nft("delete table inet tcpstate_test"); err != nil {
+		return err
+	}
+	time.Sleep(1500 * time.Millisecond) // the client's FIN is retransmitted (RTO >= 200 ms)
 	return nil
 }

@@ -106,6 +106,30 @@ func TestOrphanFinWait2Timeout(t *testing.T) {
 	}
 }
 
+// Both sides send FIN before seeing the other's: the client passes through
+// CLOSING into TIME_WAIT.
+func TestSimultaneousClose(t *testing.T) {
+	requireRoot(t)
+	for _, network := range []string{"tcp4", "tcp6"} {
+		t.Run(network, func(t *testing.T) {
+			ns := newNetns(t)
+			c := startTracer(t, tracer.Options{NetNS: ns.inode})
+			h := startHelper(t, ns, "simultaneous", network)
+			r := h.next(t)
+			h.wait(t)
+			ls := waitLives(t, c, func(ls []life) bool {
+				return findLife(ls, clientSock, r.Client, r.Server).closed() && findLife(ls, childSock, r.Client, r.Server).closed()
+			})
+			if got := findLife(ls, clientSock, r.Client, r.Server).path(); got != "CLOSE>SYN_SENT>ESTABLISHED>FIN_WAIT1>CLOSING>TIME_WAIT" {
+				t.Errorf("client: %s", got)
+			}
+			if got := findLife(ls, childSock, r.Client, r.Server).path(); got != "LISTEN>SYN_RECV>ESTABLISHED>FIN_WAIT1>FIN_WAIT2>TIME_WAIT" {
+				t.Errorf("server: %s", got)
+			}
+		})
+	}
+}
+
 // --seq: the sequence numbers line up as in a capture.
 func TestSequenceNumbers(t *testing.T) {
 	requireRoot(t)
