@@ -15,7 +15,7 @@
 #   VMTEST_ICOUNT        QEMU -icount (default shift=0; empty: real-time clock)
 #   VMTEST_SMP           vCPUs per VM (default 1)
 #   VMTEST_QEMU_ARGS     more QEMU arguments
-#   VMTEST_TIMEOUT       seconds one VM may run before it is killed (240)
+#   VMTEST_TIMEOUT       seconds one VM may run before it is killed (420)
 #   VMTEST_TEST_TIMEOUT  the test binary's own -test.timeout (200s)
 #   VMTEST_NO_UPDATE=1   skip apt-get update (use the package lists as they are)
 #   VMTEST_KEEP_LOGS=1   print every VM's console log, also on success
@@ -25,7 +25,7 @@ cd "$(dirname "$0")/.."
 GO=${GO:-$(command -v go 2>/dev/null || echo /usr/local/go/bin/go)}
 SERIES=${VMTEST_SERIES:-6.1 6.12}
 FLAVOUR=${VMTEST_FLAVOUR:-cloud-amd64}
-RUN=${VMTEST_RUN:-TestTransitions|TestOwnerAcrossProcesses|TestFilters}
+RUN=${VMTEST_RUN:-TestTransitions|TestOwnerAcrossProcesses|TestFilters|TestTimeWaitEndsOnReuse|TestOrphanFinWait2Timeout|TestSequenceNumbers|TestLife|TestLoadsEverything}
 PARALLEL=${VMTEST_PARALLEL:-1}
 # The guest clock counts executed instructions (-icount shift=0: 1 ns
 # each), so TCG's overhead (e.g. translating freshly JITed BPF programs) is
@@ -37,8 +37,8 @@ ACCEL=${VMTEST_ACCEL:-tcg,thread=single}
 ICOUNT=${VMTEST_ICOUNT-shift=0}
 SMP=${VMTEST_SMP:-1}
 QEMU_ARGS=${VMTEST_QEMU_ARGS:-}
-VM_TIMEOUT=${VMTEST_TIMEOUT:-240}
-TEST_TIMEOUT=${VMTEST_TEST_TIMEOUT:-200s}
+VM_TIMEOUT=${VMTEST_TIMEOUT:-420}
+TEST_TIMEOUT=${VMTEST_TEST_TIMEOUT:-380s}
 
 CACHE=vmtest/.cache
 DEBS=$CACHE/debs
