@@ -121,23 +121,39 @@ func runHelper(args []string) error {
 	return fmt.Errorf("unknown helper role %q", role)
 }
 
+// connection makes a listener and one connection to it, dialled with d:
+// the client's and the server's socket.
+func connection(network, addr string, d *net.Dialer) (ln net.Listener, client, server net.Conn, err error) {
+	ln, err = net.Listen(network, net.JoinHostPort(addr, "0"))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if client, err = d.Dial(network, ln.Addr().String()); err != nil {
+		ln.Close()
+		return nil, nil, nil, err
+	}
+	if server, err = ln.Accept(); err != nil {
+		ln.Close()
+		client.Close()
+		return nil, nil, nil, err
+	}
+	return ln, client, server, nil
+}
+
+// ports returns the client's local port and the server's listening port.
+func ports(ln net.Listener, client net.Conn) helperReport {
+	return helperReport{Client: client.LocalAddr().(*net.TCPAddr).Port, Server: ln.Addr().(*net.TCPAddr).Port}
+}
+
 // pair runs client and server of one connection in this process.
 func pair(scenario, network, addr string, say func(helperReport) error) error {
-	ln, err := net.Listen(network, net.JoinHostPort(addr, "0"))
+	ln, c, sc, err := connection(network, addr, &net.Dialer{})
 	if err != nil {
 		return err
 	}
 	defer ln.Close()
-	c, err := net.Dial(network, ln.Addr().String())
-	if err != nil {
-		return err
-	}
-	sc, err := ln.Accept()
-	if err != nil {
-		return err
-	}
 	client, server := c.(*net.TCPConn), sc.(*net.TCPConn)
-	if err := say(helperReport{Client: client.LocalAddr().(*net.TCPAddr).Port, Server: ln.Addr().(*net.TCPAddr).Port}); err != nil {
+	if err := say(ports(ln, c)); err != nil {
 		return err
 	}
 	pause := func() { time.Sleep(20 * time.Millisecond) }
@@ -226,25 +242,19 @@ func twReuse(network, addr string, say func(helperReport) error) error {
 	} else if ok {
 		wait = 100 * time.Millisecond
 	}
-	ln, err := net.Listen(network, net.JoinHostPort(addr, "0"))
+	d := net.Dialer{Control: reuseAddr}
+	ln, c, s, err := connection(network, addr, &d)
 	if err != nil {
 		return err
 	}
 	defer ln.Close()
-	d := net.Dialer{Control: reuseAddr}
-	c, err := d.Dial(network, ln.Addr().String())
-	if err != nil {
-		return err
-	}
-	s, err := ln.Accept()
-	if err != nil {
-		return err
-	}
 	local := c.LocalAddr().(*net.TCPAddr)
+	first := ports(ln, c)
 	c.Close()
 	io.ReadAll(s)
 	s.Close()
-	if err := say(helperReport{Client: local.Port, Server: ln.Addr().(*net.TCPAddr).Port, Step: "time-wait"}); err != nil {
+	first.Step = "time-wait"
+	if err := say(first); err != nil {
 		return err
 	}
 	time.Sleep(wait)
@@ -270,20 +280,12 @@ func orphanTimeout(network, addr string, say func(helperReport) error) error {
 	if _, err := setSysctl("tcp_fin_timeout", "1"); err != nil {
 		return err
 	}
-	ln, err := net.Listen(network, net.JoinHostPort(addr, "0"))
+	ln, c, s, err := connection(network, addr, &net.Dialer{})
 	if err != nil {
 		return err
 	}
 	defer ln.Close()
-	c, err := net.Dial(network, ln.Addr().String())
-	if err != nil {
-		return err
-	}
-	s, err := ln.Accept()
-	if err != nil {
-		return err
-	}
-	if err := say(helperReport{Client: c.LocalAddr().(*net.TCPAddr).Port, Server: ln.Addr().(*net.TCPAddr).Port}); err != nil {
+	if err := say(ports(ln, c)); err != nil {
 		return err
 	}
 	c.Close()
@@ -306,21 +308,14 @@ func nft(args ...string) error {
 // so the client goes FIN_WAIT1 -> CLOSING, and TIME_WAIT once the
 // retransmitted FIN is acknowledged.
 func simultaneousClose(network, addr string, say func(helperReport) error) error {
-	ln, err := net.Listen(network, net.JoinHostPort(addr, "0"))
+	ln, c, s, err := connection(network, addr, &net.Dialer{})
 	if err != nil {
 		return err
 	}
 	defer ln.Close()
-	c, err := net.Dial(network, ln.Addr().String())
-	if err != nil {
-		return err
-	}
-	s, err := ln.Accept()
-	if err != nil {
-		return err
-	}
-	cport, sport := c.LocalAddr().(*net.TCPAddr).Port, ln.Addr().(*net.TCPAddr).Port
-	if err := say(helperReport{Client: cport, Server: sport}); err != nil {
+	r := ports(ln, c)
+	cport, sport := r.Client, r.Server
+	if err := say(r); err != nil {
 		return err
 	}
 	if err := nft("add table inet tcpstate_test"); err != nil {
