@@ -18,23 +18,14 @@
 #define TCP_LISTEN 10
 #define MAX_COMMS 8
 #define MAX_CGROUP_LEVEL 32
-/* A timewait socket is created just before its full socket reports CLOSE,
- * on the same CPU (back to back in tcp_time_wait()); they are paired by
- * 4-tuple, and this bound only keeps a stale note from ever matching. The
- * time between can be long on a stalled (virtual) CPU. */
-#define CREATED_MAX_NS 1000000000ULL
-/* A timer cancelled and started again on the same CPU, for the same
- * timewait socket and 4-tuple, within this time is one mod_timer() (a
- * reschedule, not an end): both happen under the timer base lock with
- * interrupts off. User space holds a cancel back a little longer. */
-#define REARM_NS 20000000ULL
 
 char LICENSE[] SEC("license") = "GPL";
 
 /* Filters, set by the loader before the program is loaded. */
 const volatile __u16 filter_family = 0;     /* 0: any */
 const volatile __u32 filter_states = 0;     /* bit per state; 0: any */
-const volatile __u32 filter_netns = 0;      /* 0: any */
+const volatile __u32 filter_netns = 0;      /* inode; 0: any */
+const volatile __u64 filter_netns_cookie = 0; /* cookie; 0: any */
 const volatile __u64 filter_cgroup = 0;     /* 0: any */
 const volatile bool filter_pid = false;     /* use map pids */
 const volatile bool filter_lport = false;   /* use map lports */
@@ -60,23 +51,27 @@ struct sock_info {
 	char comm[TASK_COMM_LEN];
 };
 
-/* A timewait socket we follow: the last event of the full socket it
- * replaced, as a template for its own events. */
+/* A timewait socket we follow, by the cookie it shares with the full
+ * socket it replaced. Created when its timer starts; the full socket's
+ * CLOSE, right after, fills in the template for its own events. */
 struct tw_info {
-	struct event tmpl;
-	__u64 enter_ts;  /* when its current (sub)state began */
-	__u8 substate;   /* TCP_TIME_WAIT, or TCP_FIN_WAIT2 for an orphan */
-	__u8 cgroup_ok;  /* passes the --cgroup filter */
-	__u8 _pad[6];
+	struct event tmpl; /* the full socket's last event */
+	__u64 twaddr;      /* struct inet_timewait_sock * */
+	__u64 enter_ts;    /* when its current (sub)state began */
+	__u8 substate;     /* TCP_TIME_WAIT, or TCP_FIN_WAIT2 for an orphan */
+	__u8 cgroup_ok;    /* passes the --cgroup filter */
+	__u8 paired;       /* tmpl is filled in */
+	__u8 _pad[5];
 };
 
-/* Per-CPU notes between two tracepoints that follow each other. */
-struct tw_note {
-	__u64 tw;
-	__u64 ts;
-	__u8 substate;
-	__u8 _pad[7];
-	struct tw_info info; /* for a cancelled timer */
+/* A timewait timer cancelled on this CPU: if the next timewait timer
+ * started on this CPU has the same cookie, the two were one mod_timer()
+ * (a reschedule), not an end. Both happen back to back under the timer
+ * base lock with interrupts off, so nothing runs between them on this CPU:
+ * no other program can overwrite this slot in between. */
+struct rearm_note {
+	__u64 cookie;
+	struct tw_info info;
 };
 
 /* A process that holds a socket, as found in /proc at start-up. */
@@ -95,18 +90,21 @@ struct {
 	__uint(max_entries, 8 << 20);
 } events SEC(".maps");
 
-/* Events dropped because the ring buffer was full. */
+/* enum counter, per CPU. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
+	__uint(max_entries, NR_COUNTERS);
+	__type(key, enum counter);
 	__type(value, __u64);
-} lost SEC(".maps");
+} counters SEC(".maps");
 
-/* Owner and last transition time per socket; removed at CLOSE. */
+/* Owner and last transition time per socket; removed at CLOSE. Not LRU:
+ * an entry must not vanish while its socket lives; a full table is
+ * counted (COUNT_SOCKS_FULL). */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1 << 20);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u64);
 	__type(value, struct sock_info);
 } socks SEC(".maps");
@@ -114,13 +112,15 @@ struct {
 /* Events held back until the socket's 4-tuple is final: SYN_SENT before
  * the local port is bound, SYN_RECV before the child has its peer. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1 << 16);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u64);
 	__type(value, struct event);
 } pending SEC(".maps");
 
-/* Socket a task is connecting, to flush its SYN_SENT at connect() exit. */
+/* Socket a task is connecting, to flush its SYN_SENT at connect() exit.
+ * LRU: a lost entry only delays the flush to the socket's next event. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
@@ -132,58 +132,39 @@ struct {
  * /proc before attaching, moved into socks at the socket's first event. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
+	__uint(max_entries, 1 << 18);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u64);
 	__type(value, struct owner);
 } seeds SEC(".maps");
 
-/* Timewait sockets being followed, until their timer ends them. */
+/* Timewait sockets being followed, by cookie, until their timer ends. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1 << 18);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u64);
 	__type(value, struct tw_info);
 } tws SEC(".maps");
 
-/* Orphaned FIN_WAIT2 timewait sockets: the peer's FIN turns them into
- * TIME_WAIT without a timer event when the new expiry falls into the same
- * timer wheel bucket, so user space polls these (poll_orphans). */
+/* Orphaned FIN_WAIT2 timewait sockets (cookie -> struct
+ * inet_timewait_sock *): the peer's FIN turns them into TIME_WAIT without
+ * a timer event when the new expiry falls into the same timer wheel
+ * bucket, so user space polls these (poll_orphans). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
+	__uint(max_entries, 1 << 18);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u64);
-	__type(value, __u8);
+	__type(value, __u64);
 } orphans SEC(".maps");
 
-/* [0]: timewait socket just created; [1]: timewait timer just cancelled. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 2);
+	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct tw_note);
-} tw_notes SEC(".maps");
-
-/* Room for events, per CPU. Programs can interrupt one another (an IRQ
- * during one runs softirq work that fires another), so each kind of
- * program has a slot of its own. The BPF stack cannot hold them. */
-enum {
-	SLOT_SET_STATE,
-	SLOT_SET_STATE_HELD,
-	SLOT_TIMER,
-	SLOT_POLL,
-	SLOT_RETRANSMIT,
-	SLOT_CONNECT,
-	SLOT_RESET,
-	NR_SLOTS,
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, NR_SLOTS);
-	__type(key, __u32);
-	__type(value, struct event);
-} scratch SEC(".maps");
+	__type(value, struct rearm_note);
+} rearm_notes SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -223,10 +204,9 @@ struct {
 	__type(value, __u8);
 } raddrs SEC(".maps");
 
-static __always_inline void count_lost(void)
+static __always_inline void count(enum counter what)
 {
-	__u32 zero = 0;
-	__u64 *n = bpf_map_lookup_elem(&lost, &zero);
+	__u64 *n = bpf_map_lookup_elem(&counters, &what);
 
 	if (n)
 		*n += 1;
@@ -263,8 +243,16 @@ static __always_inline __u64 sock_ino(const struct sock *sk, bool btf)
 	return inode ? inode->i_ino : 0;
 }
 
-/* Addresses, ports and namespace: read again whenever an event is sent,
- * since a held-back event's tuple is only final later. */
+/* The socket's cookie. With tp_btf the kernel makes one if the socket has
+ * none yet, so every socket we see has one by the time it may leave a
+ * timewait socket (which copies it). Classic tracepoints can only read it. */
+static __always_inline __u64 sock_cookie(const struct sock *sk, bool btf)
+{
+	if (btf)
+		return bpf_get_socket_cookie((void *)sk);
+	return BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+}
+
 /* The tcp_sock around sk. With tp_btf the verifier must be told (it
  * knows sk only as a struct sock); elsewhere a cast is as good. */
 static __always_inline const struct tcp_sock *tcp_sk_of(const struct sock *sk, bool btf)
@@ -272,6 +260,15 @@ static __always_inline const struct tcp_sock *tcp_sk_of(const struct sock *sk, b
 	return btf ? bpf_skc_to_tcp_sock((void *)sk) : (const struct tcp_sock *)sk;
 }
 
+static __always_inline __u64 net_cookie(const struct net *net, bool btf)
+{
+	if (!bpf_core_field_exists(net->net_cookie))
+		return 0;
+	return READ(btf, net, net_cookie);
+}
+
+/* Addresses, ports and namespace: read again whenever an event is sent,
+ * since a held-back event's tuple is only final later. */
 static __always_inline void fill_tuple(struct event *e, const struct sock *sk, bool btf)
 {
 	const struct tcp_sock *tp = tcp_sk_of(sk, btf);
@@ -295,6 +292,7 @@ static __always_inline void fill_tuple(struct event *e, const struct sock *sk, b
 	}
 	net = READ(btf, sk, __sk_common.skc_net.net);
 	e->netns = READ(btf, net, ns.inum);
+	e->netns_cookie = net_cookie(net, btf);
 }
 
 /* The owner of a socket older than the tracer, if /proc named one. */
@@ -366,7 +364,11 @@ static __always_inline bool wanted(const struct event *e)
 {
 	if (filter_family && e->family != filter_family)
 		return false;
-	if (filter_netns && e->netns != filter_netns)
+	/* The cookie when the kernel has one: an inode number is reused by
+	 * a new namespace once the old one is gone. */
+	if (filter_netns_cookie && e->netns_cookie != filter_netns_cookie)
+		return false;
+	if (!filter_netns_cookie && filter_netns && e->netns != filter_netns)
 		return false;
 	if (filter_pid && !bpf_map_lookup_elem(&pids, &e->pid))
 		return false;
@@ -449,81 +451,121 @@ static __always_inline bool in_cgroup(const struct sock *sk)
 static __always_inline void send(struct event *e)
 {
 	if (bpf_ringbuf_output(&events, e, sizeof(*e), wakeup_flags()))
-		count_lost();
+		count(COUNT_LOST);
 }
 
 /* Send the held-back event of sk, if any, with its tuple read now. The
  * winner of the delete sends it, so it goes out once even when connect()
  * returns on one CPU while the next transition runs on another. */
-static __always_inline void flush_pending(const struct sock *sk, __u64 key, __u32 slot, bool btf)
+static __always_inline void flush_pending(const struct sock *sk, __u64 key, bool btf)
 {
 	struct event *p = bpf_map_lookup_elem(&pending, &key);
-	struct event *e = bpf_map_lookup_elem(&scratch, &slot);
+	struct event *e;
 
-	if (!p || !e)
+	if (!p)
 		return;
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		if (!bpf_map_delete_elem(&pending, &key))
+			count(COUNT_LOST);
+		return;
+	}
 	__builtin_memcpy(e, p, sizeof(*e));
-	if (bpf_map_delete_elem(&pending, &key))
+	if (bpf_map_delete_elem(&pending, &key)) {
+		bpf_ringbuf_discard(e, BPF_RB_NO_WAKEUP);
 		return;
+	}
 	fill_tuple(e, sk, btf);
 	fill_tcp(e, sk, btf);
 	if (wanted(e))
-		send(e);
+		bpf_ringbuf_submit(e, wakeup_flags());
+	else
+		bpf_ringbuf_discard(e, BPF_RB_NO_WAKEUP);
 }
 
-static __always_inline bool state_ok(const struct event *e)
+static __always_inline bool state_ok(__u8 oldstate, __u8 newstate)
 {
-	return !filter_states || (filter_states & ((1U << e->oldstate) | (1U << e->newstate)));
+	return !filter_states || (filter_states & ((1U << oldstate) | (1U << newstate)));
 }
 
-/* The timewait socket that tcp_time_wait() created for sk just now, on
- * this CPU, if any: it replaces sk, which the kernel reports as CLOSE. */
-static __always_inline __u64 take_new_tw(const struct sock *sk, __u64 now, __u8 *substate)
+/* The sock_info of sk for a transition that is not its first. */
+static __always_inline struct sock_info *sock_info_of(const struct sock *sk, __u64 key, __u64 now, bool btf,
+						      struct sock_info *fresh)
 {
-	__u32 zero = 0;
-	struct tw_note *n = bpf_map_lookup_elem(&tw_notes, &zero);
-	const struct inet_timewait_sock *tw;
-	const struct inet_sock *inet = (const struct inet_sock *)sk;
-	__u64 addr;
+	struct sock_info *si = bpf_map_lookup_elem(&socks, &key);
 
-	if (!n || !n->tw || now - n->ts > CREATED_MAX_NS)
-		return 0;
-	addr = n->tw;
-	n->tw = 0;
-	tw = (const struct inet_timewait_sock *)addr;
-	if (BPF_CORE_READ(tw, __tw_common.skc_dport) != BPF_CORE_READ(sk, __sk_common.skc_dport) ||
-	    BPF_CORE_READ(tw, __tw_common.skc_num) != bpf_ntohs(BPF_CORE_READ(inet, inet_sport)) ||
-	    BPF_CORE_READ(tw, __tw_common.skc_daddr) != BPF_CORE_READ(sk, __sk_common.skc_daddr))
-		return 0;
-	*substate = n->substate;
-	return addr;
+	if (si)
+		return si;
+	/* Older than the tracer (or the table was full): no age, and the
+	 * owner only if /proc named one at start-up. */
+	seed_owner(sk, fresh, btf);
+	fresh->last_ts = now;
+	if (bpf_map_update_elem(&socks, &key, fresh, BPF_ANY))
+		count(COUNT_SOCKS_FULL);
+	return fresh;
+}
+
+/* The timewait socket tcp_time_wait() made for the closing sk just now,
+ * found by the cookie they share. Its timer started just before this
+ * CLOSE; the entry is filled in with e, the full socket's last event. */
+static __always_inline bool pair_timewait(bool had_cookie, struct event *e, bool cgroup_ok, __u8 *substate)
+{
+	struct tw_info *info;
+
+	if (!had_cookie) {
+		/* A socket we never saw before its CLOSE had no cookie when
+		 * a timewait socket would have copied it. */
+		count(COUNT_TW_UNKNOWN);
+		return false;
+	}
+	info = bpf_map_lookup_elem(&tws, &e->cookie);
+	if (!info || info->paired)
+		return false;
+	*substate = info->substate;
+	if (info->substate == TCP_TIME_WAIT) {
+		/* The connection lives on in TIME_WAIT, not CLOSE. */
+		e->newstate = TCP_TIME_WAIT;
+		e->flags = EV_SYNTH;
+	}
+	__builtin_memcpy(&info->tmpl, e, sizeof(*e));
+	info->tmpl.newstate = TCP_CLOSE;
+	info->cgroup_ok = cgroup_ok;
+	/* An orphan stays in FIN_WAIT2: its age counts from there. */
+	if (info->substate != TCP_TIME_WAIT) {
+		info->enter_ts = e->prev_ts_ns;
+		if (bpf_map_update_elem(&orphans, &e->cookie, &info->twaddr, BPF_ANY))
+			count(COUNT_ORPHANS_FULL);
+	} else {
+		info->enter_ts = e->ts_ns;
+	}
+	info->paired = 1;
+	return true;
 }
 
 static __always_inline int on_set_state(const struct sock *sk, int oldstate, int newstate, bool btf)
 {
 	__u64 key = (__u64)sk;
 	struct sock_info *si, fresh = {};
-	__u32 slot = SLOT_SET_STATE;
-	struct event *e;
-	__u64 tw = 0;
+	struct event e = {};
 	__u8 substate = 0;
-	bool cgroup_ok;
+	bool cgroup_ok, had_cookie, tw = false;
 
 	if (READ(btf, sk, sk_protocol) != IPPROTO_TCP)
 		return 0;
-	e = bpf_map_lookup_elem(&scratch, &slot);
-	if (!e)
-		return 0;
-	__builtin_memset(e, 0, sizeof(*e));
-	e->ts_ns = bpf_ktime_get_ns();
-	e->skaddr = key;
-	e->oldstate = oldstate;
-	e->newstate = newstate;
+	e.ts_ns = bpf_ktime_get_ns();
+	e.skaddr = key;
+	e.oldstate = oldstate;
+	e.newstate = newstate;
+	/* A timewait socket copies the cookie the full socket had then. */
+	e.cookie = READ(btf, sk, __sk_common.skc_cookie.counter);
+	had_cookie = e.cookie != 0;
+	if (!had_cookie)
+		e.cookie = sock_cookie(sk, btf);
 
 	/* Keep the per-socket order: what was held back goes first. Only
 	 * SYN_SENT and SYN_RECV are held back, so only they need a look. */
 	if (oldstate == TCP_SYN_SENT || oldstate == TCP_SYN_RECV)
-		flush_pending(sk, key, SLOT_SET_STATE_HELD, btf);
+		flush_pending(sk, key, btf);
 
 	if (oldstate == TCP_CLOSE || (oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV)) {
 		/* A new life for this address: forget what was there. connect()
@@ -533,131 +575,97 @@ static __always_inline int on_set_state(const struct sock *sk, int oldstate, int
 			fresh.pid = bpf_get_current_pid_tgid() >> 32;
 			bpf_get_current_comm(fresh.comm, sizeof(fresh.comm));
 		}
-		fresh.last_ts = e->ts_ns;
-		bpf_map_update_elem(&socks, &key, &fresh, BPF_ANY);
+		fresh.last_ts = e.ts_ns;
+		if (bpf_map_update_elem(&socks, &key, &fresh, BPF_ANY))
+			count(COUNT_SOCKS_FULL);
 		si = &fresh;
 	} else {
 		si = bpf_map_lookup_elem(&socks, &key);
 		if (si) {
-			e->prev_ts_ns = si->last_ts;
-			si->last_ts = e->ts_ns;
+			e.prev_ts_ns = si->last_ts;
+			si->last_ts = e.ts_ns;
 		} else {
-			/* Older than the tracer (or evicted): no age, and the
-			 * owner only if /proc named one at start-up. */
-			seed_owner(sk, &fresh, btf);
-			fresh.last_ts = e->ts_ns;
-			bpf_map_update_elem(&socks, &key, &fresh, BPF_ANY);
-			si = &fresh;
+			si = sock_info_of(sk, key, e.ts_ns, btf, &fresh);
 		}
 	}
-	e->pid = si->pid;
-	e->reset = si->reset;
-	__builtin_memcpy(e->comm, si->comm, sizeof(e->comm));
+	e.pid = si->pid;
+	e.reset = si->reset;
+	__builtin_memcpy(e.comm, si->comm, sizeof(e.comm));
 	if (newstate == TCP_CLOSE)
 		bpf_map_delete_elem(&socks, &key);
 
-	if (!raw_mode && newstate == TCP_CLOSE && tw_timer_fn) {
-		tw = take_new_tw(sk, e->ts_ns, &substate);
-		if (tw && substate == TCP_TIME_WAIT) {
-			/* The connection lives on in TIME_WAIT, not CLOSE. */
-			e->newstate = TCP_TIME_WAIT;
-			e->flags = EV_SYNTH;
-		}
-		e->twaddr = tw;
-	}
-
 	cgroup_ok = !filter_cgroup || in_cgroup(sk);
-	e->cgroup_id = sock_cgroup_id(sk, btf);
+	e.cgroup_id = sock_cgroup_id(sk, btf);
 
 	if (newstate == TCP_SYN_SENT || (oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV)) {
-		if (!cgroup_ok || !state_ok(e))
+		if (!cgroup_ok || !state_ok(e.oldstate, e.newstate))
 			return 0;
 		/* The local port (SYN_SENT) or the peer (SYN_RECV) is set just
 		 * after this tracepoint; send at connect() exit or the next
-		 * transition, whichever comes first. */
-		bpf_map_update_elem(&pending, &key, e, BPF_ANY);
-		if (newstate == TCP_SYN_SENT) {
-			__u64 id = bpf_get_current_pid_tgid();
+		 * transition, whichever comes first. If it cannot wait, send
+		 * it now with what is known. */
+		if (!bpf_map_update_elem(&pending, &key, &e, BPF_ANY)) {
+			if (newstate == TCP_SYN_SENT) {
+				__u64 id = bpf_get_current_pid_tgid();
 
-			bpf_map_update_elem(&connecting, &id, &key, BPF_ANY);
+				bpf_map_update_elem(&connecting, &id, &key, BPF_ANY);
+			}
+			return 0;
 		}
-		return 0;
+		count(COUNT_HELD_FULL);
 	}
 
-	fill_tuple(e, sk, btf);
-	fill_tcp(e, sk, btf);
-	if (tw) {
-		/* Follow the timewait socket; its events are built from this. */
-		struct tw_info *info;
-		__u32 one = 1;
-		struct tw_note *n = bpf_map_lookup_elem(&tw_notes, &one);
-
-		if (n) {
-			info = &n->info; /* only as room to build the value */
-			__builtin_memcpy(&info->tmpl, e, sizeof(*e));
-			info->substate = substate;
-			info->cgroup_ok = cgroup_ok;
-			/* An orphan stays in FIN_WAIT2: its age counts from there. */
-			info->enter_ts = substate == TCP_TIME_WAIT ? e->ts_ns : e->prev_ts_ns;
-			bpf_map_update_elem(&tws, &tw, info, BPF_ANY);
-			if (substate != TCP_TIME_WAIT) {
-				__u8 one8 = 1;
-
-				bpf_map_update_elem(&orphans, &tw, &one8, BPF_ANY);
-			}
-		}
-		if (substate != TCP_TIME_WAIT) {
+	fill_tuple(&e, sk, btf);
+	fill_tcp(&e, sk, btf);
+	if (!raw_mode && tw_timer_fn && newstate == TCP_CLOSE &&
+	    (oldstate == TCP_FIN_WAIT1 || oldstate == TCP_FIN_WAIT2 || oldstate == TCP_CLOSING)) {
+		tw = pair_timewait(had_cookie, &e, cgroup_ok, &substate);
+		if (tw && substate != TCP_TIME_WAIT) {
 			/* An orphan: still FIN_WAIT2 as far as anyone can tell.
-			 * Tell user space which timewait socket carries it on. */
-			e->flags = EV_ORPHAN_NOTE;
-			if (cgroup_ok && wanted(e))
-				send(e);
+			 * Tell user space that the connection lives on. */
+			e.flags = EV_ORPHAN_NOTE;
+			if (cgroup_ok && wanted(&e))
+				send(&e);
 			return 0;
 		}
 	}
-	if (cgroup_ok && state_ok(e) && wanted(e))
-		send(e);
+	if (cgroup_ok && state_ok(e.oldstate, e.newstate) && wanted(&e))
+		send(&e);
 	return 0;
 }
 
 /* Send an event of a followed timewait socket: oldstate -> newstate now. */
-static __always_inline void send_tw(struct tw_info *info, __u64 tw, __u8 newstate, __u16 flags, __u64 now,
-				    __u32 slot)
+static __always_inline void send_tw(const struct tw_info *info, __u8 newstate, __u16 flags, __u64 now)
 {
-	struct event *e = bpf_map_lookup_elem(&scratch, &slot);
+	struct event *e;
 
-	if (!e)
+	if (!info->paired || !info->cgroup_ok || !state_ok(info->substate, newstate) || !wanted(&info->tmpl))
 		return;
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count(COUNT_LOST);
+		return;
+	}
 	__builtin_memcpy(e, &info->tmpl, sizeof(*e));
 	e->ts_ns = now;
 	e->prev_ts_ns = info->enter_ts;
 	e->oldstate = info->substate;
 	e->newstate = newstate;
 	e->flags = EV_SYNTH | flags;
-	e->twaddr = tw;
-	if (info->cgroup_ok && state_ok(e) && wanted(e))
-		send(e);
+	bpf_ringbuf_submit(e, wakeup_flags());
 }
 
 /* An orphan that got the peer's FIN is in TIME_WAIT now: say so. */
-static __always_inline void check_substate(struct tw_info *info, __u64 tw, __u64 now, __u32 slot)
+static __always_inline void check_substate(struct tw_info *info, __u64 cookie, __u64 now)
 {
-	const struct inet_timewait_sock *t = (const void *)tw;
+	const struct inet_timewait_sock *t = (const void *)info->twaddr;
 
 	if (info->substate != TCP_FIN_WAIT2 || BPF_CORE_READ(t, tw_substate) != TCP_TIME_WAIT)
 		return;
-	send_tw(info, tw, TCP_TIME_WAIT, 0, now, slot);
+	send_tw(info, TCP_TIME_WAIT, 0, now);
 	info->substate = TCP_TIME_WAIT;
 	info->enter_ts = now;
-	bpf_map_delete_elem(&orphans, &tw);
-}
-
-/* Whether tw is the connection of ev (a new timewait socket at a freed
- * one's address is most likely another connection). */
-static __always_inline bool same_tuple(const struct inet_timewait_sock *tw, const struct event *ev)
-{
-	return BPF_CORE_READ(tw, __tw_common.skc_num) == ev->sport &&
-	       bpf_ntohs(BPF_CORE_READ(tw, __tw_common.skc_dport)) == ev->dport;
+	bpf_map_delete_elem(&orphans, &cookie);
 }
 
 static __always_inline bool is_tw_timer(const struct timer_list *timer)
@@ -665,78 +673,89 @@ static __always_inline bool is_tw_timer(const struct timer_list *timer)
 	return tw_timer_fn && (__u64)timer->function == tw_timer_fn; /* tp_btf: a plain load */
 }
 
-static __always_inline __u64 timer_tw(const struct timer_list *timer)
+static __always_inline const struct inet_timewait_sock *timer_tw(const struct timer_list *timer)
 {
-	return (__u64)container_of(timer, struct inet_timewait_sock, tw_timer);
+	return container_of(timer, struct inet_timewait_sock, tw_timer);
+}
+
+static __always_inline __u64 tw_cookie(const struct inet_timewait_sock *tw)
+{
+	return BPF_CORE_READ(tw, __tw_common.skc_cookie.counter);
 }
 
 SEC("tp_btf/timer_start")
 int BPF_PROG(tw_timer_start, struct timer_list *timer)
 {
-	__u32 zero = 0, one = 1;
-	struct tw_note *created, *cancelled;
-	struct tw_info *info;
-	__u64 tw, now;
+	const struct inet_timewait_sock *tw;
+	struct rearm_note *note;
+	struct tw_info *info, fresh = {};
+	__u32 zero = 0;
+	__u64 cookie, now;
 
 	if (!is_tw_timer(timer))
 		return 0;
 	tw = timer_tw(timer);
+	cookie = tw_cookie(tw);
+	if (!cookie)
+		return 0; /* its full socket was never seen: counted at its CLOSE */
 	now = bpf_ktime_get_ns();
-	cancelled = bpf_map_lookup_elem(&tw_notes, &one);
-	if (cancelled && cancelled->tw == tw && now - cancelled->ts <= REARM_NS &&
-	    same_tuple((const struct inet_timewait_sock *)tw, &cancelled->info.tmpl)) {
+	note = bpf_map_lookup_elem(&rearm_notes, &zero);
+	if (note && note->cookie == cookie) {
 		/* mod_timer() of a pending timer: cancel + start. Not an end. */
-		cancelled->tw = 0;
-		send_tw(&cancelled->info, tw, TCP_CLOSE, EV_REARM, now, SLOT_TIMER);
-		check_substate(&cancelled->info, tw, now, SLOT_TIMER);
-		bpf_map_update_elem(&tws, &tw, &cancelled->info, BPF_ANY);
-		if (cancelled->info.substate == TCP_FIN_WAIT2) {
-			__u8 one8 = 1;
-
-			bpf_map_update_elem(&orphans, &tw, &one8, BPF_ANY);
+		note->cookie = 0;
+		send_tw(&note->info, TCP_CLOSE, EV_REARM, now);
+		check_substate(&note->info, cookie, now);
+		if (bpf_map_update_elem(&tws, &cookie, &note->info, BPF_ANY)) {
+			count(COUNT_TW_FULL);
+			return 0;
 		}
+		if (note->info.substate == TCP_FIN_WAIT2 && note->info.paired &&
+		    bpf_map_update_elem(&orphans, &cookie, &note->info.twaddr, BPF_ANY))
+			count(COUNT_ORPHANS_FULL);
 		return 0;
 	}
-	info = bpf_map_lookup_elem(&tws, &tw);
+	if (note)
+		note->cookie = 0;
+	info = bpf_map_lookup_elem(&tws, &cookie);
 	if (info) {
-		check_substate(info, tw, now, SLOT_TIMER);
+		check_substate(info, cookie, now);
 		return 0;
 	}
 	/* A new timewait socket: its full socket reports CLOSE next. */
-	created = bpf_map_lookup_elem(&tw_notes, &zero);
-	if (created) {
-		created->tw = tw;
-		created->ts = now;
-		created->substate = BPF_CORE_READ((struct inet_timewait_sock *)tw, tw_substate);
-	}
+	fresh.twaddr = (__u64)tw;
+	fresh.enter_ts = now;
+	fresh.substate = BPF_CORE_READ(tw, tw_substate);
+	if (bpf_map_update_elem(&tws, &cookie, &fresh, BPF_NOEXIST))
+		count(COUNT_TW_FULL);
 	return 0;
 }
 
 SEC("tp_btf/timer_cancel")
 int BPF_PROG(tw_timer_cancel, struct timer_list *timer)
 {
-	__u32 one = 1;
-	struct tw_note *cancelled;
+	struct rearm_note *note;
 	struct tw_info *info;
-	__u64 tw, now;
+	__u32 zero = 0;
+	__u64 cookie, now;
 
 	if (!is_tw_timer(timer))
 		return 0;
-	tw = timer_tw(timer);
-	info = bpf_map_lookup_elem(&tws, &tw);
-	cancelled = bpf_map_lookup_elem(&tw_notes, &one);
-	if (!info || !cancelled)
+	cookie = tw_cookie(timer_tw(timer));
+	if (!cookie)
+		return 0;
+	info = bpf_map_lookup_elem(&tws, &cookie);
+	note = bpf_map_lookup_elem(&rearm_notes, &zero);
+	if (!info || !note)
 		return 0;
 	/* Reuse of the 4-tuple, a reset, or a reschedule: user space holds
 	 * this end back until it knows no re-arm follows. */
 	now = bpf_ktime_get_ns();
-	check_substate(info, tw, now, SLOT_TIMER);
-	send_tw(info, tw, TCP_CLOSE, EV_TENTATIVE, now, SLOT_TIMER);
-	__builtin_memcpy(&cancelled->info, info, sizeof(*info));
-	cancelled->tw = tw;
-	cancelled->ts = now;
-	bpf_map_delete_elem(&tws, &tw);
-	bpf_map_delete_elem(&orphans, &tw);
+	check_substate(info, cookie, now);
+	send_tw(info, TCP_CLOSE, EV_TENTATIVE, now);
+	__builtin_memcpy(&note->info, info, sizeof(*info));
+	note->cookie = cookie;
+	bpf_map_delete_elem(&tws, &cookie);
+	bpf_map_delete_elem(&orphans, &cookie);
 	return 0;
 }
 
@@ -744,31 +763,33 @@ SEC("tp_btf/timer_expire_entry")
 int BPF_PROG(tw_timer_expire, struct timer_list *timer)
 {
 	struct tw_info *info;
-	__u64 tw, now;
+	__u64 cookie, now;
 
 	if (!is_tw_timer(timer))
 		return 0;
-	tw = timer_tw(timer);
-	info = bpf_map_lookup_elem(&tws, &tw);
+	cookie = tw_cookie(timer_tw(timer));
+	if (!cookie)
+		return 0;
+	info = bpf_map_lookup_elem(&tws, &cookie);
 	if (!info)
 		return 0;
 	/* 60 s of TIME_WAIT, or tcp_fin_timeout for an orphan, are over. */
 	now = bpf_ktime_get_ns();
-	check_substate(info, tw, now, SLOT_TIMER);
-	send_tw(info, tw, TCP_CLOSE, 0, now, SLOT_TIMER);
-	bpf_map_delete_elem(&tws, &tw);
-	bpf_map_delete_elem(&orphans, &tw);
+	check_substate(info, cookie, now);
+	send_tw(info, TCP_CLOSE, 0, now);
+	bpf_map_delete_elem(&tws, &cookie);
+	bpf_map_delete_elem(&orphans, &cookie);
 	return 0;
 }
 
-static long poll_one(struct bpf_map *map, __u64 *tw, __u8 *val, void *ctx)
+static long poll_one(struct bpf_map *map, __u64 *cookie, __u64 *twaddr, void *ctx)
 {
-	struct tw_info *info = bpf_map_lookup_elem(&tws, tw);
+	struct tw_info *info = bpf_map_lookup_elem(&tws, cookie);
 
 	if (info)
-		check_substate(info, *tw, bpf_ktime_get_ns(), SLOT_POLL);
+		check_substate(info, *cookie, bpf_ktime_get_ns());
 	else
-		bpf_map_delete_elem(&orphans, tw);
+		bpf_map_delete_elem(&orphans, cookie);
 	return 0;
 }
 
@@ -781,12 +802,53 @@ int poll_orphans(void *ctx)
 	return 0;
 }
 
+/* The kernel does not run a program that is already running on the same
+ * CPU: a transition in softirq (a packet arriving on loopback) that
+ * interrupts set_state in process context would be lost. A second copy of
+ * the program, attached after the first, does the work only then: it sees
+ * set_state busy on its CPU. Otherwise it returns at once. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} set_state_busy SEC(".maps");
+
+static __always_inline int set_state_outer(const struct sock *sk, int oldstate, int newstate, bool btf)
+{
+	__u32 zero = 0, *busy = bpf_map_lookup_elem(&set_state_busy, &zero);
+
+	if (!busy)
+		return 0;
+	*busy = 1;
+	on_set_state(sk, oldstate, newstate, btf);
+	*busy = 0;
+	return 0;
+}
+
+static __always_inline int set_state_inner(const struct sock *sk, int oldstate, int newstate, bool btf)
+{
+	__u32 zero = 0, *busy = bpf_map_lookup_elem(&set_state_busy, &zero);
+
+	if (!busy || !*busy)
+		return 0;
+	/* The kernel counted a miss for the outer program: not lost. */
+	count(COUNT_NESTED);
+	return on_set_state(sk, oldstate, newstate, btf);
+}
+
 /* Two ways in: tp_btf where the kernel has BTF (cheaper, typed), the
  * classic tracepoint otherwise (e.g. with --kernel-btf). */
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(set_state_btf, const struct sock *sk, int oldstate, int newstate)
 {
-	return on_set_state(sk, oldstate, newstate, true);
+	return set_state_outer(sk, oldstate, newstate, true);
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(set_state_nested_btf, const struct sock *sk, int oldstate, int newstate)
+{
+	return set_state_inner(sk, oldstate, newstate, true);
 }
 
 /* Tracepoint records, as in their format files; the leading fields are
@@ -807,7 +869,13 @@ struct retransmit_ctx {
 SEC("tracepoint/sock/inet_sock_set_state")
 int set_state_tp(struct set_state_ctx *ctx)
 {
-	return on_set_state(ctx->skaddr, ctx->oldstate, ctx->newstate, false);
+	return set_state_outer(ctx->skaddr, ctx->oldstate, ctx->newstate, false);
+}
+
+SEC("tracepoint/sock/inet_sock_set_state")
+int set_state_nested_tp(struct set_state_ctx *ctx)
+{
+	return set_state_inner(ctx->skaddr, ctx->oldstate, ctx->newstate, false);
 }
 
 /* A SYN_SENT socket whose connect() blocks with no answer: its first SYN
@@ -815,14 +883,14 @@ int set_state_tp(struct set_state_ctx *ctx)
 SEC("tp_btf/tcp_retransmit_skb")
 int BPF_PROG(retransmit_btf, const struct sock *sk)
 {
-	flush_pending(sk, (__u64)sk, SLOT_RETRANSMIT, true);
+	flush_pending(sk, (__u64)sk, true);
 	return 0;
 }
 
 SEC("tracepoint/tcp/tcp_retransmit_skb")
 int retransmit_tp(struct retransmit_ctx *ctx)
 {
-	flush_pending(ctx->skaddr, (__u64)ctx->skaddr, SLOT_RETRANSMIT, false);
+	flush_pending(ctx->skaddr, (__u64)ctx->skaddr, false);
 	return 0;
 }
 
@@ -833,8 +901,7 @@ static __always_inline void note_reset(const struct sock *sk, __u8 how)
 {
 	__u64 key = (__u64)sk;
 	struct sock_info *si;
-	struct event *e;
-	__u32 slot = SLOT_RESET;
+	struct event e = {};
 
 	if (!sk)
 		return;
@@ -843,20 +910,17 @@ static __always_inline void note_reset(const struct sock *sk, __u8 how)
 		si->reset |= how;
 		return;
 	}
-	if (BPF_CORE_READ(sk, __sk_common.skc_state) != TCP_CLOSE)
+	if (sk->__sk_common.skc_state != TCP_CLOSE)
 		return; /* a timewait or request socket: nothing we report */
-	e = bpf_map_lookup_elem(&scratch, &slot);
-	if (!e)
-		return;
-	__builtin_memset(e, 0, sizeof(*e));
-	e->ts_ns = bpf_ktime_get_ns();
-	e->skaddr = key;
-	e->oldstate = TCP_CLOSE;
-	e->newstate = TCP_CLOSE;
-	e->flags = EV_RESET_NOTE;
-	e->reset = how;
-	fill_tuple(e, sk, true);
-	send(e);
+	e.ts_ns = bpf_ktime_get_ns();
+	e.skaddr = key;
+	e.cookie = sk->__sk_common.skc_cookie.counter;
+	e.oldstate = TCP_CLOSE;
+	e.newstate = TCP_CLOSE;
+	e.flags = EV_RESET_NOTE;
+	e.reset = how;
+	fill_tuple(&e, sk, true);
+	send(&e);
 }
 
 SEC("tp_btf/tcp_send_reset")
@@ -890,7 +954,7 @@ int connect_exit(struct sys_exit_ctx *ctx)
 		return 0;
 	skaddr = *key;
 	bpf_map_delete_elem(&connecting, &id);
-	flush_pending((const struct sock *)skaddr, skaddr, SLOT_CONNECT, false);
+	flush_pending((const struct sock *)skaddr, skaddr, false);
 	return 0;
 }
 

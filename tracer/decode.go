@@ -10,7 +10,7 @@ import (
 )
 
 // eventSize is sizeof(struct event) in bpf/tcpstate.h.
-const eventSize = 144
+const eventSize = 152
 
 // Byte offsets of struct event's fields.
 const (
@@ -28,7 +28,7 @@ const (
 	offOld     = 78
 	offNew     = 79
 	offComm    = 80
-	offTwaddr  = 96
+	offCookie  = 96
 	offTx      = 104
 	offRx      = 112
 	offSndUna  = 120
@@ -37,6 +37,7 @@ const (
 	offRetrans = 132
 	offFlags   = 136
 	offReset   = 138
+	offNetnsCk = 144
 	afInet     = 2
 	afInet6    = 10
 	commLength = 16
@@ -107,7 +108,8 @@ func (d *decoder) decode(raw []byte, ev *Event) error {
 	}
 	ev.Comm = d.comm([commLength]byte(raw[offComm : offComm+commLength]))
 	ev.mono = ts
-	ev.twaddr = le.Uint64(raw[offTwaddr:])
+	ev.Cookie = le.Uint64(raw[offCookie:])
+	ev.NetNSCookie = le.Uint64(raw[offNetnsCk:])
 	ev.flags = le.Uint16(raw[offFlags:])
 	ev.Synthesized = ev.flags&evSynth != 0
 	ev.Reset = Reset(raw[offReset])

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // record builds a raw event the way the BPF side lays it out, through the
@@ -151,4 +152,42 @@ func FuzzDecode(f *testing.F) {
 			t.Errorf("comm %q longer than the kernel allows", ev.Comm)
 		}
 	})
+}
+
+// The decoder's offsets are those of the C struct, as bpf2go generated it.
+func TestDecodeOffsetsMatchBPF(t *testing.T) {
+	var e tcpstateEvent
+	for name, c := range map[string][2]uintptr{
+		"ts_ns":        {offTs, unsafe.Offsetof(e.TsNs)},
+		"prev_ts_ns":   {offPrevTs, unsafe.Offsetof(e.PrevTsNs)},
+		"skaddr":       {offSkaddr, unsafe.Offsetof(e.Skaddr)},
+		"cgroup_id":    {offCgroup, unsafe.Offsetof(e.CgroupId)},
+		"pid":          {offPid, unsafe.Offsetof(e.Pid)},
+		"netns":        {offNetns, unsafe.Offsetof(e.Netns)},
+		"saddr":        {offSaddr, unsafe.Offsetof(e.Saddr)},
+		"daddr":        {offDaddr, unsafe.Offsetof(e.Daddr)},
+		"sport":        {offSport, unsafe.Offsetof(e.Sport)},
+		"dport":        {offDport, unsafe.Offsetof(e.Dport)},
+		"family":       {offFamily, unsafe.Offsetof(e.Family)},
+		"oldstate":     {offOld, unsafe.Offsetof(e.Oldstate)},
+		"newstate":     {offNew, unsafe.Offsetof(e.Newstate)},
+		"comm":         {offComm, unsafe.Offsetof(e.Comm)},
+		"cookie":       {offCookie, unsafe.Offsetof(e.Cookie)},
+		"tx_bytes":     {offTx, unsafe.Offsetof(e.TxBytes)},
+		"rx_bytes":     {offRx, unsafe.Offsetof(e.RxBytes)},
+		"snd_una":      {offSndUna, unsafe.Offsetof(e.SndUna)},
+		"snd_nxt":      {offSndNxt, unsafe.Offsetof(e.SndNxt)},
+		"rcv_nxt":      {offRcvNxt, unsafe.Offsetof(e.RcvNxt)},
+		"retrans":      {offRetrans, unsafe.Offsetof(e.Retrans)},
+		"flags":        {offFlags, unsafe.Offsetof(e.Flags)},
+		"reset":        {offReset, unsafe.Offsetof(e.Reset)},
+		"netns_cookie": {offNetnsCk, unsafe.Offsetof(e.NetnsCookie)},
+	} {
+		if c[0] != c[1] {
+			t.Errorf("%s at offset %d, the BPF struct has it at %d", name, c[0], c[1])
+		}
+	}
+	if unsafe.Sizeof(e) != eventSize {
+		t.Errorf("event is %d bytes, the BPF struct %d", eventSize, unsafe.Sizeof(e))
+	}
 }

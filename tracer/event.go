@@ -31,6 +31,10 @@ func (f Family) String() string {
 type Event struct {
 	Time   time.Time // wall clock of the transition
 	Skaddr uint64    // kernel address of the socket; identifies it while it lives
+	// Cookie is the kernel's socket cookie: it identifies one connection
+	// for its whole life, TIME_WAIT included, and is never reused. 0 when
+	// unknown (classic tracepoints, for a socket that never had one).
+	Cookie uint64
 	// Pid and Comm name the process owning the socket (the one that called
 	// connect or listen, or got it from accept), not the task that happened
 	// to be on the CPU. 0 and "" while no process owns it.
@@ -48,7 +52,8 @@ type Event struct {
 	// transition of a socket).
 	InState      time.Duration
 	InStateKnown bool
-	NetNS        uint32 // network namespace inode
+	NetNS        uint32 // network namespace inode (reused after the namespace is gone)
+	NetNSCookie  uint64 // network namespace cookie, never reused; 0 before Linux 5.14
 	CgroupID     uint64 // cgroup v2 id of the socket
 	// Synthesized marks transitions the kernel does not report, derived by
 	// tcpstate: entering and leaving TIME_WAIT, the end of an orphaned
@@ -63,9 +68,8 @@ type Event struct {
 	TxBytes, RxBytes uint64
 	Retrans          uint32
 
-	mono   uint64 // bpf_ktime_get_ns of the transition
-	twaddr uint64 // timewait socket, for TIME_WAIT events
-	flags  uint16
+	mono  uint64 // bpf_ktime_get_ns of the transition
+	flags uint16
 }
 
 // Reset records RSTs seen on a socket.
@@ -88,4 +92,13 @@ func (r Reset) String() string {
 		return "received"
 	}
 	return "sent+received"
+}
+
+// ConnID identifies the connection of ev: its cookie, or where there is
+// none its socket address.
+func (ev *Event) ConnID() uint64 {
+	if ev.Cookie != 0 {
+		return ev.Cookie
+	}
+	return ev.Skaddr
 }

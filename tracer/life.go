@@ -58,7 +58,7 @@ const maxOpen = 1 << 17
 // transition; it prints nothing until a connection ends.
 type LifeTracker struct {
 	out  LifeHandler
-	open map[uint64]*life // by socket, or by timewait socket for orphans
+	open map[uint64]*life // by Event.ConnID
 	// ended waits one tick for the RST the kernel sends after CLOSE.
 	ended []*life
 	// Dropped counts connections forgotten because too many were open.
@@ -68,14 +68,14 @@ type LifeTracker struct {
 // life is a connection being followed.
 type life struct {
 	c        Connection
-	skaddr   uint64
+	id       uint64 // Event.ConnID
 	listener bool
 	// At the first FIN, to tell half-closes.
 	finDir       int // 0 none yet, 1 local first, 2 remote first
 	finRx        uint64
 	finSndNxt    uint32
 	lastPathTime time.Time
-	orphan       bool // handed to a FIN_WAIT2 timewait socket
+	orphan       bool // lives on as a FIN_WAIT2 timewait socket
 }
 
 // NewLifeTracker returns a tracker reporting to out.
@@ -85,17 +85,12 @@ func NewLifeTracker(out LifeHandler) *LifeTracker {
 
 // Event follows one transition.
 func (lt *LifeTracker) Event(ev *Event) error {
-	key := ev.Skaddr
+	key := ev.ConnID() // an orphan's later events share its cookie
 	if ev.OldState == TimeWait {
 		return nil // the connection was reported when it entered TIME_WAIT
 	}
-	if ev.twaddr != 0 {
-		// An orphan's later events come from its timewait socket.
-		if _, ok := lt.open[ev.twaddr]; ok {
-			key = ev.twaddr
-		} else if ev.NewState == Close {
-			return nil // an orphan we did not see start
-		}
+	if _, ok := lt.open[key]; !ok && ev.Synthesized && ev.OldState == FinWait2 && ev.NewState == Close {
+		return nil // an orphan we did not see start
 	}
 	l := lt.open[key]
 	if l != nil && (ev.OldState == Close || (ev.OldState == Listen && ev.NewState == SynRecv)) {
@@ -120,18 +115,16 @@ func (lt *LifeTracker) Event(ev *Event) error {
 	return nil
 }
 
-// note re-keys an orphan to its timewait socket and adds late resets.
+// note marks orphans and adds late resets.
 func (lt *LifeTracker) note(ev *Event) {
 	if ev.flags&evOrphanNote != 0 {
-		if l, ok := lt.open[ev.Skaddr]; ok {
-			delete(lt.open, ev.Skaddr)
+		if l, ok := lt.open[ev.ConnID()]; ok {
 			l.orphan = true
-			lt.open[ev.twaddr] = l
 		}
 		return
 	}
 	for _, l := range lt.ended {
-		if l.skaddr == ev.Skaddr {
+		if l.id == ev.ConnID() {
 			l.c.Reset |= ev.Reset
 		}
 	}
@@ -159,7 +152,7 @@ func (lt *LifeTracker) evictOne() {
 }
 
 func (lt *LifeTracker) start(ev *Event) *life {
-	l := &life{skaddr: ev.Skaddr}
+	l := &life{id: ev.ConnID()}
 	l.c.Start = ev.Time
 	if ev.OldState != Close && !(ev.OldState == Listen && ev.NewState == SynRecv) {
 		// Older than the tracer: the path starts where we came in.

@@ -48,21 +48,32 @@ func TestLifeTrackerOrphanAndReuse(t *testing.T) {
 	sink := &lifeSink{}
 	lt := NewLifeTracker(sink)
 	f := &feed{lt: lt, t: time.Unix(1000, 0)}
-	const sk, tw = 0x1000, 0x2000
-	f.ev(sk, Close, SynSent, nil)
-	f.ev(sk, SynSent, Established, nil)
-	f.ev(sk, Established, FinWait1, func(e *Event) { e.RxBytes = 3 })
-	f.ev(sk, FinWait1, FinWait2, nil)
+	// One socket address, two sockets: the connection (cookie 1) and,
+	// after it was orphaned, a listener (cookie 2).
+	const sk = 0x1000
+	conn := func(mod func(*Event)) func(*Event) {
+		return func(e *Event) {
+			e.Cookie = 1
+			if mod != nil {
+				mod(e)
+			}
+		}
+	}
+	listener := func(e *Event) { e.Cookie = 2 }
+	f.ev(sk, Close, SynSent, conn(nil))
+	f.ev(sk, SynSent, Established, conn(nil))
+	f.ev(sk, Established, FinWait1, conn(func(e *Event) { e.RxBytes = 3 }))
+	f.ev(sk, FinWait1, FinWait2, conn(nil))
 	// close() in FIN_WAIT2: the kernel hands the socket to a timewait
-	// socket; the BPF side sends a note instead of CLOSE.
-	lt.note(&Event{Skaddr: sk, twaddr: tw, flags: evOrphanNote | evSynth})
+	// socket (same cookie); the BPF side sends a note instead of CLOSE.
+	lt.note(&Event{Skaddr: sk, Cookie: 1, flags: evOrphanNote | evSynth})
 	// The address is reused by a new socket meanwhile.
-	f.ev(sk, Close, Listen, nil)
+	f.ev(sk, Close, Listen, listener)
 	// The orphan gets the peer's FIN: found by the poll, from the timewait socket.
-	f.ev(sk, FinWait2, TimeWait, func(e *Event) { e.twaddr, e.flags, e.Synthesized, e.RxBytes = tw, evSynth, true, 3 })
+	f.ev(sk, FinWait2, TimeWait, conn(func(e *Event) { e.flags, e.Synthesized, e.RxBytes = evSynth, true, 3 }))
 	// Its end 60 s later is no new connection.
-	f.ev(sk, TimeWait, Close, func(e *Event) { e.twaddr, e.flags = tw, evSynth })
-	f.ev(sk, Listen, Close, nil)
+	f.ev(sk, TimeWait, Close, conn(func(e *Event) { e.flags, e.Synthesized = evSynth, true }))
+	f.ev(sk, Listen, Close, listener)
 	if err := lt.Tick(); err != nil || f.err != nil {
 		t.Fatal(err, f.err)
 	}

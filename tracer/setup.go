@@ -122,18 +122,19 @@ func setFilters(spec *ebpf.CollectionSpec, o *Options) error {
 		copy(comms[i][:commLength-1], c)
 	}
 	vars := map[string]any{
-		"filter_family": family,
-		"filter_states": states,
-		"filter_netns":  o.NetNS,
-		"filter_cgroup": o.CgroupID,
-		"filter_pid":    len(o.PIDs) > 0,
-		"filter_lport":  len(o.LPorts) > 0,
-		"filter_rport":  len(o.RPorts) > 0,
-		"filter_laddr":  len(o.LAddrs) > 0,
-		"filter_raddr":  len(o.RAddrs) > 0,
-		"filter_ncomms": uint32(len(o.Comms)),
-		"filter_comms":  comms,
-		"wakeup_bytes":  uint64(wakeupBytes),
+		"filter_family":       family,
+		"filter_states":       states,
+		"filter_netns":        o.NetNS,
+		"filter_netns_cookie": o.NetNSCookie,
+		"filter_cgroup":       o.CgroupID,
+		"filter_pid":          len(o.PIDs) > 0,
+		"filter_lport":        len(o.LPorts) > 0,
+		"filter_rport":        len(o.RPorts) > 0,
+		"filter_laddr":        len(o.LAddrs) > 0,
+		"filter_raddr":        len(o.RAddrs) > 0,
+		"filter_ncomms":       uint32(len(o.Comms)),
+		"filter_comms":        comms,
+		"wakeup_bytes":        uint64(wakeupBytes),
 	}
 	for name, v := range vars {
 		sv, ok := spec.Variables[name]

@@ -13,32 +13,46 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type tcpstateCounter uint32
+
+const (
+	tcpstateCounterCOUNT_LOST         tcpstateCounter = 0
+	tcpstateCounterCOUNT_SOCKS_FULL   tcpstateCounter = 1
+	tcpstateCounterCOUNT_HELD_FULL    tcpstateCounter = 2
+	tcpstateCounterCOUNT_TW_FULL      tcpstateCounter = 3
+	tcpstateCounterCOUNT_ORPHANS_FULL tcpstateCounter = 4
+	tcpstateCounterCOUNT_TW_UNKNOWN   tcpstateCounter = 5
+	tcpstateCounterCOUNT_NESTED       tcpstateCounter = 6
+	tcpstateCounterNR_COUNTERS        tcpstateCounter = 7
+)
+
 type tcpstateEvent struct {
-	_        structs.HostLayout
-	TsNs     uint64
-	PrevTsNs uint64
-	Skaddr   uint64
-	CgroupId uint64
-	Pid      uint32
-	Netns    uint32
-	Saddr    [16]uint8
-	Daddr    [16]uint8
-	Sport    uint16
-	Dport    uint16
-	Family   uint16
-	Oldstate uint8
-	Newstate uint8
-	Comm     [16]int8
-	Twaddr   uint64
-	TxBytes  uint64
-	RxBytes  uint64
-	SndUna   uint32
-	SndNxt   uint32
-	RcvNxt   uint32
-	Retrans  uint32
-	Flags    uint16
-	Reset    uint8
-	Pad      [5]uint8
+	_           structs.HostLayout
+	TsNs        uint64
+	PrevTsNs    uint64
+	Skaddr      uint64
+	CgroupId    uint64
+	Pid         uint32
+	Netns       uint32
+	Saddr       [16]uint8
+	Daddr       [16]uint8
+	Sport       uint16
+	Dport       uint16
+	Family      uint16
+	Oldstate    uint8
+	Newstate    uint8
+	Comm        [16]int8
+	Cookie      uint64
+	TxBytes     uint64
+	RxBytes     uint64
+	SndUna      uint32
+	SndNxt      uint32
+	RcvNxt      uint32
+	Retrans     uint32
+	Flags       uint16
+	Reset       uint8
+	Pad         [5]uint8
+	NetnsCookie uint64
 }
 
 type tcpstateLpmKey struct {
@@ -53,6 +67,12 @@ type tcpstateOwner struct {
 	Comm [16]int8
 }
 
+type tcpstateRearmNote struct {
+	_      structs.HostLayout
+	Cookie uint64
+	Info   tcpstateTwInfo
+}
+
 type tcpstateSockInfo struct {
 	_      structs.HostLayout
 	LastTs uint64
@@ -65,67 +85,63 @@ type tcpstateSockInfo struct {
 type tcpstateTwInfo struct {
 	_        structs.HostLayout
 	Tmpl     tcpstateEvent
+	Twaddr   uint64
 	EnterTs  uint64
 	Substate uint8
 	CgroupOk uint8
-	Pad      [6]uint8
-}
-
-type tcpstateTwNote struct {
-	_        structs.HostLayout
-	Tw       uint64
-	Ts       uint64
-	Substate uint8
-	Pad      [7]uint8
-	Info     tcpstateTwInfo
+	Paired   uint8
+	Pad      [5]uint8
 }
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	tcpstateMapConnecting     = "connecting"
-	tcpstateMapEvents         = "events"
-	tcpstateMapLaddrs         = "laddrs"
-	tcpstateMapLost           = "lost"
-	tcpstateMapLports         = "lports"
-	tcpstateMapOrphans        = "orphans"
-	tcpstateMapPending        = "pending"
-	tcpstateMapPids           = "pids"
-	tcpstateMapRaddrs         = "raddrs"
-	tcpstateMapRports         = "rports"
-	tcpstateMapScratch        = "scratch"
-	tcpstateMapSeeds          = "seeds"
-	tcpstateMapSocks          = "socks"
-	tcpstateMapTwNotes        = "tw_notes"
-	tcpstateMapTws            = "tws"
-	tcpstateProgAccept4Exit   = "accept4_exit"
-	tcpstateProgAcceptExit    = "accept_exit"
-	tcpstateProgConnectExit   = "connect_exit"
-	tcpstateProgPollOrphans   = "poll_orphans"
-	tcpstateProgReceiveReset  = "receive_reset"
-	tcpstateProgRetransmitBtf = "retransmit_btf"
-	tcpstateProgRetransmitTp  = "retransmit_tp"
-	tcpstateProgSendReset     = "send_reset"
-	tcpstateProgSetStateBtf   = "set_state_btf"
-	tcpstateProgSetStateTp    = "set_state_tp"
-	tcpstateProgTwTimerCancel = "tw_timer_cancel"
-	tcpstateProgTwTimerExpire = "tw_timer_expire"
-	tcpstateProgTwTimerStart  = "tw_timer_start"
-	tcpstateVarFilterCgroup   = "filter_cgroup"
-	tcpstateVarFilterComms    = "filter_comms"
-	tcpstateVarFilterFamily   = "filter_family"
-	tcpstateVarFilterLaddr    = "filter_laddr"
-	tcpstateVarFilterLport    = "filter_lport"
-	tcpstateVarFilterNcomms   = "filter_ncomms"
-	tcpstateVarFilterNetns    = "filter_netns"
-	tcpstateVarFilterPid      = "filter_pid"
-	tcpstateVarFilterRaddr    = "filter_raddr"
-	tcpstateVarFilterRport    = "filter_rport"
-	tcpstateVarFilterStates   = "filter_states"
-	tcpstateVarRawMode        = "raw_mode"
-	tcpstateVarTwTimerFn      = "tw_timer_fn"
-	tcpstateVarWakeupBytes    = "wakeup_bytes"
+	tcpstateMapConnecting         = "connecting"
+	tcpstateMapCounters           = "counters"
+	tcpstateMapEvents             = "events"
+	tcpstateMapLaddrs             = "laddrs"
+	tcpstateMapLports             = "lports"
+	tcpstateMapOrphans            = "orphans"
+	tcpstateMapPending            = "pending"
+	tcpstateMapPids               = "pids"
+	tcpstateMapRaddrs             = "raddrs"
+	tcpstateMapRearmNotes         = "rearm_notes"
+	tcpstateMapRports             = "rports"
+	tcpstateMapSeeds              = "seeds"
+	tcpstateMapSetStateBusy       = "set_state_busy"
+	tcpstateMapSocks              = "socks"
+	tcpstateMapTws                = "tws"
+	tcpstateProgAccept4Exit       = "accept4_exit"
+	tcpstateProgAcceptExit        = "accept_exit"
+	tcpstateProgConnectExit       = "connect_exit"
+	tcpstateProgPollOrphans       = "poll_orphans"
+	tcpstateProgReceiveReset      = "receive_reset"
+	tcpstateProgRetransmitBtf     = "retransmit_btf"
+	tcpstateProgRetransmitTp      = "retransmit_tp"
+	tcpstateProgSendReset         = "send_reset"
+	tcpstateProgSetStateBtf       = "set_state_btf"
+	tcpstateProgSetStateNestedBtf = "set_state_nested_btf"
+	tcpstateProgSetStateNestedTp  = "set_state_nested_tp"
+	tcpstateProgSetStateTp        = "set_state_tp"
+	tcpstateProgTwTimerCancel     = "tw_timer_cancel"
+	tcpstateProgTwTimerExpire     = "tw_timer_expire"
+	tcpstateProgTwTimerStart      = "tw_timer_start"
+	tcpstateVarFilterCgroup       = "filter_cgroup"
+	tcpstateVarFilterComms        = "filter_comms"
+	tcpstateVarFilterFamily       = "filter_family"
+	tcpstateVarFilterLaddr        = "filter_laddr"
+	tcpstateVarFilterLport        = "filter_lport"
+	tcpstateVarFilterNcomms       = "filter_ncomms"
+	tcpstateVarFilterNetns        = "filter_netns"
+	tcpstateVarFilterNetnsCookie  = "filter_netns_cookie"
+	tcpstateVarFilterPid          = "filter_pid"
+	tcpstateVarFilterRaddr        = "filter_raddr"
+	tcpstateVarFilterRport        = "filter_rport"
+	tcpstateVarFilterStates       = "filter_states"
+	tcpstateVarRawMode            = "raw_mode"
+	tcpstateVarTwTimerFn          = "tw_timer_fn"
+	tcpstateVarWakeupBytes        = "wakeup_bytes"
 )
 
 // loadTcpstate returns the embedded CollectionSpec for tcpstate.
@@ -170,60 +186,63 @@ type tcpstateSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpstateProgramSpecs struct {
-	Accept4Exit   *ebpf.ProgramSpec `ebpf:"accept4_exit"`
-	AcceptExit    *ebpf.ProgramSpec `ebpf:"accept_exit"`
-	ConnectExit   *ebpf.ProgramSpec `ebpf:"connect_exit"`
-	PollOrphans   *ebpf.ProgramSpec `ebpf:"poll_orphans"`
-	ReceiveReset  *ebpf.ProgramSpec `ebpf:"receive_reset"`
-	RetransmitBtf *ebpf.ProgramSpec `ebpf:"retransmit_btf"`
-	RetransmitTp  *ebpf.ProgramSpec `ebpf:"retransmit_tp"`
-	SendReset     *ebpf.ProgramSpec `ebpf:"send_reset"`
-	SetStateBtf   *ebpf.ProgramSpec `ebpf:"set_state_btf"`
-	SetStateTp    *ebpf.ProgramSpec `ebpf:"set_state_tp"`
-	TwTimerCancel *ebpf.ProgramSpec `ebpf:"tw_timer_cancel"`
-	TwTimerExpire *ebpf.ProgramSpec `ebpf:"tw_timer_expire"`
-	TwTimerStart  *ebpf.ProgramSpec `ebpf:"tw_timer_start"`
+	Accept4Exit       *ebpf.ProgramSpec `ebpf:"accept4_exit"`
+	AcceptExit        *ebpf.ProgramSpec `ebpf:"accept_exit"`
+	ConnectExit       *ebpf.ProgramSpec `ebpf:"connect_exit"`
+	PollOrphans       *ebpf.ProgramSpec `ebpf:"poll_orphans"`
+	ReceiveReset      *ebpf.ProgramSpec `ebpf:"receive_reset"`
+	RetransmitBtf     *ebpf.ProgramSpec `ebpf:"retransmit_btf"`
+	RetransmitTp      *ebpf.ProgramSpec `ebpf:"retransmit_tp"`
+	SendReset         *ebpf.ProgramSpec `ebpf:"send_reset"`
+	SetStateBtf       *ebpf.ProgramSpec `ebpf:"set_state_btf"`
+	SetStateNestedBtf *ebpf.ProgramSpec `ebpf:"set_state_nested_btf"`
+	SetStateNestedTp  *ebpf.ProgramSpec `ebpf:"set_state_nested_tp"`
+	SetStateTp        *ebpf.ProgramSpec `ebpf:"set_state_tp"`
+	TwTimerCancel     *ebpf.ProgramSpec `ebpf:"tw_timer_cancel"`
+	TwTimerExpire     *ebpf.ProgramSpec `ebpf:"tw_timer_expire"`
+	TwTimerStart      *ebpf.ProgramSpec `ebpf:"tw_timer_start"`
 }
 
 // tcpstateMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpstateMapSpecs struct {
-	Connecting *ebpf.MapSpec `ebpf:"connecting"`
-	Events     *ebpf.MapSpec `ebpf:"events"`
-	Laddrs     *ebpf.MapSpec `ebpf:"laddrs"`
-	Lost       *ebpf.MapSpec `ebpf:"lost"`
-	Lports     *ebpf.MapSpec `ebpf:"lports"`
-	Orphans    *ebpf.MapSpec `ebpf:"orphans"`
-	Pending    *ebpf.MapSpec `ebpf:"pending"`
-	Pids       *ebpf.MapSpec `ebpf:"pids"`
-	Raddrs     *ebpf.MapSpec `ebpf:"raddrs"`
-	Rports     *ebpf.MapSpec `ebpf:"rports"`
-	Scratch    *ebpf.MapSpec `ebpf:"scratch"`
-	Seeds      *ebpf.MapSpec `ebpf:"seeds"`
-	Socks      *ebpf.MapSpec `ebpf:"socks"`
-	TwNotes    *ebpf.MapSpec `ebpf:"tw_notes"`
-	Tws        *ebpf.MapSpec `ebpf:"tws"`
+	Connecting   *ebpf.MapSpec `ebpf:"connecting"`
+	Counters     *ebpf.MapSpec `ebpf:"counters"`
+	Events       *ebpf.MapSpec `ebpf:"events"`
+	Laddrs       *ebpf.MapSpec `ebpf:"laddrs"`
+	Lports       *ebpf.MapSpec `ebpf:"lports"`
+	Orphans      *ebpf.MapSpec `ebpf:"orphans"`
+	Pending      *ebpf.MapSpec `ebpf:"pending"`
+	Pids         *ebpf.MapSpec `ebpf:"pids"`
+	Raddrs       *ebpf.MapSpec `ebpf:"raddrs"`
+	RearmNotes   *ebpf.MapSpec `ebpf:"rearm_notes"`
+	Rports       *ebpf.MapSpec `ebpf:"rports"`
+	Seeds        *ebpf.MapSpec `ebpf:"seeds"`
+	SetStateBusy *ebpf.MapSpec `ebpf:"set_state_busy"`
+	Socks        *ebpf.MapSpec `ebpf:"socks"`
+	Tws          *ebpf.MapSpec `ebpf:"tws"`
 }
 
 // tcpstateVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpstateVariableSpecs struct {
-	FilterCgroup *ebpf.VariableSpec `ebpf:"filter_cgroup"`
-	FilterComms  *ebpf.VariableSpec `ebpf:"filter_comms"`
-	FilterFamily *ebpf.VariableSpec `ebpf:"filter_family"`
-	FilterLaddr  *ebpf.VariableSpec `ebpf:"filter_laddr"`
-	FilterLport  *ebpf.VariableSpec `ebpf:"filter_lport"`
-	FilterNcomms *ebpf.VariableSpec `ebpf:"filter_ncomms"`
-	FilterNetns  *ebpf.VariableSpec `ebpf:"filter_netns"`
-	FilterPid    *ebpf.VariableSpec `ebpf:"filter_pid"`
-	FilterRaddr  *ebpf.VariableSpec `ebpf:"filter_raddr"`
-	FilterRport  *ebpf.VariableSpec `ebpf:"filter_rport"`
-	FilterStates *ebpf.VariableSpec `ebpf:"filter_states"`
-	RawMode      *ebpf.VariableSpec `ebpf:"raw_mode"`
-	TwTimerFn    *ebpf.VariableSpec `ebpf:"tw_timer_fn"`
-	WakeupBytes  *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
+	FilterCgroup      *ebpf.VariableSpec `ebpf:"filter_cgroup"`
+	FilterComms       *ebpf.VariableSpec `ebpf:"filter_comms"`
+	FilterFamily      *ebpf.VariableSpec `ebpf:"filter_family"`
+	FilterLaddr       *ebpf.VariableSpec `ebpf:"filter_laddr"`
+	FilterLport       *ebpf.VariableSpec `ebpf:"filter_lport"`
+	FilterNcomms      *ebpf.VariableSpec `ebpf:"filter_ncomms"`
+	FilterNetns       *ebpf.VariableSpec `ebpf:"filter_netns"`
+	FilterNetnsCookie *ebpf.VariableSpec `ebpf:"filter_netns_cookie"`
+	FilterPid         *ebpf.VariableSpec `ebpf:"filter_pid"`
+	FilterRaddr       *ebpf.VariableSpec `ebpf:"filter_raddr"`
+	FilterRport       *ebpf.VariableSpec `ebpf:"filter_rport"`
+	FilterStates      *ebpf.VariableSpec `ebpf:"filter_states"`
+	RawMode           *ebpf.VariableSpec `ebpf:"raw_mode"`
+	TwTimerFn         *ebpf.VariableSpec `ebpf:"tw_timer_fn"`
+	WakeupBytes       *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // tcpstateObjects contains all objects after they have been loaded into the kernel.
@@ -246,39 +265,39 @@ func (o *tcpstateObjects) Close() error {
 //
 // It can be passed to loadTcpstateObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpstateMaps struct {
-	Connecting *ebpf.Map `ebpf:"connecting"`
-	Events     *ebpf.Map `ebpf:"events"`
-	Laddrs     *ebpf.Map `ebpf:"laddrs"`
-	Lost       *ebpf.Map `ebpf:"lost"`
-	Lports     *ebpf.Map `ebpf:"lports"`
-	Orphans    *ebpf.Map `ebpf:"orphans"`
-	Pending    *ebpf.Map `ebpf:"pending"`
-	Pids       *ebpf.Map `ebpf:"pids"`
-	Raddrs     *ebpf.Map `ebpf:"raddrs"`
-	Rports     *ebpf.Map `ebpf:"rports"`
-	Scratch    *ebpf.Map `ebpf:"scratch"`
-	Seeds      *ebpf.Map `ebpf:"seeds"`
-	Socks      *ebpf.Map `ebpf:"socks"`
-	TwNotes    *ebpf.Map `ebpf:"tw_notes"`
-	Tws        *ebpf.Map `ebpf:"tws"`
+	Connecting   *ebpf.Map `ebpf:"connecting"`
+	Counters     *ebpf.Map `ebpf:"counters"`
+	Events       *ebpf.Map `ebpf:"events"`
+	Laddrs       *ebpf.Map `ebpf:"laddrs"`
+	Lports       *ebpf.Map `ebpf:"lports"`
+	Orphans      *ebpf.Map `ebpf:"orphans"`
+	Pending      *ebpf.Map `ebpf:"pending"`
+	Pids         *ebpf.Map `ebpf:"pids"`
+	Raddrs       *ebpf.Map `ebpf:"raddrs"`
+	RearmNotes   *ebpf.Map `ebpf:"rearm_notes"`
+	Rports       *ebpf.Map `ebpf:"rports"`
+	Seeds        *ebpf.Map `ebpf:"seeds"`
+	SetStateBusy *ebpf.Map `ebpf:"set_state_busy"`
+	Socks        *ebpf.Map `ebpf:"socks"`
+	Tws          *ebpf.Map `ebpf:"tws"`
 }
 
 func (m *tcpstateMaps) Close() error {
 	return _TcpstateClose(
 		m.Connecting,
+		m.Counters,
 		m.Events,
 		m.Laddrs,
-		m.Lost,
 		m.Lports,
 		m.Orphans,
 		m.Pending,
 		m.Pids,
 		m.Raddrs,
+		m.RearmNotes,
 		m.Rports,
-		m.Scratch,
 		m.Seeds,
+		m.SetStateBusy,
 		m.Socks,
-		m.TwNotes,
 		m.Tws,
 	)
 }
@@ -287,39 +306,42 @@ func (m *tcpstateMaps) Close() error {
 //
 // It can be passed to loadTcpstateObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpstateVariables struct {
-	FilterCgroup *ebpf.Variable `ebpf:"filter_cgroup"`
-	FilterComms  *ebpf.Variable `ebpf:"filter_comms"`
-	FilterFamily *ebpf.Variable `ebpf:"filter_family"`
-	FilterLaddr  *ebpf.Variable `ebpf:"filter_laddr"`
-	FilterLport  *ebpf.Variable `ebpf:"filter_lport"`
-	FilterNcomms *ebpf.Variable `ebpf:"filter_ncomms"`
-	FilterNetns  *ebpf.Variable `ebpf:"filter_netns"`
-	FilterPid    *ebpf.Variable `ebpf:"filter_pid"`
-	FilterRaddr  *ebpf.Variable `ebpf:"filter_raddr"`
-	FilterRport  *ebpf.Variable `ebpf:"filter_rport"`
-	FilterStates *ebpf.Variable `ebpf:"filter_states"`
-	RawMode      *ebpf.Variable `ebpf:"raw_mode"`
-	TwTimerFn    *ebpf.Variable `ebpf:"tw_timer_fn"`
-	WakeupBytes  *ebpf.Variable `ebpf:"wakeup_bytes"`
+	FilterCgroup      *ebpf.Variable `ebpf:"filter_cgroup"`
+	FilterComms       *ebpf.Variable `ebpf:"filter_comms"`
+	FilterFamily      *ebpf.Variable `ebpf:"filter_family"`
+	FilterLaddr       *ebpf.Variable `ebpf:"filter_laddr"`
+	FilterLport       *ebpf.Variable `ebpf:"filter_lport"`
+	FilterNcomms      *ebpf.Variable `ebpf:"filter_ncomms"`
+	FilterNetns       *ebpf.Variable `ebpf:"filter_netns"`
+	FilterNetnsCookie *ebpf.Variable `ebpf:"filter_netns_cookie"`
+	FilterPid         *ebpf.Variable `ebpf:"filter_pid"`
+	FilterRaddr       *ebpf.Variable `ebpf:"filter_raddr"`
+	FilterRport       *ebpf.Variable `ebpf:"filter_rport"`
+	FilterStates      *ebpf.Variable `ebpf:"filter_states"`
+	RawMode           *ebpf.Variable `ebpf:"raw_mode"`
+	TwTimerFn         *ebpf.Variable `ebpf:"tw_timer_fn"`
+	WakeupBytes       *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // tcpstatePrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to loadTcpstateObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpstatePrograms struct {
-	Accept4Exit   *ebpf.Program `ebpf:"accept4_exit"`
-	AcceptExit    *ebpf.Program `ebpf:"accept_exit"`
-	ConnectExit   *ebpf.Program `ebpf:"connect_exit"`
-	PollOrphans   *ebpf.Program `ebpf:"poll_orphans"`
-	ReceiveReset  *ebpf.Program `ebpf:"receive_reset"`
-	RetransmitBtf *ebpf.Program `ebpf:"retransmit_btf"`
-	RetransmitTp  *ebpf.Program `ebpf:"retransmit_tp"`
-	SendReset     *ebpf.Program `ebpf:"send_reset"`
-	SetStateBtf   *ebpf.Program `ebpf:"set_state_btf"`
-	SetStateTp    *ebpf.Program `ebpf:"set_state_tp"`
-	TwTimerCancel *ebpf.Program `ebpf:"tw_timer_cancel"`
-	TwTimerExpire *ebpf.Program `ebpf:"tw_timer_expire"`
-	TwTimerStart  *ebpf.Program `ebpf:"tw_timer_start"`
+	Accept4Exit       *ebpf.Program `ebpf:"accept4_exit"`
+	AcceptExit        *ebpf.Program `ebpf:"accept_exit"`
+	ConnectExit       *ebpf.Program `ebpf:"connect_exit"`
+	PollOrphans       *ebpf.Program `ebpf:"poll_orphans"`
+	ReceiveReset      *ebpf.Program `ebpf:"receive_reset"`
+	RetransmitBtf     *ebpf.Program `ebpf:"retransmit_btf"`
+	RetransmitTp      *ebpf.Program `ebpf:"retransmit_tp"`
+	SendReset         *ebpf.Program `ebpf:"send_reset"`
+	SetStateBtf       *ebpf.Program `ebpf:"set_state_btf"`
+	SetStateNestedBtf *ebpf.Program `ebpf:"set_state_nested_btf"`
+	SetStateNestedTp  *ebpf.Program `ebpf:"set_state_nested_tp"`
+	SetStateTp        *ebpf.Program `ebpf:"set_state_tp"`
+	TwTimerCancel     *ebpf.Program `ebpf:"tw_timer_cancel"`
+	TwTimerExpire     *ebpf.Program `ebpf:"tw_timer_expire"`
+	TwTimerStart      *ebpf.Program `ebpf:"tw_timer_start"`
 }
 
 func (p *tcpstatePrograms) Close() error {
@@ -333,6 +355,8 @@ func (p *tcpstatePrograms) Close() error {
 		p.RetransmitTp,
 		p.SendReset,
 		p.SetStateBtf,
+		p.SetStateNestedBtf,
+		p.SetStateNestedTp,
 		p.SetStateTp,
 		p.TwTimerCancel,
 		p.TwTimerExpire,

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"slices"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -47,7 +46,10 @@ type Options struct {
 	RAddrs     []netip.Prefix
 	States     []State // transitions into or out of these states
 	CgroupID   uint64  // this cgroup v2 or below it
-	NetNS      uint32  // network namespace inode
+	// NetNS limits to one network namespace: by its cookie where the
+	// kernel has one (never reused), else by its inode.
+	NetNS       uint32 // network namespace inode
+	NetNSCookie uint64 // network namespace cookie (see NetNSCookie)
 	// KernelBTF is a BTF file describing the running kernel, for kernels
 	// that do not expose /sys/kernel/btf/vmlinux.
 	KernelBTF string
@@ -68,7 +70,9 @@ type Handler interface {
 // programs are the loaded programs. The state and retransmit hooks come in
 // two flavours: tp_btf and classic tracepoint.
 type programs struct {
-	setState, retransmit *ebpf.Program
+	// setState does the work; setStateNested only when a transition
+	// interrupts setState on its CPU, which the kernel would skip.
+	setState, setStateNested, retransmit *ebpf.Program
 	syscalls             syscallPrograms
 	timewait             timewaitPrograms
 }
@@ -91,18 +95,20 @@ type syscallPrograms struct {
 }
 
 type btfPrograms struct {
-	SetState   *ebpf.Program `ebpf:"set_state_btf"`
+	SetState       *ebpf.Program `ebpf:"set_state_btf"`
+	SetStateNested *ebpf.Program `ebpf:"set_state_nested_btf"`
 	Retransmit *ebpf.Program `ebpf:"retransmit_btf"`
 }
 
 type tracepointPrograms struct {
-	SetState   *ebpf.Program `ebpf:"set_state_tp"`
+	SetState       *ebpf.Program `ebpf:"set_state_tp"`
+	SetStateNested *ebpf.Program `ebpf:"set_state_nested_tp"`
 	Retransmit *ebpf.Program `ebpf:"retransmit_tp"`
 }
 
 func (p *programs) Close() error {
 	tw := &p.timewait
-	for _, prog := range []*ebpf.Program{p.setState, p.retransmit, p.syscalls.ConnectExit, p.syscalls.Accept4Exit, p.syscalls.AcceptExit,
+	for _, prog := range []*ebpf.Program{p.setState, p.setStateNested, p.retransmit, p.syscalls.ConnectExit, p.syscalls.Accept4Exit, p.syscalls.AcceptExit,
 		tw.TimerStart, tw.TimerCancel, tw.TimerExpire, tw.SendReset, tw.ReceiveReset, tw.PollOrphans} {
 		if prog != nil {
 			prog.Close()
@@ -126,8 +132,15 @@ type Tracer struct {
 	// kernel allows it).
 	timewait bool
 	notices  []string
-	held     []Event // timewait ends waiting to be confirmed
+	// held are timewait ends waiting to be confirmed, oldest first from
+	// heldHead; a retracted one is marked with evRearm.
+	held     []Event
+	heldHead int
 	lastPoll time.Time
+	limits   map[tcpstateCounter]uint32 // sizes of the tables behind the counters
+	// heldEarly counts timewait ends released before holdFor because too
+	// many were held.
+	heldEarly uint64
 }
 
 // New checks privileges and kernel support, loads the BPF programs with the
@@ -150,7 +163,12 @@ func New(opts Options) (*Tracer, error) {
 	if err := setFilters(spec, &opts); err != nil {
 		return nil, err
 	}
-	t := &Tracer{}
+	t := &Tracer{limits: map[tcpstateCounter]uint32{
+		tcpstateCounterCOUNT_SOCKS_FULL:   spec.Maps[tcpstateMapSocks].MaxEntries,
+		tcpstateCounterCOUNT_HELD_FULL:    spec.Maps[tcpstateMapPending].MaxEntries,
+		tcpstateCounterCOUNT_TW_FULL:      spec.Maps[tcpstateMapTws].MaxEntries,
+		tcpstateCounterCOUNT_ORPHANS_FULL: spec.Maps[tcpstateMapOrphans].MaxEntries,
+	}}
 	if !opts.Raw {
 		fn, err := kallsym("tw_timer_handler")
 		if err == nil {
@@ -218,7 +236,7 @@ func (t *Tracer) load(spec *ebpf.CollectionSpec, kernelTypes *btf.Spec, useBTF b
 			*btfPrograms
 			*timewaitPrograms
 		}{&maps, &progs.syscalls, &hooks, &progs.timewait}, opts)
-		progs.setState, progs.retransmit = hooks.SetState, hooks.Retransmit
+		progs.setState, progs.setStateNested, progs.retransmit = hooks.SetState, hooks.SetStateNested, hooks.Retransmit
 	} else {
 		var hooks tracepointPrograms
 		err = spec.LoadAndAssign(&struct {
@@ -226,7 +244,7 @@ func (t *Tracer) load(spec *ebpf.CollectionSpec, kernelTypes *btf.Spec, useBTF b
 			*syscallPrograms
 			*tracepointPrograms
 		}{&maps, &progs.syscalls, &hooks}, opts)
-		progs.setState, progs.retransmit = hooks.SetState, hooks.Retransmit
+		progs.setState, progs.setStateNested, progs.retransmit = hooks.SetState, hooks.SetStateNested, hooks.Retransmit
 	}
 	if err != nil {
 		return loadError(err)
@@ -239,7 +257,7 @@ func (t *Tracer) load(spec *ebpf.CollectionSpec, kernelTypes *btf.Spec, useBTF b
 func (t *Tracer) attach() error {
 	p := &t.progs
 	if t.btf {
-		for _, prog := range []*ebpf.Program{p.setState, p.retransmit} {
+		for _, prog := range []*ebpf.Program{p.setState, p.setStateNested, p.retransmit} {
 			l, err := link.AttachTracing(link.TracingOptions{Program: prog})
 			if err != nil {
 				return fmt.Errorf("attach %s: %w", prog, err)
@@ -248,6 +266,9 @@ func (t *Tracer) attach() error {
 		}
 	} else {
 		if err := t.tracepoint("sock", "inet_sock_set_state", p.setState); err != nil {
+			return err
+		}
+		if err := t.tracepoint("sock", "inet_sock_set_state", p.setStateNested); err != nil {
 			return err
 		}
 		if err := t.tracepoint("tcp", "tcp_retransmit_skb", p.retransmit); err != nil {
@@ -355,24 +376,34 @@ func (t *Tracer) Run(ctx context.Context, h Handler) error {
 }
 
 // holdFor is how long the end of a TIME_WAIT announced by a timer cancel
-// waits for a re-arm that would undo it; the BPF side pairs them within
-// REARM_NS (20 ms).
+// waits for a re-arm that would undo it. A re-arm follows its cancel on the
+// same CPU at once (one mod_timer() with interrupts off), so it is in the
+// ring right behind it; this only covers the reader's batching.
 const holdFor = 25 * time.Millisecond
 
-// maxHeld bounds the held-back ends on a host closing many at once.
-const maxHeld = 4096
+// maxHeld bounds the held-back ends on a host closing many at once; past
+// it the oldest goes out early (counted), long after its re-arm could have
+// been read.
+const maxHeld = 1 << 16
 
 // deliver hands ev to h, except for the BPF side's bookkeeping records.
 func (t *Tracer) deliver(h Handler, ev *Event) error {
 	switch {
 	case ev.flags&evTentative != 0:
 		t.held = append(t.held, *ev)
-		if len(t.held) > maxHeld {
-			return t.release(h, 0, true)
+		if len(t.held)-t.heldHead > maxHeld {
+			t.heldEarly++
+			return t.releaseOne(h)
 		}
 		return nil
 	case ev.flags&evRearm != 0:
-		t.held = slices.DeleteFunc(t.held, func(held Event) bool { return held.twaddr == ev.twaddr })
+		// Its cancel is among the last held: look from the end.
+		for i := len(t.held) - 1; i >= t.heldHead; i-- {
+			if t.held[i].Cookie == ev.Cookie && t.held[i].flags&evRearm == 0 {
+				t.held[i].flags |= evRearm
+				break
+			}
+		}
 		return nil
 	case ev.flags&(evResetNote|evOrphanNote) != 0:
 		if n, ok := h.(noter); ok {
@@ -380,7 +411,7 @@ func (t *Tracer) deliver(h Handler, ev *Event) error {
 		}
 		return nil
 	}
-	if len(t.held) > 0 {
+	if len(t.held) > t.heldHead && t.held[t.heldHead].mono+uint64(holdFor) <= ev.mono {
 		if err := t.release(h, ev.mono, false); err != nil {
 			return err
 		}
@@ -391,15 +422,29 @@ func (t *Tracer) deliver(h Handler, ev *Event) error {
 // release delivers the held timewait ends older than holdFor at monotonic
 // time now (all of them with all set).
 func (t *Tracer) release(h Handler, now uint64, all bool) error {
-	n := 0
-	for n < len(t.held) && (all || t.held[n].mono+uint64(holdFor) <= now) {
-		if err := h.Event(&t.held[n]); err != nil {
+	for t.heldHead < len(t.held) && (all || t.held[t.heldHead].mono+uint64(holdFor) <= now) {
+		if err := t.releaseOne(h); err != nil {
 			return err
 		}
-		n++
 	}
-	t.held = t.held[:copy(t.held, t.held[n:])]
 	return nil
+}
+
+// releaseOne delivers the oldest held end, unless it was retracted.
+func (t *Tracer) releaseOne(h Handler) error {
+	ev := &t.held[t.heldHead]
+	t.heldHead++
+	var err error
+	if ev.flags&evRearm == 0 {
+		err = h.Event(ev)
+	}
+	if t.heldHead == len(t.held) {
+		t.held, t.heldHead = t.held[:0], 0
+	} else if t.heldHead >= 4096 && t.heldHead*2 >= len(t.held) {
+		t.held = t.held[:copy(t.held, t.held[t.heldHead:])]
+		t.heldHead = 0
+	}
+	return err
 }
 
 // poll runs the BPF program that notices orphans turned TIME_WAIT.
@@ -440,16 +485,15 @@ func (t *Tracer) Unseeded() int { return t.unseeded }
 // program (it does not run one that is already running on the CPU, as when
 // an interrupt arrives during it).
 func (t *Tracer) Lost() (uint64, error) {
-	var perCPU []uint64
-	if err := t.maps.Lost.Lookup(uint32(0), &perCPU); err != nil {
-		return 0, fmt.Errorf("read lost-events counter: %w", err)
+	counts, err := t.counters()
+	if err != nil {
+		return 0, err
 	}
-	var sum uint64
-	for _, n := range perCPU {
-		sum += n
-	}
+	// The kernel counts a miss for setState also when setStateNested
+	// handled the transition instead.
+	sum := counts[tcpstateCounterCOUNT_LOST] - counts[tcpstateCounterCOUNT_NESTED]
 	tw := &t.progs.timewait
-	for _, prog := range []*ebpf.Program{t.progs.setState, t.progs.retransmit, tw.TimerStart, tw.TimerCancel, tw.TimerExpire} {
+	for _, prog := range []*ebpf.Program{t.progs.setState, t.progs.setStateNested, t.progs.retransmit, tw.TimerStart, tw.TimerCancel, tw.TimerExpire} {
 		if prog == nil {
 			continue
 		}
@@ -458,6 +502,49 @@ func (t *Tracer) Lost() (uint64, error) {
 		}
 	}
 	return sum, nil
+}
+
+// Shortfall is one kind of thing the tracer could not follow, and how
+// often that happened so far.
+type Shortfall struct {
+	Count uint64
+	What  string // e.g. "sockets shown without owner or age (owner table full: 1048576)"
+}
+
+// Shortfalls returns what the tracer could not follow besides lost
+// events, each with a count that only grows; zero counts included, in a
+// fixed order.
+func (t *Tracer) Shortfalls() ([]Shortfall, error) {
+	counts, err := t.counters()
+	if err != nil {
+		return nil, err
+	}
+	full := func(c tcpstateCounter, what, table string) Shortfall {
+		return Shortfall{counts[c], fmt.Sprintf("%s (%s table full: %d entries)", what, table, t.limits[c])}
+	}
+	return []Shortfall{
+		full(tcpstateCounterCOUNT_SOCKS_FULL, "sockets shown without owner or time in state", "owner"),
+		full(tcpstateCounterCOUNT_HELD_FULL, "SYN_SENT/SYN_RECV events sent before their 4-tuple was final", "held-back"),
+		full(tcpstateCounterCOUNT_TW_FULL, "TIME_WAITs not followed (shown as the kernel reports them)", "timewait"),
+		full(tcpstateCounterCOUNT_ORPHANS_FULL, "orphaned FIN_WAIT2 sockets whose TIME_WAIT is seen only at its next timer event", "orphan"),
+		{counts[tcpstateCounterCOUNT_TW_UNKNOWN], "sockets older than tcpstate closed from FIN_WAIT1/FIN_WAIT2/CLOSING: a TIME_WAIT they left is not followed"},
+		{t.heldEarly, "TIME_WAIT ends released before their re-arm check (too many at once)"},
+	}, nil
+}
+
+// counters sums the BPF side's per-CPU counters.
+func (t *Tracer) counters() ([tcpstateCounterNR_COUNTERS]uint64, error) {
+	var out [tcpstateCounterNR_COUNTERS]uint64
+	var perCPU []uint64
+	for c := range tcpstateCounterNR_COUNTERS {
+		if err := t.maps.Counters.Lookup(uint32(c), &perCPU); err != nil {
+			return out, fmt.Errorf("read BPF counters: %w", err)
+		}
+		for _, n := range perCPU {
+			out[c] += n
+		}
+	}
+	return out, nil
 }
 
 // Close detaches and unloads everything; nothing stays in the kernel.

@@ -29,6 +29,8 @@ type session struct {
 	stderr   io.Writer
 	lost     uint64
 	lastLost time.Time
+	// shortfalls reported so far, by Shortfall.What
+	shortfalls map[string]uint64
 }
 
 // runSession loads the tracer with opts, runs the handler that handler
@@ -78,7 +80,33 @@ func runSession(ctx context.Context, duration time.Duration, opts tracer.Options
 	if err != nil {
 		return err
 	}
+	if err := s.reportShortfalls(true); err != nil {
+		return err
+	}
 	fmt.Fprintf(stderr, "%d %s, %d lost\n", s.printer.Events(), what, lost)
+	return nil
+}
+
+// reportShortfalls says on stderr what the tracer could not follow: what
+// grew since the last report, or at the end (final) every count in all.
+func (s *session) reportShortfalls(final bool) error {
+	all, err := s.tracer.Shortfalls()
+	if err != nil {
+		return err
+	}
+	if s.shortfalls == nil {
+		s.shortfalls = map[string]uint64{}
+	}
+	for _, sf := range all {
+		before := s.shortfalls[sf.What]
+		switch {
+		case final && sf.Count > 0:
+			fmt.Fprintf(s.stderr, "tcpstate: %d %s\n", sf.Count, sf.What)
+		case !final && sf.Count > before:
+			fmt.Fprintf(s.stderr, "tcpstate: %d more %s; %d in all\n", sf.Count-before, sf.What, sf.Count)
+		}
+		s.shortfalls[sf.What] = sf.Count
+	}
 	return nil
 }
 
@@ -100,6 +128,9 @@ func (s *session) Tick() error {
 		if lost > s.lost {
 			fmt.Fprintf(s.stderr, "tcpstate: lost %d events (ring buffer full; %d lost in all)\n", lost-s.lost, lost)
 			s.lost = lost
+		}
+		if err := s.reportShortfalls(false); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -1,0 +1,100 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package tracer
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+
+	"golang.org/x/sys/unix"
+)
+
+// NetNSCookie returns the cookie of the network namespace file at path
+// (/run/netns/NAME or /proc/PID/ns/net): unlike its inode number, which a
+// new namespace gets once the old one is gone, it is never reused. 0 with
+// no error on kernels before 5.14, which have none.
+func NetNSCookie(path string) (uint64, error) {
+	type result struct {
+		cookie uint64
+		err    error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		// Only this locked thread enters the namespace; if it cannot
+		// come back it stays locked, so that the Go runtime ends it.
+		runtime.LockOSThread()
+		cookie, restored, err := netnsCookieLocked(path)
+		if restored {
+			runtime.UnlockOSThread()
+		}
+		ch <- result{cookie, err}
+	}()
+	r := <-ch
+	return r.cookie, r.err
+}
+
+func netnsCookieLocked(path string) (cookie uint64, restored bool, err error) {
+	target, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, true, fmt.Errorf("open network namespace %s: %w", path, err)
+	}
+	defer unix.Close(target)
+	if t, err := unix.IoctlRetInt(target, unix.NS_GET_NSTYPE); err != nil || t != unix.CLONE_NEWNET {
+		return 0, true, fmt.Errorf("%s is not a network namespace file", path)
+	}
+	orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, true, fmt.Errorf("open our network namespace: %w", err)
+	}
+	defer unix.Close(orig)
+	if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
+		return 0, true, fmt.Errorf("enter network namespace %s: %w", path, err)
+	}
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err == nil {
+		cookie, err = unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
+		unix.Close(fd)
+		if errors.Is(err, unix.ENOPROTOOPT) {
+			cookie, err = 0, nil // before 5.14
+		}
+	}
+	if err2 := unix.Setns(orig, unix.CLONE_NEWNET); err2 != nil {
+		return 0, false, fmt.Errorf("return to our network namespace: %w", err2)
+	}
+	if err != nil {
+		return 0, true, fmt.Errorf("read the cookie of network namespace %s: %w", path, err)
+	}
+	return cookie, true, nil
+}
+
+// NetNSAlive reports whether the network namespace with this inode and
+// cookie still exists: some process is in it or some file (/run/netns)
+// names it. path is tried first; a namespace held only by an open file
+// descriptor elsewhere counts as gone. With cookie 0 (kernels before 5.14)
+// the inode alone decides.
+func NetNSAlive(path string, inode uint32, cookie uint64) (bool, error) {
+	same := func(p string) bool {
+		if ino, err := netnsOf(p); err != nil || ino != inode {
+			return false
+		}
+		if cookie == 0 {
+			return true
+		}
+		c, err := NetNSCookie(p)
+		return err == nil && c == cookie
+	}
+	if same(path) {
+		return true, nil
+	}
+	spaces, err := NetNamespaces()
+	if err != nil {
+		return false, err
+	}
+	for _, ns := range spaces {
+		if ns.Inode == inode && same(ns.Path) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
