@@ -150,10 +150,12 @@ struct {
 /* Orphaned FIN_WAIT2 timewait sockets (cookie -> struct
  * inet_timewait_sock *): the peer's FIN turns them into TIME_WAIT without
  * a timer event when the new expiry falls into the same timer wheel
- * bucket, so user space polls these (poll_orphans). */
+ * bucket, so user space polls these (poll_orphans). A poll visits every
+ * bucket (about 15 ns each), hence the modest size; orphans normally live
+ * for a round trip. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1 << 18);
+	__uint(max_entries, 1 << 16);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u64);
 	__type(value, __u64);
@@ -210,6 +212,25 @@ static __always_inline void count(enum counter what)
 
 	if (n)
 		*n += 1;
+}
+
+/* Entries in orphans: a poll with none to look at costs nothing. */
+__u64 orphans_live = 0;
+
+static __always_inline void orphan_add(__u64 *cookie, __u64 *twaddr)
+{
+	long err = bpf_map_update_elem(&orphans, cookie, twaddr, BPF_NOEXIST);
+
+	if (!err)
+		__sync_fetch_and_add(&orphans_live, 1);
+	else if (err != -17 /* EEXIST */)
+		count(COUNT_ORPHANS_FULL);
+}
+
+static __always_inline void orphan_del(__u64 *cookie)
+{
+	if (!bpf_map_delete_elem(&orphans, cookie))
+		__sync_fetch_and_sub(&orphans_live, 1);
 }
 
 static __always_inline __u64 wakeup_flags(void)
@@ -533,8 +554,7 @@ static __always_inline bool pair_timewait(bool had_cookie, struct event *e, bool
 	/* An orphan stays in FIN_WAIT2: its age counts from there. */
 	if (info->substate != TCP_TIME_WAIT) {
 		info->enter_ts = e->prev_ts_ns;
-		if (bpf_map_update_elem(&orphans, &e->cookie, &info->twaddr, BPF_ANY))
-			count(COUNT_ORPHANS_FULL);
+		orphan_add(&e->cookie, &info->twaddr);
 	} else {
 		info->enter_ts = e->ts_ns;
 	}
@@ -665,7 +685,7 @@ static __always_inline void check_substate(struct tw_info *info, __u64 cookie, _
 	send_tw(info, TCP_TIME_WAIT, 0, now);
 	info->substate = TCP_TIME_WAIT;
 	info->enter_ts = now;
-	bpf_map_delete_elem(&orphans, &cookie);
+	orphan_del(&cookie);
 }
 
 static __always_inline bool is_tw_timer(const struct timer_list *timer)
@@ -709,9 +729,8 @@ int BPF_PROG(tw_timer_start, struct timer_list *timer)
 			count(COUNT_TW_FULL);
 			return 0;
 		}
-		if (note->info.substate == TCP_FIN_WAIT2 && note->info.paired &&
-		    bpf_map_update_elem(&orphans, &cookie, &note->info.twaddr, BPF_ANY))
-			count(COUNT_ORPHANS_FULL);
+		if (note->info.substate == TCP_FIN_WAIT2 && note->info.paired)
+			orphan_add(&cookie, &note->info.twaddr);
 		return 0;
 	}
 	if (note)
@@ -755,7 +774,7 @@ int BPF_PROG(tw_timer_cancel, struct timer_list *timer)
 	__builtin_memcpy(&note->info, info, sizeof(*info));
 	note->cookie = cookie;
 	bpf_map_delete_elem(&tws, &cookie);
-	bpf_map_delete_elem(&orphans, &cookie);
+	orphan_del(&cookie);
 	return 0;
 }
 
@@ -778,7 +797,7 @@ int BPF_PROG(tw_timer_expire, struct timer_list *timer)
 	check_substate(info, cookie, now);
 	send_tw(info, TCP_CLOSE, 0, now);
 	bpf_map_delete_elem(&tws, &cookie);
-	bpf_map_delete_elem(&orphans, &cookie);
+	orphan_del(&cookie);
 	return 0;
 }
 
@@ -789,7 +808,7 @@ static long poll_one(struct bpf_map *map, __u64 *cookie, __u64 *twaddr, void *ct
 	if (info)
 		check_substate(info, *cookie, bpf_ktime_get_ns());
 	else
-		bpf_map_delete_elem(&orphans, cookie);
+		orphan_del(cookie);
 	return 0;
 }
 
@@ -798,7 +817,8 @@ static long poll_one(struct bpf_map *map, __u64 *cookie, __u64 *twaddr, void *ct
 SEC("raw_tp")
 int poll_orphans(void *ctx)
 {
-	bpf_for_each_map_elem(&orphans, poll_one, NULL, 0);
+	if (orphans_live)
+		bpf_for_each_map_elem(&orphans, poll_one, NULL, 0);
 	return 0;
 }
 

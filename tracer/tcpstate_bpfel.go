@@ -139,6 +139,7 @@ const (
 	tcpstateVarFilterRaddr        = "filter_raddr"
 	tcpstateVarFilterRport        = "filter_rport"
 	tcpstateVarFilterStates       = "filter_states"
+	tcpstateVarOrphansLive        = "orphans_live"
 	tcpstateVarRawMode            = "raw_mode"
 	tcpstateVarTwTimerFn          = "tw_timer_fn"
 	tcpstateVarWakeupBytes        = "wakeup_bytes"
@@ -240,6 +241,7 @@ type tcpstateVariableSpecs struct {
 	FilterRaddr       *ebpf.VariableSpec `ebpf:"filter_raddr"`
 	FilterRport       *ebpf.VariableSpec `ebpf:"filter_rport"`
 	FilterStates      *ebpf.VariableSpec `ebpf:"filter_states"`
+	OrphansLive       *ebpf.VariableSpec `ebpf:"orphans_live"`
 	RawMode           *ebpf.VariableSpec `ebpf:"raw_mode"`
 	TwTimerFn         *ebpf.VariableSpec `ebpf:"tw_timer_fn"`
 	WakeupBytes       *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
@@ -318,6 +320,7 @@ type tcpstateVariables struct {
 	FilterRaddr       *ebpf.Variable `ebpf:"filter_raddr"`
 	FilterRport       *ebpf.Variable `ebpf:"filter_rport"`
 	FilterStates      *ebpf.Variable `ebpf:"filter_states"`
+	OrphansLive       *ebpf.Variable `ebpf:"orphans_live"`
 	RawMode           *ebpf.Variable `ebpf:"raw_mode"`
 	TwTimerFn         *ebpf.Variable `ebpf:"tw_timer_fn"`
 	WakeupBytes       *ebpf.Variable `ebpf:"wakeup_bytes"`
