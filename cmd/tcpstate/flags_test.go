@@ -5,7 +5,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -96,5 +99,49 @@ func TestFlagsToOptions(t *testing.T) {
 	}
 	if len(o.States) != 2 || o.States[0] != tracer.CloseWait || o.States[1] != tracer.FinWait2 {
 		t.Errorf("states %v", o.States)
+	}
+}
+
+// --kernel-btf is read whole into memory: a device or a huge file is
+// refused before that, as a usage error naming the flag.
+func TestKernelBTFMustBeASmallRegularFile(t *testing.T) {
+	huge := filepath.Join(t.TempDir(), "huge.btf")
+	if err := os.WriteFile(huge, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(huge, maxKernelBTF+1); err != nil { // sparse
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/dev/zero", huge, t.TempDir()} {
+		t.Run(path, func(t *testing.T) {
+			// validate() only: before the check, the tracer would read
+			// /dev/zero until the OOM killer came.
+			tf := traceFlags{output: "table", kernelBTF: path}
+			_, _, err := tf.validate()
+			sf := stuckFlags{output: "table", watch: true, kernelBTF: path}
+			_, serr := sf.validate()
+			for _, err := range []error{err, serr} {
+				var ue usageError
+				if !errors.As(err, &ue) || !strings.Contains(err.Error(), "--kernel-btf") {
+					t.Errorf("validate: %v; want a usage error naming --kernel-btf", err)
+				}
+			}
+		})
+	}
+	// A directory fails cheaply either way: through run, exit status 2.
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"--kernel-btf", t.TempDir()}, &stdout, &stderr); code != 2 ||
+		!strings.Contains(stderr.String(), "not a regular file") {
+		t.Errorf("exit %d, stderr %q; want 2 and 'not a regular file'", code, stderr.String())
+	}
+	// A small regular file passes validation (whether it is BTF is for
+	// the loader to say).
+	small := filepath.Join(t.TempDir(), "vmlinux")
+	if err := os.WriteFile(small, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tf := traceFlags{output: "table", kernelBTF: small}
+	if _, _, err := tf.validate(); err != nil {
+		t.Errorf("small regular file: %v", err)
 	}
 }

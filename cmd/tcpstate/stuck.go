@@ -136,8 +136,8 @@ func (f *stuckFlags) validate() (tracer.SnapshotOptions, error) {
 		if !f.watch {
 			return tracer.SnapshotOptions{}, usagef("invalid --kernel-btf: only with --watch")
 		}
-		if _, err := os.Stat(f.kernelBTF); err != nil {
-			return tracer.SnapshotOptions{}, usagef("invalid --kernel-btf %q: %v", f.kernelBTF, err)
+		if err := checkKernelBTF(f.kernelBTF); err != nil {
+			return tracer.SnapshotOptions{}, err
 		}
 	}
 	o, err := snapshotOptions(&f.filterFlags)
