@@ -24,6 +24,10 @@ type filterFlags struct {
 	states         []string
 	cgroup         string
 	netns          string
+	// netnsPath is the file through which the namespace of --netns can
+	// be entered (--netns itself, or the file found for its inode); set
+	// by options.
+	netnsPath string
 }
 
 func (f *filterFlags) register(fs *pflag.FlagSet) {
@@ -37,7 +41,7 @@ func (f *filterFlags) register(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&f.raddrs, "raddr", nil, "only these remote addresses or CIDR prefixes (comma-separated)")
 	fs.StringSliceVar(&f.states, "state", nil, "only transitions into or out of these states (e.g. CLOSE_WAIT,fin-wait-2)")
 	fs.StringVar(&f.cgroup, "cgroup", "", "only sockets of this cgroup v2 directory or below it (e.g. /sys/fs/cgroup/system.slice/nginx.service)")
-	fs.StringVar(&f.netns, "netns", "", "only this network namespace: a path (/run/netns/NAME, /proc/PID/ns/net) or an inode number")
+	fs.StringVar(&f.netns, "netns", "", "only this network namespace: its file (/run/netns/NAME, /proc/PID/ns/net) or the inode number of one in use")
 }
 
 // options validates the flags and turns them into tracer options. Every
@@ -89,8 +93,9 @@ func (f *filterFlags) options() (tracer.Options, error) {
 			return o, err
 		}
 	}
+	f.netnsPath = ""
 	if f.netns != "" {
-		if o.NetNS, err = netnsInode(f.netns); err != nil {
+		if o.NetNS, f.netnsPath, err = resolveNetns(f.netns); err != nil {
 			return o, err
 		}
 	}
@@ -174,21 +179,67 @@ func cgroupID(path string) (uint64, error) {
 	return st.Ino, nil
 }
 
-// netnsInode accepts a namespace file or a bare inode number.
-func netnsInode(s string) (uint32, error) {
-	if n, err := strconv.ParseUint(s, 10, 32); err == nil && n > 0 {
-		return uint32(n), nil
-	}
-	var sfs unix.Statfs_t
-	if err := unix.Statfs(s, &sfs); err != nil {
-		return 0, usagef("invalid --netns %q: %v", s, err)
-	}
-	if sfs.Type != unix.NSFS_MAGIC && sfs.Type != unix.PROC_SUPER_MAGIC {
-		return 0, usagef("invalid --netns %q: not a network namespace file", s)
+// nsTypes names the namespace types NS_GET_NSTYPE reports, for errors.
+var nsTypes = map[int]string{
+	unix.CLONE_NEWNS: "mount", unix.CLONE_NEWUTS: "UTS", unix.CLONE_NEWIPC: "IPC",
+	unix.CLONE_NEWUSER: "user", unix.CLONE_NEWPID: "PID", unix.CLONE_NEWCGROUP: "cgroup",
+	unix.CLONE_NEWTIME: "time",
+}
+
+const netnsWant = "give a network namespace file (/run/netns/NAME, /proc/PID/ns/net) or the inode number of one"
+
+// resolveNetns checks --netns and returns the namespace's inode and a file
+// through which it can be entered. A path must be a network namespace
+// file; a bare number must be the inode of a network namespace that a
+// process is in or that /run/netns names.
+func resolveNetns(s string) (uint32, string, error) {
+	if s != "" && strings.Trim(s, "0123456789") == "" {
+		n, err := strconv.ParseUint(s, 10, 32)
+		if err == nil && n > 0 {
+			spaces, err := tracer.NetNamespaces()
+			if err != nil {
+				return 0, "", err
+			}
+			for _, ns := range spaces {
+				if uint64(ns.Inode) == n {
+					return ns.Inode, ns.Path, nil
+				}
+			}
+		}
+		return 0, "", usagef("invalid --netns %q: no network namespace with this inode is in use by a process or named in /run/netns; "+
+			"give the namespace's file instead (/run/netns/NAME, /proc/PID/ns/net)", s)
 	}
 	var st unix.Stat_t
 	if err := unix.Stat(s, &st); err != nil {
-		return 0, usagef("invalid --netns %q: %v", s, err)
+		return 0, "", usagef("invalid --netns %q: %v", s, err)
 	}
-	return uint32(st.Ino), nil
+	// Namespace files are regular files of nsfs; opening anything else
+	// (a device, a FIFO) could have effects.
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return 0, "", usagef("invalid --netns %q: not a network namespace file; %s", s, netnsWant)
+	}
+	fd, err := unix.Open(s, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOCTTY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return 0, "", usagef("invalid --netns %q: %v", s, err)
+	}
+	defer unix.Close(fd)
+	var sfs unix.Statfs_t
+	if err := unix.Fstatfs(fd, &sfs); err != nil || sfs.Type != unix.NSFS_MAGIC {
+		return 0, "", usagef("invalid --netns %q: not a network namespace file; %s", s, netnsWant)
+	}
+	typ, err := unix.IoctlRetInt(fd, unix.NS_GET_NSTYPE)
+	if err != nil {
+		return 0, "", usagef("invalid --netns %q: not a network namespace file (%v); %s", s, err, netnsWant)
+	}
+	if typ != unix.CLONE_NEWNET {
+		what := nsTypes[typ]
+		if what == "" {
+			what = "another"
+		}
+		return 0, "", usagef("invalid --netns %q: a %s namespace, not a network namespace; %s", s, what, netnsWant)
+	}
+	if err := unix.Fstat(fd, &st); err != nil {
+		return 0, "", usagef("invalid --netns %q: %v", s, err)
+	}
+	return uint32(st.Ino), s, nil
 }

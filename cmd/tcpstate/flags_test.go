@@ -9,8 +9,12 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/tcpstate/tcpstate/tracer"
 )
@@ -71,6 +75,10 @@ func TestHelpTeaches(t *testing.T) {
 }
 
 func TestFlagsToOptions(t *testing.T) {
+	var own unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/net", &own); err != nil {
+		t.Fatal(err)
+	}
 	f := filterFlags{
 		ipv6:   true,
 		pids:   []string{"10", "20"},
@@ -78,14 +86,14 @@ func TestFlagsToOptions(t *testing.T) {
 		lports: []string{"80", "443"},
 		raddrs: []string{"10.0.0.0/8", "::ffff:192.0.2.0/120", "[2001:db8::1]"},
 		states: []string{"close-wait", "TCP_FIN_WAIT2"},
-		netns:  "4026531840",
+		netns:  strconv.FormatUint(own.Ino, 10),
 	}
 	o, err := f.options()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !o.IPv6 || o.IPv4 || len(o.PIDs) != 2 || o.PIDs[1] != 20 || o.Comms[0] != "nginx" ||
-		len(o.LPorts) != 2 || o.LPorts[1] != 443 || o.NetNS != 4026531840 {
+		len(o.LPorts) != 2 || o.LPorts[1] != 443 || o.NetNS != uint32(own.Ino) {
 		t.Errorf("options %+v", o)
 	}
 	wantR := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("2001:db8::1/128")}
@@ -143,5 +151,55 @@ func TestKernelBTFMustBeASmallRegularFile(t *testing.T) {
 	tf := traceFlags{output: "table", kernelBTF: small}
 	if _, _, err := tf.validate(); err != nil {
 		t.Errorf("small regular file: %v", err)
+	}
+}
+
+// --netns takes a network namespace file, or the inode of a namespace in
+// use, resolved to a file to enter it by; anything else is a usage error
+// for every command (trace and life used to trace nothing, ls and stuck
+// to fail with status 1).
+func TestNetnsMustBeANetworkNamespace(t *testing.T) {
+	bad := map[string]string{
+		"12345":             "no network namespace with this inode",
+		"0":                 "no network namespace with this inode",
+		"/proc/self/status": "not a network namespace file",
+		"/proc/self/ns/mnt": "a mount namespace, not a network namespace",
+		"/dev/null":         "not a network namespace file",
+		"/nonexistent/ns":   "no such file",
+	}
+	for _, cmd := range [][]string{{"trace", "-d", "1s"}, {"life", "-d", "1s"}, {"ls"}, {"stuck"}} {
+		for arg, want := range bad {
+			args := append(slices.Clone(cmd), "--netns", arg)
+			t.Run(strings.Join(args, " "), func(t *testing.T) {
+				var stdout, stderr bytes.Buffer
+				code := run(context.Background(), args, &stdout, &stderr)
+				lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+				if code != 2 || len(lines) != 2 || !strings.HasPrefix(lines[0], "tcpstate: invalid --netns") ||
+					!strings.Contains(lines[0], want) || stdout.Len() != 0 {
+					t.Errorf("exit %d, stdout %q, stderr %q; want 2 and one line naming --netns saying %q", code, stdout.String(), stderr.String(), want)
+				}
+			})
+		}
+	}
+
+	// Good values: the path as given; an inode, resolved to a file of
+	// that namespace.
+	var own unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/net", &own); err != nil {
+		t.Fatal(err)
+	}
+	for _, arg := range []string{"/proc/self/ns/net", strconv.FormatUint(own.Ino, 10)} {
+		f := filterFlags{netns: arg}
+		o, err := f.options()
+		if err != nil {
+			t.Fatalf("--netns %s: %v", arg, err)
+		}
+		var st unix.Stat_t
+		if err := unix.Stat(f.netnsPath, &st); err != nil || o.NetNS != uint32(own.Ino) || st.Ino != own.Ino {
+			t.Errorf("--netns %s: inode %d, path %q (%v); want %d and a file of it", arg, o.NetNS, f.netnsPath, err, own.Ino)
+		}
+		if arg[0] == '/' && f.netnsPath != arg {
+			t.Errorf("--netns %s: path %q, want it as given", arg, f.netnsPath)
+		}
 	}
 }

@@ -4,7 +4,6 @@ package main
 
 import (
 	"io"
-	"strconv"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -113,11 +112,7 @@ func snapshotOptions(f *filterFlags) (tracer.SnapshotOptions, error) {
 			o.States[i] = tracer.SynRecv
 		}
 	}
-	so := tracer.SnapshotOptions{Options: o}
-	if _, err := strconv.ParseUint(f.netns, 10, 32); f.netns != "" && err != nil {
-		so.NetNSPath = f.netns // a file: enter it as given
-	}
-	return so, nil
+	return tracer.SnapshotOptions{Options: o, NetNSPath: f.netnsPath}, nil
 }
 
 // holderUsage rewrites the help of --pid and --comm for snapshots, where
