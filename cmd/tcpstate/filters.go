@@ -28,9 +28,13 @@ type filterFlags struct {
 	// be entered (--netns itself, or the file found for its inode); set
 	// by options.
 	netnsPath string
+	// set is the flag set the flags were registered in, to tell a flag
+	// given an empty value from one not given.
+	set *pflag.FlagSet
 }
 
 func (f *filterFlags) register(fs *pflag.FlagSet) {
+	f.set = fs
 	fs.BoolVarP(&f.ipv4, "ipv4", "4", false, "only IPv4 sockets")
 	fs.BoolVarP(&f.ipv6, "ipv6", "6", false, "only IPv6 sockets")
 	fs.StringSliceVar(&f.pids, "pid", nil, "only sockets owned by these process ids (comma-separated)")
@@ -48,6 +52,9 @@ func (f *filterFlags) register(fs *pflag.FlagSet) {
 // error is a usage error naming the flag.
 func (f *filterFlags) options() (tracer.Options, error) {
 	o := tracer.Options{IPv4: f.ipv4, IPv6: f.ipv6}
+	if err := f.checkEmpty(); err != nil {
+		return o, err
+	}
 	for _, s := range f.pids {
 		n, err := strconv.ParseUint(strings.TrimSpace(s), 10, 32)
 		if err != nil || n == 0 {
@@ -100,6 +107,26 @@ func (f *filterFlags) options() (tracer.Options, error) {
 		}
 	}
 	return o, nil
+}
+
+// checkEmpty refuses a filter flag given an empty value (--lport ""):
+// it would otherwise mean no filter at all, silently.
+func (f *filterFlags) checkEmpty() error {
+	if f.set == nil {
+		return nil
+	}
+	empty := map[string]bool{
+		"pid": len(f.pids) == 0, "comm": len(f.comms) == 0,
+		"lport": len(f.lports) == 0, "rport": len(f.rports) == 0,
+		"laddr": len(f.laddrs) == 0, "raddr": len(f.raddrs) == 0,
+		"state": len(f.states) == 0, "cgroup": f.cgroup == "", "netns": f.netns == "",
+	}
+	for _, name := range []string{"pid", "comm", "lport", "rport", "laddr", "raddr", "state", "cgroup", "netns"} {
+		if empty[name] && f.set.Changed(name) {
+			return usagef("invalid --%s: empty value; give a value, or leave --%s out for no filter", name, name)
+		}
+	}
+	return nil
 }
 
 func parsePorts(flag string, list []string) ([]uint16, error) {

@@ -203,3 +203,26 @@ func TestNetnsMustBeANetworkNamespace(t *testing.T) {
 		}
 	}
 }
+
+// A filter flag given an empty value is a usage error naming it, as
+// "--lport 80,,443" is: it used to mean no filter at all.
+func TestEmptyFilterValueIsAnError(t *testing.T) {
+	flags := []string{"pid", "comm", "lport", "rport", "laddr", "raddr", "state", "cgroup", "netns"}
+	for _, cmd := range [][]string{{"-d", "1s"}, {"trace", "-d", "1s"}, {"life", "-d", "1s"}, {"ls"}, {"stuck"}} {
+		for _, name := range flags {
+			for _, args := range [][]string{
+				append(slices.Clone(cmd), "--"+name, ""),
+				append(slices.Clone(cmd), "--"+name+"="),
+			} {
+				t.Run(strings.Join(args, " "), func(t *testing.T) {
+					var stdout, stderr bytes.Buffer
+					code := run(context.Background(), args, &stdout, &stderr)
+					lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+					if code != 2 || len(lines) != 2 || !strings.HasPrefix(lines[0], "tcpstate: invalid --"+name+":") || stdout.Len() != 0 {
+						t.Errorf("exit %d, stdout %q, stderr %q; want 2 and one line naming --%s", code, stdout.String(), stderr.String(), name)
+					}
+				})
+			}
+		}
+	}
+}

@@ -81,8 +81,9 @@ takes one sequence number, so the peer's rcv_nxt at CLOSE_WAIT is one past
 our last byte.
 
 Filters run in the kernel; list flags take comma-separated values and may be
-repeated. At exit "N events, M lost" goes to stderr; lost events (the ring
-buffer was full) are also reported as they happen.`,
+repeated; an empty value (--lport "") is an error, not "no filter". At exit
+"N events, M lost" goes to stderr; lost events (the ring buffer was full) are
+also reported as they happen.`,
 		Example:      traceExamples,
 		Args:         noArgs,
 		SilenceUsage: true,
