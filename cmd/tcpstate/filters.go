@@ -145,6 +145,9 @@ func parsePrefixes(flag string, list []string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
 	for _, s := range list {
 		s = strings.TrimSpace(s)
+		if strings.Contains(s, "%") {
+			return nil, usagef("invalid --%s %q: an address with a zone (%%eth0) matches no socket, as sockets are matched by address alone; give it without the zone", flag, s)
+		}
 		var p netip.Prefix
 		if strings.Contains(s, "/") {
 			pp, err := netip.ParsePrefix(s)
@@ -160,12 +163,13 @@ func parsePrefixes(flag string, list []string) ([]netip.Prefix, error) {
 			p = netip.PrefixFrom(a, a.BitLen())
 		}
 		if p.Addr().Is4In6() {
-			// An IPv4-mapped prefix means the IPv4 one, as we print it.
-			bits := p.Bits() - 96
-			if bits < 0 {
-				bits = 0
+			// An IPv4-mapped prefix means the IPv4 one, as we print it;
+			// one shorter than /96 also covers IPv6 addresses and cannot
+			// be matched as given.
+			if p.Bits() < 96 {
+				return nil, usagef("invalid --%s %q: an IPv4-mapped prefix must be /96 or longer; give the IPv4 prefix instead (such as 10.0.0.0/8, or 0.0.0.0/0 for every IPv4 address)", flag, s)
 			}
-			p = netip.PrefixFrom(p.Addr().Unmap(), bits)
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
 		}
 		out = append(out, p.Masked())
 	}

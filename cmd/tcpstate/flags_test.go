@@ -226,3 +226,40 @@ func TestEmptyFilterValueIsAnError(t *testing.T) {
 		}
 	}
 }
+
+// Addresses that cannot be matched as given are refused with a sentence:
+// an IPv4-mapped prefix shorter than /96 (::ffff:0.0.0.0/10 used to
+// become 0.0.0.0/0) and a zoned address (which matched nothing).
+func TestAddressFilterRefusesWhatCannotMatch(t *testing.T) {
+	bad := map[string]string{
+		"::ffff:0.0.0.0/10": "/96 or longer",
+		"::ffff:10.0.0.0/8": "/96 or longer",
+		"fe80::1%eth0":      "zone",
+		"[fe80::1%eth0]":    "zone",
+		"fe80::1%eth0/64":   "zone",
+	}
+	for _, flag := range []string{"laddr", "raddr"} {
+		for arg, want := range bad {
+			for _, cmd := range []string{"ls", "trace"} {
+				args := []string{cmd, "--" + flag, arg}
+				if cmd == "trace" {
+					args = append(args, "-d", "1s")
+				}
+				t.Run(strings.Join(args, " "), func(t *testing.T) {
+					var stdout, stderr bytes.Buffer
+					code := run(context.Background(), args, &stdout, &stderr)
+					lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+					if code != 2 || len(lines) != 2 || !strings.HasPrefix(lines[0], "tcpstate: invalid --"+flag) || !strings.Contains(lines[0], want) {
+						t.Errorf("exit %d, stderr %q; want 2 and one line naming --%s saying %q", code, stderr.String(), flag, want)
+					}
+				})
+			}
+		}
+	}
+	// Mapped prefixes of /96 and longer still mean the IPv4 ones.
+	f := filterFlags{laddrs: []string{"::ffff:0.0.0.0/96", "::ffff:10.1.2.3"}}
+	o, err := f.options()
+	if err != nil || len(o.LAddrs) != 2 || o.LAddrs[0] != netip.MustParsePrefix("0.0.0.0/0") || o.LAddrs[1] != netip.MustParsePrefix("10.1.2.3/32") {
+		t.Errorf("laddrs %v, %v; want 0.0.0.0/0 and 10.1.2.3/32", o.LAddrs, err)
+	}
+}
