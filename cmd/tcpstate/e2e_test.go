@@ -229,3 +229,46 @@ func TestNotRootSaysSo(t *testing.T) {
 		t.Errorf("output %q: want one sentence saying to run as root", out)
 	}
 }
+
+// An ssh session that drops sends SIGHUP: the tool ends as on Ctrl-C, with
+// the last events and the summary, and status 0 (it used to die with 129).
+func TestSIGHUPEndsCleanly(t *testing.T) {
+	requireRoot(t)
+	bin := build(t)
+	for _, tc := range []struct {
+		args    []string
+		ready   string         // the first stderr line
+		summary *regexp.Regexp // the last, if any
+	}{
+		{[]string{"trace", "-d", "30s", "--lport", "9"}, "Tracing TCP state transitions", summaryRe},
+		{[]string{"stuck", "--watch", "-d", "30s", "--lport", "9"}, "Watching for TCP sockets", nil},
+	} {
+		t.Run(tc.args[0], func(t *testing.T) {
+			cmd := exec.Command(bin, tc.args...)
+			stderr, err := cmd.StderrPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+			r := bufio.NewReader(stderr)
+			if line, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(line, tc.ready) {
+				t.Fatalf("first stderr line %q, %v", line, err)
+			}
+			start := time.Now()
+			cmd.Process.Signal(syscall.SIGHUP)
+			rest, _ := io.ReadAll(r)
+			if err := cmd.Wait(); err != nil {
+				t.Fatalf("after SIGHUP: %v (stderr %q)", err, rest)
+			}
+			if time.Since(start) > 10*time.Second {
+				t.Errorf("took %s to end after SIGHUP", time.Since(start))
+			}
+			if tc.summary != nil && !tc.summary.Match(rest) {
+				t.Errorf("stderr after SIGHUP %q: want the summary", rest)
+			}
+		})
+	}
+}

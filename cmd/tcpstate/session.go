@@ -32,11 +32,12 @@ type session struct {
 }
 
 // runSession loads the tracer with opts, runs the handler that handler
-// builds until ctx ends, Ctrl-C, SIGTERM or duration, and prints
+// builds until ctx ends, Ctrl-C, SIGTERM, SIGHUP (the terminal or ssh
+// session went away) or duration, and prints
 // "N <what>, M lost" to stderr at the end.
 func runSession(ctx context.Context, duration time.Duration, opts tracer.Options, printer *output.Printer,
 	stdout, stderr io.Writer, what string, handler func(*session) tracer.Handler) error {
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(ctx, stopSignals...)
 	defer stop()
 	if duration > 0 {
 		var cancel context.CancelFunc
@@ -104,6 +105,10 @@ func (s *session) Tick() error {
 	}
 	return nil
 }
+
+// stopSignals end a session cleanly: the last events are printed, then
+// the summary. SIGHUP comes when the terminal or ssh session is gone.
+var stopSignals = []os.Signal{os.Interrupt, syscall.SIGTERM, syscall.SIGHUP}
 
 var errReaderGone = errors.New("output reader went away")
 

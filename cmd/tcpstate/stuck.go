@@ -263,7 +263,7 @@ func (m *maybeStuck) say(stderr io.Writer, threshold time.Duration) {
 const refreshInterval = time.Second
 
 func watchStuck(ctx context.Context, f *stuckFlags, opts tracer.SnapshotOptions, w *output.StuckWriter, stdout, stderr io.Writer) (int, error) {
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(ctx, stopSignals...)
 	defer stop()
 	if f.duration > 0 {
 		var cancel context.CancelFunc
