@@ -124,6 +124,9 @@ func started(t *testing.T, cmd *exec.Cmd) *bufio.Reader {
 
 var summaryRe = regexp.MustCompile(`^(\d+) events, (\d+) lost\n$`)
 
+// lifeSummaryRe is life's: it counts connections, and lost events.
+var lifeSummaryRe = regexp.MustCompile(`^(\d+) connections, (\d+) events lost\n$`)
+
 func TestJSONOutputAndSummary(t *testing.T) {
 	requireRoot(t)
 	bin, ns := build(t), newNetns(t)
@@ -241,6 +244,7 @@ func TestSIGHUPEndsCleanly(t *testing.T) {
 		summary *regexp.Regexp // the last, if any
 	}{
 		{[]string{"trace", "-d", "30s", "--lport", "9"}, "Tracing TCP state transitions", summaryRe},
+		{[]string{"life", "-d", "30s", "--lport", "9"}, "Tracing TCP state transitions", lifeSummaryRe},
 		{[]string{"stuck", "--watch", "-d", "30s", "--lport", "9"}, "Watching for TCP sockets", nil},
 	} {
 		t.Run(tc.args[0], func(t *testing.T) {
@@ -267,7 +271,7 @@ func TestSIGHUPEndsCleanly(t *testing.T) {
 				t.Errorf("took %s to end after SIGHUP", time.Since(start))
 			}
 			if tc.summary != nil && !tc.summary.Match(rest) {
-				t.Errorf("stderr after SIGHUP %q: want the summary", rest)
+				t.Errorf("stderr after SIGHUP %q: want the summary %s", rest, tc.summary)
 			}
 		})
 	}

@@ -33,10 +33,11 @@ type session struct {
 
 // runSession loads the tracer with opts, runs the handler that handler
 // builds until ctx ends, Ctrl-C, SIGTERM, SIGHUP (the terminal or ssh
-// session went away) or duration, and prints
-// "N <what>, M lost" to stderr at the end.
+// session went away) or duration, and prints the summary to stderr at the
+// end: summary is its format, given the records printed and the events
+// lost ("%d events, %d lost").
 func runSession(ctx context.Context, duration time.Duration, opts tracer.Options, printer *output.Printer,
-	stdout, stderr io.Writer, what string, handler func(*session) tracer.Handler) error {
+	stdout, stderr io.Writer, summary string, handler func(*session) tracer.Handler) error {
 	ctx, stop := signal.NotifyContext(ctx, stopSignals...)
 	defer stop()
 	if duration > 0 {
@@ -79,7 +80,7 @@ func runSession(ctx context.Context, duration time.Duration, opts tracer.Options
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "%d %s, %d lost\n", s.printer.Events(), what, lost)
+	fmt.Fprintf(stderr, summary+"\n", s.printer.Events(), lost)
 	return nil
 }
 
