@@ -276,3 +276,45 @@ func TestSIGHUPEndsCleanly(t *testing.T) {
 		})
 	}
 }
+
+// Output that cannot be written is an error (status 1, one line "tcpstate:
+// write output: ..."), found before tracing starts, not "N events" and
+// status 0. Only a reader that went away (EPIPE) ends quietly.
+//
+// fd 1 open read-only makes every write fail with EBADF. (`>&-` cannot be
+// tested so: the Go runtime opens /dev/null on a closed fd 0, 1 or 2 before
+// main runs, so there the output is discarded as with >/dev/null.)
+func TestWriteErrorIsReported(t *testing.T) {
+	requireRoot(t)
+	bin := build(t)
+	redirs := map[string]string{"1</dev/null": "bad file descriptor", ">/dev/full": "no space left on device"}
+	for _, args := range [][]string{
+		{"trace", "-d", "30s", "--lport", "9"},
+		{"trace", "-o", "json", "-d", "30s", "--lport", "9"},
+		{"life", "-o", "json", "-d", "30s", "--lport", "9"},
+		{"stuck", "--watch", "-d", "30s", "--lport", "9"},
+		{"ls", "--lport", "9"},
+		{"stuck", "--lport", "9"},
+	} {
+		for redir, want := range redirs {
+			t.Run(strings.Join(args, " ")+" "+redir, func(t *testing.T) {
+				cmd := exec.Command("sh", append([]string{"-c", `exec "$0" "$@" ` + redir, bin}, args...)...)
+				var stderr strings.Builder
+				cmd.Stderr = &stderr
+				start := time.Now()
+				err := cmd.Run()
+				ee, ok := err.(*exec.ExitError)
+				if !ok || ee.ExitCode() != 1 {
+					t.Fatalf("exit %v, stderr %q; want status 1", err, stderr.String())
+				}
+				if time.Since(start) > 10*time.Second {
+					t.Errorf("took %s", time.Since(start))
+				}
+				lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+				if len(lines) != 1 || lines[0] != "tcpstate: write output: "+want {
+					t.Errorf("stderr %q; want the one line %q", stderr.String(), "tcpstate: write output: "+want)
+				}
+			})
+		}
+	}
+}

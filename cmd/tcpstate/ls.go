@@ -89,6 +89,9 @@ func runLs(f *lsFlags, stdout, _ io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := checkOutput(stdout); err != nil {
+		return err
+	}
 	opts.Owners = by == output.ByProcess
 	sum := output.NewSummary(by)
 	if _, err := tracer.Snapshot(opts, func(s *tracer.Socket) error {
@@ -97,7 +100,7 @@ func runLs(f *lsFlags, stdout, _ io.Writer) error {
 	}); err != nil {
 		return err
 	}
-	return output.WriteSummary(stdout, f.output, sum)
+	return output.WriteSummary(outputWriter{stdout}, f.output, sum)
 }
 
 // snapshotOptions turns the filter flags into snapshot options. Request

@@ -48,6 +48,9 @@ func runSession(ctx context.Context, duration time.Duration, opts tracer.Options
 	// With SIGPIPE caught, a write to a closed pipe fails with EPIPE
 	// instead of killing us, so `| head` ends cleanly.
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
+	if err := checkOutput(stdout); err != nil {
+		return err
+	}
 
 	t, err := tracer.New(opts)
 	if err != nil {

@@ -157,9 +157,12 @@ func runStuck(ctx context.Context, f *stuckFlags, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	w, err := output.NewStuckWriter(stdout, f.output, f.watch)
+	w, err := output.NewStuckWriter(outputWriter{stdout}, f.output, f.watch)
 	if err != nil {
 		return usagef("invalid --output %q: want table or json", f.output)
+	}
+	if err := checkOutput(stdout); err != nil {
+		return err
 	}
 	var found int
 	if f.watch {
