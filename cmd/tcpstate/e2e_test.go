@@ -322,3 +322,34 @@ func TestWriteErrorIsReported(t *testing.T) {
 		}
 	}
 }
+
+// Without CAP_SYS_PTRACE, ls and stuck cannot read other users'
+// /proc/PID/fd: they refuse with one sentence and status 1, rather than
+// show root's sockets as held by nobody with status 0.
+func TestLsAndStuckNotRootSaySo(t *testing.T) {
+	requireRoot(t)
+	bin := build(t)
+	os.Chmod(filepath.Dir(bin), 0o755)
+	os.Chmod(filepath.Dir(filepath.Dir(bin)), 0o755)
+	// In its own namespace no other needs entering: ls used to answer.
+	own := []string{"--netns", "/proc/self/ns/net"}
+	for _, args := range [][]string{
+		{"ls"}, append([]string{"ls", "--by", "process"}, own...), append([]string{"stuck", "--pid", "1"}, own...),
+		{"stuck"}, {"stuck", "--watch", "-d", "1s"},
+	} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			cmd := exec.Command(bin, args...)
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+			out, err := cmd.CombinedOutput()
+			ee, ok := err.(*exec.ExitError)
+			if !ok || ee.ExitCode() != 1 {
+				t.Fatalf("exit %v, want 1: %s", err, out)
+			}
+			lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+			if len(lines) != 1 || !strings.HasPrefix(lines[0], "tcpstate: "+args[0]+" needs root") ||
+				!strings.Contains(lines[0], "CAP_SYS_PTRACE") || !strings.Contains(lines[0], "sudo") {
+				t.Errorf("output %q: want one sentence saying to run as root or grant CAP_SYS_PTRACE", out)
+			}
+		})
+	}
+}

@@ -59,7 +59,10 @@ address and port).
 
 Filters are those of 'tcpstate trace', applied to each socket: --state
 selects sockets in these states, --pid and --comm match any process
-holding the socket, --netns reads one namespace only.`,
+holding the socket, --netns reads one namespace only.
+
+It needs root: CAP_SYS_PTRACE to read which processes hold each socket
+(/proc/PID/fd), CAP_SYS_ADMIN to read other network namespaces.`,
 		Example:      lsExamples,
 		Args:         noArgs,
 		SilenceUsage: true,
@@ -87,6 +90,9 @@ func runLs(f *lsFlags, stdout, _ io.Writer) error {
 	}
 	opts, err := snapshotOptions(&f.filterFlags)
 	if err != nil {
+		return err
+	}
+	if err := checkSnapshotPrivileges("ls"); err != nil {
 		return err
 	}
 	if err := checkOutput(stdout); err != nil {

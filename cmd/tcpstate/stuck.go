@@ -87,6 +87,10 @@ first retransmission timeout).
 then each socket is reported ("stuck") the moment it crosses --for, and again
 ("left") when it leaves the state.
 
+It needs root: CAP_SYS_PTRACE to read which processes hold each socket
+(/proc/PID/fd), CAP_SYS_ADMIN to read other network namespaces, and with
+--watch those of 'tcpstate trace'.
+
 Exit status: 0, or 1 with --exit-code when stuck sockets were found.`,
 		Example:      stuckExamples,
 		Args:         noArgs,
@@ -155,6 +159,9 @@ func (f *stuckFlags) validate() (tracer.SnapshotOptions, error) {
 func runStuck(ctx context.Context, f *stuckFlags, stdout, stderr io.Writer) error {
 	opts, err := f.validate()
 	if err != nil {
+		return err
+	}
+	if err := checkSnapshotPrivileges("stuck"); err != nil {
 		return err
 	}
 	w, err := output.NewStuckWriter(outputWriter{stdout}, f.output, f.watch)
