@@ -7,6 +7,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -124,6 +125,9 @@ func started(t *testing.T, cmd *exec.Cmd) *bufio.Reader {
 
 var summaryRe = regexp.MustCompile(`^(\d+) events, (\d+) lost\n$`)
 
+// lifeSummaryRe is life's: it counts connections, and lost events.
+var lifeSummaryRe = regexp.MustCompile(`^(\d+) connections, (\d+) events lost\n$`)
+
 func TestJSONOutputAndSummary(t *testing.T) {
 	requireRoot(t)
 	bin, ns := build(t), newNetns(t)
@@ -227,5 +231,125 @@ func TestNotRootSaysSo(t *testing.T) {
 	}
 	if lines := strings.Split(strings.TrimSpace(string(out)), "\n"); len(lines) != 1 || !strings.Contains(lines[0], "root") || !strings.Contains(lines[0], "sudo") {
 		t.Errorf("output %q: want one sentence saying to run as root", out)
+	}
+}
+
+// An ssh session that drops sends SIGHUP: the tool ends as on Ctrl-C, with
+// the last events and the summary, and status 0 (it used to die with 129).
+func TestSIGHUPEndsCleanly(t *testing.T) {
+	requireRoot(t)
+	bin := build(t)
+	for _, tc := range []struct {
+		args    []string
+		ready   string         // the first stderr line
+		summary *regexp.Regexp // the last, if any
+	}{
+		{[]string{"trace", "-d", "30s", "--lport", "9"}, "Tracing TCP state transitions", summaryRe},
+		{[]string{"life", "-d", "30s", "--lport", "9"}, "Tracing TCP state transitions", lifeSummaryRe},
+		{[]string{"stuck", "--watch", "-d", "30s", "--lport", "9"}, "Watching for TCP sockets", nil},
+	} {
+		t.Run(tc.args[0], func(t *testing.T) {
+			cmd := exec.Command(bin, tc.args...)
+			stderr, err := cmd.StderrPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+			r := bufio.NewReader(stderr)
+			if line, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(line, tc.ready) {
+				t.Fatalf("first stderr line %q, %v", line, err)
+			}
+			start := time.Now()
+			cmd.Process.Signal(syscall.SIGHUP)
+			rest, _ := io.ReadAll(r)
+			if err := cmd.Wait(); err != nil {
+				t.Fatalf("after SIGHUP: %v (stderr %q)", err, rest)
+			}
+			if time.Since(start) > 10*time.Second {
+				t.Errorf("took %s to end after SIGHUP", time.Since(start))
+			}
+			// The summary is the last line; "lost N events" notices may
+			// come before it on a busy host.
+			last := rest[bytes.LastIndexByte(bytes.TrimSuffix(rest, []byte("\n")), '\n')+1:]
+			if tc.summary != nil && !tc.summary.Match(last) {
+				t.Errorf("stderr after SIGHUP %q: want the summary %s last", rest, tc.summary)
+			}
+		})
+	}
+}
+
+// Output that cannot be written is an error (status 1, one line "tcpstate:
+// write output: ..."), found before tracing starts, not "N events" and
+// status 0. Only a reader that went away (EPIPE) ends quietly.
+//
+// fd 1 open read-only makes every write fail with EBADF. (`>&-` cannot be
+// tested so: the Go runtime opens /dev/null on a closed fd 0, 1 or 2 before
+// main runs, so there the output is discarded as with >/dev/null.)
+func TestWriteErrorIsReported(t *testing.T) {
+	requireRoot(t)
+	bin := build(t)
+	redirs := map[string]string{"1</dev/null": "bad file descriptor", ">/dev/full": "no space left on device"}
+	for _, args := range [][]string{
+		{"trace", "-d", "30s", "--lport", "9"},
+		{"trace", "-o", "json", "-d", "30s", "--lport", "9"},
+		{"life", "-o", "json", "-d", "30s", "--lport", "9"},
+		{"stuck", "--watch", "-d", "30s", "--lport", "9"},
+		{"ls", "--lport", "9"},
+		{"stuck", "--lport", "9"},
+	} {
+		for redir, want := range redirs {
+			t.Run(strings.Join(args, " ")+" "+redir, func(t *testing.T) {
+				cmd := exec.Command("sh", append([]string{"-c", `exec "$0" "$@" ` + redir, bin}, args...)...)
+				var stderr strings.Builder
+				cmd.Stderr = &stderr
+				start := time.Now()
+				err := cmd.Run()
+				ee, ok := err.(*exec.ExitError)
+				if !ok || ee.ExitCode() != 1 {
+					t.Fatalf("exit %v, stderr %q; want status 1", err, stderr.String())
+				}
+				if time.Since(start) > 10*time.Second {
+					t.Errorf("took %s", time.Since(start))
+				}
+				lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+				if len(lines) != 1 || lines[0] != "tcpstate: write output: "+want {
+					t.Errorf("stderr %q; want the one line %q", stderr.String(), "tcpstate: write output: "+want)
+				}
+			})
+		}
+	}
+}
+
+// Without CAP_SYS_PTRACE, ls and stuck cannot read other users'
+// /proc/PID/fd: they refuse with one sentence and status 1, rather than
+// show root's sockets as held by nobody with status 0.
+func TestLsAndStuckNotRootSaySo(t *testing.T) {
+	requireRoot(t)
+	bin := build(t)
+	os.Chmod(filepath.Dir(bin), 0o755)
+	os.Chmod(filepath.Dir(filepath.Dir(bin)), 0o755)
+	// In its own namespace no other needs entering: ls used to answer.
+	own := []string{"--netns", "/proc/self/ns/net"}
+	for _, args := range [][]string{
+		{"ls"}, append([]string{"ls", "--by", "process"}, own...), append([]string{"stuck", "--pid", "1"}, own...),
+		{"stuck"}, {"stuck", "--watch", "-d", "1s"},
+	} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			cmd := exec.Command(bin, args...)
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+			out, err := cmd.CombinedOutput()
+			ee, ok := err.(*exec.ExitError)
+			if !ok || ee.ExitCode() != 1 {
+				t.Fatalf("exit %v, want 1: %s", err, out)
+			}
+			lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+			if len(lines) != 1 || !strings.HasPrefix(lines[0], "tcpstate: "+args[0]+" needs root") ||
+				!strings.Contains(lines[0], "CAP_SYS_PTRACE") || !strings.Contains(lines[0], "sudo") {
+				t.Errorf("output %q: want one sentence saying to run as root or grant CAP_SYS_PTRACE", out)
+			}
+		})
 	}
 }

@@ -24,9 +24,17 @@ type filterFlags struct {
 	states         []string
 	cgroup         string
 	netns          string
+	// netnsPath is the file through which the namespace of --netns can
+	// be entered (--netns itself, or the file found for its inode); set
+	// by options.
+	netnsPath string
+	// set is the flag set the flags were registered in, to tell a flag
+	// given an empty value from one not given.
+	set *pflag.FlagSet
 }
 
 func (f *filterFlags) register(fs *pflag.FlagSet) {
+	f.set = fs
 	fs.BoolVarP(&f.ipv4, "ipv4", "4", false, "only IPv4 sockets")
 	fs.BoolVarP(&f.ipv6, "ipv6", "6", false, "only IPv6 sockets")
 	fs.StringSliceVar(&f.pids, "pid", nil, "only sockets owned by these process ids (comma-separated)")
@@ -37,13 +45,16 @@ func (f *filterFlags) register(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&f.raddrs, "raddr", nil, "only these remote addresses or CIDR prefixes (comma-separated)")
 	fs.StringSliceVar(&f.states, "state", nil, "only transitions into or out of these states (e.g. CLOSE_WAIT,fin-wait-2)")
 	fs.StringVar(&f.cgroup, "cgroup", "", "only sockets of this cgroup v2 directory or below it (e.g. /sys/fs/cgroup/system.slice/nginx.service)")
-	fs.StringVar(&f.netns, "netns", "", "only this network namespace: a path (/run/netns/NAME, /proc/PID/ns/net) or an inode number")
+	fs.StringVar(&f.netns, "netns", "", "only this network namespace: its file (/run/netns/NAME, /proc/PID/ns/net) or the inode number of one in use")
 }
 
 // options validates the flags and turns them into tracer options. Every
 // error is a usage error naming the flag.
 func (f *filterFlags) options() (tracer.Options, error) {
 	o := tracer.Options{IPv4: f.ipv4, IPv6: f.ipv6}
+	if err := f.checkEmpty(); err != nil {
+		return o, err
+	}
 	for _, s := range f.pids {
 		n, err := strconv.ParseUint(strings.TrimSpace(s), 10, 32)
 		if err != nil || n == 0 {
@@ -89,12 +100,33 @@ func (f *filterFlags) options() (tracer.Options, error) {
 			return o, err
 		}
 	}
+	f.netnsPath = ""
 	if f.netns != "" {
-		if o.NetNS, err = netnsInode(f.netns); err != nil {
+		if o.NetNS, f.netnsPath, err = resolveNetns(f.netns); err != nil {
 			return o, err
 		}
 	}
 	return o, nil
+}
+
+// checkEmpty refuses a filter flag given an empty value (--lport ""):
+// it would otherwise mean no filter at all, silently.
+func (f *filterFlags) checkEmpty() error {
+	if f.set == nil {
+		return nil
+	}
+	empty := map[string]bool{
+		"pid": len(f.pids) == 0, "comm": len(f.comms) == 0,
+		"lport": len(f.lports) == 0, "rport": len(f.rports) == 0,
+		"laddr": len(f.laddrs) == 0, "raddr": len(f.raddrs) == 0,
+		"state": len(f.states) == 0, "cgroup": f.cgroup == "", "netns": f.netns == "",
+	}
+	for _, name := range []string{"pid", "comm", "lport", "rport", "laddr", "raddr", "state", "cgroup", "netns"} {
+		if empty[name] && f.set.Changed(name) {
+			return usagef("invalid --%s: empty value; give a value, or leave --%s out for no filter", name, name)
+		}
+	}
+	return nil
 }
 
 func parsePorts(flag string, list []string) ([]uint16, error) {
@@ -113,6 +145,9 @@ func parsePrefixes(flag string, list []string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
 	for _, s := range list {
 		s = strings.TrimSpace(s)
+		if strings.Contains(s, "%") {
+			return nil, usagef("invalid --%s %q: an address with a zone (%%eth0) matches no socket, as sockets are matched by address alone; give it without the zone", flag, s)
+		}
 		var p netip.Prefix
 		if strings.Contains(s, "/") {
 			pp, err := netip.ParsePrefix(s)
@@ -128,12 +163,13 @@ func parsePrefixes(flag string, list []string) ([]netip.Prefix, error) {
 			p = netip.PrefixFrom(a, a.BitLen())
 		}
 		if p.Addr().Is4In6() {
-			// An IPv4-mapped prefix means the IPv4 one, as we print it.
-			bits := p.Bits() - 96
-			if bits < 0 {
-				bits = 0
+			// An IPv4-mapped prefix means the IPv4 one, as we print it;
+			// one shorter than /96 also covers IPv6 addresses and cannot
+			// be matched as given.
+			if p.Bits() < 96 {
+				return nil, usagef("invalid --%s %q: an IPv4-mapped prefix must be /96 or longer; give the IPv4 prefix instead (such as 10.0.0.0/8, or 0.0.0.0/0 for every IPv4 address)", flag, s)
 			}
-			p = netip.PrefixFrom(p.Addr().Unmap(), bits)
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
 		}
 		out = append(out, p.Masked())
 	}
@@ -174,21 +210,67 @@ func cgroupID(path string) (uint64, error) {
 	return st.Ino, nil
 }
 
-// netnsInode accepts a namespace file or a bare inode number.
-func netnsInode(s string) (uint32, error) {
-	if n, err := strconv.ParseUint(s, 10, 32); err == nil && n > 0 {
-		return uint32(n), nil
-	}
-	var sfs unix.Statfs_t
-	if err := unix.Statfs(s, &sfs); err != nil {
-		return 0, usagef("invalid --netns %q: %v", s, err)
-	}
-	if sfs.Type != unix.NSFS_MAGIC && sfs.Type != unix.PROC_SUPER_MAGIC {
-		return 0, usagef("invalid --netns %q: not a network namespace file", s)
+// nsTypes names the namespace types NS_GET_NSTYPE reports, for errors.
+var nsTypes = map[int]string{
+	unix.CLONE_NEWNS: "mount", unix.CLONE_NEWUTS: "UTS", unix.CLONE_NEWIPC: "IPC",
+	unix.CLONE_NEWUSER: "user", unix.CLONE_NEWPID: "PID", unix.CLONE_NEWCGROUP: "cgroup",
+	unix.CLONE_NEWTIME: "time",
+}
+
+const netnsWant = "give a network namespace file (/run/netns/NAME, /proc/PID/ns/net) or the inode number of one"
+
+// resolveNetns checks --netns and returns the namespace's inode and a file
+// through which it can be entered. A path must be a network namespace
+// file; a bare number must be the inode of a network namespace that a
+// process is in or that /run/netns names.
+func resolveNetns(s string) (uint32, string, error) {
+	if s != "" && strings.Trim(s, "0123456789") == "" {
+		n, err := strconv.ParseUint(s, 10, 32)
+		if err == nil && n > 0 {
+			spaces, err := tracer.NetNamespaces()
+			if err != nil {
+				return 0, "", err
+			}
+			for _, ns := range spaces {
+				if uint64(ns.Inode) == n {
+					return ns.Inode, ns.Path, nil
+				}
+			}
+		}
+		return 0, "", usagef("invalid --netns %q: no network namespace with this inode is in use by a process or named in /run/netns; "+
+			"give the namespace's file instead (/run/netns/NAME, /proc/PID/ns/net)", s)
 	}
 	var st unix.Stat_t
 	if err := unix.Stat(s, &st); err != nil {
-		return 0, usagef("invalid --netns %q: %v", s, err)
+		return 0, "", usagef("invalid --netns %q: %v", s, err)
 	}
-	return uint32(st.Ino), nil
+	// Namespace files are regular files of nsfs; opening anything else
+	// (a device, a FIFO) could have effects.
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return 0, "", usagef("invalid --netns %q: not a network namespace file; %s", s, netnsWant)
+	}
+	fd, err := unix.Open(s, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOCTTY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return 0, "", usagef("invalid --netns %q: %v", s, err)
+	}
+	defer unix.Close(fd)
+	var sfs unix.Statfs_t
+	if err := unix.Fstatfs(fd, &sfs); err != nil || sfs.Type != unix.NSFS_MAGIC {
+		return 0, "", usagef("invalid --netns %q: not a network namespace file; %s", s, netnsWant)
+	}
+	typ, err := unix.IoctlRetInt(fd, unix.NS_GET_NSTYPE)
+	if err != nil {
+		return 0, "", usagef("invalid --netns %q: not a network namespace file (%v); %s", s, err, netnsWant)
+	}
+	if typ != unix.CLONE_NEWNET {
+		what := nsTypes[typ]
+		if what == "" {
+			what = "another"
+		}
+		return 0, "", usagef("invalid --netns %q: a %s namespace, not a network namespace; %s", s, what, netnsWant)
+	}
+	if err := unix.Fstat(fd, &st); err != nil {
+		return 0, "", usagef("invalid --netns %q: %v", s, err)
+	}
+	return uint32(st.Ino), s, nil
 }

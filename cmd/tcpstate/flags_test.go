@@ -5,9 +5,16 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/tcpstate/tcpstate/tracer"
 )
@@ -68,6 +75,10 @@ func TestHelpTeaches(t *testing.T) {
 }
 
 func TestFlagsToOptions(t *testing.T) {
+	var own unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/net", &own); err != nil {
+		t.Fatal(err)
+	}
 	f := filterFlags{
 		ipv6:   true,
 		pids:   []string{"10", "20"},
@@ -75,14 +86,14 @@ func TestFlagsToOptions(t *testing.T) {
 		lports: []string{"80", "443"},
 		raddrs: []string{"10.0.0.0/8", "::ffff:192.0.2.0/120", "[2001:db8::1]"},
 		states: []string{"close-wait", "TCP_FIN_WAIT2"},
-		netns:  "4026531840",
+		netns:  strconv.FormatUint(own.Ino, 10),
 	}
 	o, err := f.options()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !o.IPv6 || o.IPv4 || len(o.PIDs) != 2 || o.PIDs[1] != 20 || o.Comms[0] != "nginx" ||
-		len(o.LPorts) != 2 || o.LPorts[1] != 443 || o.NetNS != 4026531840 {
+		len(o.LPorts) != 2 || o.LPorts[1] != 443 || o.NetNS != uint32(own.Ino) {
 		t.Errorf("options %+v", o)
 	}
 	wantR := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("2001:db8::1/128")}
@@ -96,5 +107,159 @@ func TestFlagsToOptions(t *testing.T) {
 	}
 	if len(o.States) != 2 || o.States[0] != tracer.CloseWait || o.States[1] != tracer.FinWait2 {
 		t.Errorf("states %v", o.States)
+	}
+}
+
+// --kernel-btf is read whole into memory: a device or a huge file is
+// refused before that, as a usage error naming the flag.
+func TestKernelBTFMustBeASmallRegularFile(t *testing.T) {
+	huge := filepath.Join(t.TempDir(), "huge.btf")
+	if err := os.WriteFile(huge, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(huge, maxKernelBTF+1); err != nil { // sparse
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/dev/zero", huge, t.TempDir()} {
+		t.Run(path, func(t *testing.T) {
+			// validate() only: before the check, the tracer would read
+			// /dev/zero until the OOM killer came.
+			tf := traceFlags{output: "table", kernelBTF: path}
+			_, _, err := tf.validate()
+			sf := stuckFlags{output: "table", watch: true, kernelBTF: path}
+			_, serr := sf.validate()
+			for _, err := range []error{err, serr} {
+				var ue usageError
+				if !errors.As(err, &ue) || !strings.Contains(err.Error(), "--kernel-btf") {
+					t.Errorf("validate: %v; want a usage error naming --kernel-btf", err)
+				}
+			}
+		})
+	}
+	// A directory fails cheaply either way: through run, exit status 2.
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"--kernel-btf", t.TempDir()}, &stdout, &stderr); code != 2 ||
+		!strings.Contains(stderr.String(), "not a regular file") {
+		t.Errorf("exit %d, stderr %q; want 2 and 'not a regular file'", code, stderr.String())
+	}
+	// A small regular file passes validation (whether it is BTF is for
+	// the loader to say).
+	small := filepath.Join(t.TempDir(), "vmlinux")
+	if err := os.WriteFile(small, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tf := traceFlags{output: "table", kernelBTF: small}
+	if _, _, err := tf.validate(); err != nil {
+		t.Errorf("small regular file: %v", err)
+	}
+}
+
+// --netns takes a network namespace file, or the inode of a namespace in
+// use, resolved to a file to enter it by; anything else is a usage error
+// for every command (trace and life used to trace nothing, ls and stuck
+// to fail with status 1).
+func TestNetnsMustBeANetworkNamespace(t *testing.T) {
+	bad := map[string]string{
+		"12345":             "no network namespace with this inode",
+		"0":                 "no network namespace with this inode",
+		"/proc/self/status": "not a network namespace file",
+		"/proc/self/ns/mnt": "a mount namespace, not a network namespace",
+		"/dev/null":         "not a network namespace file",
+		"/nonexistent/ns":   "no such file",
+	}
+	for _, cmd := range [][]string{{"trace", "-d", "1s"}, {"life", "-d", "1s"}, {"ls"}, {"stuck"}} {
+		for arg, want := range bad {
+			args := append(slices.Clone(cmd), "--netns", arg)
+			t.Run(strings.Join(args, " "), func(t *testing.T) {
+				var stdout, stderr bytes.Buffer
+				code := run(context.Background(), args, &stdout, &stderr)
+				lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+				if code != 2 || len(lines) != 2 || !strings.HasPrefix(lines[0], "tcpstate: invalid --netns") ||
+					!strings.Contains(lines[0], want) || stdout.Len() != 0 {
+					t.Errorf("exit %d, stdout %q, stderr %q; want 2 and one line naming --netns saying %q", code, stdout.String(), stderr.String(), want)
+				}
+			})
+		}
+	}
+
+	// Good values: the path as given; an inode, resolved to a file of
+	// that namespace.
+	var own unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/net", &own); err != nil {
+		t.Fatal(err)
+	}
+	for _, arg := range []string{"/proc/self/ns/net", strconv.FormatUint(own.Ino, 10)} {
+		f := filterFlags{netns: arg}
+		o, err := f.options()
+		if err != nil {
+			t.Fatalf("--netns %s: %v", arg, err)
+		}
+		var st unix.Stat_t
+		if err := unix.Stat(f.netnsPath, &st); err != nil || o.NetNS != uint32(own.Ino) || st.Ino != own.Ino {
+			t.Errorf("--netns %s: inode %d, path %q (%v); want %d and a file of it", arg, o.NetNS, f.netnsPath, err, own.Ino)
+		}
+		if arg[0] == '/' && f.netnsPath != arg {
+			t.Errorf("--netns %s: path %q, want it as given", arg, f.netnsPath)
+		}
+	}
+}
+
+// A filter flag given an empty value is a usage error naming it, as
+// "--lport 80,,443" is: it used to mean no filter at all.
+func TestEmptyFilterValueIsAnError(t *testing.T) {
+	flags := []string{"pid", "comm", "lport", "rport", "laddr", "raddr", "state", "cgroup", "netns"}
+	for _, cmd := range [][]string{{"-d", "1s"}, {"trace", "-d", "1s"}, {"life", "-d", "1s"}, {"ls"}, {"stuck"}} {
+		for _, name := range flags {
+			for _, args := range [][]string{
+				append(slices.Clone(cmd), "--"+name, ""),
+				append(slices.Clone(cmd), "--"+name+"="),
+			} {
+				t.Run(strings.Join(args, " "), func(t *testing.T) {
+					var stdout, stderr bytes.Buffer
+					code := run(context.Background(), args, &stdout, &stderr)
+					lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+					if code != 2 || len(lines) != 2 || !strings.HasPrefix(lines[0], "tcpstate: invalid --"+name+":") || stdout.Len() != 0 {
+						t.Errorf("exit %d, stdout %q, stderr %q; want 2 and one line naming --%s", code, stdout.String(), stderr.String(), name)
+					}
+				})
+			}
+		}
+	}
+}
+
+// Addresses that cannot be matched as given are refused with a sentence:
+// an IPv4-mapped prefix shorter than /96 (::ffff:0.0.0.0/10 used to
+// become 0.0.0.0/0) and a zoned address (which matched nothing).
+func TestAddressFilterRefusesWhatCannotMatch(t *testing.T) {
+	bad := map[string]string{
+		"::ffff:0.0.0.0/10": "/96 or longer",
+		"::ffff:10.0.0.0/8": "/96 or longer",
+		"fe80::1%eth0":      "zone",
+		"[fe80::1%eth0]":    "zone",
+		"fe80::1%eth0/64":   "zone",
+	}
+	for _, flag := range []string{"laddr", "raddr"} {
+		for arg, want := range bad {
+			for _, cmd := range []string{"ls", "trace"} {
+				args := []string{cmd, "--" + flag, arg}
+				if cmd == "trace" {
+					args = append(args, "-d", "1s")
+				}
+				t.Run(strings.Join(args, " "), func(t *testing.T) {
+					var stdout, stderr bytes.Buffer
+					code := run(context.Background(), args, &stdout, &stderr)
+					lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+					if code != 2 || len(lines) != 2 || !strings.HasPrefix(lines[0], "tcpstate: invalid --"+flag) || !strings.Contains(lines[0], want) {
+						t.Errorf("exit %d, stderr %q; want 2 and one line naming --%s saying %q", code, stderr.String(), flag, want)
+					}
+				})
+			}
+		}
+	}
+	// Mapped prefixes of /96 and longer still mean the IPv4 ones.
+	f := filterFlags{laddrs: []string{"::ffff:0.0.0.0/96", "::ffff:10.1.2.3"}}
+	o, err := f.options()
+	if err != nil || len(o.LAddrs) != 2 || o.LAddrs[0] != netip.MustParsePrefix("0.0.0.0/0") || o.LAddrs[1] != netip.MustParsePrefix("10.1.2.3/32") {
+		t.Errorf("laddrs %v, %v; want 0.0.0.0/0 and 10.1.2.3/32", o.LAddrs, err)
 	}
 }

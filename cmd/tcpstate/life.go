@@ -41,7 +41,9 @@ the initial sequence numbers (isn, peer_isn) when the handshake was seen.
 Connections older than tcpstate have "partial": true: their path starts at
 the first state seen. Listening sockets are not connections and are left out.
 
-Filters are those of 'tcpstate trace' and run in the kernel.`,
+Filters are those of 'tcpstate trace' and run in the kernel. At exit
+"N connections, M events lost" goes to stderr: M counts the transitions lost
+because the ring buffer was full, which may leave some records incomplete.`,
 		Example:      lifeExamples,
 		Args:         noArgs,
 		SilenceUsage: true,
@@ -67,7 +69,7 @@ Filters are those of 'tcpstate trace' and run in the kernel.`,
 }
 
 func runLife(ctx context.Context, f *traceFlags, opts tracer.Options, format output.LifeFormat, stdout, stderr io.Writer) error {
-	return runSession(ctx, f.duration, opts, output.NewLifePrinter(stdout, format), stdout, stderr, "connections",
+	return runSession(ctx, f.duration, opts, output.NewLifePrinter(outputWriter{stdout}, format), stdout, stderr, "%d connections, %d events lost",
 		func(s *session) tracer.Handler { return tracer.NewLifeTracker(lifeOut{s}) })
 }
 

@@ -4,7 +4,6 @@ package main
 
 import (
 	"io"
-	"strconv"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -60,7 +59,10 @@ address and port).
 
 Filters are those of 'tcpstate trace', applied to each socket: --state
 selects sockets in these states, --pid and --comm match any process
-holding the socket, --netns reads one namespace only.`,
+holding the socket, --netns reads one namespace only.
+
+It needs root: CAP_SYS_PTRACE to read which processes hold each socket
+(/proc/PID/fd), CAP_SYS_ADMIN to read other network namespaces.`,
 		Example:      lsExamples,
 		Args:         noArgs,
 		SilenceUsage: true,
@@ -90,6 +92,12 @@ func runLs(f *lsFlags, stdout, _ io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := checkSnapshotPrivileges("ls"); err != nil {
+		return err
+	}
+	if err := checkOutput(stdout); err != nil {
+		return err
+	}
 	opts.Owners = by == output.ByProcess
 	sum := output.NewSummary(by)
 	if _, err := tracer.Snapshot(opts, func(s *tracer.Socket) error {
@@ -98,7 +106,7 @@ func runLs(f *lsFlags, stdout, _ io.Writer) error {
 	}); err != nil {
 		return err
 	}
-	return output.WriteSummary(stdout, f.output, sum)
+	return output.WriteSummary(outputWriter{stdout}, f.output, sum)
 }
 
 // snapshotOptions turns the filter flags into snapshot options. Request
@@ -113,11 +121,7 @@ func snapshotOptions(f *filterFlags) (tracer.SnapshotOptions, error) {
 			o.States[i] = tracer.SynRecv
 		}
 	}
-	so := tracer.SnapshotOptions{Options: o}
-	if _, err := strconv.ParseUint(f.netns, 10, 32); f.netns != "" && err != nil {
-		so.NetNSPath = f.netns // a file: enter it as given
-	}
-	return so, nil
+	return tracer.SnapshotOptions{Options: o, NetNSPath: f.netnsPath}, nil
 }
 
 // holderUsage rewrites the help of --pid and --comm for snapshots, where

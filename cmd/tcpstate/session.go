@@ -34,11 +34,13 @@ type session struct {
 }
 
 // runSession loads the tracer with opts, runs the handler that handler
-// builds until ctx ends, Ctrl-C, SIGTERM or duration, and prints
-// "N <what>, M lost" to stderr at the end.
+// builds until ctx ends, Ctrl-C, SIGTERM, SIGHUP (the terminal or ssh
+// session went away) or duration, and prints the summary to stderr at the
+// end: summary is its format, given the records printed and the events
+// lost ("%d events, %d lost").
 func runSession(ctx context.Context, duration time.Duration, opts tracer.Options, printer *output.Printer,
-	stdout, stderr io.Writer, what string, handler func(*session) tracer.Handler) error {
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	stdout, stderr io.Writer, summary string, handler func(*session) tracer.Handler) error {
+	ctx, stop := signal.NotifyContext(ctx, stopSignals...)
 	defer stop()
 	if duration > 0 {
 		var cancel context.CancelFunc
@@ -48,6 +50,9 @@ func runSession(ctx context.Context, duration time.Duration, opts tracer.Options
 	// With SIGPIPE caught, a write to a closed pipe fails with EPIPE
 	// instead of killing us, so `| head` ends cleanly.
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
+	if err := checkOutput(stdout); err != nil {
+		return err
+	}
 
 	t, err := tracer.New(opts)
 	if err != nil {
@@ -83,7 +88,7 @@ func runSession(ctx context.Context, duration time.Duration, opts tracer.Options
 	if err := s.reportShortfalls(true); err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "%d %s, %d lost\n", s.printer.Events(), what, lost)
+	fmt.Fprintf(stderr, summary+"\n", s.printer.Events(), lost)
 	return nil
 }
 
@@ -135,6 +140,10 @@ func (s *session) Tick() error {
 	}
 	return nil
 }
+
+// stopSignals end a session cleanly: the last events are printed, then
+// the summary. SIGHUP comes when the terminal or ssh session is gone.
+var stopSignals = []os.Signal{os.Interrupt, syscall.SIGTERM, syscall.SIGHUP}
 
 var errReaderGone = errors.New("output reader went away")
 

@@ -87,6 +87,10 @@ first retransmission timeout).
 then each socket is reported ("stuck") the moment it crosses --for, and again
 ("left") when it leaves the state.
 
+It needs root: CAP_SYS_PTRACE to read which processes hold each socket
+(/proc/PID/fd), CAP_SYS_ADMIN to read other network namespaces, and with
+--watch those of 'tcpstate trace'.
+
 Exit status: 0, or 1 with --exit-code when stuck sockets were found.`,
 		Example:      stuckExamples,
 		Args:         noArgs,
@@ -136,8 +140,8 @@ func (f *stuckFlags) validate() (tracer.SnapshotOptions, error) {
 		if !f.watch {
 			return tracer.SnapshotOptions{}, usagef("invalid --kernel-btf: only with --watch")
 		}
-		if _, err := os.Stat(f.kernelBTF); err != nil {
-			return tracer.SnapshotOptions{}, usagef("invalid --kernel-btf %q: %v", f.kernelBTF, err)
+		if err := checkKernelBTF(f.kernelBTF); err != nil {
+			return tracer.SnapshotOptions{}, err
 		}
 	}
 	o, err := snapshotOptions(&f.filterFlags)
@@ -157,9 +161,15 @@ func runStuck(ctx context.Context, f *stuckFlags, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	w, err := output.NewStuckWriter(stdout, f.output, f.watch)
+	if err := checkSnapshotPrivileges("stuck"); err != nil {
+		return err
+	}
+	w, err := output.NewStuckWriter(outputWriter{stdout}, f.output, f.watch)
 	if err != nil {
 		return usagef("invalid --output %q: want table or json", f.output)
+	}
+	if err := checkOutput(stdout); err != nil {
+		return err
 	}
 	var found int
 	if f.watch {
@@ -263,7 +273,7 @@ func (m *maybeStuck) say(stderr io.Writer, threshold time.Duration) {
 const refreshInterval = time.Second
 
 func watchStuck(ctx context.Context, f *stuckFlags, opts tracer.SnapshotOptions, w *output.StuckWriter, stdout, stderr io.Writer) (int, error) {
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(ctx, stopSignals...)
 	defer stop()
 	if f.duration > 0 {
 		var cancel context.CancelFunc

@@ -81,8 +81,9 @@ takes one sequence number, so the peer's rcv_nxt at CLOSE_WAIT is one past
 our last byte.
 
 Filters run in the kernel; list flags take comma-separated values and may be
-repeated. At exit "N events, M lost" goes to stderr; lost events (the ring
-buffer was full) are also reported as they happen.`,
+repeated; an empty value (--lport "") is an error, not "no filter". At exit
+"N events, M lost" goes to stderr; lost events (the ring buffer was full) are
+also reported as they happen.`,
 		Example:      traceExamples,
 		Args:         noArgs,
 		SilenceUsage: true,
@@ -116,13 +117,33 @@ func (f *traceFlags) validate() (tracer.Options, output.Format, error) {
 		return opts, nil, err
 	}
 	if f.kernelBTF != "" {
-		if _, err := os.Stat(f.kernelBTF); err != nil {
-			return opts, nil, usagef("invalid --kernel-btf %q: %v", f.kernelBTF, err)
+		if err := checkKernelBTF(f.kernelBTF); err != nil {
+			return opts, nil, err
 		}
 		opts.KernelBTF = f.kernelBTF
 	}
 	opts.Raw = f.raw
 	return opts, format, nil
+}
+
+// maxKernelBTF bounds the size of a --kernel-btf file: a kernel's BTF is a
+// few MiB, and the file is read whole into memory.
+const maxKernelBTF = 1 << 30
+
+// checkKernelBTF accepts a regular file of at most maxKernelBTF bytes, so
+// that a device (/dev/zero) or a huge file is refused before it is read.
+func checkKernelBTF(path string) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return usagef("invalid --kernel-btf %q: %v", path, err)
+	}
+	if !st.Mode().IsRegular() {
+		return usagef("invalid --kernel-btf %q: not a regular file; give a BTF file such as one from BTFHub", path)
+	}
+	if st.Size() > maxKernelBTF {
+		return usagef("invalid --kernel-btf %q: %d bytes is too large for a kernel's BTF (at most 1 GiB)", path, st.Size())
+	}
+	return nil
 }
 
 func runTrace(ctx context.Context, f *traceFlags, stdout, stderr io.Writer) error {
@@ -137,7 +158,7 @@ func runTrace(ctx context.Context, f *traceFlags, stdout, stderr io.Writer) erro
 		}
 		defer stop()
 	}
-	return runSession(ctx, f.duration, opts, output.NewPrinter(stdout, format), stdout, stderr, "events",
+	return runSession(ctx, f.duration, opts, output.NewPrinter(outputWriter{stdout}, format), stdout, stderr, "%d events, %d lost",
 		func(s *session) tracer.Handler { return s })
 }
 
