@@ -50,6 +50,9 @@ type Options struct {
 	// kernel has one (never reused), else by its inode.
 	NetNS       uint32 // network namespace inode
 	NetNSCookie uint64 // network namespace cookie (see NetNSCookie)
+	// NetNSPath is a file of the NetNS namespace; New reads its cookie
+	// from there when NetNSCookie is 0.
+	NetNSPath string
 	// KernelBTF is a BTF file describing the running kernel, for kernels
 	// that do not expose /sys/kernel/btf/vmlinux.
 	KernelBTF string
@@ -141,6 +144,7 @@ type Tracer struct {
 	// heldEarly counts timewait ends released before holdFor because too
 	// many were held.
 	heldEarly uint64
+	opts      Options
 }
 
 // New checks privileges and kernel support, loads the BPF programs with the
@@ -159,6 +163,11 @@ func New(opts Options) (*Tracer, error) {
 	spec, err := loadTcpstate()
 	if err != nil {
 		return nil, fmt.Errorf("load BPF object: %w", err)
+	}
+	if opts.NetNSPath != "" && opts.NetNSCookie == 0 {
+		if opts.NetNSCookie, err = NetNSCookie(opts.NetNSPath); err != nil {
+			return nil, err
+		}
 	}
 	if err := setFilters(spec, &opts); err != nil {
 		return nil, err
@@ -219,7 +228,19 @@ func New(opts Options) (*Tracer, error) {
 		return nil, fmt.Errorf("open ring buffer: %w", err)
 	}
 	t.dec = newDecoder(bootWall())
+	t.opts = opts
 	return t, nil
+}
+
+// NetNSGone reports whether the namespace of Options.NetNS no longer
+// exists (see NetNSAlive). Its inode may then name a new namespace; the
+// filter, by cookie, does not match that one.
+func (t *Tracer) NetNSGone() (bool, error) {
+	if t.opts.NetNS == 0 || t.opts.NetNSPath == "" {
+		return false, nil
+	}
+	alive, err := NetNSAlive(t.opts.NetNSPath, t.opts.NetNS, t.opts.NetNSCookie)
+	return !alive, err
 }
 
 // load loads the maps and one flavour of the programs.

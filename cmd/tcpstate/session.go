@@ -31,6 +31,10 @@ type session struct {
 	lastLost time.Time
 	// shortfalls reported so far, by Shortfall.What
 	shortfalls map[string]uint64
+	// end stops the session as Ctrl-C does (drain, then the summary).
+	end    context.CancelFunc
+	netns  string // --netns, for the message when it is gone
+	nsGone bool
 }
 
 // runSession loads the tracer with opts, runs the handler that handler
@@ -42,6 +46,8 @@ func runSession(ctx context.Context, duration time.Duration, opts tracer.Options
 	stdout, stderr io.Writer, summary string, handler func(*session) tracer.Handler) error {
 	ctx, stop := signal.NotifyContext(ctx, stopSignals...)
 	defer stop()
+	ctx, end := context.WithCancel(ctx)
+	defer end()
 	if duration > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, duration)
@@ -67,7 +73,7 @@ func runSession(ctx context.Context, duration time.Duration, opts tracer.Options
 		fmt.Fprintf(stderr, "tcpstate: %d sockets older than tcpstate will show no owner (too many to record)\n", n)
 	}
 
-	s := &session{printer: printer, tracer: t, stdout: stdout, stderr: stderr}
+	s := &session{printer: printer, tracer: t, stdout: stdout, stderr: stderr, end: end, netns: opts.NetNSPath}
 	if err := s.printer.Begin(); err != nil {
 		return err
 	}
@@ -137,7 +143,26 @@ func (s *session) Tick() error {
 		if err := s.reportShortfalls(false); err != nil {
 			return err
 		}
+		if err := s.checkNetNS(); err != nil {
+			return err
+		}
 	}
+	return nil
+}
+
+// checkNetNS ends the session when the namespace of --netns is gone:
+// nothing can happen in it any more.
+func (s *session) checkNetNS() error {
+	if s.nsGone {
+		return nil
+	}
+	gone, err := s.tracer.NetNSGone()
+	if err != nil || !gone {
+		return err
+	}
+	s.nsGone = true
+	fmt.Fprintf(s.stderr, "tcpstate: network namespace %s is gone (no process is in it and no file names it); ending\n", s.netns)
+	s.end()
 	return nil
 }
 
