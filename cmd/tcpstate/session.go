@@ -65,6 +65,7 @@ func runSession(ctx context.Context, duration time.Duration, opts tracer.Options
 		return err
 	}
 	defer t.Close()
+	raisePriority()
 	fmt.Fprintln(stderr, "Tracing TCP state transitions. Ctrl-C to end.")
 	for _, n := range t.Notices() {
 		fmt.Fprintf(stderr, "tcpstate: %s\n", n)
