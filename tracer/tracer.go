@@ -76,8 +76,8 @@ type programs struct {
 	// setState does the work; setStateNested only when a transition
 	// interrupts setState on its CPU, which the kernel would skip.
 	setState, setStateNested, retransmit *ebpf.Program
-	syscalls             syscallPrograms
-	timewait             timewaitPrograms
+	syscalls                             syscallPrograms
+	timewait                             timewaitPrograms
 }
 
 // timewaitPrograms follow timewait sockets through their timer and note
@@ -100,13 +100,13 @@ type syscallPrograms struct {
 type btfPrograms struct {
 	SetState       *ebpf.Program `ebpf:"set_state_btf"`
 	SetStateNested *ebpf.Program `ebpf:"set_state_nested_btf"`
-	Retransmit *ebpf.Program `ebpf:"retransmit_btf"`
+	Retransmit     *ebpf.Program `ebpf:"retransmit_btf"`
 }
 
 type tracepointPrograms struct {
 	SetState       *ebpf.Program `ebpf:"set_state_tp"`
 	SetStateNested *ebpf.Program `ebpf:"set_state_nested_tp"`
-	Retransmit *ebpf.Program `ebpf:"retransmit_tp"`
+	Retransmit     *ebpf.Program `ebpf:"retransmit_tp"`
 }
 
 func (p *programs) Close() error {
