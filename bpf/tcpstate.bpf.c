@@ -481,27 +481,20 @@ static __always_inline void send(struct event *e)
 static __always_inline void flush_pending(const struct sock *sk, __u64 key, bool btf)
 {
 	struct event *p = bpf_map_lookup_elem(&pending, &key);
-	struct event *e;
+	struct event e;
 
 	if (!p)
 		return;
-	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		if (!bpf_map_delete_elem(&pending, &key))
-			count(COUNT_LOST);
+	__builtin_memcpy(&e, p, sizeof(e));
+	if (bpf_map_delete_elem(&pending, &key))
 		return;
-	}
-	__builtin_memcpy(e, p, sizeof(*e));
-	if (bpf_map_delete_elem(&pending, &key)) {
-		bpf_ringbuf_discard(e, BPF_RB_NO_WAKEUP);
-		return;
-	}
-	fill_tuple(e, sk, btf);
-	fill_tcp(e, sk, btf);
-	if (wanted(e))
-		bpf_ringbuf_submit(e, wakeup_flags());
-	else
-		bpf_ringbuf_discard(e, BPF_RB_NO_WAKEUP);
+	fill_tuple(&e, sk, btf);
+	fill_tcp(&e, sk, btf);
+	/* Also the cookie: before 6.x a server child takes its request
+	 * socket's cookie just after LISTEN -> SYN_RECV. */
+	e.cookie = sock_cookie(sk, btf);
+	if (wanted(&e))
+		send(&e);
 }
 
 static __always_inline bool state_ok(__u8 oldstate, __u8 newstate)
