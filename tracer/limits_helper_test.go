@@ -1,0 +1,125 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package tracer_test
+
+// Helper roles of the tests in limits_test.go: workloads with many
+// connections, or one 4-tuple used over and over. Like the roles in
+// helper_test.go they run as this test binary re-executed inside a test
+// network namespace, and print JSON lines on stdout.
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"time"
+)
+
+// limitsReport is what the helpers of limits_test.go print, one JSON
+// object a line. Port lists come in chunks of at most portsPerLine.
+type limitsReport struct {
+	Pid     int    `json:"pid"`
+	Step    string `json:"step,omitempty"`
+	Server  int    `json:"server,omitempty"`  // listening port
+	Client  int    `json:"client,omitempty"`  // client's local port
+	Clients []int  `json:"clients,omitempty"` // clients' local ports
+	Conns   int    `json:"conns,omitempty"`   // connections completed
+	Errors  int    `json:"errors,omitempty"`
+	Error   string `json:"error,omitempty"` // the first error
+}
+
+const portsPerLine = 1000
+
+// runLimitsHelper runs the roles of limits_test.go; args are what follows
+// role, network and address.
+func runLimitsHelper(role, network, addr string, args []string, in *bufio.Reader) error {
+	out := json.NewEncoder(os.Stdout)
+	say := func(r limitsReport) error {
+		r.Pid = os.Getpid()
+		return out.Encode(r)
+	}
+	intArg := func(i int) (int, error) {
+		if i >= len(args) {
+			return 0, fmt.Errorf("%s: missing argument %d", role, i)
+		}
+		return strconv.Atoi(args[i])
+	}
+	switch role {
+	case "tw-reuse-loop":
+		n, err := intArg(0)
+		if err != nil {
+			return err
+		}
+		gap, err := intArg(1)
+		if err != nil {
+			return err
+		}
+		delay := ""
+		if len(args) > 2 {
+			delay = args[2]
+		}
+		return twReuseLoop(network, addr, n, time.Duration(gap)*time.Millisecond, delay, say)
+	}
+	return fmt.Errorf("unknown helper role %q", role)
+}
+
+// twReuseLoop makes n connections from one local port to one server, gap
+// apart. Each time the client half-closes, the server reads the end and
+// closes, then the client reads the end and closes: the client's 4-tuple
+// enters TIME_WAIT, and the next connect reuses that TIME_WAIT socket
+// (tcp_tw_reuse=1; tcp_tw_reuse_delay set to delay ms unless empty).
+func twReuseLoop(network, addr string, n int, gap time.Duration, delay string, say func(limitsReport) error) error {
+	if _, err := setSysctl("tcp_tw_reuse", "1"); err != nil {
+		return err
+	}
+	if delay != "" {
+		if ok, err := setSysctl("tcp_tw_reuse_delay", delay); err != nil {
+			return err
+		} else if !ok {
+			return errors.New("this kernel has no tcp_tw_reuse_delay")
+		}
+	}
+	ln, err := net.Listen(network, net.JoinHostPort(addr, "0"))
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	server := ln.Addr().(*net.TCPAddr).Port
+	d := net.Dialer{Control: reuseAddr}
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			time.Sleep(gap)
+		}
+		c, err := d.Dial(network, ln.Addr().String())
+		if err != nil {
+			return fmt.Errorf("connection %d: %w", i, err)
+		}
+		if i == 0 {
+			d.LocalAddr = c.LocalAddr()
+			if err := say(limitsReport{Step: "port", Client: c.LocalAddr().(*net.TCPAddr).Port, Server: server}); err != nil {
+				return err
+			}
+		}
+		s, err := ln.Accept()
+		if err != nil {
+			return err
+		}
+		if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+			return err
+		}
+		if _, err := io.ReadAll(s); err != nil {
+			return err
+		}
+		s.Close()
+		if _, err := io.ReadAll(c); err != nil {
+			return err
+		}
+		c.Close()
+	}
+	time.Sleep(20 * time.Millisecond)
+	return say(limitsReport{Step: "done", Conns: n, Server: server})
+}

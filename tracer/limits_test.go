@@ -1,0 +1,269 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package tracer_test
+
+// Tests of the tracer at its limits: what one short connection at a time
+// does not show. The workloads are in limits_helper_test.go.
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tcpstate/tcpstate/tracer"
+)
+
+// nextLimits reads the helper's next report (limitsReport).
+func (h *helper) nextLimits(t *testing.T) limitsReport {
+	t.Helper()
+	if !h.out.Scan() {
+		h.cmd.Wait()
+		t.Fatalf("helper %v ended early: %s", h.cmd.Args, h.stderr.String())
+	}
+	var r limitsReport
+	if err := json.Unmarshal(h.out.Bytes(), &r); err != nil {
+		t.Fatalf("helper said %q: %v", h.out.Text(), err)
+	}
+	return r
+}
+
+// expect reads the helper's next report and checks its step.
+func (h *helper) expect(t *testing.T, step string) limitsReport {
+	t.Helper()
+	r := h.nextLimits(t)
+	if r.Step != step {
+		t.Fatalf("helper said %+v, want step %q", r, step)
+	}
+	return r
+}
+
+// pollUntil calls cond every 50 ms until it is true or d has passed; it
+// tells whether cond became true.
+func pollUntil(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// countSummary prints a histogram of strings, largest first.
+func countSummary(counts map[string]int) string {
+	type kv struct {
+		k string
+		n int
+	}
+	var all []kv
+	for k, n := range counts {
+		all = append(all, kv{k, n})
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].n > all[j].n || all[i].n == all[j].n && all[i].k < all[j].k })
+	var b strings.Builder
+	for _, e := range all {
+		fmt.Fprintf(&b, "\n  %6d  %s", e.n, e.k)
+	}
+	return b.String()
+}
+
+// logLost notes lost events where a test does not require none, since a
+// lost transition breaks a path: besides a full ring buffer, they are the
+// runs of a program the kernel skipped because it was already running on
+// that CPU (a softirq that interrupts the state program in process
+// context changes the state of another socket), which busy hosts see.
+func logLost(t *testing.T, c *collector) {
+	t.Helper()
+	if lost := lostEvents(t, c); lost != 0 {
+		t.Logf("the tracer lost %d events", lost)
+	}
+}
+
+func lostEvents(t *testing.T, c *collector) uint64 {
+	t.Helper()
+	lost, err := c.tracer.Lost()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return lost
+}
+
+const activeClosePath = "CLOSE>SYN_SENT>ESTABLISHED>FIN_WAIT1>FIN_WAIT2>TIME_WAIT"
+
+// TestTimeWaitReuseLoop connects from one local port to one server again
+// and again; each connection's TIME_WAIT is ended by the next connect(),
+// which reuses it (tcp_tw_reuse). Every connection must enter TIME_WAIT,
+// and every TIME_WAIT but the last must end, at the reuse.
+func TestTimeWaitReuseLoop(t *testing.T) {
+	requireRoot(t)
+	for _, network := range []string{"tcp4", "tcp6"} {
+		// tcp_tw_reuse_delay 10 ms: 40 connections, 50 ms apart.
+		t.Run(network, func(t *testing.T) {
+			ns := newNetns(t)
+			c := startTracer(t, tracer.Options{NetNS: ns.inode})
+			reuseLoop(t, ns, c, network, 40, 50*time.Millisecond, "10")
+		})
+	}
+	for _, network := range []string{"tcp4", "tcp6"} {
+		// The default tcp_tw_reuse_delay (1 s): 2 connections, 1.5 s
+		// apart, three times over.
+		t.Run("default-delay/"+network, func(t *testing.T) {
+			ns := newNetns(t)
+			c := startTracer(t, tracer.Options{NetNS: ns.inode})
+			for round := 1; round <= 3; round++ {
+				t.Logf("round %d", round)
+				reuseLoop(t, ns, c, network, 2, 1500*time.Millisecond, "")
+			}
+		})
+	}
+}
+
+// reuseLoop runs the tw-reuse-loop helper (n connections, gap apart, with
+// tcp_tw_reuse_delay delay ms unless empty) and checks what c saw.
+func reuseLoop(t *testing.T, ns *netns, c *collector, network string, n int, gap time.Duration, delay string) {
+	t.Helper()
+	h := startHelper(t, ns, "tw-reuse-loop", network, "", strconv.Itoa(n), strconv.Itoa(int(gap/time.Millisecond)), delay)
+	first := h.expect(t, "port")
+	h.expect(t, "done")
+	h.wait(t)
+	port, srv := first.Client, first.Server
+
+	var conns []life
+	var ends []tracer.Event
+	collect := func() {
+		ls := lives(c.snapshot())
+		conns, ends = nil, nil
+		for _, l := range clientLives(ls, port) {
+			if int(l[0].RPort) == srv {
+				conns = append(conns, l)
+			}
+		}
+		for _, l := range ls {
+			if ev := l[0]; ev.OldState == tracer.TimeWait && int(ev.LPort) == port && int(ev.RPort) == srv {
+				ends = append(ends, ev)
+			}
+		}
+		sort.SliceStable(conns, func(i, j int) bool { return conns[i][0].Time.Before(conns[j][0].Time) })
+		sort.SliceStable(ends, func(i, j int) bool { return ends[i].Time.Before(ends[j].Time) })
+	}
+	complete := func() bool {
+		collect()
+		if len(conns) < n || len(ends) < n-1 {
+			return false
+		}
+		for _, l := range conns {
+			if !l.closed() {
+				return false
+			}
+		}
+		return true
+	}
+	if pollUntil(3*time.Second, complete) {
+		time.Sleep(200 * time.Millisecond) // anything extra shows up too
+	}
+	collect()
+	checkReuseLoop(t, conns, ends, n, port, srv)
+	logLost(t, c)
+}
+
+// checkReuseLoop checks n connections of one 4-tuple, one after the other:
+// each enters TIME_WAIT, and the TIME_WAIT of each but the last ends
+// between its start and the next connection's handshake.
+func checkReuseLoop(t *testing.T, conns []life, ends []tracer.Event, n, port, srv int) {
+	t.Helper()
+	if len(conns) != n {
+		t.Errorf("saw %d client connections from port %d to %d, want %d", len(conns), port, srv, n)
+	}
+	paths := map[string]int{}
+	entered := 0
+	for _, l := range conns {
+		last := l[len(l)-1]
+		p := l.path()
+		if p == activeClosePath && !last.Synthesized {
+			p += " (not synthesized)"
+		}
+		paths[p]++
+		if p == activeClosePath {
+			entered++
+		}
+	}
+	if entered != n {
+		t.Errorf("%d of %d connections entered TIME_WAIT (path %s); paths seen:%s", entered, n, activeClosePath, countSummary(paths))
+	}
+	if len(ends) != n-1 {
+		t.Errorf("%d TIME_WAIT -> CLOSE for %d -> %d, want %d (every TIME_WAIT but the last ends at the next connect)", len(ends), port, srv, n-1)
+	}
+	// The TIME_WAIT of connection i ends inside the connect() of
+	// connection i+1: after i entered TIME_WAIT, by i+1's handshake.
+	used := make([]bool, len(ends))
+	missing := 0
+	var after []time.Duration
+	for i := 0; i+1 < len(conns); i++ {
+		entry := conns[i][len(conns[i])-1]
+		next := conns[i+1]
+		var synSent, est tracer.Event
+		for _, ev := range next {
+			switch ev.NewState {
+			case tracer.SynSent:
+				synSent = ev
+			case tracer.Established:
+				est = ev
+			}
+		}
+		if est.Time.IsZero() {
+			t.Errorf("connection %d: no SYN_SENT -> ESTABLISHED (%s)", i+1, next.path())
+			continue
+		}
+		var in []int
+		for j, end := range ends {
+			if !end.Time.Before(entry.Time) && !end.Time.After(est.Time) {
+				in = append(in, j)
+			}
+		}
+		if len(in) != 1 {
+			if len(in) == 0 {
+				missing++
+			} else {
+				t.Errorf("connection %d: %d TIME_WAIT ends between its TIME_WAIT and the next handshake, want 1", i, len(in))
+			}
+			continue
+		}
+		used[in[0]] = true
+		end := ends[in[0]]
+		if end.NewState != tracer.Close || !end.Synthesized {
+			t.Errorf("connection %d: end %s -> %s synthesized %v, want TIME_WAIT -> CLOSE synthesized", i, end.OldState, end.NewState, end.Synthesized)
+		}
+		if end.Skaddr != conns[i][0].Skaddr {
+			t.Errorf("connection %d: end of socket %#x, want the connection's %#x", i, end.Skaddr, conns[i][0].Skaddr)
+		}
+		if !end.InStateKnown || end.InState < 0 {
+			t.Errorf("connection %d: in TIME_WAIT %v (known %v), want a known duration >= 0", i, end.InState, end.InStateKnown)
+		} else if want := end.Time.Sub(entry.Time); entry.NewState == tracer.TimeWait && (end.InState-want > time.Millisecond || want-end.InState > time.Millisecond) {
+			t.Errorf("connection %d: in TIME_WAIT %v, but it entered TIME_WAIT %v before the end", i, end.InState, want)
+		}
+		// The kernel reports the new connection's SYN_SENT before
+		// connect() picks its 4-tuple and finds the TIME_WAIT socket
+		// there, so the end comes a little after that SYN_SENT.
+		after = append(after, end.Time.Sub(synSent.Time))
+	}
+	if len(after) > 0 {
+		slices.Sort(after)
+		t.Logf("TIME_WAIT ends come %v to %v after the next connection's SYN_SENT (median %v)", after[0], after[len(after)-1], after[len(after)/2])
+	}
+	if missing > 0 {
+		t.Errorf("%d of %d TIME_WAITs have no end before the next connection's handshake", missing, n-1)
+	}
+	for j, end := range ends {
+		if !used[j] {
+			t.Errorf("TIME_WAIT end at %s (in TIME_WAIT %v) belongs to no connection", end.Time.Format("15:04:05.000000"), end.InState)
+		}
+	}
+}
