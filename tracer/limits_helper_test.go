@@ -16,6 +16,8 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -63,6 +65,20 @@ func runLimitsHelper(role, network, addr string, args []string, in *bufio.Reader
 			delay = args[2]
 		}
 		return twReuseLoop(network, addr, n, time.Duration(gap)*time.Millisecond, delay, say)
+	case "tw-churn":
+		ms, err := intArg(0)
+		if err != nil {
+			return err
+		}
+		workers, err := intArg(1)
+		if err != nil {
+			return err
+		}
+		rate, err := intArg(2)
+		if err != nil {
+			return err
+		}
+		return twChurn(network, addr, time.Duration(ms)*time.Millisecond, workers, rate, say)
 	}
 	return fmt.Errorf("unknown helper role %q", role)
 }
@@ -122,4 +138,96 @@ func twReuseLoop(network, addr string, n int, gap time.Duration, delay string, s
 	}
 	time.Sleep(20 * time.Millisecond)
 	return say(limitsReport{Step: "done", Conns: n, Server: server})
+}
+
+// churnMsg is the request each churn connection carries.
+var churnMsg = []byte("tcpstate churn!\n")
+
+// twChurn makes short connections with workers clients for d, rate
+// connections a second in all; the client always sends its FIN first, so
+// every client socket enters TIME_WAIT. Even workers close() at once (the
+// socket is orphaned in FIN_WAIT2 until the server's FIN), odd workers
+// half-close, read the server's FIN and then close (no orphan). The
+// namespace has 5000 ephemeral ports, and tcp_tw_reuse with a 10 ms delay
+// lets connect() reuse the ports of TIME_WAIT sockets: TIME_WAITs end by
+// reuse within seconds.
+func twChurn(network, addr string, d time.Duration, workers, rate int, say func(limitsReport) error) error {
+	for name, value := range map[string]string{
+		"tcp_tw_reuse":        "1",
+		"tcp_tw_reuse_delay":  "10",
+		"ip_local_port_range": "40000 44999",
+	} {
+		if _, err := setSysctl(name, value); err != nil {
+			return err
+		}
+	}
+	ln, err := net.Listen(network, net.JoinHostPort(addr, "0"))
+	if err != nil {
+		return err
+	}
+	var (
+		conns, errCount atomic.Int64
+		firstErr        atomic.Value
+		servers         sync.WaitGroup
+	)
+	fail := func(err error) {
+		errCount.Add(1)
+		firstErr.CompareAndSwap(nil, err.Error())
+	}
+	go func() {
+		for {
+			s, err := ln.Accept()
+			if err != nil {
+				return // closed
+			}
+			servers.Go(func() {
+				if _, err := io.ReadAll(s); err != nil {
+					fail(err)
+				}
+				s.Close()
+			})
+		}
+	}()
+	start := time.Now()
+	deadline := start.Add(d)
+	every := time.Duration(workers) * time.Second / time.Duration(rate)
+	var clients sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		halfClose := w%2 == 1
+		clients.Go(func() {
+			for i := 0; ; i++ {
+				at := start.Add(time.Duration(i) * every)
+				if !at.Before(deadline) {
+					return
+				}
+				time.Sleep(time.Until(at))
+				c, err := net.Dial(network, ln.Addr().String())
+				if err != nil {
+					fail(err)
+					continue
+				}
+				if _, err := c.Write(churnMsg); err != nil {
+					fail(err)
+				} else if halfClose {
+					if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+						fail(err)
+					} else if _, err := io.ReadAll(c); err != nil {
+						fail(err)
+					}
+				}
+				c.Close()
+				conns.Add(1)
+			}
+		})
+	}
+	clients.Wait()
+	servers.Wait()
+	server := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	time.Sleep(20 * time.Millisecond)
+	r := limitsReport{Step: "done", Server: server, Conns: int(conns.Load()), Errors: int(errCount.Load())}
+	if e, ok := firstErr.Load().(string); ok {
+		r.Error = e
+	}
+	return say(r)
 }

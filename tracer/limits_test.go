@@ -8,6 +8,7 @@ package tracer_test
 import (
 	"encoding/json"
 	"fmt"
+	"os/exec"
 	"slices"
 	"sort"
 	"strconv"
@@ -17,6 +18,14 @@ import (
 
 	"github.com/tcpstate/tcpstate/tracer"
 )
+
+// view returns the events collected so far without copying them: the
+// collector only appends, so the elements of this slice never change.
+func view(c *collector) []tracer.Event {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.events[:len(c.events):len(c.events)]
+}
 
 // nextLimits reads the helper's next report (limitsReport).
 func (h *helper) nextLimits(t *testing.T) limitsReport {
@@ -265,5 +274,140 @@ func checkReuseLoop(t *testing.T, conns []life, ends []tracer.Event, n, port, sr
 		if !used[j] {
 			t.Errorf("TIME_WAIT end at %s (in TIME_WAIT %v) belongs to no connection", end.Time.Format("15:04:05.000000"), end.InState)
 		}
+	}
+}
+
+// netstat reads the TcpExt counters of a network namespace
+// (/proc/net/netstat there, as nstat(8) shows them: TcpExtTW, ...).
+func netstat(t *testing.T, ns *netns) map[string]int64 {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "exec", ns.name, "cat", "/proc/net/netstat").Output()
+	if err != nil {
+		t.Fatalf("read /proc/net/netstat of %s: %v", ns.name, err)
+	}
+	m := map[string]int64{}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	for i := 0; i+1 < len(lines); i += 2 {
+		names, values := strings.Fields(lines[i]), strings.Fields(lines[i+1])
+		if len(names) != len(values) || len(names) == 0 || names[0] != values[0] {
+			t.Fatalf("/proc/net/netstat: cannot parse %q / %q", lines[i], lines[i+1])
+		}
+		group := strings.TrimSuffix(names[0], ":")
+		for k := 1; k < len(names); k++ {
+			v, err := strconv.ParseInt(values[k], 10, 64)
+			if err != nil {
+				t.Fatalf("/proc/net/netstat: %s %s: %v", names[k], values[k], err)
+			}
+			m[group+names[k]] = v
+		}
+	}
+	return m
+}
+
+// TestTimeWaitChurnMatchesKernel runs connection churn in which the client
+// always closes first, and compares what the tracer says about TIME_WAIT
+// with the kernel's counters of the namespace. The kernel counts a
+// timewait socket when it creates it (__inet_twsk_schedule; measured
+// here: each connection closed by the client adds one at once):
+// TcpExtTW when its timer is longer than 4 s (every TIME_WAIT, and an
+// orphan in FIN_WAIT2 with the default tcp_fin_timeout, which here always
+// gets its FIN and goes on into TIME_WAIT), TcpExtTWKilled when shorter.
+// TcpExtTWRecycled counts timewait sockets ended by a connect() that
+// reuses their 4-tuple; the end at expiry (60 s, after this test) counts
+// nothing.
+func TestTimeWaitChurnMatchesKernel(t *testing.T) {
+	requireRoot(t)
+	const (
+		helpers  = 2
+		workers  = 4    // per helper
+		rate     = 2000 // connections a second, per helper
+		duration = 5 * time.Second
+	)
+	for _, network := range []string{"tcp4", "tcp6"} {
+		t.Run(network, func(t *testing.T) {
+			ns := newNetns(t)
+			c := startTracer(t, tracer.Options{NetNS: ns.inode})
+			before := netstat(t, ns)
+			var hs []*helper
+			for range helpers {
+				hs = append(hs, startHelper(t, ns, "tw-churn", network, "", strconv.Itoa(int(duration/time.Millisecond)), strconv.Itoa(workers), strconv.Itoa(rate)))
+			}
+			servers := map[uint16]bool{}
+			conns := 0
+			for _, h := range hs {
+				r := h.expect(t, "done")
+				h.wait(t)
+				servers[uint16(r.Server)] = true
+				conns += r.Conns
+				if r.Errors > 0 {
+					t.Logf("helper %d: %d connection errors, first: %s", r.Pid, r.Errors, r.Error)
+				}
+			}
+			after := netstat(t, ns)
+			delta := func(name string) int64 { return after[name] - before[name] }
+			tw, recycled, killed, overflow := delta("TcpExtTW"), delta("TcpExtTWRecycled"), delta("TcpExtTWKilled"), delta("TcpExtTCPTimeWaitOverflow")
+			t.Logf("%d connections in %v; kernel: TW +%d, TWRecycled +%d, TWKilled +%d, TCPTimeWaitOverflow +%d", conns, duration, tw, recycled, killed, overflow)
+			if killed != 0 || overflow != 0 || tw != int64(conns) {
+				t.Fatalf("the kernel did not put every client socket into TIME_WAIT (%d connections, TW +%d, TWKilled +%d, TCPTimeWaitOverflow +%d): the test cannot tell", conns, tw, killed, overflow)
+			}
+			if recycled == 0 {
+				t.Logf("no TIME_WAIT was reused: ends are not tested")
+			}
+
+			var (
+				next                               int
+				established, entries, ends, rawEnd int
+				other                              = map[string]int{}
+			)
+			isClient := func(ev *tracer.Event) bool { return servers[ev.RPort] && !servers[ev.LPort] }
+			count := func() {
+				evs := view(c)
+				for i := next; i < len(evs); i++ {
+					ev := &evs[i]
+					switch {
+					case ev.NewState == tracer.TimeWait:
+						entries++
+						if !isClient(ev) {
+							other["-> TIME_WAIT of a server socket"]++
+						}
+						if !ev.Synthesized {
+							other["-> TIME_WAIT not synthesized"]++
+						}
+					case ev.Synthesized && ev.NewState == tracer.Close:
+						ends++
+					case !ev.Synthesized && ev.OldState == tracer.FinWait2 && ev.NewState == tracer.Close && isClient(ev):
+						rawEnd++
+					case ev.OldState == tracer.SynSent && ev.NewState == tracer.Established && isClient(ev):
+						established++
+					}
+				}
+				next = len(evs)
+			}
+			pollUntil(5*time.Second, func() bool {
+				count()
+				return int64(entries) >= tw && int64(ends) >= recycled && established >= conns
+			})
+			time.Sleep(200 * time.Millisecond)
+			count()
+			t.Logf("tracer: %d client handshakes, %d -> TIME_WAIT, %d ends of TIME_WAIT, %d raw FIN_WAIT2 -> CLOSE of clients", established, entries, ends, rawEnd)
+			if established != conns {
+				t.Errorf("the tracer saw %d client handshakes, the helpers made %d connections", established, conns)
+			}
+			if int64(entries) != tw {
+				t.Errorf("the tracer saw %d transitions to TIME_WAIT, the kernel's TcpExtTW grew by %d (%.2f%% missing)", entries, tw, 100*float64(tw-int64(entries))/float64(tw))
+			}
+			if rawEnd != 0 {
+				t.Errorf("%d client sockets (%.2f%%) reported FIN_WAIT2 -> CLOSE as the kernel does, not TIME_WAIT", rawEnd, 100*float64(rawEnd)/float64(conns))
+			}
+			if int64(ends) != recycled {
+				t.Errorf("the tracer saw %d ends of TIME_WAIT, the kernel reused %d (TcpExtTWRecycled), and none expired yet", ends, recycled)
+			}
+			if len(other) > 0 {
+				t.Errorf("unexpected events:%s", countSummary(other))
+			}
+			if lost := lostEvents(t, c); lost != 0 {
+				t.Errorf("the tracer lost %d events", lost)
+			}
+		})
 	}
 }
