@@ -44,6 +44,17 @@ func runLimitsHelper(role, network, addr string, args []string, in *bufio.Reader
 		r.Pid = os.Getpid()
 		return out.Encode(r)
 	}
+	// waitFor reads the test's next command and checks it is want.
+	waitFor := func(want string) error {
+		line, err := in.ReadString('\n')
+		if err != nil {
+			return fmt.Errorf("waiting for %q: %w", want, err)
+		}
+		if got := line[:len(line)-1]; got != want {
+			return fmt.Errorf("got command %q, want %q", got, want)
+		}
+		return nil
+	}
 	intArg := func(i int) (int, error) {
 		if i >= len(args) {
 			return 0, fmt.Errorf("%s: missing argument %d", role, i)
@@ -79,6 +90,16 @@ func runLimitsHelper(role, network, addr string, args []string, in *bufio.Reader
 			return err
 		}
 		return twChurn(network, addr, time.Duration(ms)*time.Millisecond, workers, rate, say)
+	case "orphan-burst":
+		n, err := intArg(0)
+		if err != nil {
+			return err
+		}
+		rate, err := intArg(1)
+		if err != nil {
+			return err
+		}
+		return manyConnections(role, network, addr, n, rate, say, waitFor)
 	}
 	return fmt.Errorf("unknown helper role %q", role)
 }
@@ -230,4 +251,74 @@ func twChurn(network, addr string, d time.Duration, workers, rate int, say func(
 		r.Error = e
 	}
 	return say(r)
+}
+
+// manyConnections makes n connections to its own listener, rate a second
+// (so that a tracer keeps up), and holds both ends of all of them open; it
+// reports the listening port and the clients' ports, then on "close"
+// closes them all:
+//
+//   - orphan-burst: every client socket at once (close(): they wait,
+//     orphaned, in FIN_WAIT2 for the server's FIN), the server sockets
+//     500 ms later.
+//
+// Both sides of every connection belong to this process.
+func manyConnections(role, network, addr string, n, rate int, say func(limitsReport) error, waitFor func(string) error) error {
+	pace := func(start time.Time, i int) {
+		time.Sleep(time.Until(start.Add(time.Duration(i) * time.Second / time.Duration(rate))))
+	}
+	ln, err := net.Listen(network, net.JoinHostPort(addr, "0"))
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	server := ln.Addr().(*net.TCPAddr).Port
+	clients := make([]*net.TCPConn, 0, n)
+	servers := make([]*net.TCPConn, 0, n)
+	var d net.Dialer
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		pace(start, i)
+		c, err := d.Dial(network, ln.Addr().String())
+		if err != nil {
+			return fmt.Errorf("connection %d of %d: %w", i, n, err)
+		}
+		s, err := ln.Accept()
+		if err != nil {
+			return err
+		}
+		clients = append(clients, c.(*net.TCPConn))
+		servers = append(servers, s.(*net.TCPConn))
+	}
+	for i := 0; i < n; i += portsPerLine {
+		r := limitsReport{Step: "ports", Server: server}
+		for _, c := range clients[i:min(i+portsPerLine, n)] {
+			r.Clients = append(r.Clients, c.LocalAddr().(*net.TCPAddr).Port)
+		}
+		if err := say(r); err != nil {
+			return err
+		}
+	}
+	if err := say(limitsReport{Step: "ready", Server: server, Conns: n}); err != nil {
+		return err
+	}
+	if err := waitFor("close"); err != nil {
+		return err
+	}
+	switch role {
+	case "orphan-burst":
+		for _, c := range clients {
+			c.Close()
+		}
+		if err := say(limitsReport{Step: "clients-closed"}); err != nil {
+			return err
+		}
+		time.Sleep(500 * time.Millisecond)
+		for _, s := range servers {
+			s.Close()
+		}
+	}
+	ln.Close()
+	time.Sleep(20 * time.Millisecond)
+	return say(limitsReport{Step: "closed"})
 }

@@ -8,6 +8,8 @@ package tracer_test
 import (
 	"encoding/json"
 	"fmt"
+	"math"
+	"os"
 	"os/exec"
 	"slices"
 	"sort"
@@ -66,6 +68,40 @@ func pollUntil(d time.Duration, cond func() bool) bool {
 	}
 }
 
+// tuple names one socket of a connection, from its own side.
+type tuple struct {
+	family       tracer.Family
+	lport, rport uint16
+}
+
+func evTuple(ev *tracer.Event) tuple { return tuple{ev.Family, ev.LPort, ev.RPort} }
+
+// tupleIndex groups the events of selected sockets by tuple, reading only
+// what the collector got since the last update.
+type tupleIndex struct {
+	c    *collector
+	next int
+	keep func(ev *tracer.Event) bool
+	m    map[tuple][]tracer.Event
+}
+
+func newTupleIndex(c *collector, keep func(ev *tracer.Event) bool) *tupleIndex {
+	return &tupleIndex{c: c, keep: keep, m: map[tuple][]tracer.Event{}}
+}
+
+func (x *tupleIndex) update() {
+	evs := view(x.c)
+	for i := x.next; i < len(evs); i++ {
+		if ev := &evs[i]; x.keep(ev) {
+			x.m[evTuple(ev)] = append(x.m[evTuple(ev)], *ev)
+		}
+	}
+	x.next = len(evs)
+}
+
+// path is the states of evs, as life.path.
+func path(evs []tracer.Event) string { return life(evs).path() }
+
 // countSummary prints a histogram of strings, largest first.
 func countSummary(counts map[string]int) string {
 	type kv struct {
@@ -94,6 +130,15 @@ func logLost(t *testing.T, c *collector) {
 	if lost := lostEvents(t, c); lost != 0 {
 		t.Logf("the tracer lost %d events", lost)
 	}
+}
+
+// lostNote is " (the tracer lost N events)", or "" when none were lost.
+func lostNote(t *testing.T, c *collector) string {
+	t.Helper()
+	if lost := lostEvents(t, c); lost != 0 {
+		return fmt.Sprintf(" (the tracer lost %d events)", lost)
+	}
+	return ""
 }
 
 func lostEvents(t *testing.T, c *collector) uint64 {
@@ -410,4 +455,207 @@ func TestTimeWaitChurnMatchesKernel(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestOrphanBurst closes 10,000 clients at once: each waits, orphaned, in
+// FIN_WAIT2, until its server closes 500 ms later and it enters TIME_WAIT.
+// Every one of them must be seen to enter TIME_WAIT.
+func TestOrphanBurst(t *testing.T) {
+	requireRoot(t)
+	const (
+		procs   = 2    // each holds both ends of its connections
+		perProc = 5000 // 10,001 fds
+		rate    = 2500 // connections made a second, per process
+	)
+	for _, network := range []string{"tcp4", "tcp6"} {
+		t.Run(network, func(t *testing.T) {
+			ns := newNetns(t)
+			c := startTracer(t, tracer.Options{NetNS: ns.inode})
+			var hs []*helper
+			for range procs {
+				hs = append(hs, startHelper(t, ns, "orphan-burst", network, "", strconv.Itoa(perProc), strconv.Itoa(rate)))
+			}
+			want := map[tuple]bool{} // client sockets
+			servers := map[uint16]bool{}
+			for _, h := range hs {
+				for {
+					r := h.nextLimits(t)
+					if r.Step == "ready" {
+						break
+					}
+					servers[uint16(r.Server)] = true
+					for _, p := range r.Clients {
+						want[tuple{family(loopback(network)), uint16(p), uint16(r.Server)}] = true
+					}
+				}
+			}
+			if len(want) != procs*perProc {
+				t.Fatalf("helpers made %d connections, want %d", len(want), procs*perProc)
+			}
+			idx := newTupleIndex(c, func(ev *tracer.Event) bool { return servers[ev.RPort] && !servers[ev.LPort] })
+			// The server's FIN moves a timewait socket's timer by 500 ms;
+			// when it stays in its timer wheel bucket the kernel shows no
+			// timer event at all, and only a look at the orphans can tell.
+			// Start at the beginning of a bucket, so that this is the case
+			// for all of them.
+			waitWheelBucketStart(t, 60*time.Second)
+			for _, h := range hs {
+				h.send(t, "close")
+			}
+			closedAt := time.Now()
+			for _, h := range hs {
+				h.expect(t, "clients-closed")
+			}
+			done := func(evs []tracer.Event) bool {
+				last := evs[len(evs)-1]
+				return last.NewState == tracer.TimeWait || last.NewState == tracer.Close
+			}
+			finished := func() int {
+				idx.update()
+				n := 0
+				for tp := range want {
+					if evs := idx.m[tp]; len(evs) > 0 && done(evs) {
+						n++
+					}
+				}
+				return n
+			}
+			for _, h := range hs {
+				h.expect(t, "closed") // the servers too
+				h.wait(t)
+			}
+			tw := kernelTimeWait(t, ns)
+			inTW := 0
+			for tp := range want {
+				if tw[[2]uint16{tp.lport, tp.rport}] {
+					inTW++
+				}
+			}
+			if inTW != len(want) || len(tw) != len(want) {
+				t.Fatalf("the kernel has %d of the %d clients in TIME_WAIT, and %d others: the test cannot tell", inTW, len(want), len(tw)-inTW)
+			}
+			if pollUntil(time.Until(closedAt.Add(6*time.Second)), func() bool { return finished() == len(want) }) {
+				time.Sleep(200 * time.Millisecond) // anything extra shows up too
+				idx.update()
+			}
+			paths := map[string]int{}
+			good := 0
+			var maxIn time.Duration
+			for tp := range want {
+				evs := idx.m[tp]
+				p := "(no events)"
+				if len(evs) > 0 {
+					p = path(evs)
+				}
+				if p != activeClosePath {
+					paths[p]++
+					continue
+				}
+				last := evs[len(evs)-1]
+				switch {
+				case !last.Synthesized:
+					paths[p+" (not synthesized)"]++
+				case !last.InStateKnown || last.InState >= 3*time.Second:
+					paths[fmt.Sprintf("%s after %v in FIN_WAIT2 (known %v)", p, last.InState.Round(time.Millisecond), last.InStateKnown)]++
+				default:
+					good++
+					maxIn = max(maxIn, last.InState)
+				}
+			}
+			t.Logf("%d of %d clients went FIN_WAIT2 -> TIME_WAIT within 6 s of closing (longest FIN_WAIT2 %v)", good, len(want), maxIn)
+			if good != len(want) {
+				t.Errorf("%d of %d orphaned clients were not seen entering TIME_WAIT within 6 s (in FIN_WAIT2 < 3 s)%s; paths:%s", len(want)-good, len(want), lostNote(t, c), countSummary(paths))
+			}
+			if extra := len(idx.m) - len(want); extra > 0 {
+				t.Errorf("%d client sockets the helpers did not make", extra)
+			}
+			logLost(t, c)
+		})
+	}
+}
+
+// kernelTimeWait lists the TIME_WAIT sockets of a namespace, as ss(8)
+// shows them, by local and remote port.
+func kernelTimeWait(t *testing.T, ns *netns) map[[2]uint16]bool {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "exec", ns.name, "ss", "-Htan", "state", "time-wait").Output()
+	if err != nil {
+		t.Fatalf("ss in %s: %v", ns.name, err)
+	}
+	port := func(addrPort string) uint16 {
+		p, err := strconv.ParseUint(addrPort[strings.LastIndexByte(addrPort, ':')+1:], 10, 16)
+		if err != nil {
+			t.Fatalf("ss: address %q: %v", addrPort, err)
+		}
+		return uint16(p)
+	}
+	m := map[[2]uint16]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if f := strings.Fields(line); len(f) >= 4 {
+			m[[2]uint16{port(f[2]), port(f[3])}] = true
+		}
+	}
+	return m
+}
+
+// jiffies reads the kernel's jiffies from /proc/timer_list.
+func jiffies() (uint64, error) {
+	b, err := os.ReadFile("/proc/timer_list")
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "jiffies: "); ok {
+			return strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("no jiffies in /proc/timer_list")
+}
+
+// waitWheelBucketStart waits until timers of length d started now fall at
+// the start of a bucket of the kernel's timer wheel (kernel/time/timer.c:
+// 64 buckets a level, each level 8 times coarser), so that moving them
+// later by less than a bucket's width (2 s for 60 s at HZ=250) gives no
+// timer event. It only sharpens how the test fails on a tracer that
+// relies on timer events; on any problem it just goes on.
+func waitWheelBucketStart(t *testing.T, d time.Duration) {
+	t.Helper()
+	j0, err := jiffies()
+	t0 := time.Now()
+	if err != nil {
+		t.Logf("timer wheel: %v", err)
+		return
+	}
+	time.Sleep(200 * time.Millisecond)
+	j1, err := jiffies()
+	elapsed := time.Since(t0)
+	if err != nil {
+		t.Logf("timer wheel: %v", err)
+		return
+	}
+	hz := uint64(0)
+	rate := float64(j1-j0) / elapsed.Seconds()
+	for _, h := range []uint64{100, 250, 300, 1000} { // the kernel's choices
+		if off := math.Abs(rate/float64(h) - 1); off < 0.1 && (hz == 0 || off < math.Abs(rate/float64(hz)-1)) {
+			hz = h
+		}
+	}
+	if hz == 0 {
+		t.Logf("timer wheel: jiffies advance %.0f a second, not a known HZ", rate)
+		return
+	}
+	delta := uint64(d.Seconds() * float64(hz))
+	var gran uint64 = 1
+	for lvl := 1; delta >= 63<<(3*(lvl-1)); lvl++ { // LVL_START(lvl)
+		gran = 1 << (3 * lvl)
+	}
+	j, err := jiffies()
+	if err != nil {
+		return
+	}
+	// Bucket of expiry e: e / gran. Wait for a new one to begin, then one
+	// jiffy more.
+	wait := gran - (j+delta)%gran + 1
+	t.Logf("timer wheel: HZ %d, buckets of %d jiffies for %v timers; waiting %d jiffies", hz, gran, d, wait)
+	time.Sleep(time.Duration(wait) * time.Second / time.Duration(hz))
 }
