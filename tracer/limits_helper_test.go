@@ -90,7 +90,7 @@ func runLimitsHelper(role, network, addr string, args []string, in *bufio.Reader
 			return err
 		}
 		return twChurn(network, addr, time.Duration(ms)*time.Millisecond, workers, rate, say)
-	case "orphan-burst":
+	case "orphan-burst", "hold-many":
 		n, err := intArg(0)
 		if err != nil {
 			return err
@@ -260,7 +260,10 @@ func twChurn(network, addr string, d time.Duration, workers, rate int, say func(
 //
 //   - orphan-burst: every client socket at once (close(): they wait,
 //     orphaned, in FIN_WAIT2 for the server's FIN), the server sockets
-//     500 ms later.
+//     500 ms later;
+//   - hold-many: one connection after the other, rate a second, the
+//     client half-closing first (client: FIN_WAIT1, FIN_WAIT2, TIME_WAIT;
+//     server: CLOSE_WAIT, LAST_ACK, CLOSE), then the listener.
 //
 // Both sides of every connection belong to this process.
 func manyConnections(role, network, addr string, n, rate int, say func(limitsReport) error, waitFor func(string) error) error {
@@ -316,6 +319,22 @@ func manyConnections(role, network, addr string, n, rate int, say func(limitsRep
 		time.Sleep(500 * time.Millisecond)
 		for _, s := range servers {
 			s.Close()
+		}
+	case "hold-many":
+		start := time.Now()
+		for i, c := range clients {
+			pace(start, i)
+			if err := c.CloseWrite(); err != nil {
+				return err
+			}
+			if _, err := io.ReadAll(servers[i]); err != nil {
+				return err
+			}
+			servers[i].Close()
+			if _, err := io.ReadAll(c); err != nil {
+				return err
+			}
+			c.Close()
 		}
 	}
 	ln.Close()

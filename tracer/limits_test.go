@@ -659,3 +659,133 @@ func waitWheelBucketStart(t *testing.T, d time.Duration) {
 	t.Logf("timer wheel: HZ %d, buckets of %d jiffies for %v timers; waiting %d jiffies", hz, gran, d, wait)
 	time.Sleep(time.Duration(wait) * time.Second / time.Duration(hz))
 }
+
+// TestOwnersPastMapSize holds 70,000 connections (140,000 sockets, more
+// than the tracer's per-socket maps held) open at once, then closes them.
+// Every transition on the way to closing must still name the process
+// that owns the socket, and know how long the socket was in its state.
+func TestOwnersPastMapSize(t *testing.T) {
+	requireRoot(t)
+	const (
+		procs   = 8 // half IPv4, half IPv6; each holds both ends of its connections
+		perProc = 8750
+		rate    = 1250 // connections made and closed a second, per process
+	)
+	ns := newNetns(t)
+	c := startTracer(t, tracer.Options{NetNS: ns.inode})
+	type proc struct {
+		h       *helper
+		pid     int
+		family  tracer.Family
+		server  uint16
+		clients []uint16
+	}
+	var ps []*proc
+	for i := range procs {
+		network := []string{"tcp4", "tcp6"}[i%2]
+		ps = append(ps, &proc{h: startHelper(t, ns, "hold-many", network, "", strconv.Itoa(perProc), strconv.Itoa(rate)), family: family(loopback(network))})
+	}
+	start := time.Now()
+	for _, p := range ps {
+		for {
+			r := p.h.nextLimits(t)
+			p.pid, p.server = r.Pid, uint16(r.Server)
+			if r.Step == "ready" {
+				break
+			}
+			for _, port := range r.Clients {
+				p.clients = append(p.clients, uint16(port))
+			}
+		}
+		if len(p.clients) != perProc {
+			t.Fatalf("helper %d made %d connections, want %d", p.pid, len(p.clients), perProc)
+		}
+	}
+	t.Logf("%d connections open after %v", procs*perProc, time.Since(start).Round(time.Millisecond))
+	for _, p := range ps {
+		p.h.send(t, "close")
+	}
+	for _, p := range ps {
+		p.h.expect(t, "closed")
+		p.h.wait(t)
+	}
+	t.Logf("all closed after %v", time.Since(start).Round(time.Millisecond))
+
+	// Which socket is whose: clients by (their port, server port),
+	// server children by (server port, client port), listeners by
+	// (server port, 0).
+	type role struct {
+		p    *proc
+		kind socketKind
+	}
+	roles := map[tuple]role{}
+	for _, p := range ps {
+		roles[tuple{p.family, p.server, 0}] = role{p, listenSock}
+		for _, cp := range p.clients {
+			roles[tuple{p.family, cp, p.server}] = role{p, clientSock}
+			roles[tuple{p.family, p.server, cp}] = role{p, childSock}
+		}
+	}
+	idx := newTupleIndex(c, func(ev *tracer.Event) bool { _, ok := roles[evTuple(ev)]; return ok })
+	wantPath := map[socketKind]string{
+		clientSock: activeClosePath,
+		childSock:  "LISTEN>SYN_RECV>ESTABLISHED>CLOSE_WAIT>LAST_ACK>CLOSE",
+		listenSock: "CLOSE>LISTEN>CLOSE",
+	}
+	closedAll := func() bool {
+		idx.update()
+		if len(idx.m) < len(roles) {
+			return false
+		}
+		for _, evs := range idx.m {
+			if last := evs[len(evs)-1]; last.NewState != tracer.TimeWait && last.NewState != tracer.Close {
+				return false
+			}
+		}
+		return true
+	}
+	pollUntil(10*time.Second, closedAll)
+	time.Sleep(200 * time.Millisecond)
+	idx.update()
+
+	comm := commOf(os.Args[0])
+	var closeEvents, pid0, wrongPid, unknownIn int
+	problems := map[string]int{}
+	for tp, r := range roles {
+		evs := idx.m[tp]
+		if p := path(evs); p != wantPath[r.kind] {
+			if len(evs) == 0 {
+				p = "(no events)"
+			}
+			problems[fmt.Sprintf("%s: path %s", r.kind, p)]++
+		}
+		closing := false
+		for _, ev := range evs {
+			// From leaving ESTABLISHED (or LISTEN) on.
+			closing = closing || ev.OldState == tracer.Established || ev.OldState == tracer.Listen && ev.NewState == tracer.Close
+			if !closing {
+				continue
+			}
+			closeEvents++
+			what := fmt.Sprintf("%s %s -> %s", r.kind, ev.OldState, ev.NewState)
+			switch {
+			case ev.Pid == 0:
+				pid0++
+				problems[what+": no owner"]++
+			case int(ev.Pid) != r.p.pid || ev.Comm != comm:
+				wrongPid++
+				problems[what+": another owner"]++
+			}
+			if !ev.InStateKnown {
+				unknownIn++
+				problems[what+": in-state time unknown"]++
+			}
+		}
+	}
+	t.Logf("%d close events of %d sockets: %d without owner, %d with another owner, %d with unknown in-state time", closeEvents, len(roles), pid0, wrongPid, unknownIn)
+	if len(problems) > 0 {
+		t.Errorf("of %d close events, %d (%.1f%%) have no owner, %d another owner, %d an unknown in-state time%s; by kind:%s",
+			closeEvents, pid0, 100*float64(pid0)/float64(max(closeEvents, 1)), wrongPid, unknownIn, lostNote(t, c), countSummary(problems))
+	}
+	logLost(t, c)
+}
