@@ -100,6 +100,17 @@ func runLimitsHelper(role, network, addr string, args []string, in *bufio.Reader
 			return err
 		}
 		return manyConnections(role, network, addr, n, rate, say, waitFor)
+	case "pair-both":
+		// A client-closes connection over IPv4, then one over IPv6.
+		for _, nw := range []struct{ network, addr string }{{"tcp4", "127.0.0.1"}, {"tcp6", "::1"}} {
+			err := pair("client-closes", nw.network, nw.addr, func(r helperReport) error {
+				return say(limitsReport{Step: nw.network, Client: r.Client, Server: r.Server})
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	return fmt.Errorf("unknown helper role %q", role)
 }

@@ -789,3 +789,117 @@ func TestOwnersPastMapSize(t *testing.T) {
 	}
 	logLost(t, c)
 }
+
+// TestNetnsDeletedWhileTracing traces one network namespace, deletes it,
+// and makes connections in many new namespaces: one of them gets the
+// deleted namespace's inode number. No event of those namespaces may be
+// delivered.
+func TestNetnsDeletedWhileTracing(t *testing.T) {
+	requireRoot(t)
+	const (
+		minNamespaces = 50
+		maxNamespaces = 150
+	)
+	traced := newNetns(t)
+	c := startTracer(t, tracer.Options{NetNS: traced.inode})
+
+	type conn struct {
+		inode          uint32
+		family         tracer.Family
+		client, server uint16
+	}
+	// sockets of connections: client, server child, listener.
+	sockets := func(cn conn) []tuple {
+		return []tuple{{cn.family, cn.client, cn.server}, {cn.family, cn.server, cn.client}, {cn.family, cn.server, 0}}
+	}
+	run := func(ns *netns) []conn {
+		h := startHelper(t, ns, "pair-both", "tcp4", "")
+		var out []conn
+		for _, network := range []string{"tcp4", "tcp6"} {
+			r := h.expect(t, network)
+			out = append(out, conn{ns.inode, family(loopback(network)), uint16(r.Client), uint16(r.Server)})
+		}
+		h.wait(t)
+		return out
+	}
+	// seen waits until every socket of conns has closed in c's events.
+	seen := func(c *collector, conns []conn) bool {
+		want := map[tuple]bool{}
+		for _, cn := range conns {
+			for _, tp := range sockets(cn) {
+				want[tp] = true
+			}
+		}
+		inode := conns[0].inode
+		for _, ev := range view(c) {
+			if ev.NetNS == inode && (ev.NewState == tracer.Close || ev.NewState == tracer.TimeWait) {
+				delete(want, evTuple(&ev))
+			}
+		}
+		return len(want) == 0
+	}
+
+	mine := run(traced)
+	if !pollUntil(5*time.Second, func() bool { return seen(c, mine) }) {
+		t.Fatalf("the tracer did not see the traced namespace's connections")
+	}
+	ours := map[tuple]bool{}
+	for _, cn := range mine {
+		for _, tp := range sockets(cn) {
+			ours[tp] = true
+		}
+	}
+	if out, err := exec.Command("ip", "netns", "del", traced.name).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns del %s: %v: %s", traced.name, err, out)
+	}
+	deleted := time.Now()
+
+	// New namespaces, each with a connection; the one that gets the
+	// deleted namespace's inode has its connection last.
+	var others []conn
+	var reused *netns
+	for i := 0; i < maxNamespaces && (i < minNamespaces || reused == nil); i++ {
+		ns := newNetns(t)
+		if ns.inode == traced.inode {
+			reused = ns
+			continue
+		}
+		others = append(others, run(ns)...)
+	}
+	if reused == nil {
+		t.Fatalf("none of %d new namespaces got the deleted namespace's inode %d: the test cannot tell", maxNamespaces, traced.inode)
+	}
+	// A tracer of the new namespace tells when its events have been read;
+	// the first tracer reads on the same schedule.
+	control := startTracer(t, tracer.Options{NetNS: reused.inode})
+	last := run(reused)
+	others = append(others, last...)
+	t.Logf("%s got inode %d of the deleted namespace; %d connections in %d new namespaces", reused.name, traced.inode, len(others), len(others)/2)
+	if !pollUntil(5*time.Second, func() bool { return seen(control, last) }) {
+		t.Fatalf("a tracer of the new namespace %s did not see its connections", reused.name)
+	}
+	time.Sleep(300 * time.Millisecond)
+
+	foreign := map[tuple]bool{}
+	for _, cn := range others {
+		for _, tp := range sockets(cn) {
+			if !ours[tp] {
+				foreign[tp] = true
+			}
+		}
+	}
+	var bad []string
+	n := 0
+	for _, ev := range view(c) {
+		if ev.NetNS != traced.inode || (ev.Time.After(deleted) && foreign[evTuple(&ev)]) {
+			n++
+			if len(bad) < 10 {
+				bad = append(bad, fmt.Sprintf("%s netns %d %s %s:%d -> %s:%d %s -> %s", ev.Time.Format("15:04:05.000000"), ev.NetNS, ev.Family,
+					ev.LAddr, ev.LPort, ev.RAddr, ev.RPort, ev.OldState, ev.NewState))
+			}
+		}
+	}
+	if n > 0 {
+		t.Errorf("the tracer of namespace %d (deleted) delivered %d events of other namespaces, e.g.:\n  %s", traced.inode, n, strings.Join(bad, "\n  "))
+	}
+}
