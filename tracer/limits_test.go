@@ -801,7 +801,12 @@ func TestNetnsDeletedWhileTracing(t *testing.T) {
 		maxNamespaces = 150
 	)
 	traced := newNetns(t)
-	c := startTracer(t, tracer.Options{NetNS: traced.inode})
+	// As tcpstate --netns gives it: the namespace's file, so that the
+	// tracer filters on its cookie.
+	c := startTracer(t, tracer.Options{NetNS: traced.inode, NetNSPath: "/run/netns/" + traced.name})
+	if gone, err := c.tracer.NetNSGone(); err != nil || gone {
+		t.Fatalf("NetNSGone before the namespace was deleted: %v, %v", gone, err)
+	}
 
 	type conn struct {
 		inode          uint32
@@ -853,6 +858,9 @@ func TestNetnsDeletedWhileTracing(t *testing.T) {
 		t.Fatalf("ip netns del %s: %v: %s", traced.name, err, out)
 	}
 	deleted := time.Now()
+	if gone, err := c.tracer.NetNSGone(); err != nil || !gone {
+		t.Errorf("NetNSGone after the namespace was deleted: %v, %v", gone, err)
+	}
 
 	// New namespaces, each with a connection; the one that gets the
 	// deleted namespace's inode has its connection last.
@@ -871,7 +879,7 @@ func TestNetnsDeletedWhileTracing(t *testing.T) {
 	}
 	// A tracer of the new namespace tells when its events have been read;
 	// the first tracer reads on the same schedule.
-	control := startTracer(t, tracer.Options{NetNS: reused.inode})
+	control := startTracer(t, tracer.Options{NetNS: reused.inode, NetNSPath: "/run/netns/" + reused.name})
 	last := run(reused)
 	others = append(others, last...)
 	t.Logf("%s got inode %d of the deleted namespace; %d connections in %d new namespaces", reused.name, traced.inode, len(others), len(others)/2)

@@ -353,3 +353,51 @@ func TestLsAndStuckNotRootSaySo(t *testing.T) {
 		})
 	}
 }
+
+// --netns: when the namespace is deleted, tracing says so and ends with
+// the summary, status 0.
+func TestNetnsGoneEndsTrace(t *testing.T) {
+	requireRoot(t)
+	bin := build(t)
+	for _, command := range []string{"trace", "life"} {
+		t.Run(command, func(t *testing.T) {
+			ns := newNetns(t)
+			cmd := exec.Command(bin, command, "--netns", "/run/netns/"+ns, "-d", "60s")
+			stderr, err := cmd.StderrPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+			r := bufio.NewReader(stderr)
+			if line, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(line, "Tracing TCP state transitions") {
+				t.Fatalf("first stderr line %q, %v", line, err)
+			}
+			if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
+				t.Fatalf("ip netns del: %v: %s", err, out)
+			}
+			deleted := time.Now()
+			rest, _ := io.ReadAll(r)
+			if err := cmd.Wait(); err != nil {
+				t.Fatalf("after the namespace was deleted: %v (stderr %q)", err, rest)
+			}
+			if d := time.Since(deleted); d > 5*time.Second {
+				t.Errorf("ended %s after the namespace was deleted, want within about a second", d)
+			}
+			lines := strings.Split(strings.TrimSpace(string(rest)), "\n")
+			want := "tcpstate: network namespace /run/netns/" + ns + " is gone (no process is in it and no file names it); ending"
+			if len(lines) != 2 || lines[0] != want {
+				t.Fatalf("stderr %q, want %q and the summary", rest, want)
+			}
+			re := summaryRe
+			if command == "life" {
+				re = lifeSummaryRe
+			}
+			if !re.MatchString(lines[1] + "\n") {
+				t.Errorf("summary %q, want %s", lines[1], re)
+			}
+		})
+	}
+}
