@@ -19,37 +19,39 @@ import (
 // ErrPrivileges means the process may not load BPF programs.
 var ErrPrivileges = errors.New("tcpstate needs root (or the CAP_BPF and CAP_PERFMON capabilities) to load its BPF programs: run it with sudo")
 
-const (
-	capSysAdmin = 21
-	capPerfmon  = 38
-	capBPF      = 39
-)
-
 // checkPrivileges fails early, with a sentence a person can act on, rather
 // than with an EPERM from deep inside the loader.
 func checkPrivileges() error {
+	caps, ok := EffectiveCaps()
+	if !ok {
+		return nil // cannot tell; let the loader decide
+	}
+	has := func(c uint) bool { return caps&(1<<c) != 0 }
+	if has(unix.CAP_SYS_ADMIN) || (has(unix.CAP_BPF) && has(unix.CAP_PERFMON)) {
+		return nil
+	}
+	return ErrPrivileges
+}
+
+// EffectiveCaps returns the effective capability set of this process (bit
+// n is capability n, as unix.CAP_*), from /proc/self/status; ok is false
+// when it cannot be read.
+func EffectiveCaps() (caps uint64, ok bool) {
 	f, err := os.Open("/proc/self/status")
 	if err != nil {
-		return nil // cannot tell; let the loader decide
+		return 0, false
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		hex, ok := strings.CutPrefix(sc.Text(), "CapEff:")
-		if !ok {
+		hex, found := strings.CutPrefix(sc.Text(), "CapEff:")
+		if !found {
 			continue
 		}
 		caps, err := strconv.ParseUint(strings.TrimSpace(hex), 16, 64)
-		if err != nil {
-			return nil
-		}
-		has := func(c uint) bool { return caps&(1<<c) != 0 }
-		if has(capSysAdmin) || (has(capBPF) && has(capPerfmon)) {
-			return nil
-		}
-		return ErrPrivileges
+		return caps, err == nil
 	}
-	return nil
+	return 0, false
 }
 
 // kernelBTF returns the BTF given with --kernel-btf, or nil when the kernel

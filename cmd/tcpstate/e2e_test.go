@@ -107,6 +107,13 @@ func connectIn(t *testing.T, ns string) int {
 // started starts the tool and waits until it says it is tracing.
 func started(t *testing.T, cmd *exec.Cmd) *bufio.Reader {
 	t.Helper()
+	return startedWith(t, cmd, "Tracing TCP state transitions")
+}
+
+// startedWith starts the tool and waits for its first stderr line, which
+// must begin with ready.
+func startedWith(t *testing.T, cmd *exec.Cmd, ready string) *bufio.Reader {
+	t.Helper()
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -117,7 +124,7 @@ func started(t *testing.T, cmd *exec.Cmd) *bufio.Reader {
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	r := bufio.NewReader(stderr)
 	line, err := r.ReadString('\n')
-	if err != nil || !strings.HasPrefix(line, "Tracing TCP state transitions") {
+	if err != nil || !strings.HasPrefix(line, ready) {
 		t.Fatalf("first stderr line %q, %v", line, err)
 	}
 	return r
@@ -250,18 +257,7 @@ func TestSIGHUPEndsCleanly(t *testing.T) {
 	} {
 		t.Run(tc.args[0], func(t *testing.T) {
 			cmd := exec.Command(bin, tc.args...)
-			stderr, err := cmd.StderrPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-			r := bufio.NewReader(stderr)
-			if line, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(line, tc.ready) {
-				t.Fatalf("first stderr line %q, %v", line, err)
-			}
+			r := startedWith(t, cmd, tc.ready)
 			start := time.Now()
 			cmd.Process.Signal(syscall.SIGHUP)
 			rest, _ := io.ReadAll(r)
@@ -363,18 +359,7 @@ func TestNetnsGoneEndsTrace(t *testing.T) {
 		t.Run(command, func(t *testing.T) {
 			ns := newNetns(t)
 			cmd := exec.Command(bin, command, "--netns", "/run/netns/"+ns, "-d", "60s")
-			stderr, err := cmd.StderrPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-			r := bufio.NewReader(stderr)
-			if line, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(line, "Tracing TCP state transitions") {
-				t.Fatalf("first stderr line %q, %v", line, err)
-			}
+			r := started(t, cmd)
 			if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
 				t.Fatalf("ip netns del: %v: %s", err, out)
 			}
