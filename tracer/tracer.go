@@ -259,6 +259,11 @@ func (t *Tracer) load(spec *ebpf.CollectionSpec, kernelTypes *btf.Spec, useBTF b
 		}{&maps, &progs.syscalls, &hooks, &progs.timewait}, opts)
 		progs.setState, progs.setStateNested, progs.retransmit = hooks.SetState, hooks.SetStateNested, hooks.Retransmit
 	} else {
+		// Classic tracepoints cannot follow TIME_WAIT (no timer hooks, no
+		// cookies): the BPF side must not try, nor count what it misses.
+		if err := spec.Variables["tw_timer_fn"].Set(uint64(0)); err != nil {
+			return fmt.Errorf("set tw_timer_fn: %w", err)
+		}
 		var hooks tracepointPrograms
 		err = spec.LoadAndAssign(&struct {
 			*tcpstateMaps
