@@ -332,13 +332,15 @@ func TestTransitions(t *testing.T) {
 	cases := []struct {
 		scenario       string
 		raw            bool
+		kernelBTF      string // classic tracepoints, which do not follow TIME_WAIT
 		client, server string // paths after the first state
 	}{
-		{"client-closes", false, activeClose, "SYN_RECV>ESTABLISHED>CLOSE_WAIT>LAST_ACK>CLOSE"},
-		{"client-closes", true, activeCloseRaw, "SYN_RECV>ESTABLISHED>CLOSE_WAIT>LAST_ACK>CLOSE"},
-		{"server-closes", false, passiveClose, "SYN_RECV>ESTABLISHED>FIN_WAIT1>FIN_WAIT2>TIME_WAIT"},
-		{"half-close", false, activeClose, "SYN_RECV>ESTABLISHED>CLOSE_WAIT>LAST_ACK>CLOSE"},
-		{"reset", false, "SYN_SENT>ESTABLISHED>CLOSE", "SYN_RECV>ESTABLISHED>CLOSE"},
+		{"client-closes", false, "", activeClose, "SYN_RECV>ESTABLISHED>CLOSE_WAIT>LAST_ACK>CLOSE"},
+		{"client-closes", true, "", activeCloseRaw, "SYN_RECV>ESTABLISHED>CLOSE_WAIT>LAST_ACK>CLOSE"},
+		{"client-closes", false, "/sys/kernel/btf/vmlinux", activeCloseRaw, "SYN_RECV>ESTABLISHED>CLOSE_WAIT>LAST_ACK>CLOSE"},
+		{"server-closes", false, "", passiveClose, "SYN_RECV>ESTABLISHED>FIN_WAIT1>FIN_WAIT2>TIME_WAIT"},
+		{"half-close", false, "", activeClose, "SYN_RECV>ESTABLISHED>CLOSE_WAIT>LAST_ACK>CLOSE"},
+		{"reset", false, "", "SYN_SENT>ESTABLISHED>CLOSE", "SYN_RECV>ESTABLISHED>CLOSE"},
 	}
 	for _, network := range []string{"tcp4", "tcp6"} {
 		for _, tc := range cases {
@@ -346,9 +348,12 @@ func TestTransitions(t *testing.T) {
 			if tc.raw {
 				name += "/raw"
 			}
+			if tc.kernelBTF != "" {
+				name += "/classic"
+			}
 			t.Run(name, func(t *testing.T) {
 				ns := newNetns(t)
-				c := startTracer(t, tracer.Options{NetNS: ns.inode, Raw: tc.raw})
+				c := startTracer(t, tracer.Options{NetNS: ns.inode, Raw: tc.raw, KernelBTF: tc.kernelBTF})
 				r := runPair(t, ns, tc.scenario, network)
 				ls := waitLives(t, c, func(ls []life) bool {
 					return findLife(ls, clientSock, r.Client, r.Server).closed() &&
@@ -360,6 +365,16 @@ func TestTransitions(t *testing.T) {
 				srv := netip.AddrPortFrom(lo, uint16(r.Server))
 				if lost, _ := c.tracer.Lost(); lost > 0 {
 					t.Logf("the tracer lost %d events", lost)
+				}
+				// Nothing here is beyond a limit of the tracer.
+				shortfalls, err := c.tracer.Shortfalls()
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, sf := range shortfalls {
+					if sf.Count != 0 {
+						t.Errorf("shortfall %d %s", sf.Count, sf.What)
+					}
 				}
 				checkLife(t, findLife(ls, clientSock, r.Client, r.Server), clientSock, "CLOSE>"+tc.client, cli, srv)
 				checkLife(t, findLife(ls, childSock, r.Client, r.Server), childSock, "LISTEN>"+tc.server, srv, cli)
