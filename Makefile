@@ -4,7 +4,7 @@ GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 CLANG ?= clang-19
 BIN := bin/tcpstate
 
-.PHONY: build generate check-generate test vet unit bench clean
+.PHONY: build generate check-generate test deps vet unit bench clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/tcpstate
@@ -26,9 +26,13 @@ vet:
 	$(GO) vet ./...
 
 # Every test; the integration tests need root (they fail under CI=true
-# without it, and skip otherwise).
-test: vet check-generate
+# without it, and skip otherwise). Installs what they need first.
+test: deps vet check-generate
 	$(GO) test -count=1 ./...
+
+# On a fresh Debian machine as root: install what the tests need.
+deps:
+	@bash .ci/deps
 
 # Connection churn with and without the tracer; a benchmark, not a test.
 bench: build
