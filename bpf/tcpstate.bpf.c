@@ -18,6 +18,9 @@
 #define TCP_LISTEN 10
 #define MAX_COMMS 8
 #define MAX_CGROUP_LEVEL 32
+/* Free ring space a tentative TIME_WAIT end needs: itself, and room for
+ * its re-arm even if other CPUs write a few events in between. */
+#define TENTATIVE_ROOM (16 * (sizeof(struct event) + 8))
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -654,9 +657,18 @@ static __always_inline void send_tw(const struct tw_info *info, __u8 newstate, _
 
 	if (!info->paired || !info->cgroup_ok || !state_ok(info->substate, newstate) || !wanted(&info->tmpl))
 		return;
+	/* A tentative end goes out only with room behind it for the re-arm
+	 * that may retract it: without that, it could stand wrongly. */
+	if ((flags & EV_TENTATIVE) && bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) + TENTATIVE_ROOM >
+					      bpf_ringbuf_query(&events, BPF_RB_RING_SIZE)) {
+		count(COUNT_LOST);
+		return;
+	}
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count(COUNT_LOST);
+		if (flags & EV_REARM)
+			count(COUNT_REARM_LOST);
 		return;
 	}
 	__builtin_memcpy(e, &info->tmpl, sizeof(*e));

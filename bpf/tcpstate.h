@@ -64,6 +64,8 @@ enum counter {
 	COUNT_TW_UNKNOWN,   /* a socket older than tcpstate closed from
 	                     * FIN_WAIT1/2 or CLOSING: a TIME_WAIT it may have
 	                     * left is not followed */
+	COUNT_REARM_LOST,   /* a re-arm lost (ring full): the TIME_WAIT end it
+	                     * should have retracted was shown */
 	COUNT_NESTED,       /* not a loss: transitions handled by the second
 	                     * set_state program because the first was busy on
 	                     * the CPU (the kernel counts a miss for it) */

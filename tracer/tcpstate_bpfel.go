@@ -22,8 +22,9 @@ const (
 	tcpstateCounterCOUNT_TW_FULL      tcpstateCounter = 3
 	tcpstateCounterCOUNT_ORPHANS_FULL tcpstateCounter = 4
 	tcpstateCounterCOUNT_TW_UNKNOWN   tcpstateCounter = 5
-	tcpstateCounterCOUNT_NESTED       tcpstateCounter = 6
-	tcpstateCounterNR_COUNTERS        tcpstateCounter = 7
+	tcpstateCounterCOUNT_REARM_LOST   tcpstateCounter = 6
+	tcpstateCounterCOUNT_NESTED       tcpstateCounter = 7
+	tcpstateCounterNR_COUNTERS        tcpstateCounter = 8
 )
 
 type tcpstateEvent struct {

@@ -555,6 +555,7 @@ func (t *Tracer) Shortfalls() ([]Shortfall, error) {
 		full(tcpstateCounterCOUNT_ORPHANS_FULL, "orphaned FIN_WAIT2 sockets whose TIME_WAIT is seen only at its next timer event", "orphan"),
 		{counts[tcpstateCounterCOUNT_TW_UNKNOWN], "sockets older than tcpstate closed from FIN_WAIT1/FIN_WAIT2/CLOSING: a TIME_WAIT they left is not followed"},
 		{t.heldEarly, "TIME_WAIT ends released before their re-arm check (too many at once)"},
+		{counts[tcpstateCounterCOUNT_REARM_LOST], "TIME_WAIT ends shown that a lost event would have retracted (the timer was re-armed)"},
 	}, nil
 }
 
