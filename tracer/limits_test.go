@@ -762,6 +762,10 @@ func TestOwnersPastMapSize(t *testing.T) {
 				p = "(no events)"
 			}
 			problems[fmt.Sprintf("%s: path %s", r.kind, p)]++
+			for _, ev := range evs {
+				t.Logf("%s %v: %s %s -> %s synth %v sk %#x cookie %d pid %d", r.kind, tp, ev.Time.Format("15:04:05.000000"),
+					ev.OldState, ev.NewState, ev.Synthesized, ev.Skaddr, ev.Cookie, ev.Pid)
+			}
 		}
 		closing := false
 		for _, ev := range evs {
