@@ -24,6 +24,10 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
+/* Not used by the programs: keeps enum ev_flag in the BTF, so that
+ * bpf2go generates its values for the Go decoder. */
+const volatile enum ev_flag ev_flag_btf = 0;
+
 /* Filters, set by the loader before the program is loaded. */
 const volatile __u16 filter_family = 0;     /* 0: any */
 const volatile __u32 filter_states = 0;     /* bit per state; 0: any */

@@ -38,14 +38,17 @@ struct event {
 };
 
 /* event.flags */
-#define EV_SYNTH 1     /* derived by tcpstate, not reported by the kernel */
-#define EV_TENTATIVE 2 /* a timewait timer was cancelled: the end of TIME_WAIT
-                        * unless an EV_REARM for the same cookie follows */
-#define EV_REARM 4     /* the cancelled timer was re-armed: not an end */
-#define EV_RESET_NOTE 8 /* not a transition: a RST for a socket already
-                         * reported CLOSE (the kernel sends it after) */
-#define EV_ORPHAN_NOTE 16 /* not a transition: the connection lives on as an
-                           * orphaned FIN_WAIT2 timewait socket */
+enum ev_flag {
+	EV_SYNTH = 1,       /* derived by tcpstate, not reported by the kernel */
+	EV_TENTATIVE = 2,   /* a timewait timer was cancelled: the end of
+	                     * TIME_WAIT unless an EV_REARM for the same cookie
+	                     * follows */
+	EV_REARM = 4,       /* the cancelled timer was re-armed: not an end */
+	EV_RESET_NOTE = 8,  /* not a transition: a RST for a socket already
+	                     * reported CLOSE (the kernel sends it after) */
+	EV_ORPHAN_NOTE = 16, /* not a transition: the connection lives on as an
+	                      * orphaned FIN_WAIT2 timewait socket */
+};
 
 /* event.reset */
 #define RESET_SENT 1

@@ -3,54 +3,28 @@
 package tracer
 
 import (
-	"encoding/binary"
 	"fmt"
+	"math"
 	"net/netip"
 	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
-// eventSize is sizeof(struct event) in bpf/tcpstate.h.
-const eventSize = 152
+// eventSize is sizeof(struct event), from the bpf2go-generated type.
+const eventSize = int(unsafe.Sizeof(tcpstateEvent{}))
 
-// Byte offsets of struct event's fields.
+// event.flags, generated from enum ev_flag in bpf/tcpstate.h.
 const (
-	offTs      = 0
-	offPrevTs  = 8
-	offSkaddr  = 16
-	offCgroup  = 24
-	offPid     = 32
-	offNetns   = 36
-	offSaddr   = 40
-	offDaddr   = 56
-	offSport   = 72
-	offDport   = 74
-	offFamily  = 76
-	offOld     = 78
-	offNew     = 79
-	offComm    = 80
-	offCookie  = 96
-	offTx      = 104
-	offRx      = 112
-	offSndUna  = 120
-	offSndNxt  = 124
-	offRcvNxt  = 128
-	offRetrans = 132
-	offFlags   = 136
-	offReset   = 138
-	offNetnsCk = 144
-	afInet     = 2
-	afInet6    = 10
-	commLength = 16
+	evSynth      = uint16(tcpstateEvFlagEV_SYNTH)
+	evTentative  = uint16(tcpstateEvFlagEV_TENTATIVE)
+	evRearm      = uint16(tcpstateEvFlagEV_REARM)
+	evResetNote  = uint16(tcpstateEvFlagEV_RESET_NOTE)
+	evOrphanNote = uint16(tcpstateEvFlagEV_ORPHAN_NOTE)
 )
 
-// event.flags, as in bpf/tcpstate.h.
-const (
-	evSynth      = 1
-	evTentative  = 2
-	evRearm      = 4
-	evResetNote  = 8
-	evOrphanNote = 16
-)
+const commLength = len(tcpstateEvent{}.Comm)
 
 // decoder turns raw ring buffer records into Events. It keeps a small
 // cache of comm strings so that decoding allocates nothing in the steady
@@ -58,83 +32,90 @@ const (
 type decoder struct {
 	// bootWall is the wall clock at monotonic time 0, in ns.
 	bootWall int64
-	comms    map[[commLength]byte]string
+	comms    map[[commLength]int8]string
+	aligned  tcpstateEvent // a copy of a record that is not 8-byte aligned
 }
 
 const maxComms = 4096
 
 func newDecoder(bootWall int64) *decoder {
-	return &decoder{bootWall: bootWall, comms: make(map[[commLength]byte]string)}
+	return &decoder{bootWall: bootWall, comms: make(map[[commLength]int8]string)}
 }
 
-// decode fills ev from one record. It checks the length and the values it
-// interprets, so a record from a mismatched BPF object is an error, not
-// garbage.
+// decode fills ev from one record, read as the generated struct (the BPF
+// object is little-endian, as are the hosts it is built for). It checks
+// the length and the values it interprets, so a record from a mismatched
+// BPF object is an error, not garbage.
 func (d *decoder) decode(raw []byte, ev *Event) error {
 	if len(raw) < eventSize {
 		return fmt.Errorf("decode event: record is %d bytes, want %d", len(raw), eventSize)
 	}
-	le := binary.LittleEndian
-	ts := le.Uint64(raw[offTs:])
-	prev := le.Uint64(raw[offPrevTs:])
-	ev.Time = time.Unix(0, d.bootWall+int64(ts))
-	ev.InStateKnown = prev != 0 && prev <= ts
+	r := (*tcpstateEvent)(unsafe.Pointer(unsafe.SliceData(raw)))
+	if uintptr(unsafe.Pointer(r))%unsafe.Alignof(*r) != 0 {
+		d.aligned = *r
+		r = &d.aligned
+	}
+	ev.Time = time.Unix(0, d.bootWall+int64(r.TsNs))
+	// (A difference past what a Duration holds is no real time in state.)
+	ev.InStateKnown = r.PrevTsNs != 0 && r.PrevTsNs <= r.TsNs && r.TsNs-r.PrevTsNs <= math.MaxInt64
 	ev.InState = 0
 	if ev.InStateKnown {
-		ev.InState = time.Duration(ts - prev)
+		ev.InState = time.Duration(r.TsNs - r.PrevTsNs)
 	}
-	ev.Skaddr = le.Uint64(raw[offSkaddr:])
-	ev.CgroupID = le.Uint64(raw[offCgroup:])
-	ev.Pid = le.Uint32(raw[offPid:])
-	ev.NetNS = le.Uint32(raw[offNetns:])
-	ev.LPort = le.Uint16(raw[offSport:])
-	ev.RPort = le.Uint16(raw[offDport:])
-	switch fam := le.Uint16(raw[offFamily:]); fam {
-	case afInet:
+	ev.Skaddr = r.Skaddr
+	ev.Cookie = r.Cookie
+	ev.CgroupID = r.CgroupId
+	ev.Pid = r.Pid
+	ev.NetNS = r.Netns
+	ev.NetNSCookie = r.NetnsCookie
+	ev.LPort = r.Sport
+	ev.RPort = r.Dport
+	switch r.Family {
+	case unix.AF_INET:
 		ev.Family = IPv4
-		ev.LAddr = netip.AddrFrom4([4]byte(raw[offSaddr : offSaddr+4]))
-		ev.RAddr = netip.AddrFrom4([4]byte(raw[offDaddr : offDaddr+4]))
-	case afInet6:
+		ev.LAddr = netip.AddrFrom4([4]byte(r.Saddr[:4]))
+		ev.RAddr = netip.AddrFrom4([4]byte(r.Daddr[:4]))
+	case unix.AF_INET6:
 		ev.Family = IPv6
-		ev.LAddr = netip.AddrFrom16([16]byte(raw[offSaddr : offSaddr+16])).Unmap()
-		ev.RAddr = netip.AddrFrom16([16]byte(raw[offDaddr : offDaddr+16])).Unmap()
+		ev.LAddr = netip.AddrFrom16(r.Saddr).Unmap()
+		ev.RAddr = netip.AddrFrom16(r.Daddr).Unmap()
 	default:
-		return fmt.Errorf("decode event: unknown address family %d", fam)
+		return fmt.Errorf("decode event: unknown address family %d", r.Family)
 	}
-	ev.OldState = State(raw[offOld])
-	ev.NewState = State(raw[offNew])
+	ev.OldState = State(r.Oldstate)
+	ev.NewState = State(r.Newstate)
 	if ev.OldState < Established || ev.OldState > NewSynRecv || ev.NewState < Established || ev.NewState > NewSynRecv {
-		return fmt.Errorf("decode event: unknown state %d -> %d", raw[offOld], raw[offNew])
+		return fmt.Errorf("decode event: unknown state %d -> %d", r.Oldstate, r.Newstate)
 	}
-	ev.Comm = d.comm([commLength]byte(raw[offComm : offComm+commLength]))
-	ev.mono = ts
-	ev.Cookie = le.Uint64(raw[offCookie:])
-	ev.NetNSCookie = le.Uint64(raw[offNetnsCk:])
-	ev.flags = le.Uint16(raw[offFlags:])
+	ev.Comm = d.comm(r.Comm)
+	ev.mono = r.TsNs
+	ev.flags = r.Flags
 	ev.Synthesized = ev.flags&evSynth != 0
-	ev.Reset = Reset(raw[offReset])
-	ev.TxBytes = le.Uint64(raw[offTx:])
-	ev.RxBytes = le.Uint64(raw[offRx:])
-	ev.SndUna = le.Uint32(raw[offSndUna:])
-	ev.SndNxt = le.Uint32(raw[offSndNxt:])
-	ev.RcvNxt = le.Uint32(raw[offRcvNxt:])
-	ev.Retrans = le.Uint32(raw[offRetrans:])
+	ev.Reset = Reset(r.Reset)
+	ev.TxBytes = r.TxBytes
+	ev.RxBytes = r.RxBytes
+	ev.SndUna = r.SndUna
+	ev.SndNxt = r.SndNxt
+	ev.RcvNxt = r.RcvNxt
+	ev.Retrans = r.Retrans
 	return nil
 }
 
 // comm returns the string of a NUL-padded comm, interned.
-func (d *decoder) comm(b [commLength]byte) string {
-	if s, ok := d.comms[b]; ok {
+func (d *decoder) comm(c [commLength]int8) string {
+	if s, ok := d.comms[c]; ok {
 		return s
 	}
+	var b [commLength]byte
 	n := 0
-	for n < commLength-1 && b[n] != 0 { // the kernel keeps a NUL; never trust it
+	for n < commLength-1 && c[n] != 0 { // the kernel keeps a NUL; never trust it
+		b[n] = byte(c[n])
 		n++
 	}
 	s := string(b[:n])
 	if len(d.comms) >= maxComms {
 		clear(d.comms) // bounded: a host with more names just pays again
 	}
-	d.comms[b] = s
+	d.comms[c] = s
 	return s
 }

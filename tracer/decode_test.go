@@ -6,9 +6,11 @@ import (
 	"bytes"
 	"encoding/binary"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
-	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // record builds a raw event the way the BPF side lays it out, through the
@@ -39,7 +41,7 @@ func TestDecodeIPv4(t *testing.T) {
 	d := newDecoder(1_000_000_000)
 	e := tcpstateEvent{
 		TsNs: 5_000, PrevTsNs: 2_000, Skaddr: 0xffff888100aa0000, CgroupId: 7,
-		Pid: 1234, Netns: 4026531840, Sport: 43210, Dport: 80, Family: afInet,
+		Pid: 1234, Netns: 4026531840, Sport: 43210, Dport: 80, Family: unix.AF_INET,
 		Oldstate: uint8(SynSent), Newstate: uint8(Established), Comm: comm("curl"),
 	}
 	copy(e.Saddr[:], []byte{127, 0, 0, 1})
@@ -66,7 +68,7 @@ func TestDecodeIPv4(t *testing.T) {
 
 func TestDecodeIPv6UnmapsAndUnknownAge(t *testing.T) {
 	d := newDecoder(0)
-	e := tcpstateEvent{TsNs: 10, Family: afInet6, Oldstate: uint8(Established), Newstate: uint8(CloseWait)}
+	e := tcpstateEvent{TsNs: 10, Family: unix.AF_INET6, Oldstate: uint8(Established), Newstate: uint8(CloseWait)}
 	e.Saddr = netip.MustParseAddr("::ffff:192.0.2.1").As16()
 	e.Daddr = netip.MustParseAddr("2001:db8::1").As16()
 	var ev Event
@@ -89,7 +91,7 @@ func TestDecodeIPv6UnmapsAndUnknownAge(t *testing.T) {
 
 func TestDecodeRejectsBadRecords(t *testing.T) {
 	d := newDecoder(0)
-	good := tcpstateEvent{Family: afInet, Oldstate: 1, Newstate: 2}
+	good := tcpstateEvent{Family: unix.AF_INET, Oldstate: 1, Newstate: 2}
 	var ev Event
 	if err := d.decode(record(t, good)[:eventSize-1], &ev); err == nil {
 		t.Error("short record accepted")
@@ -108,7 +110,7 @@ func TestDecodeRejectsBadRecords(t *testing.T) {
 
 func TestDecodeAllocatesNothing(t *testing.T) {
 	d := newDecoder(0)
-	raw := record(t, tcpstateEvent{Family: afInet6, Oldstate: 1, Newstate: 4, Comm: comm("nginx")})
+	raw := record(t, tcpstateEvent{Family: unix.AF_INET6, Oldstate: 1, Newstate: 4, Comm: comm("nginx")})
 	var ev Event
 	allocs := testing.AllocsPerRun(1000, func() {
 		if err := d.decode(raw, &ev); err != nil {
@@ -122,7 +124,7 @@ func TestDecodeAllocatesNothing(t *testing.T) {
 
 func BenchmarkDecode(b *testing.B) {
 	d := newDecoder(0)
-	raw := record(b, tcpstateEvent{Family: afInet, Oldstate: 1, Newstate: 4, Comm: comm("nginx")})
+	raw := record(b, tcpstateEvent{Family: unix.AF_INET, Oldstate: 1, Newstate: 4, Comm: comm("nginx")})
 	var ev Event
 	b.ReportAllocs()
 	for b.Loop() {
@@ -133,8 +135,8 @@ func BenchmarkDecode(b *testing.B) {
 }
 
 func FuzzDecode(f *testing.F) {
-	f.Add(record(f, tcpstateEvent{Family: afInet, Oldstate: 1, Newstate: 4, Comm: comm("a")}))
-	f.Add(record(f, tcpstateEvent{Family: afInet6, Oldstate: 12, Newstate: 7}))
+	f.Add(record(f, tcpstateEvent{Family: unix.AF_INET, Oldstate: 1, Newstate: 4, Comm: comm("a")}))
+	f.Add(record(f, tcpstateEvent{Family: unix.AF_INET6, Oldstate: 12, Newstate: 7, TsNs: 5, PrevTsNs: 9}))
 	f.Add([]byte{1, 2, 3})
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		d := newDecoder(0)
@@ -142,52 +144,90 @@ func FuzzDecode(f *testing.F) {
 		if err := d.decode(raw, &ev); err != nil {
 			return
 		}
+		// Whatever the bytes, an accepted record is one we can print.
 		if ev.OldState.String() == "" || ev.NewState.String() == "" {
 			t.Error("state without a name")
 		}
-		if !ev.LAddr.IsValid() || ev.LAddr.Is4In6() || ev.RAddr.Is4In6() {
-			t.Errorf("bad addresses %s %s", ev.LAddr, ev.RAddr)
+		if ev.Family == IPv4 && (!ev.LAddr.Is4() || !ev.RAddr.Is4()) || ev.LAddr.Is4In6() || ev.RAddr.Is4In6() {
+			t.Errorf("family %s with addresses %s %s", ev.Family, ev.LAddr, ev.RAddr)
 		}
-		if len(ev.Comm) > 15 {
-			t.Errorf("comm %q longer than the kernel allows", ev.Comm)
+		if len(ev.Comm) > commLength-1 || strings.IndexByte(ev.Comm, 0) >= 0 {
+			t.Errorf("comm %q: longer than the kernel allows, or with a NUL", ev.Comm)
+		}
+		if ev.InState < 0 || (ev.InState != 0 && !ev.InStateKnown) {
+			t.Errorf("in state %v (known %v)", ev.InState, ev.InStateKnown)
 		}
 	})
 }
 
-// The decoder's offsets are those of the C struct, as bpf2go generated it.
-func TestDecodeOffsetsMatchBPF(t *testing.T) {
-	var e tcpstateEvent
-	for name, c := range map[string][2]uintptr{
-		"ts_ns":        {offTs, unsafe.Offsetof(e.TsNs)},
-		"prev_ts_ns":   {offPrevTs, unsafe.Offsetof(e.PrevTsNs)},
-		"skaddr":       {offSkaddr, unsafe.Offsetof(e.Skaddr)},
-		"cgroup_id":    {offCgroup, unsafe.Offsetof(e.CgroupId)},
-		"pid":          {offPid, unsafe.Offsetof(e.Pid)},
-		"netns":        {offNetns, unsafe.Offsetof(e.Netns)},
-		"saddr":        {offSaddr, unsafe.Offsetof(e.Saddr)},
-		"daddr":        {offDaddr, unsafe.Offsetof(e.Daddr)},
-		"sport":        {offSport, unsafe.Offsetof(e.Sport)},
-		"dport":        {offDport, unsafe.Offsetof(e.Dport)},
-		"family":       {offFamily, unsafe.Offsetof(e.Family)},
-		"oldstate":     {offOld, unsafe.Offsetof(e.Oldstate)},
-		"newstate":     {offNew, unsafe.Offsetof(e.Newstate)},
-		"comm":         {offComm, unsafe.Offsetof(e.Comm)},
-		"cookie":       {offCookie, unsafe.Offsetof(e.Cookie)},
-		"tx_bytes":     {offTx, unsafe.Offsetof(e.TxBytes)},
-		"rx_bytes":     {offRx, unsafe.Offsetof(e.RxBytes)},
-		"snd_una":      {offSndUna, unsafe.Offsetof(e.SndUna)},
-		"snd_nxt":      {offSndNxt, unsafe.Offsetof(e.SndNxt)},
-		"rcv_nxt":      {offRcvNxt, unsafe.Offsetof(e.RcvNxt)},
-		"retrans":      {offRetrans, unsafe.Offsetof(e.Retrans)},
-		"flags":        {offFlags, unsafe.Offsetof(e.Flags)},
-		"reset":        {offReset, unsafe.Offsetof(e.Reset)},
-		"netns_cookie": {offNetnsCk, unsafe.Offsetof(e.NetnsCookie)},
-	} {
-		if c[0] != c[1] {
-			t.Errorf("%s at offset %d, the BPF struct has it at %d", name, c[0], c[1])
-		}
+// Every field of the C struct reaches the Event: a record with each field
+// non-zero decodes to exactly these values.
+func TestDecodeRoundTrip(t *testing.T) {
+	d := newDecoder(1_000_000_000)
+	e := tcpstateEvent{
+		TsNs: 9_000, PrevTsNs: 4_000, Skaddr: 0xffff888100aa0000, CgroupId: 77,
+		Pid: 4321, Netns: 4026531999, Sport: 40000, Dport: 443, Family: unix.AF_INET6,
+		Oldstate: uint8(FinWait2), Newstate: uint8(TimeWait), Comm: comm("nginx: worker"),
+		Cookie: 123456789, TxBytes: 1001, RxBytes: 2002, SndUna: 11, SndNxt: 12, RcvNxt: 13,
+		Retrans: 3, Flags: evSynth, Reset: uint8(ResetSent | ResetReceived), NetnsCookie: 4242,
 	}
-	if unsafe.Sizeof(e) != eventSize {
-		t.Errorf("event is %d bytes, the BPF struct %d", eventSize, unsafe.Sizeof(e))
+	e.Saddr = netip.MustParseAddr("2001:db8::1").As16()
+	e.Daddr = netip.MustParseAddr("2001:db8::2").As16()
+	var ev Event
+	if err := d.decode(record(t, e), &ev); err != nil {
+		t.Fatal(err)
+	}
+	want := Event{
+		Time: time.Unix(0, 1_000_009_000), Skaddr: 0xffff888100aa0000, Cookie: 123456789,
+		Pid: 4321, Comm: "nginx: worker", Family: IPv6,
+		LAddr: netip.MustParseAddr("2001:db8::1"), LPort: 40000,
+		RAddr: netip.MustParseAddr("2001:db8::2"), RPort: 443,
+		OldState: FinWait2, NewState: TimeWait, InState: 5 * time.Microsecond, InStateKnown: true,
+		NetNS: 4026531999, NetNSCookie: 4242, CgroupID: 77, Synthesized: true,
+		Reset: ResetSent | ResetReceived, SndUna: 11, SndNxt: 12, RcvNxt: 13,
+		TxBytes: 1001, RxBytes: 2002, Retrans: 3, mono: 9_000, flags: evSynth,
+	}
+	if !ev.Time.Equal(want.Time) {
+		t.Errorf("time %v, want %v", ev.Time, want.Time)
+	}
+	ev.Time, want.Time = time.Time{}, time.Time{}
+	if ev != want {
+		t.Errorf("decoded\n%+v\nwant\n%+v", ev, want)
+	}
+}
+
+// A record that is not 8-byte aligned in memory decodes the same.
+func TestDecodeUnaligned(t *testing.T) {
+	d := newDecoder(0)
+	raw := record(t, tcpstateEvent{Family: unix.AF_INET, Oldstate: 1, Newstate: 4, Pid: 99, Cookie: 7})
+	buf := make([]byte, len(raw)+1)
+	copy(buf[1:], raw)
+	var ev Event
+	if err := d.decode(buf[1:], &ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev.Pid != 99 || ev.Cookie != 7 || ev.NewState != FinWait1 {
+		t.Errorf("unaligned record decoded as %+v", ev)
+	}
+}
+
+// The filter limits the flags check are those of the BPF object.
+func TestLimitsMatchBPF(t *testing.T) {
+	spec, err := loadTcpstate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := spec.Maps[tcpstateMapPids].MaxEntries; n != MaxPIDs {
+		t.Errorf("MaxPIDs %d, the pids map holds %d", MaxPIDs, n)
+	}
+	if n := spec.Maps[tcpstateMapLaddrs].MaxEntries; n != MaxPrefixes || spec.Maps[tcpstateMapRaddrs].MaxEntries != n {
+		t.Errorf("MaxPrefixes %d, the address maps hold %d", MaxPrefixes, n)
+	}
+	var vars tcpstateVariableSpecs
+	if err := spec.Assign(&vars); err != nil {
+		t.Fatal(err)
+	}
+	if n := vars.FilterComms.Size(); int(n) != MaxComms*commLength {
+		t.Errorf("MaxComms %d, filter_comms holds %d bytes", MaxComms, n)
 	}
 }

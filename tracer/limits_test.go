@@ -753,11 +753,12 @@ func TestOwnersPastMapSize(t *testing.T) {
 	idx.update()
 
 	comm := commOf(os.Args[0])
-	var closeEvents, pid0, wrongPid, unknownIn int
+	var closeEvents, pid0, wrongPid, unknownIn, badPaths int
 	problems := map[string]int{}
 	for tp, r := range roles {
 		evs := idx.m[tp]
 		if p := path(evs); p != wantPath[r.kind] {
+			badPaths++
 			if len(evs) == 0 {
 				p = "(no events)"
 			}
@@ -791,9 +792,15 @@ func TestOwnersPastMapSize(t *testing.T) {
 		}
 	}
 	t.Logf("%d close events of %d sockets: %d without owner, %d with another owner, %d with unknown in-state time", closeEvents, len(roles), pid0, wrongPid, unknownIn)
-	if len(problems) > 0 {
-		t.Errorf("of %d close events, %d (%.1f%%) have no owner, %d another owner, %d an unknown in-state time%s; by kind:%s",
-			closeEvents, pid0, 100*float64(pid0)/float64(max(closeEvents, 1)), wrongPid, unknownIn, lostNote(t, c), countSummary(problems))
+	// A socket's path may miss an event the tracer counted as lost (the
+	// kernel skipped its program: an interrupt in its first instructions);
+	// owners and times must be right on every event there is.
+	lost := lostEvents(t, c)
+	if pid0+wrongPid+unknownIn > 0 || uint64(badPaths) > lost {
+		t.Errorf("of %d close events, %d (%.1f%%) have no owner, %d another owner, %d an unknown in-state time; %d sockets with another path%s; by kind:%s",
+			closeEvents, pid0, 100*float64(pid0)/float64(max(closeEvents, 1)), wrongPid, unknownIn, badPaths, lostNote(t, c), countSummary(problems))
+	} else if badPaths > 0 {
+		t.Logf("%d sockets miss an event, all counted as lost (%d):%s", badPaths, lost, countSummary(problems))
 	}
 	logLost(t, c)
 }

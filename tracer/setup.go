@@ -102,9 +102,9 @@ func setFilters(spec *ebpf.CollectionSpec, o *Options) error {
 	var family uint16
 	switch {
 	case o.IPv4 && !o.IPv6:
-		family = afInet
+		family = unix.AF_INET
 	case o.IPv6 && !o.IPv4:
-		family = afInet6
+		family = unix.AF_INET6
 	}
 	var states uint32
 	for _, s := range o.States {
@@ -123,28 +123,31 @@ func setFilters(spec *ebpf.CollectionSpec, o *Options) error {
 	for i, c := range o.Comms {
 		copy(comms[i][:commLength-1], c)
 	}
-	vars := map[string]any{
-		"filter_family":       family,
-		"filter_states":       states,
-		"filter_netns":        o.NetNS,
-		"filter_netns_cookie": o.NetNSCookie,
-		"filter_cgroup":       o.CgroupID,
-		"filter_pid":          len(o.PIDs) > 0,
-		"filter_lport":        len(o.LPorts) > 0,
-		"filter_rport":        len(o.RPorts) > 0,
-		"filter_laddr":        len(o.LAddrs) > 0,
-		"filter_raddr":        len(o.RAddrs) > 0,
-		"filter_ncomms":       uint32(len(o.Comms)),
-		"filter_comms":        comms,
-		"wakeup_bytes":        uint64(wakeupBytes),
+	var vars tcpstateVariableSpecs
+	if err := spec.Assign(&vars); err != nil {
+		return fmt.Errorf("BPF object: %w", err)
 	}
-	for name, v := range vars {
-		sv, ok := spec.Variables[name]
-		if !ok {
-			return fmt.Errorf("BPF object has no variable %s", name)
-		}
-		if err := sv.Set(v); err != nil {
-			return fmt.Errorf("set %s: %w", name, err)
+	for _, v := range []struct {
+		spec  *ebpf.VariableSpec
+		value any
+	}{
+		{vars.FilterFamily, family},
+		{vars.FilterStates, states},
+		{vars.FilterNetns, o.NetNS},
+		{vars.FilterNetnsCookie, o.NetNSCookie},
+		{vars.FilterCgroup, o.CgroupID},
+		{vars.FilterPid, len(o.PIDs) > 0},
+		{vars.FilterLport, len(o.LPorts) > 0},
+		{vars.FilterRport, len(o.RPorts) > 0},
+		{vars.FilterLaddr, len(o.LAddrs) > 0},
+		{vars.FilterRaddr, len(o.RAddrs) > 0},
+		{vars.FilterNcomms, uint32(len(o.Comms))},
+		{vars.FilterComms, comms},
+		{vars.WakeupBytes, uint64(wakeupBytes)},
+		{vars.RawMode, o.Raw},
+	} {
+		if err := v.spec.Set(v.value); err != nil {
+			return fmt.Errorf("set %s: %w", v.spec.Name, err)
 		}
 	}
 	return nil

@@ -27,6 +27,16 @@ const (
 	tcpstateCounterNR_COUNTERS        tcpstateCounter = 8
 )
 
+type tcpstateEvFlag uint32
+
+const (
+	tcpstateEvFlagEV_SYNTH       tcpstateEvFlag = 1
+	tcpstateEvFlagEV_TENTATIVE   tcpstateEvFlag = 2
+	tcpstateEvFlagEV_REARM       tcpstateEvFlag = 4
+	tcpstateEvFlagEV_RESET_NOTE  tcpstateEvFlag = 8
+	tcpstateEvFlagEV_ORPHAN_NOTE tcpstateEvFlag = 16
+)
+
 type tcpstateEvent struct {
 	_           structs.HostLayout
 	TsNs        uint64
@@ -128,6 +138,7 @@ const (
 	tcpstateProgTwTimerCancel     = "tw_timer_cancel"
 	tcpstateProgTwTimerExpire     = "tw_timer_expire"
 	tcpstateProgTwTimerStart      = "tw_timer_start"
+	tcpstateVarEvFlagBtf          = "ev_flag_btf"
 	tcpstateVarFilterCgroup       = "filter_cgroup"
 	tcpstateVarFilterComms        = "filter_comms"
 	tcpstateVarFilterFamily       = "filter_family"
@@ -230,6 +241,7 @@ type tcpstateMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpstateVariableSpecs struct {
+	EvFlagBtf         *ebpf.VariableSpec `ebpf:"ev_flag_btf"`
 	FilterCgroup      *ebpf.VariableSpec `ebpf:"filter_cgroup"`
 	FilterComms       *ebpf.VariableSpec `ebpf:"filter_comms"`
 	FilterFamily      *ebpf.VariableSpec `ebpf:"filter_family"`
@@ -309,6 +321,7 @@ func (m *tcpstateMaps) Close() error {
 //
 // It can be passed to loadTcpstateObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpstateVariables struct {
+	EvFlagBtf         *ebpf.Variable `ebpf:"ev_flag_btf"`
 	FilterCgroup      *ebpf.Variable `ebpf:"filter_cgroup"`
 	FilterComms       *ebpf.Variable `ebpf:"filter_comms"`
 	FilterFamily      *ebpf.Variable `ebpf:"filter_family"`

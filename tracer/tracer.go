@@ -181,15 +181,12 @@ func New(opts Options) (*Tracer, error) {
 	if !opts.Raw {
 		fn, err := kallsym("tw_timer_handler")
 		if err == nil {
-			err = spec.Variables["tw_timer_fn"].Set(fn)
+			err = spec.Variables[tcpstateVarTwTimerFn].Set(fn)
 		}
 		if err != nil {
 			t.notices = append(t.notices, fmt.Sprintf("TIME_WAIT is not followed (as with --raw): %v", err))
 		}
 		t.timewait = err == nil
-	}
-	if err := spec.Variables["raw_mode"].Set(opts.Raw); err != nil {
-		return nil, fmt.Errorf("set raw_mode: %w", err)
 	}
 
 	// tp_btf is cheaper but needs the running kernel's own BTF; a BTF file
@@ -261,7 +258,7 @@ func (t *Tracer) load(spec *ebpf.CollectionSpec, kernelTypes *btf.Spec, useBTF b
 	} else {
 		// Classic tracepoints cannot follow TIME_WAIT (no timer hooks, no
 		// cookies): the BPF side must not try, nor count what it misses.
-		if err := spec.Variables["tw_timer_fn"].Set(uint64(0)); err != nil {
+		if err := spec.Variables[tcpstateVarTwTimerFn].Set(uint64(0)); err != nil {
 			return fmt.Errorf("set tw_timer_fn: %w", err)
 		}
 		var hooks tracepointPrograms
