@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/tcpstate/tcpstate/tcp"
 	"github.com/tcpstate/tcpstate/tracer"
 )
 
@@ -47,7 +48,7 @@ func ParseGroupBy(s string) (GroupBy, error) {
 // SummaryRow is one line of the summary: the sockets of one state (and
 // group).
 type SummaryRow struct {
-	State tracer.State
+	State tcp.State
 	Pid   uint32 // ByProcess; 0 for sockets no process holds
 	Comm  string
 	Addr  netip.Addr // ByRemote: remote address; ByLocal: local address
@@ -61,7 +62,7 @@ type SummaryRow struct {
 }
 
 type summaryKey struct {
-	state tracer.State
+	state tcp.State
 	pid   uint32
 	comm  string
 	addr  netip.Addr
@@ -594,17 +595,17 @@ func AppendStuckJSON(b []byte, r *StuckRow) []byte {
 func Why(s *tracer.Socket) string {
 	var why string
 	switch s.State {
-	case tracer.CloseWait:
+	case tcp.CloseWait:
 		why = "the peer closed and this process has not called close()"
 		if len(s.Owners) == 0 && s.Inode == 0 {
 			why = "the peer closed and nothing has called close()"
 		}
-	case tracer.FinWait1:
+	case tcp.FinWait1:
 		why = "our FIN is not acknowledged: the peer may be gone"
 		if s.Timer == tracer.TimerProbe {
 			why = "our FIN waits behind data the peer does not accept: its receive window is closed"
 		}
-	case tracer.FinWait2:
+	case tcp.FinWait2:
 		why = "waiting for the peer to close; tcp_fin_timeout applies only to orphans"
 		switch {
 		case s.Kind == tracer.TimeWaitSocket:
@@ -612,19 +613,19 @@ func Why(s *tracer.Socket) string {
 		case len(s.Owners) > 0 || s.Inode != 0:
 			why += " (this one is not: a process still holds it, so it can wait forever)"
 		}
-	case tracer.LastAck:
+	case tcp.LastAck:
 		why = "our FIN is not acknowledged, the peer may be gone"
-	case tracer.Closing:
+	case tcp.Closing:
 		why = "both sides sent FIN, ours is not acknowledged"
-	case tracer.SynSent:
+	case tcp.SynSent:
 		why = "no answer to our SYN: the peer or a firewall drops it, or the host is down"
-	case tracer.SynRecv:
+	case tcp.SynRecv:
 		why = "handshake not completed by the client: our SYN-ACK is not acknowledged"
-	case tracer.TimeWait:
+	case tcp.TimeWait:
 		why = "normal after closing first: kept 60 s so late segments are not taken for a new connection"
-	case tracer.Established:
+	case tcp.Established:
 		why = "connection open"
-	case tracer.Listen:
+	case tcp.Listen:
 		why = "listening"
 	default:
 		why = "state " + s.State.String()
@@ -639,11 +640,11 @@ func Why(s *tracer.Socket) string {
 func timerFacts(s *tracer.Socket) string {
 	what := "FIN"
 	switch s.State {
-	case tracer.SynSent:
+	case tcp.SynSent:
 		what = "SYN"
-	case tracer.SynRecv:
+	case tcp.SynRecv:
 		what = "SYN-ACK"
-	case tracer.FinWait1, tracer.LastAck, tracer.Closing:
+	case tcp.FinWait1, tcp.LastAck, tcp.Closing:
 	default:
 		what = "data"
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 
+	"github.com/tcpstate/tcpstate/tcp"
 	"github.com/tcpstate/tcpstate/tracer"
 )
 
@@ -89,7 +90,7 @@ func (f *filterFlags) options() (tracer.Options, error) {
 		return o, err
 	}
 	for _, s := range f.states {
-		st, err := tracer.ParseState(s)
+		st, err := tcp.ParseState(s)
 		if err != nil {
 			return o, usagef("invalid --state %q: want one of %s", s, stateList())
 		}
@@ -182,7 +183,7 @@ func parsePrefixes(flag string, list []string) ([]netip.Prefix, error) {
 
 func stateList() string {
 	names := make([]string, 0, 12)
-	for _, s := range tracer.States() {
+	for _, s := range tcp.States() {
 		names = append(names, s.String())
 	}
 	return strings.Join(names, ", ")

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/tcpstate/tcpstate/output"
+	"github.com/tcpstate/tcpstate/tcp"
 	"github.com/tcpstate/tcpstate/tracer"
 )
 
@@ -117,8 +118,8 @@ func snapshotOptions(f *filterFlags) (tracer.SnapshotOptions, error) {
 		return tracer.SnapshotOptions{}, err
 	}
 	for i, s := range o.States {
-		if s == tracer.NewSynRecv {
-			o.States[i] = tracer.SynRecv
+		if s == tcp.NewSynRecv {
+			o.States[i] = tcp.SynRecv
 		}
 	}
 	return tracer.SnapshotOptions{Options: o, NetNSPath: f.netnsPath}, nil

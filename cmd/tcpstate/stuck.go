@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tcpstate/tcpstate/output"
+	"github.com/tcpstate/tcpstate/tcp"
 	"github.com/tcpstate/tcpstate/tracer"
 )
 
@@ -36,9 +37,9 @@ const stuckExamples = `  # Sockets stuck for over 30 s in CLOSE_WAIT, FIN_WAIT1/
   sudo tcpstate stuck -o json | jq -r '.owners[] | "\(.pid) \(.comm)"' | sort | uniq -c`
 
 // defaultStuckStates are the states a socket should pass through quickly.
-var defaultStuckStates = []tracer.State{
-	tracer.CloseWait, tracer.FinWait1, tracer.FinWait2, tracer.LastAck,
-	tracer.Closing, tracer.SynSent, tracer.SynRecv,
+var defaultStuckStates = []tcp.State{
+	tcp.CloseWait, tcp.FinWait1, tcp.FinWait2, tcp.LastAck,
+	tcp.Closing, tcp.SynSent, tcp.SynRecv,
 }
 
 type stuckFlags struct {
@@ -229,7 +230,7 @@ func listStuck(opts tracer.SnapshotOptions, threshold time.Duration, w *output.S
 // threshold: their age is known to be below and above it.
 type maybeStuck struct {
 	n        int
-	states   map[tracer.State]bool
+	states   map[tcp.State]bool
 	min, max time.Duration
 }
 
@@ -238,7 +239,7 @@ func (m *maybeStuck) add(s *tracer.Socket, threshold time.Duration) {
 		return
 	}
 	if m.n == 0 {
-		m.states, m.min, m.max = map[tracer.State]bool{}, s.Age, s.AgeMax
+		m.states, m.min, m.max = map[tcp.State]bool{}, s.Age, s.AgeMax
 	}
 	m.n++
 	m.states[s.State] = true
@@ -252,7 +253,7 @@ func (m *maybeStuck) say(stderr io.Writer, threshold time.Duration) {
 		return
 	}
 	var names []string
-	for _, s := range tracer.States() {
+	for _, s := range tcp.States() {
 		if m.states[s] {
 			names = append(names, s.String())
 		}
@@ -287,8 +288,8 @@ func watchStuck(ctx context.Context, f *stuckFlags, opts tracer.SnapshotOptions,
 	// to know exactly when it entered TIME_WAIT.
 	topts := opts.Options
 	topts.States = slices.Clone(opts.States)
-	if sw.states[tracer.TimeWait] {
-		topts.States = append(topts.States, tracer.FinWait1, tracer.FinWait2, tracer.Closing)
+	if sw.states[tcp.TimeWait] {
+		topts.States = append(topts.States, tcp.FinWait1, tcp.FinWait2, tcp.Closing)
 	}
 	topts.KernelBTF = f.kernelBTF
 	t, err := tracer.New(topts)
@@ -306,7 +307,7 @@ func watchStuck(ctx context.Context, f *stuckFlags, opts tracer.SnapshotOptions,
 		return 0, err
 	}
 	defer snap.Close()
-	sw.snapshot = func(states []tracer.State, visit func(*tracer.Socket) error) error {
+	sw.snapshot = func(states []tcp.State, visit func(*tracer.Socket) error) error {
 		snap.SetStates(states)
 		_, err := snap.Snapshot(visit)
 		return err
@@ -352,7 +353,7 @@ func socketKey(s *tracer.Socket) sockKey {
 type watchEntry struct {
 	key    sockKey
 	skaddr uint64 // 0 while known only from snapshots
-	state  tracer.State
+	state  tcp.State
 	since  time.Time // when it entered the state, or a lower bound
 	exact  bool      // since is the transition's time, seen by the tracer
 	// reported: printed as stuck (and so to be printed when it leaves)
@@ -369,14 +370,14 @@ type watchEntry struct {
 
 type stuckWatch struct {
 	opts      tracer.SnapshotOptions
-	states    map[tracer.State]bool
+	states    map[tcp.State]bool
 	threshold time.Duration
 	w         *output.StuckWriter
 	stdout    io.Writer
 	// The outside world, replaced by tests: a snapshot of the sockets in
 	// these states (with the filters but those on owners and cgroup),
 	// the owners of sockets, the clock.
-	snapshot func(states []tracer.State, visit func(*tracer.Socket) error) error
+	snapshot func(states []tcp.State, visit func(*tracer.Socket) error) error
 	owners   func([]tracer.Socket) error
 	now      func() time.Time
 	// strict: filters on owners or cgroup, which a snapshot cannot check
@@ -392,7 +393,7 @@ type stuckWatch struct {
 func newStuckWatch(opts tracer.SnapshotOptions, threshold time.Duration, w *output.StuckWriter, stdout io.Writer) *stuckWatch {
 	sw := &stuckWatch{opts: opts, threshold: threshold, w: w, stdout: stdout,
 		owners: tracer.FillOwners, now: time.Now,
-		states: map[tracer.State]bool{}, bySk: map[uint64]*watchEntry{}, byKey: map[sockKey]*watchEntry{}}
+		states: map[tcp.State]bool{}, bySk: map[uint64]*watchEntry{}, byKey: map[sockKey]*watchEntry{}}
 	for _, s := range opts.States {
 		sw.states[s] = true
 	}
@@ -454,8 +455,8 @@ func (sw *stuckWatch) left(e *watchEntry, at time.Time, how string) error {
 // FIN_WAIT2 stub, which the kernel's tracepoint does not report
 // (KERNEL.md): a snapshot, or a tracer event synthesized for TIME_WAIT,
 // tells.
-func mayLinger(s tracer.State) bool {
-	return s == tracer.FinWait1 || s == tracer.FinWait2 || s == tracer.Closing
+func mayLinger(s tcp.State) bool {
+	return s == tcp.FinWait1 || s == tcp.FinWait2 || s == tcp.Closing
 }
 
 // Event follows one transition of the tracer.
@@ -466,7 +467,7 @@ func (sw *stuckWatch) Event(ev *tracer.Event) error {
 	// TIME_WAIT report it), without waiting for a snapshot.
 	if k := sw.byKey[key]; k != nil && k.closing && !ev.Time.Before(k.closedAt) {
 		how := "closed"
-		if ev.NewState == tracer.TimeWait {
+		if ev.NewState == tcp.TimeWait {
 			how = "now TIME_WAIT"
 		}
 		if err := sw.left(k, k.closedAt, how); err != nil {
@@ -496,12 +497,12 @@ func (sw *stuckWatch) Event(ev *tracer.Event) error {
 			}
 			return nil
 		}
-		if ev.NewState == tracer.Close && mayLinger(ev.OldState) {
+		if ev.NewState == tcp.Close && mayLinger(ev.OldState) {
 			sw.pending(e, ev.Time)
 		} else if err := sw.left(e, ev.Time, "now "+ev.NewState.String()); err != nil {
 			return err
 		}
-	} else if e == nil && ev.NewState == tracer.Close && mayLinger(ev.OldState) && sw.states[tracer.TimeWait] && sw.byKey[key] == nil {
+	} else if e == nil && ev.NewState == tcp.Close && mayLinger(ev.OldState) && sw.states[tcp.TimeWait] && sw.byKey[key] == nil {
 		// Not watched in its old state, but it may enter TIME_WAIT now.
 		p := &watchEntry{key: key, state: ev.OldState}
 		if err := sw.insert(p); err != nil {
@@ -509,7 +510,7 @@ func (sw *stuckWatch) Event(ev *tracer.Event) error {
 		}
 		sw.pending(p, ev.Time)
 	}
-	if sw.states[ev.NewState] && ev.NewState != tracer.Close {
+	if sw.states[ev.NewState] && ev.NewState != tcp.Close {
 		return sw.insert(&watchEntry{key: key, skaddr: ev.Skaddr, state: ev.NewState, since: ev.Time, exact: true})
 	}
 	return nil
@@ -538,8 +539,8 @@ func (sw *stuckWatch) fromSnapshot(s *tracer.Socket, start time.Time, initial bo
 			}
 			closedAt := e.closedAt
 			e = nil
-			if s.State == tracer.TimeWait && sw.states[tracer.TimeWait] {
-				e = &watchEntry{key: key, state: tracer.TimeWait, since: closedAt, exact: true}
+			if s.State == tcp.TimeWait && sw.states[tcp.TimeWait] {
+				e = &watchEntry{key: key, state: tcp.TimeWait, since: closedAt, exact: true}
 				if err := sw.insert(e); err != nil {
 					return nil, err
 				}
@@ -585,10 +586,10 @@ func (sw *stuckWatch) refresh() error {
 	// Sockets gone to CLOSE may have left a TIME_WAIT stub: look at
 	// TIME_WAIT too then.
 	states := sw.opts.States
-	if !sw.states[tracer.TimeWait] {
+	if !sw.states[tcp.TimeWait] {
 		for _, e := range sw.byKey {
 			if e.closing {
-				states = append(slices.Clone(states), tracer.TimeWait)
+				states = append(slices.Clone(states), tcp.TimeWait)
 				break
 			}
 		}
