@@ -70,13 +70,9 @@ type TCPInfo struct {
 	Probes      uint8 // tcpi_probes: unanswered zero window or keepalive probes
 	Backoff     uint8 // tcpi_backoff: how often the retransmission timeout was doubled
 	RTO         time.Duration
-	Unacked     uint32 // segments sent and not acknowledged
 	// How long ago the socket last sent data, received data and received
 	// an acknowledgement, in the kernel's jiffies.
 	LastDataSent, LastDataRecv, LastAckRecv time.Duration
-	TotalRetrans                            uint32
-	NotsentBytes                            uint32
-	HasNotsent                              bool // NotsentBytes is known (kernel ≥ 4.6)
 }
 
 // Socket is one TCP socket as sock_diag reports it.
@@ -100,12 +96,9 @@ type Socket struct {
 	Timer        Timer
 	Expires      time.Duration // until Timer fires
 	Retrans      uint8         // idiag_retrans: retransmissions or probes the timer counts
-	Shutdown     uint8         // bit 0: we stopped receiving, bit 1: we stopped sending
-	UID          uint32
-	Inode        uint64 // 0 when no file refers to it (TIME_WAIT, request, closed)
-	Cookie       uint64
-	CgroupID     uint64 // cgroup v2 id of the owner's cgroup; 0 when unknown
-	HasInfo      bool   // Info is set (full sockets only)
+	Inode        uint64        // 0 when no file refers to it (TIME_WAIT, request, closed)
+	CgroupID     uint64        // cgroup v2 id of the owner's cgroup; 0 when unknown
+	HasInfo      bool          // Info is set (full sockets only)
 	Info         TCPInfo
 	// Seen is when the kernel reported the socket.
 	Seen time.Time
@@ -277,13 +270,6 @@ type SnapshotOptions struct {
 	Owners bool
 }
 
-// SnapshotStats says what a snapshot covered.
-type SnapshotStats struct {
-	Namespaces int // network namespaces read
-	Sockets    int // sockets the kernel reported, before filtering
-	Matched    int // sockets passed to the caller
-}
-
 // Snapshotter reads snapshots repeatedly, keeping one sock_diag socket per
 // network namespace open between them.
 type Snapshotter struct {
@@ -330,16 +316,15 @@ func (sn *Snapshotter) Close() error {
 // Snapshot calls visit for every socket that matches the options, one
 // namespace after the other. The Socket is reused after visit returns;
 // Owners may be shared between calls.
-func (sn *Snapshotter) Snapshot(visit func(*Socket) error) (SnapshotStats, error) {
-	var st SnapshotStats
+func (sn *Snapshotter) Snapshot(visit func(*Socket) error) error {
 	if err := sn.openSpaces(); err != nil {
-		return st, err
+		return err
 	}
 	var owners map[uint64][]Owner
 	if sn.opts.Owners || len(sn.opts.PIDs) > 0 || len(sn.opts.Comms) > 0 {
 		var err error
 		if owners, err = socketOwners(nil); err != nil {
-			return st, err
+			return err
 		}
 	}
 	families := []uint8{unix.AF_INET, unix.AF_INET6}
@@ -351,11 +336,9 @@ func (sn *Snapshotter) Snapshot(visit func(*Socket) error) (SnapshotStats, error
 	}
 	mask := diagStates(sn.opts.States)
 	for _, d := range sn.sortedSpaces() {
-		st.Namespaces++
 		for _, fam := range families {
 			var now time.Time
 			err := d.dumpTimed(fam, mask, sn.buf, &sn.sock, &now, func(s *Socket) error {
-				st.Sockets++
 				s.NetNS = d.netns
 				s.Seen = now
 				s.estimateAge(d.finTimeout)
@@ -367,15 +350,14 @@ func (sn *Snapshotter) Snapshot(visit func(*Socket) error) (SnapshotStats, error
 				if !sn.filter.match(s) {
 					return nil
 				}
-				st.Matched++
 				return visit(s)
 			})
 			if err != nil {
-				return st, fmt.Errorf("network namespace %d: %w", d.netns, err)
+				return fmt.Errorf("network namespace %d: %w", d.netns, err)
 			}
 		}
 	}
-	return st, nil
+	return nil
 }
 
 // openSpaces opens a sock_diag socket in every namespace to read, and
@@ -477,10 +459,10 @@ func (d *diagSocket) dumpTimed(family uint8, mask uint32, buf []byte, s *Socket,
 }
 
 // Snapshot reads one snapshot; see Snapshotter.Snapshot.
-func Snapshot(o SnapshotOptions, visit func(*Socket) error) (SnapshotStats, error) {
+func Snapshot(o SnapshotOptions, visit func(*Socket) error) error {
 	sn, err := NewSnapshotter(o)
 	if err != nil {
-		return SnapshotStats{}, err
+		return err
 	}
 	defer sn.Close()
 	return sn.Snapshot(visit)

@@ -26,9 +26,7 @@ const (
 	sizeofInetDiagMsg  = 72 // struct inet_diag_msg
 	sizeofRtAttr       = 4
 	inetDiagInfo       = 2  // INET_DIAG_INFO: struct tcp_info
-	inetDiagShutdown   = 8  // INET_DIAG_SHUTDOWN
 	inetDiagCgroupID   = 21 // INET_DIAG_CGROUP_ID
-	nlmFDumpIntr       = 0x10
 	diagRecvBufferSize = 64 << 10
 
 	// Offsets in struct inet_diag_msg.
@@ -40,27 +38,20 @@ const (
 	offDiagDport   = 6
 	offDiagSrc     = 8
 	offDiagDst     = 24
-	offDiagIf      = 40
-	offDiagCookie  = 44
 	offDiagExpires = 52 // ms
 	offDiagRqueue  = 56
 	offDiagWqueue  = 60
-	offDiagUID     = 64
 	offDiagInode   = 68
 
 	// Offsets in struct tcp_info (include/uapi/linux/tcp.h).
 	offTIRetransmits  = 2
 	offTIProbes       = 3
 	offTIBackoff      = 4
-	offTIRto          = 8 // µs
-	offTIUnacked      = 24
+	offTIRto          = 8  // µs
 	offTILastDataSent = 44 // ms ago
 	offTILastDataRecv = 52
 	offTILastAckRecv  = 56
-	offTITotalRetrans = 100
-	offTINotsentBytes = 144
 	minTCPInfo        = 60 // up to tcpi_last_ack_recv: every kernel has it
-	tcpInfoNotsent    = offTINotsentBytes + 4
 )
 
 var nativeEndian = binary.NativeEndian
@@ -182,11 +173,9 @@ func parseInetDiagMsg(b []byte, s *Socket) error {
 	s.Retrans = b[offDiagRetrans]
 	s.LPort = binary.BigEndian.Uint16(b[offDiagSport:])
 	s.RPort = binary.BigEndian.Uint16(b[offDiagDport:])
-	s.Cookie = uint64(nativeEndian.Uint32(b[offDiagCookie:])) | uint64(nativeEndian.Uint32(b[offDiagCookie+4:]))<<32
 	s.Expires = time.Duration(nativeEndian.Uint32(b[offDiagExpires:])) * time.Millisecond
 	s.RecvQ = nativeEndian.Uint32(b[offDiagRqueue:])
 	s.SendQ = nativeEndian.Uint32(b[offDiagWqueue:])
-	s.UID = nativeEndian.Uint32(b[offDiagUID:])
 	s.Inode = uint64(nativeEndian.Uint32(b[offDiagInode:]))
 
 	for a := b[sizeofInetDiagMsg:]; len(a) >= sizeofRtAttr; {
@@ -205,26 +194,14 @@ func parseInetDiagMsg(b []byte, s *Socket) error {
 					Probes:       v[offTIProbes],
 					Backoff:      v[offTIBackoff],
 					RTO:          time.Duration(nativeEndian.Uint32(v[offTIRto:])) * time.Microsecond,
-					Unacked:      nativeEndian.Uint32(v[offTIUnacked:]),
 					LastDataSent: time.Duration(nativeEndian.Uint32(v[offTILastDataSent:])) * time.Millisecond,
 					LastDataRecv: time.Duration(nativeEndian.Uint32(v[offTILastDataRecv:])) * time.Millisecond,
 					LastAckRecv:  time.Duration(nativeEndian.Uint32(v[offTILastAckRecv:])) * time.Millisecond,
-				}
-				if len(v) >= offTITotalRetrans+4 {
-					s.Info.TotalRetrans = nativeEndian.Uint32(v[offTITotalRetrans:])
-				}
-				if len(v) >= tcpInfoNotsent {
-					s.Info.NotsentBytes = nativeEndian.Uint32(v[offTINotsentBytes:])
-					s.Info.HasNotsent = true
 				}
 			}
 		case inetDiagCgroupID:
 			if len(v) >= 8 {
 				s.CgroupID = nativeEndian.Uint64(v)
-			}
-		case inetDiagShutdown:
-			if len(v) >= 1 {
-				s.Shutdown = v[0]
 			}
 		}
 		a = a[min(nlAlign(l), len(a)):]

@@ -101,7 +101,7 @@ func runLs(f *lsFlags, stdout, _ io.Writer) error {
 	}
 	opts.Owners = by == output.ByProcess
 	sum := output.NewSummary(by)
-	if _, err := tracer.Snapshot(opts, func(s *tracer.Socket) error {
+	if err := tracer.Snapshot(opts, func(s *tracer.Socket) error {
 		sum.Add(s)
 		return nil
 	}); err != nil {

@@ -195,7 +195,7 @@ func runStuck(ctx context.Context, f *stuckFlags, stdout, stderr io.Writer) erro
 func listStuck(opts tracer.SnapshotOptions, threshold time.Duration, w *output.StuckWriter, stderr io.Writer) (int, error) {
 	var socks []tracer.Socket
 	var maybe maybeStuck
-	_, err := tracer.Snapshot(opts, func(s *tracer.Socket) error {
+	err := tracer.Snapshot(opts, func(s *tracer.Socket) error {
 		if s.AgeKnown && s.Age >= threshold {
 			c := *s
 			socks = append(socks, c)
@@ -309,11 +309,11 @@ func watchStuck(ctx context.Context, f *stuckFlags, opts tracer.SnapshotOptions,
 	defer snap.Close()
 	sw.snapshot = func(states []tcp.State, visit func(*tracer.Socket) error) error {
 		snap.SetStates(states)
-		_, err := snap.Snapshot(visit)
+		err := snap.Snapshot(visit)
 		return err
 	}
 	if err := sw.start(func(visit func(*tracer.Socket) error) error {
-		_, err := tracer.Snapshot(opts, visit)
+		err := tracer.Snapshot(opts, visit)
 		return err
 	}); err != nil {
 		return 0, err
