@@ -10,23 +10,23 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tcpstate/tcpstate/snapshot"
 	"github.com/tcpstate/tcpstate/tcp"
-	"github.com/tcpstate/tcpstate/tracer"
 )
 
-func sock(st tcp.State, l, r string, age time.Duration, owners ...tracer.Owner) tracer.Socket {
+func sock(st tcp.State, l, r string, age time.Duration, owners ...snapshot.Owner) snapshot.Socket {
 	la, ra := netip.MustParseAddrPort(l), netip.MustParseAddrPort(r)
-	return tracer.Socket{State: st, Family: tracer.IPv4, LAddr: la.Addr(), LPort: la.Port(), RAddr: ra.Addr(), RPort: ra.Port(),
+	return snapshot.Socket{State: st, Family: tcp.IPv4, LAddr: la.Addr(), LPort: la.Port(), RAddr: ra.Addr(), RPort: ra.Port(),
 		Age: age, AgeKnown: age >= 0, Owners: owners, NetNS: 1}
 }
 
 var (
-	nginx  = tracer.Owner{Pid: 10, Comm: "nginx", FD: 7}
-	nginx8 = tracer.Owner{Pid: 10, Comm: "nginx", FD: 8}
-	worker = tracer.Owner{Pid: 11, Comm: "worker", FD: 3}
+	nginx  = snapshot.Owner{Pid: 10, Comm: "nginx", FD: 7}
+	nginx8 = snapshot.Owner{Pid: 10, Comm: "nginx", FD: 8}
+	worker = snapshot.Owner{Pid: 11, Comm: "worker", FD: 3}
 )
 
-func summaryOf(by GroupBy, socks []tracer.Socket) *Summary {
+func summaryOf(by GroupBy, socks []snapshot.Socket) *Summary {
 	sm := NewSummary(by)
 	for i := range socks {
 		sm.Add(&socks[i])
@@ -34,7 +34,7 @@ func summaryOf(by GroupBy, socks []tracer.Socket) *Summary {
 	return sm
 }
 
-var groupSockets = []tracer.Socket{
+var groupSockets = []snapshot.Socket{
 	sock(tcp.TimeWait, "10.0.0.1:40000", "10.0.0.9:80", 3*time.Second),
 	sock(tcp.TimeWait, "10.0.0.1:40001", "10.0.0.9:80", 50*time.Second),
 	sock(tcp.TimeWait, "10.0.0.1:40002", "10.0.0.8:80", 1*time.Second),
@@ -178,8 +178,8 @@ func TestAppendAge(t *testing.T) {
 	}
 }
 
-func stuckSock() tracer.Socket {
-	s := sock(tcp.CloseWait, "127.0.0.1:7000", "127.0.0.1:59278", 5*time.Second, tracer.Owner{Pid: 29835, Comm: "python3", FD: 5})
+func stuckSock() snapshot.Socket {
+	s := sock(tcp.CloseWait, "127.0.0.1:7000", "127.0.0.1:59278", 5*time.Second, snapshot.Owner{Pid: 29835, Comm: "python3", FD: 5})
 	s.RecvQ = 101
 	s.NetNS = 4026532246
 	s.Inode = 20671514
@@ -212,7 +212,7 @@ func TestStuckJSON(t *testing.T) {
 
 	// A stub with a timer, no owner and no tcp_info, in --watch.
 	tw := sock(tcp.FinWait2, "[::1]:49682", "[::1]:7300", 0)
-	tw.Family, tw.Kind, tw.Timer, tw.Expires = tracer.IPv6, tracer.TimeWaitSocket, tracer.TimerTimeWait, 57*time.Second
+	tw.Family, tw.Kind, tw.Timer, tw.Expires = tcp.IPv6, snapshot.TimeWaitSocket, snapshot.TimerTimeWait, 57*time.Second
 	line = AppendStuckJSON(nil, &StuckRow{Time: at, Event: "left", Sock: &tw, Age: 3 * time.Second, Why: "left FIN_WAIT2: closed"})
 	var m map[string]any
 	if err := json.Unmarshal(line, &m); err != nil {
@@ -243,7 +243,7 @@ func TestStuckTable(t *testing.T) {
 	}
 	s := stuckSock()
 	shared := stuckSock()
-	shared.Owners = []tracer.Owner{{Pid: 1, Comm: "a", FD: 3}, {Pid: 2, Comm: "b\x1b", FD: 4}}
+	shared.Owners = []snapshot.Owner{{Pid: 1, Comm: "a", FD: 3}, {Pid: 2, Comm: "b\x1b", FD: 4}}
 	w.Write(&StuckRow{Sock: &s, Age: 5 * time.Second, AgeEstimated: true})
 	w.Write(&StuckRow{Sock: &shared, Age: 5 * time.Second})
 	w.Flush()
@@ -268,31 +268,31 @@ CLOSE_WAIT        5.0s 127.0.0.1:7000         127.0.0.1:59278           101     
 }
 
 func TestWhy(t *testing.T) {
-	st := func(state tcp.State, f func(*tracer.Socket)) string {
-		s := tracer.Socket{State: state}
+	st := func(state tcp.State, f func(*snapshot.Socket)) string {
+		s := snapshot.Socket{State: state}
 		if f != nil {
 			f(&s)
 		}
 		return Why(&s)
 	}
 	cases := map[string]string{
-		st(tcp.CloseWait, func(s *tracer.Socket) { s.Inode = 5 }): "the peer closed and this process has not called close()",
-		st(tcp.FinWait2, func(s *tracer.Socket) { s.Inode = 5 }):  "waiting for the peer to close; tcp_fin_timeout applies only to orphans (this one is not: a process still holds it, so it can wait forever)",
+		st(tcp.CloseWait, func(s *snapshot.Socket) { s.Inode = 5 }): "the peer closed and this process has not called close()",
+		st(tcp.FinWait2, func(s *snapshot.Socket) { s.Inode = 5 }):  "waiting for the peer to close; tcp_fin_timeout applies only to orphans (this one is not: a process still holds it, so it can wait forever)",
 		st(tcp.LastAck, nil): "our FIN is not acknowledged, the peer may be gone",
 		st(tcp.Closing, nil): "both sides sent FIN, ours is not acknowledged",
 		st(tcp.SynRecv, nil): "handshake not completed by the client: our SYN-ACK is not acknowledged",
-		st(tcp.FinWait1, func(s *tracer.Socket) { s.Timer = tracer.TimerProbe; s.Retrans = 2; s.Expires = time.Second }): "our FIN waits behind data the peer does not accept: its receive window is closed (2 zero window probes unanswered, next in 1.0s)",
-		st(tcp.FinWait2, func(s *tracer.Socket) {
-			s.Kind = tracer.TimeWaitSocket
-			s.Timer = tracer.TimerTimeWait
+		st(tcp.FinWait1, func(s *snapshot.Socket) { s.Timer = snapshot.TimerProbe; s.Retrans = 2; s.Expires = time.Second }): "our FIN waits behind data the peer does not accept: its receive window is closed (2 zero window probes unanswered, next in 1.0s)",
+		st(tcp.FinWait2, func(s *snapshot.Socket) {
+			s.Kind = snapshot.TimeWaitSocket
+			s.Timer = snapshot.TimerTimeWait
 			s.Expires = 57 * time.Second
 		}): "waiting for the peer to close; tcp_fin_timeout applies only to orphans (this one is: closed here, dropped in 57.0s)",
-		st(tcp.SynSent, func(s *tracer.Socket) {
-			s.Timer, s.Retrans, s.Expires, s.HasInfo = tracer.TimerRetransmit, 5, 1592*time.Millisecond, true
+		st(tcp.SynSent, func(s *snapshot.Socket) {
+			s.Timer, s.Retrans, s.Expires, s.HasInfo = snapshot.TimerRetransmit, 5, 1592*time.Millisecond, true
 			s.Info.Backoff, s.Info.RTO = 1, 2*time.Second
 		}): "no answer to our SYN: the peer or a firewall drops it, or the host is down (SYN retransmitted 5 times, timeout backed off to 2.0s, next in 1.5s)",
-		st(tcp.LastAck, func(s *tracer.Socket) {
-			s.Timer, s.Retrans, s.Expires = tracer.TimerRetransmit, 1, 200*time.Millisecond
+		st(tcp.LastAck, func(s *snapshot.Socket) {
+			s.Timer, s.Retrans, s.Expires = snapshot.TimerRetransmit, 1, 200*time.Millisecond
 		}): "our FIN is not acknowledged, the peer may be gone (FIN retransmitted 1 time, next in 200ms)",
 	}
 	for got, want := range cases {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"github.com/cilium/ebpf"
+
+	"github.com/tcpstate/tcpstate/snapshot"
 )
 
 // maxSeeds is the size of the seeds map in bpf/tcpstate.bpf.c.
@@ -19,35 +21,25 @@ const maxSeeds = 65536
 func seedOwners(seeds *ebpf.Map) (skipped int, err error) {
 	seeded := map[uint64]bool{}
 	var val tcpstateOwner
-	err = walkSocketFDs(func(p *procSockets) error {
-		haveComm := false
-		for _, s := range p.Sockets {
-			if seeded[s.Inode] {
-				continue
-			}
-			if len(seeded) >= maxSeeds {
-				skipped++
-				continue
-			}
-			if !haveComm {
-				comm, err := p.Comm()
-				if err != nil {
-					return nil // gone
-				}
-				val = tcpstateOwner{Pid: p.Pid}
-				for i, c := range []byte(comm) {
-					if i == len(val.Comm)-1 {
-						break
-					}
-					val.Comm[i] = int8(c)
-				}
-				haveComm = true
-			}
-			if err := seeds.Put(s.Inode, &val); err != nil {
-				return err
-			}
-			seeded[s.Inode] = true
+	err = snapshot.SocketOwners(func(inode uint64, o snapshot.Owner) error {
+		if seeded[inode] {
+			return nil
 		}
+		if len(seeded) >= maxSeeds {
+			skipped++
+			return nil
+		}
+		val = tcpstateOwner{Pid: o.Pid}
+		for i, c := range []byte(o.Comm) {
+			if i == len(val.Comm)-1 {
+				break
+			}
+			val.Comm[i] = int8(c)
+		}
+		if err := seeds.Put(inode, &val); err != nil {
+			return err
+		}
+		seeded[inode] = true
 		return nil
 	})
 	if err != nil {

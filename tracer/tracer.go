@@ -18,6 +18,8 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
+
+	"github.com/tcpstate/tcpstate/snapshot"
 )
 
 // Limits of the kernel-side filters (sizes of their maps).
@@ -165,7 +167,7 @@ func New(opts Options) (*Tracer, error) {
 		return nil, fmt.Errorf("load BPF object: %w", err)
 	}
 	if opts.NetNSPath != "" && opts.NetNSCookie == 0 {
-		if opts.NetNSCookie, err = NetNSCookie(opts.NetNSPath); err != nil {
+		if opts.NetNSCookie, err = snapshot.NetNSCookie(opts.NetNSPath); err != nil {
 			return nil, err
 		}
 	}
@@ -239,7 +241,7 @@ func (t *Tracer) NetNSGone() (bool, error) {
 	if t.opts.NetNS == 0 || t.opts.NetNSPath == "" {
 		return false, nil
 	}
-	alive, err := NetNSAlive(t.opts.NetNSPath, t.opts.NetNS, t.opts.NetNSCookie)
+	alive, err := snapshot.NetNSAlive(t.opts.NetNSPath, t.opts.NetNS, t.opts.NetNSCookie)
 	return !alive, err
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 
+	"github.com/tcpstate/tcpstate/snapshot"
 	"github.com/tcpstate/tcpstate/tcp"
 	"github.com/tcpstate/tcpstate/tracer"
 )
@@ -193,7 +194,7 @@ func stateList() string {
 // A relative path is taken below the cgroup v2 mount.
 func cgroupID(path string) (uint64, error) {
 	if !filepath.IsAbs(path) {
-		path = filepath.Join(tracer.Cgroup2Root(), path)
+		path = filepath.Join(snapshot.Cgroup2Root(), path)
 	}
 	var sfs unix.Statfs_t
 	if err := unix.Statfs(path, &sfs); err != nil {
@@ -229,7 +230,7 @@ func resolveNetns(s string) (uint32, string, error) {
 	if s != "" && strings.Trim(s, "0123456789") == "" {
 		n, err := strconv.ParseUint(s, 10, 32)
 		if err == nil && n > 0 {
-			spaces, err := tracer.NetNamespaces()
+			spaces, err := snapshot.NetNamespaces()
 			if err != nil {
 				return 0, "", err
 			}

@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tcpstate/tcpstate/output"
+	"github.com/tcpstate/tcpstate/snapshot"
 	"github.com/tcpstate/tcpstate/tcp"
 	"github.com/tcpstate/tcpstate/tracer"
 )
@@ -124,25 +125,25 @@ func (n errStuckFound) Error() string {
 	return fmt.Sprintf("%d stuck sockets found", int(n))
 }
 
-func (f *stuckFlags) validate() (tracer.SnapshotOptions, error) {
+func (f *stuckFlags) validate() (snapshot.Options, error) {
 	if f.output != "table" && f.output != "json" {
-		return tracer.SnapshotOptions{}, usagef("invalid --output %q: want table or json", f.output)
+		return snapshot.Options{}, usagef("invalid --output %q: want table or json", f.output)
 	}
 	if f.threshold < 0 {
-		return tracer.SnapshotOptions{}, usagef("invalid --for %s: must not be negative", f.threshold)
+		return snapshot.Options{}, usagef("invalid --for %s: must not be negative", f.threshold)
 	}
 	if f.duration < 0 {
-		return tracer.SnapshotOptions{}, usagef("invalid --duration %s: must be positive", f.duration)
+		return snapshot.Options{}, usagef("invalid --duration %s: must be positive", f.duration)
 	}
 	if f.duration > 0 && !f.watch {
-		return tracer.SnapshotOptions{}, usagef("invalid --duration: only with --watch")
+		return snapshot.Options{}, usagef("invalid --duration: only with --watch")
 	}
 	if f.kernelBTF != "" {
 		if !f.watch {
-			return tracer.SnapshotOptions{}, usagef("invalid --kernel-btf: only with --watch")
+			return snapshot.Options{}, usagef("invalid --kernel-btf: only with --watch")
 		}
 		if err := checkKernelBTF(f.kernelBTF); err != nil {
-			return tracer.SnapshotOptions{}, err
+			return snapshot.Options{}, err
 		}
 	}
 	o, err := snapshotOptions(&f.filterFlags)
@@ -192,10 +193,10 @@ func runStuck(ctx context.Context, f *stuckFlags, stdout, stderr io.Writer) erro
 
 // listStuck prints the sockets of one snapshot that have been in their
 // state for at least threshold, oldest first.
-func listStuck(opts tracer.SnapshotOptions, threshold time.Duration, w *output.StuckWriter, stderr io.Writer) (int, error) {
-	var socks []tracer.Socket
+func listStuck(opts snapshot.Options, threshold time.Duration, w *output.StuckWriter, stderr io.Writer) (int, error) {
+	var socks []snapshot.Socket
 	var maybe maybeStuck
-	err := tracer.Snapshot(opts, func(s *tracer.Socket) error {
+	err := snapshot.Snapshot(opts, func(s *snapshot.Socket) error {
 		if s.AgeKnown && s.Age >= threshold {
 			c := *s
 			socks = append(socks, c)
@@ -209,11 +210,11 @@ func listStuck(opts tracer.SnapshotOptions, threshold time.Duration, w *output.S
 	}
 	defer maybe.say(stderr, threshold)
 	if len(opts.PIDs) == 0 && len(opts.Comms) == 0 { // else the snapshot found them
-		if err := tracer.FillOwners(socks); err != nil {
+		if err := snapshot.FillOwners(socks); err != nil {
 			return 0, err
 		}
 	}
-	slices.SortStableFunc(socks, func(a, b tracer.Socket) int { return cmp.Compare(b.Age, a.Age) })
+	slices.SortStableFunc(socks, func(a, b snapshot.Socket) int { return cmp.Compare(b.Age, a.Age) })
 	if err := w.Begin(); err != nil {
 		return 0, err
 	}
@@ -234,7 +235,7 @@ type maybeStuck struct {
 	min, max time.Duration
 }
 
-func (m *maybeStuck) add(s *tracer.Socket, threshold time.Duration) {
+func (m *maybeStuck) add(s *snapshot.Socket, threshold time.Duration) {
 	if !s.AgeKnown || s.Age >= threshold || !s.AgeMaxKnown || s.AgeMax < threshold {
 		return
 	}
@@ -273,7 +274,7 @@ func (m *maybeStuck) say(stderr io.Writer, threshold time.Duration) {
 // going.
 const refreshInterval = time.Second
 
-func watchStuck(ctx context.Context, f *stuckFlags, opts tracer.SnapshotOptions, w *output.StuckWriter, stdout, stderr io.Writer) (int, error) {
+func watchStuck(ctx context.Context, f *stuckFlags, opts snapshot.Options, w *output.StuckWriter, stdout, stderr io.Writer) (int, error) {
 	ctx, stop := signal.NotifyContext(ctx, stopSignals...)
 	defer stop()
 	if f.duration > 0 {
@@ -286,7 +287,7 @@ func watchStuck(ctx context.Context, f *stuckFlags, opts tracer.SnapshotOptions,
 	sw := newStuckWatch(opts, f.threshold, w, stdout)
 	// The tracer also follows the states a TIME_WAIT socket comes from,
 	// to know exactly when it entered TIME_WAIT.
-	topts := opts.Options
+	topts := tracerOptions(opts)
 	topts.States = slices.Clone(opts.States)
 	if sw.states[tcp.TimeWait] {
 		topts.States = append(topts.States, tcp.FinWait1, tcp.FinWait2, tcp.Closing)
@@ -302,19 +303,17 @@ func watchStuck(ctx context.Context, f *stuckFlags, opts tracer.SnapshotOptions,
 	refresh := opts
 	refresh.PIDs, refresh.Comms, refresh.CgroupID, refresh.Owners = nil, nil, 0, false
 	sw.strict = len(opts.PIDs) > 0 || len(opts.Comms) > 0 || opts.CgroupID != 0
-	snap, err := tracer.NewSnapshotter(refresh)
+	snap, err := snapshot.NewSnapshotter(refresh)
 	if err != nil {
 		return 0, err
 	}
 	defer snap.Close()
-	sw.snapshot = func(states []tcp.State, visit func(*tracer.Socket) error) error {
+	sw.snapshot = func(states []tcp.State, visit func(*snapshot.Socket) error) error {
 		snap.SetStates(states)
-		err := snap.Snapshot(visit)
-		return err
+		return snap.Snapshot(visit)
 	}
-	if err := sw.start(func(visit func(*tracer.Socket) error) error {
-		err := tracer.Snapshot(opts, visit)
-		return err
+	if err := sw.start(func(visit func(*snapshot.Socket) error) error {
+		return snapshot.Snapshot(opts, visit)
 	}); err != nil {
 		return 0, err
 	}
@@ -336,16 +335,16 @@ func watchStuck(ctx context.Context, f *stuckFlags, opts tracer.SnapshotOptions,
 // sockKey identifies a socket across the tracer's events and snapshots.
 type sockKey struct {
 	netns        uint32
-	family       tracer.Family
+	family       tcp.Family
 	laddr, raddr netip.Addr
 	lport, rport uint16
 }
 
 func eventKey(ev *tracer.Event) sockKey {
-	return sockKey{ev.NetNS, ev.Family, ev.LAddr, ev.RAddr, ev.LPort, ev.RPort}
+	return sockKey{ev.NetNS, tcp.Family(ev.Family), ev.LAddr, ev.RAddr, ev.LPort, ev.RPort}
 }
 
-func socketKey(s *tracer.Socket) sockKey {
+func socketKey(s *snapshot.Socket) sockKey {
 	return sockKey{s.NetNS, s.Family, s.LAddr, s.RAddr, s.LPort, s.RPort}
 }
 
@@ -358,7 +357,7 @@ type watchEntry struct {
 	exact  bool      // since is the transition's time, seen by the tracer
 	// reported: printed as stuck (and so to be printed when it leaves)
 	reported bool
-	sock     tracer.Socket // details from the latest snapshot
+	sock     snapshot.Socket // details from the latest snapshot
 	haveSock bool
 	// closing: the tracer saw the socket go to CLOSE from a state that
 	// may leave a TIME_WAIT or FIN_WAIT2 stub behind; the next snapshot
@@ -369,7 +368,7 @@ type watchEntry struct {
 }
 
 type stuckWatch struct {
-	opts      tracer.SnapshotOptions
+	opts      snapshot.Options
 	states    map[tcp.State]bool
 	threshold time.Duration
 	w         *output.StuckWriter
@@ -377,8 +376,8 @@ type stuckWatch struct {
 	// The outside world, replaced by tests: a snapshot of the sockets in
 	// these states (with the filters but those on owners and cgroup),
 	// the owners of sockets, the clock.
-	snapshot func(states []tcp.State, visit func(*tracer.Socket) error) error
-	owners   func([]tracer.Socket) error
+	snapshot func(states []tcp.State, visit func(*snapshot.Socket) error) error
+	owners   func([]snapshot.Socket) error
 	now      func() time.Time
 	// strict: filters on owners or cgroup, which a snapshot cannot check
 	// for sockets whose owner has closed them; after the start only the
@@ -390,9 +389,9 @@ type stuckWatch struct {
 	found       int
 }
 
-func newStuckWatch(opts tracer.SnapshotOptions, threshold time.Duration, w *output.StuckWriter, stdout io.Writer) *stuckWatch {
+func newStuckWatch(opts snapshot.Options, threshold time.Duration, w *output.StuckWriter, stdout io.Writer) *stuckWatch {
 	sw := &stuckWatch{opts: opts, threshold: threshold, w: w, stdout: stdout,
-		owners: tracer.FillOwners, now: time.Now,
+		owners: snapshot.FillOwners, now: time.Now,
 		states: map[tcp.State]bool{}, bySk: map[uint64]*watchEntry{}, byKey: map[sockKey]*watchEntry{}}
 	for _, s := range opts.States {
 		sw.states[s] = true
@@ -402,8 +401,8 @@ func newStuckWatch(opts tracer.SnapshotOptions, threshold time.Duration, w *outp
 
 // start loads the sockets already in a watched state from a snapshot
 // with all the filters.
-func (sw *stuckWatch) start(snapshot func(visit func(*tracer.Socket) error) error) error {
-	err := snapshot(func(s *tracer.Socket) error {
+func (sw *stuckWatch) start(take func(visit func(*snapshot.Socket) error) error) error {
+	err := take(func(s *snapshot.Socket) error {
 		_, err := sw.fromSnapshot(s, s.Seen, true)
 		return err
 	})
@@ -527,7 +526,7 @@ func (sw *stuckWatch) pending(e *watchEntry, at time.Time) {
 
 // fromSnapshot matches one socket of a snapshot taken at start with what
 // is known. initial: the first snapshot, with every filter applied.
-func (sw *stuckWatch) fromSnapshot(s *tracer.Socket, start time.Time, initial bool) (*watchEntry, error) {
+func (sw *stuckWatch) fromSnapshot(s *snapshot.Socket, start time.Time, initial bool) (*watchEntry, error) {
 	key := socketKey(s)
 	e := sw.byKey[key]
 	if e != nil && e.closing {
@@ -596,7 +595,7 @@ func (sw *stuckWatch) refresh() error {
 	}
 	seen := map[*watchEntry]bool{}
 	var ferr error
-	err := sw.snapshot(states, func(s *tracer.Socket) error {
+	err := sw.snapshot(states, func(s *snapshot.Socket) error {
 		e, err := sw.fromSnapshot(s, start, false)
 		if err != nil {
 			ferr = err
@@ -679,7 +678,7 @@ func (sw *stuckWatch) report() error {
 		}
 	}
 	var ready []*watchEntry
-	var socks []tracer.Socket
+	var socks []snapshot.Socket
 	for _, e := range due {
 		if e.haveSock && !e.sock.Seen.Before(e.since) {
 			ready = append(ready, e)

@@ -31,6 +31,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tcpstate/tcpstate/output"
+	"github.com/tcpstate/tcpstate/snapshot"
 	"github.com/tcpstate/tcpstate/tcp"
 	"github.com/tcpstate/tcpstate/tracer"
 )
@@ -686,7 +687,7 @@ func TestStuckWatch(t *testing.T) {
 type fakeWorld struct {
 	t      *testing.T
 	now    time.Time
-	socks  map[sockKey]tracer.Socket
+	socks  map[sockKey]snapshot.Socket
 	states [][]tcp.State // states asked for, per snapshot
 	out    bytes.Buffer
 	sw     *stuckWatch
@@ -695,21 +696,21 @@ type fakeWorld struct {
 var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 
 func newFakeWorld(t *testing.T, threshold time.Duration, strict bool, states ...tcp.State) *fakeWorld {
-	f := &fakeWorld{t: t, now: t0, socks: map[sockKey]tracer.Socket{}}
+	f := &fakeWorld{t: t, now: t0, socks: map[sockKey]snapshot.Socket{}}
 	w, err := output.NewStuckWriter(&f.out, "json", true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.sw = newStuckWatch(tracer.SnapshotOptions{Options: tracer.Options{States: states}}, threshold, w, &f.out)
+	f.sw = newStuckWatch(snapshot.Options{States: states}, threshold, w, &f.out)
 	f.sw.strict = strict
 	f.sw.now = func() time.Time { return f.now }
-	f.sw.owners = func(socks []tracer.Socket) error {
+	f.sw.owners = func(socks []snapshot.Socket) error {
 		for i := range socks {
-			socks[i].Owners = []tracer.Owner{{Pid: 42, Comm: "app", FD: 7}}
+			socks[i].Owners = []snapshot.Owner{{Pid: 42, Comm: "app", FD: 7}}
 		}
 		return nil
 	}
-	f.sw.snapshot = func(states []tcp.State, visit func(*tracer.Socket) error) error {
+	f.sw.snapshot = func(states []tcp.State, visit func(*snapshot.Socket) error) error {
 		f.states = append(f.states, states)
 		for _, s := range f.socks {
 			if slices.Contains(states, s.State) {
@@ -724,23 +725,23 @@ func newFakeWorld(t *testing.T, threshold time.Duration, strict bool, states ...
 	return f
 }
 
-func fakeSock(st tcp.State, lport, rport uint16) tracer.Socket {
+func fakeSock(st tcp.State, lport, rport uint16) snapshot.Socket {
 	lo := netip.MustParseAddr("127.0.0.1")
-	return tracer.Socket{NetNS: 1, Family: tracer.IPv4, State: st, LAddr: lo, LPort: lport, RAddr: lo, RPort: rport}
+	return snapshot.Socket{NetNS: 1, Family: tcp.IPv4, State: st, LAddr: lo, LPort: lport, RAddr: lo, RPort: rport}
 }
 
 // put makes a snapshot list s, with an age estimate.
-func (f *fakeWorld) put(s tracer.Socket, age time.Duration, known bool) {
+func (f *fakeWorld) put(s snapshot.Socket, age time.Duration, known bool) {
 	s.Age, s.AgeKnown = age, known
 	f.socks[socketKey(&s)] = s
 }
 
-func (f *fakeWorld) drop(s tracer.Socket) { delete(f.socks, socketKey(&s)) }
+func (f *fakeWorld) drop(s snapshot.Socket) { delete(f.socks, socketKey(&s)) }
 
 func (f *fakeWorld) event(sk uint64, oldState, newState tcp.State, lport, rport uint16) {
 	f.t.Helper()
 	s := fakeSock(newState, lport, rport)
-	ev := tracer.Event{Time: f.now, Skaddr: sk, Family: s.Family, LAddr: s.LAddr, LPort: lport, RAddr: s.RAddr, RPort: rport,
+	ev := tracer.Event{Time: f.now, Skaddr: sk, Family: tracer.Family(s.Family), LAddr: s.LAddr, LPort: lport, RAddr: s.RAddr, RPort: rport,
 		OldState: oldState, NewState: newState, NetNS: 1}
 	if err := f.sw.Event(&ev); err != nil {
 		f.t.Fatal(err)
@@ -805,7 +806,7 @@ func TestWatchAlreadyStuckAndUnknownAge(t *testing.T) {
 	f.put(old, time.Minute, true)
 	f.put(young, 5*time.Second, true)
 	f.put(unknown, 0, false)
-	if err := f.sw.start(func(visit func(*tracer.Socket) error) error {
+	if err := f.sw.start(func(visit func(*snapshot.Socket) error) error {
 		for _, s := range f.socks {
 			s.Seen = f.now
 			visit(&s)
@@ -834,19 +835,19 @@ func TestWatchAlreadyStuckAndUnknownAge(t *testing.T) {
 func TestWatchFinWait2Endings(t *testing.T) {
 	for _, c := range []struct {
 		name     string
-		after    func(f *fakeWorld, s tracer.Socket)
+		after    func(f *fakeWorld, s snapshot.Socket)
 		want     []string
 		twLength time.Duration
 	}{
-		{"to TIME_WAIT, seen by a snapshot", func(f *fakeWorld, s tracer.Socket) {
+		{"to TIME_WAIT, seen by a snapshot", func(f *fakeWorld, s snapshot.Socket) {
 			f.put(fakeSock(tcp.TimeWait, s.LPort, s.RPort), 0, true)
 		}, []string{"left FIN_WAIT2 40000>80 age=3s est=false left FIN_WAIT2: now TIME_WAIT"}, 3 * time.Second},
-		{"to TIME_WAIT, seen by the tracer", func(f *fakeWorld, s tracer.Socket) {
+		{"to TIME_WAIT, seen by the tracer", func(f *fakeWorld, s snapshot.Socket) {
 			f.event(0xf, tcp.Close, tcp.TimeWait, s.LPort, s.RPort)
 			f.put(fakeSock(tcp.TimeWait, s.LPort, s.RPort), 0, true)
 		}, []string{"left FIN_WAIT2 40000>80 age=3s est=false left FIN_WAIT2: now TIME_WAIT"}, 3 * time.Second},
-		{"closed", func(f *fakeWorld, s tracer.Socket) {}, []string{"left FIN_WAIT2 40000>80 age=3s est=false left FIN_WAIT2: closed"}, 0},
-		{"FIN_WAIT2 stub: still FIN_WAIT2", func(f *fakeWorld, s tracer.Socket) {
+		{"closed", func(f *fakeWorld, s snapshot.Socket) {}, []string{"left FIN_WAIT2 40000>80 age=3s est=false left FIN_WAIT2: closed"}, 0},
+		{"FIN_WAIT2 stub: still FIN_WAIT2", func(f *fakeWorld, s snapshot.Socket) {
 			f.put(s, 0, true)
 		}, nil, 0},
 	} {

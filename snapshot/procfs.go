@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package tracer
+package snapshot
 
 import (
 	"errors"
@@ -135,6 +135,25 @@ type Owner struct {
 	Pid  uint32
 	Comm string
 	FD   int32
+}
+
+// SocketOwners calls visit for every socket that a process holds, once per
+// file descriptor, by pid then fd, with the socket's inode: who holds the
+// sockets that exist now, as ss -p finds them. Processes that go away
+// meanwhile are skipped.
+func SocketOwners(visit func(inode uint64, o Owner) error) error {
+	return walkSocketFDs(func(p *procSockets) error {
+		comm, err := p.Comm()
+		if err != nil {
+			return nil // gone
+		}
+		for _, s := range p.Sockets {
+			if err := visit(s.Inode, Owner{Pid: p.Pid, Comm: comm, FD: s.FD}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // socketOwners finds the processes holding the sockets whose inodes

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package tracer
+package snapshot
 
 import (
 	"encoding/binary"
@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tcpstate/tcpstate/tcp"
 )
 
 // The sock_diag netlink interface (include/uapi/linux/inet_diag.h,
@@ -75,10 +77,10 @@ func diagRequest(family uint8, states uint32, seq uint32) []byte {
 // diagStates returns the kernel's state bitmask for a list of states:
 // every state when the list is empty. Request sockets are NEW_SYN_RECV in
 // the kernel's tables and reported as SYN_RECV, so SYN_RECV asks for both.
-func diagStates(states []State) uint32 {
+func diagStates(states []tcp.State) uint32 {
 	if len(states) == 0 {
 		var all uint32
-		for s := Established; s <= NewSynRecv; s++ {
+		for s := tcp.Established; s <= tcp.NewSynRecv; s++ {
 			all |= 1 << s
 		}
 		return all
@@ -86,8 +88,8 @@ func diagStates(states []State) uint32 {
 	var mask uint32
 	for _, s := range states {
 		mask |= 1 << s
-		if s == SynRecv || s == NewSynRecv {
-			mask |= 1<<SynRecv | 1<<NewSynRecv
+		if s == tcp.SynRecv || s == tcp.NewSynRecv {
+			mask |= 1<<tcp.SynRecv | 1<<tcp.NewSynRecv
 		}
 	}
 	return mask
@@ -158,17 +160,17 @@ func parseInetDiagMsg(b []byte, s *Socket) error {
 	*s = Socket{Owners: s.Owners[:0]}
 	switch b[offDiagFamily] {
 	case unix.AF_INET:
-		s.Family = IPv4
+		s.Family = tcp.IPv4
 		s.LAddr = netip.AddrFrom4([4]byte(b[offDiagSrc : offDiagSrc+4]))
 		s.RAddr = netip.AddrFrom4([4]byte(b[offDiagDst : offDiagDst+4]))
 	case unix.AF_INET6:
-		s.Family = IPv6
+		s.Family = tcp.IPv6
 		s.LAddr = netip.AddrFrom16([16]byte(b[offDiagSrc : offDiagSrc+16])).Unmap()
 		s.RAddr = netip.AddrFrom16([16]byte(b[offDiagDst : offDiagDst+16])).Unmap()
 	default:
 		return fmt.Errorf("sock_diag: unknown address family %d", b[offDiagFamily])
 	}
-	s.State = State(b[offDiagState])
+	s.State = tcp.State(b[offDiagState])
 	s.Timer = Timer(b[offDiagTimer])
 	s.Retrans = b[offDiagRetrans]
 	s.LPort = binary.BigEndian.Uint16(b[offDiagSport:])
@@ -210,7 +212,7 @@ func parseInetDiagMsg(b []byte, s *Socket) error {
 	switch {
 	case s.Timer == TimerTimeWait:
 		s.Kind = TimeWaitSocket // TIME_WAIT, or FIN_WAIT2 after close()
-	case s.State == SynRecv && !s.HasInfo && s.Inode == 0:
+	case s.State == tcp.SynRecv && !s.HasInfo && s.Inode == 0:
 		s.Kind = RequestSocket
 	default:
 		s.Kind = FullSocket

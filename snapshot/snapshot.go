@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package tracer
+// Package snapshot reads the host's TCP sockets as the kernel holds them
+// now — sock_diag in every network namespace, the processes holding them
+// from /proc, namespaces and cgroups —; it loads no BPF.
+package snapshot
 
 import (
 	"errors"
@@ -12,12 +15,14 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tcpstate/tcpstate/tcp"
 )
 
 // A snapshot lists the TCP sockets that exist right now, read from the
 // kernel's sock_diag netlink interface (as ss does) in every network
 // namespace: also TIME_WAIT sockets, request sockets (SYN_RECV) and sockets
-// older than any tracer. It needs no BPF.
+// older than any tracer.
 
 // SocketKind tells which of the kernel's three kinds of TCP socket a
 // Socket is.
@@ -79,10 +84,10 @@ type TCPInfo struct {
 type Socket struct {
 	NetNS  uint32 // network namespace inode
 	Kind   SocketKind
-	Family Family
+	Family tcp.Family
 	// State is the kernel's state; a TimeWaitSocket is TIME_WAIT or
 	// FIN_WAIT2 and a RequestSocket is SYN_RECV.
-	State State
+	State tcp.State
 	LAddr netip.Addr // IPv4-mapped IPv6 addresses are unmapped
 	LPort uint16
 	RAddr netip.Addr
@@ -97,7 +102,7 @@ type Socket struct {
 	Expires      time.Duration // until Timer fires
 	Retrans      uint8         // idiag_retrans: retransmissions or probes the timer counts
 	Inode        uint64        // 0 when no file refers to it (TIME_WAIT, request, closed)
-	CgroupID     uint64        // cgroup v2 id of the owner's cgroup; 0 when unknown
+	CgroupID     uint64        // cgroup v2 id of the socket (of the process that made it); 0 when unknown
 	HasInfo      bool          // Info is set (full sockets only)
 	Info         TCPInfo
 	// Seen is when the kernel reported the socket.
@@ -177,7 +182,7 @@ func (s *Socket) estimateAge(finTimeout time.Duration) {
 	switch s.Kind {
 	case TimeWaitSocket:
 		life := timeWaitLen
-		if s.State == FinWait2 {
+		if s.State == tcp.FinWait2 {
 			life = finTimeout
 		}
 		set(life - s.Expires)
@@ -193,23 +198,23 @@ func (s *Socket) estimateAge(finTimeout time.Duration) {
 	}
 	in := &s.Info
 	switch s.State {
-	case Established:
+	case tcp.Established:
 		set(max(in.LastDataSent, in.LastDataRecv, in.LastAckRecv))
-	case CloseWait, FinWait2, Closing:
+	case tcp.CloseWait, tcp.FinWait2, tcp.Closing:
 		set(in.LastAckRecv)
 		// No data comes after the peer's FIN (CLOSE_WAIT, CLOSING), none
 		// leaves after ours (FIN_WAIT2): the last data received (sent)
 		// was no later than the transition.
 		up := in.LastDataRecv
-		if s.State == FinWait2 {
+		if s.State == tcp.FinWait2 {
 			up = in.LastDataSent
 		}
 		s.AgeMax, s.AgeMaxKnown = max(up, s.Age), true
-	case SynSent, SynRecv:
+	case tcp.SynSent, tcp.SynRecv:
 		if s.Timer == TimerRetransmit {
 			set(rtoBound(in.RTO, in.Backoff, in.Retransmits, s.Expires))
 		}
-	case FinWait1, LastAck:
+	case tcp.FinWait1, tcp.LastAck:
 		// Only backed-off timeouts count: a loss probe or a retry after
 		// local congestion may have come sooner.
 		if s.Timer == TimerRetransmit && in.Backoff > 0 {
@@ -252,15 +257,26 @@ func synAckBound(retrans uint8, expires time.Duration) time.Duration {
 	return d
 }
 
-// SnapshotOptions select the sockets of a snapshot.
-type SnapshotOptions struct {
-	// Options filter as they do for the tracer, here in user space, with
-	// two differences: States selects sockets in these states, and PIDs,
-	// Comms and CgroupID match any of a shared socket's owners. Sockets
-	// that no process holds (TIME_WAIT, request, orphaned) match no
-	// PIDs, Comms or CgroupID filter. NetNS limits the snapshot to one
-	// namespace; by default it covers every namespace.
-	Options
+// Options select the sockets of a snapshot. Zero values mean "every
+// socket". They filter as the tracer's do (tracer.Options), here in user
+// space, with two differences: States selects sockets in these states, and
+// PIDs and Comms match any of a shared socket's holders. Sockets that no
+// process holds (TIME_WAIT, request, orphaned) match no PIDs or Comms
+// filter; the kernel reports no cgroup for TIME_WAIT and request sockets,
+// so they match no CgroupID filter either.
+type Options struct {
+	IPv4, IPv6 bool // both or neither: either family
+	PIDs       []uint32
+	Comms      []string
+	LPorts     []uint16
+	RPorts     []uint16
+	LAddrs     []netip.Prefix
+	RAddrs     []netip.Prefix
+	States     []tcp.State // sockets in these states
+	CgroupID   uint64      // sockets of this cgroup v2 or below it
+	// NetNS limits the snapshot to one network namespace, by inode; by
+	// default it covers every namespace.
+	NetNS uint32
 	// NetNSPath is the namespace file to enter when NetNS is set; without
 	// it the namespace is looked for among those of the processes and of
 	// /run/netns.
@@ -273,7 +289,7 @@ type SnapshotOptions struct {
 // Snapshotter reads snapshots repeatedly, keeping one sock_diag socket per
 // network namespace open between them.
 type Snapshotter struct {
-	opts   SnapshotOptions
+	opts   Options
 	filter socketFilter
 	spaces map[uint32]*diagSocket
 	ownNS  uint32
@@ -282,8 +298,8 @@ type Snapshotter struct {
 }
 
 // NewSnapshotter checks the options. Close releases its sockets.
-func NewSnapshotter(o SnapshotOptions) (*Snapshotter, error) {
-	f, err := newSocketFilter(&o.Options)
+func NewSnapshotter(o Options) (*Snapshotter, error) {
+	f, err := newSocketFilter(&o)
 	if err != nil {
 		return nil, err
 	}
@@ -296,7 +312,7 @@ func NewSnapshotter(o SnapshotOptions) (*Snapshotter, error) {
 }
 
 // SetStates changes the states the next snapshots select.
-func (sn *Snapshotter) SetStates(states []State) {
+func (sn *Snapshotter) SetStates(states []tcp.State) {
 	sn.opts.States = states
 	sn.filter.states = 0
 	for _, s := range states {
@@ -459,7 +475,7 @@ func (d *diagSocket) dumpTimed(family uint8, mask uint32, buf []byte, s *Socket,
 }
 
 // Snapshot reads one snapshot; see Snapshotter.Snapshot.
-func Snapshot(o SnapshotOptions, visit func(*Socket) error) error {
+func Snapshot(o Options, visit func(*Socket) error) error {
 	sn, err := NewSnapshotter(o)
 	if err != nil {
 		return err
@@ -495,7 +511,7 @@ func FillOwners(socks []Socket) error {
 // socketFilter applies Options to snapshot sockets.
 type socketFilter struct {
 	o       *Options
-	family  Family
+	family  tcp.Family
 	states  uint32
 	pids    map[uint32]bool
 	lports  map[uint16]bool
@@ -507,9 +523,9 @@ func newSocketFilter(o *Options) (socketFilter, error) {
 	f := socketFilter{o: o}
 	switch {
 	case o.IPv4 && !o.IPv6:
-		f.family = IPv4
+		f.family = tcp.IPv4
 	case o.IPv6 && !o.IPv4:
-		f.family = IPv6
+		f.family = tcp.IPv6
 	}
 	for _, s := range o.States {
 		f.states |= 1 << s
