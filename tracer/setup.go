@@ -19,9 +19,10 @@ import (
 // ErrPrivileges means the process may not load BPF programs.
 var ErrPrivileges = errors.New("tcpstate needs root (or the CAP_BPF and CAP_PERFMON capabilities) to load its BPF programs: run it with sudo")
 
-// checkPrivileges fails early, with a sentence a person can act on, rather
-// than with an EPERM from deep inside the loader.
-func checkPrivileges() error {
+// CheckPrivileges fails early, with a sentence a person can act on, rather
+// than with an EPERM from deep inside the loader. New checks first; a
+// caller may check before privileged work of its own for the tracer.
+func CheckPrivileges() error {
 	caps, ok := EffectiveCaps()
 	if !ok {
 		return nil // cannot tell; let the loader decide

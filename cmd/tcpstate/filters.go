@@ -107,7 +107,6 @@ func (f *filterFlags) options() (tracer.Options, error) {
 		if o.NetNS, f.netnsPath, err = resolveNetns(f.netns); err != nil {
 			return o, err
 		}
-		o.NetNSPath = f.netnsPath
 	}
 	return o, nil
 }

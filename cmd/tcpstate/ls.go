@@ -130,7 +130,7 @@ func snapshotOptions(f *filterFlags) (snapshot.Options, error) {
 // tracerOptions are the tracer's filters for the sockets o selects.
 func tracerOptions(o snapshot.Options) tracer.Options {
 	return tracer.Options{IPv4: o.IPv4, IPv6: o.IPv6, PIDs: o.PIDs, Comms: o.Comms, LPorts: o.LPorts, RPorts: o.RPorts,
-		LAddrs: o.LAddrs, RAddrs: o.RAddrs, States: o.States, CgroupID: o.CgroupID, NetNS: o.NetNS, NetNSPath: o.NetNSPath}
+		LAddrs: o.LAddrs, RAddrs: o.RAddrs, States: o.States, CgroupID: o.CgroupID, NetNS: o.NetNS}
 }
 
 // holderUsage rewrites the help of --pid and --comm for snapshots, where

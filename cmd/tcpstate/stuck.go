@@ -293,7 +293,7 @@ func watchStuck(ctx context.Context, f *stuckFlags, opts snapshot.Options, w *ou
 		topts.States = append(topts.States, tcp.FinWait1, tcp.FinWait2, tcp.Closing)
 	}
 	topts.KernelBTF = f.kernelBTF
-	t, err := tracer.New(topts)
+	t, err := newTracer(&topts, opts.NetNSPath)
 	if err != nil {
 		return 0, err
 	}
