@@ -322,8 +322,8 @@ func TestParseCapturedDump(t *testing.T) {
 
 // nlmsg builds one netlink message.
 func nlmsg(typ uint16, seq uint32, payload []byte) []byte {
-	b := make([]byte, sizeofNlMsghdr, sizeofNlMsghdr+len(payload)+3)
-	nativeEndian.PutUint32(b[0:], uint32(sizeofNlMsghdr+len(payload)))
+	b := make([]byte, unix.SizeofNlMsghdr, unix.SizeofNlMsghdr+len(payload)+3)
+	nativeEndian.PutUint32(b[0:], uint32(unix.SizeofNlMsghdr+len(payload)))
 	nativeEndian.PutUint16(b[4:], typ)
 	nativeEndian.PutUint32(b[8:], seq)
 	b = append(b, payload...)
@@ -349,8 +349,8 @@ func diagMsg(family, state byte, attrs ...[]byte) []byte {
 }
 
 func rtattr(typ uint16, v []byte) []byte {
-	b := make([]byte, sizeofRtAttr, nlAlign(sizeofRtAttr+len(v)))
-	nativeEndian.PutUint16(b[0:], uint16(sizeofRtAttr+len(v)))
+	b := make([]byte, unix.SizeofRtAttr, nlAlign(unix.SizeofRtAttr+len(v)))
+	nativeEndian.PutUint16(b[0:], uint16(unix.SizeofRtAttr+len(v)))
 	nativeEndian.PutUint16(b[2:], typ)
 	b = append(b, v...)
 	return b[:cap(b)]
@@ -408,12 +408,21 @@ func TestParseDiagErrors(t *testing.T) {
 }
 
 func TestParseDiagAttributes(t *testing.T) {
-	info := make([]byte, 160) // longer than what is read, as from any kernel
-	info[offTIRetransmits], info[offTIProbes], info[offTIBackoff] = 3, 1, 2
-	nativeEndian.PutUint32(info[offTIRto:], 800_000)
-	nativeEndian.PutUint32(info[offTILastDataSent:], 1500)
-	nativeEndian.PutUint32(info[offTILastDataRecv:], 2500)
-	nativeEndian.PutUint32(info[offTILastAckRecv:], 3500)
+	// A kernel's tcp_info is as long as the kernel knows it: the oldest
+	// end at tcpi_last_ack_recv, new ones are longer than unix.TCPInfo.
+	for _, size := range []int{60, 160, unix.SizeofTCPInfo + 16} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) { parseDiagAttributes(t, size) })
+	}
+}
+
+func parseDiagAttributes(t *testing.T, tcpInfoSize int) {
+	// At the offsets of include/uapi/linux/tcp.h.
+	info := make([]byte, tcpInfoSize)
+	info[2], info[3], info[4] = 3, 1, 2       // tcpi_retransmits, _probes, _backoff
+	nativeEndian.PutUint32(info[8:], 800_000) // tcpi_rto, µs
+	nativeEndian.PutUint32(info[44:], 1500)   // tcpi_last_data_sent, ms
+	nativeEndian.PutUint32(info[52:], 2500)   // tcpi_last_data_recv
+	nativeEndian.PutUint32(info[56:], 3500)   // tcpi_last_ack_recv
 	cg := make([]byte, 8)
 	nativeEndian.PutUint64(cg, 1234)
 	m := diagMsg(unix.AF_INET6, byte(tcp.FinWait1), rtattr(8, []byte{2}) /* INET_DIAG_SHUTDOWN: skipped */, rtattr(inetDiagInfo, info), rtattr(inetDiagCgroupID, cg))
