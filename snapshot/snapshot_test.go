@@ -6,9 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
-	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -579,84 +577,5 @@ func TestSocketFilter(t *testing.T) {
 	f.cgroups = map[uint64]bool{4: true}
 	if f.match(&s) {
 		t.Error("socket of another cgroup matches")
-	}
-}
-
-func TestSocketInodeParse(t *testing.T) {
-	for in, want := range map[string]uint64{"socket:[12345]": 12345, "socket:[0]": 0, "socket:[4294967295]": 4294967295} {
-		if got, ok := socketInode([]byte(in)); !ok || got != want {
-			t.Errorf("%q: %d %v", in, got, ok)
-		}
-	}
-	for _, in := range []string{"pipe:[12]", "socket:[]", "socket:[12", "socket:[1a]", "/dev/null", "anon_inode:[eventpoll]"} {
-		if _, ok := socketInode([]byte(in)); ok {
-			t.Errorf("%q parsed as a socket", in)
-		}
-	}
-}
-
-// The /proc scan finds this process's own socket on the right fd, twice
-// once the fd is duplicated.
-func TestSocketOwnersOfOurSocket(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	f, err := ln.(*net.TCPListener).File()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var st unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
-		t.Fatal(err)
-	}
-	owners, err := socketOwners(map[uint64]bool{st.Ino: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := owners[st.Ino]
-	if len(owners) != 1 || len(got) < 2 {
-		t.Fatalf("owners %v, want ours on two fds", owners)
-	}
-	fds := map[int32]bool{}
-	for _, o := range got {
-		if o.Pid != uint32(os.Getpid()) || o.Comm != commOfSelf(t) {
-			t.Errorf("owner %+v, want pid %d", o, os.Getpid())
-		}
-		fds[o.FD] = true
-	}
-	if !fds[int32(f.Fd())] {
-		t.Errorf("owners %v lack fd %d", got, f.Fd())
-	}
-}
-
-func commOfSelf(t *testing.T) string {
-	b, err := os.ReadFile("/proc/self/comm")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return strings.TrimSpace(string(b))
-}
-
-func TestNetNamespacesOursFirst(t *testing.T) {
-	spaces, err := NetNamespaces()
-	if err != nil {
-		t.Fatal(err)
-	}
-	own, err := netnsOf("/proc/self/ns/net")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(spaces) == 0 || spaces[0].Inode != own {
-		t.Fatalf("namespaces %v, want ours (%d) first", spaces, own)
-	}
-	seen := map[uint32]bool{}
-	for _, ns := range spaces {
-		if seen[ns.Inode] {
-			t.Errorf("namespace %d listed twice", ns.Inode)
-		}
-		seen[ns.Inode] = true
 	}
 }
