@@ -15,8 +15,7 @@ import (
 // This file reads which processes hold which sockets, as ss -p finds
 // them: from the socket inodes in /proc/PID/fd.
 
-// procRoot is /proc; tests may point it elsewhere.
-var procRoot = "/proc"
+const procRoot = "/proc"
 
 // socketFD is one file descriptor of a process that refers to a socket.
 type socketFD struct {

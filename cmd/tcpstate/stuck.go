@@ -451,9 +451,8 @@ func (sw *stuckWatch) left(e *watchEntry, at time.Time, how string) error {
 }
 
 // mayLinger says whether going to CLOSE from s may leave a TIME_WAIT or
-// FIN_WAIT2 stub, which the kernel's tracepoint does not report
-// (KERNEL.md): a snapshot, or a tracer event synthesized for TIME_WAIT,
-// tells.
+// FIN_WAIT2 stub, which the kernel's tracepoint does not report: a
+// snapshot, or a tracer event synthesized for TIME_WAIT, tells.
 func mayLinger(s tcp.State) bool {
 	return s == tcp.FinWait1 || s == tcp.FinWait2 || s == tcp.Closing
 }
