@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/tcpstate/tcpstate/tcp"
 	"github.com/tcpstate/tcpstate/tracer"
 )
 
@@ -46,8 +47,8 @@ func NewWith(name string, o Options) (Format, error) {
 
 // appendState appends s.String() without the allocation String makes
 // for states the kernel may add later.
-func appendState(dst []byte, s tracer.State) []byte {
-	if s >= tracer.Established && s <= tracer.NewSynRecv {
+func appendState(dst []byte, s tcp.State) []byte {
+	if s >= tcp.Established && s <= tcp.NewSynRecv {
 		return append(dst, s.String()...)
 	}
 	dst = append(dst, "STATE_"...)

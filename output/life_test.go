@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tcpstate/tcpstate/tcp"
 	"github.com/tcpstate/tcpstate/tracer"
 )
 
@@ -18,8 +19,8 @@ var testConn = tracer.Connection{
 	Family: tracer.IPv4, LAddr: netip.MustParseAddr("127.0.0.1"), LPort: 47300,
 	RAddr: netip.MustParseAddr("127.0.0.1"), RPort: 7711,
 	Start: time.Date(2026, 11, 25, 21, 34, 3, 330001358, time.UTC), Duration: 180345438 * time.Nanosecond,
-	Path: []tracer.Step{{State: tracer.SynSent, Duration: 70 * time.Microsecond}, {State: tracer.Established, Duration: 78 * time.Microsecond},
-		{State: tracer.FinWait1, Duration: 43724 * time.Microsecond}, {State: tracer.FinWait2, Duration: 136471 * time.Microsecond}, {State: tracer.TimeWait, Duration: 0}},
+	Path: []tracer.Step{{State: tcp.SynSent, Duration: 70 * time.Microsecond}, {State: tcp.Established, Duration: 78 * time.Microsecond},
+		{State: tcp.FinWait1, Duration: 43724 * time.Microsecond}, {State: tcp.FinWait2, Duration: 136471 * time.Microsecond}, {State: tcp.TimeWait, Duration: 0}},
 	TxBytes: 5, RxBytes: 6, ClosedBy: "local", Reset: tracer.ResetSent, ISN: 1907384451, PeerISN: 4102017442, ISNKnown: true,
 	NetNS: 4026531833, CgroupID: 1,
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/tcpstate/tcpstate/tcp"
 	"github.com/tcpstate/tcpstate/tracer"
 )
 
@@ -31,54 +32,54 @@ var testEvents = []tracer.Event{
 		Time: t0, Skaddr: 0xffff888100aa0000, Pid: 1234, Comm: "curl", Family: tracer.IPv4,
 		LAddr: netip.MustParseAddr("127.0.0.1"), LPort: 43210,
 		RAddr: netip.MustParseAddr("127.0.0.1"), RPort: 80,
-		OldState: tracer.SynSent, NewState: tracer.Established,
+		OldState: tcp.SynSent, NewState: tcp.Established,
 		InState: 152 * time.Microsecond, InStateKnown: true, NetNS: 4026531840, CgroupID: 1,
 	},
 	{ // IPv6, non-UTC zone
 		Time: time.Date(2026, 11, 26, 2, 33, 4, 5000000, india), Skaddr: 0xffff888100bb1200, Pid: 42, Comm: "nginx", Family: tracer.IPv6,
 		LAddr: netip.MustParseAddr("::1"), LPort: 8080,
 		RAddr: netip.MustParseAddr("fe80::1"), RPort: 54321,
-		OldState: tracer.SynRecv, NewState: tracer.Established,
+		OldState: tcp.SynRecv, NewState: tcp.Established,
 		InState: 12345678 * time.Nanosecond, InStateKnown: true, NetNS: 4026532000, CgroupID: 7,
 	},
 	{ // IPv6 socket talking IPv4, address already unmapped by the tracer
 		Time: t0.Add(time.Second), Skaddr: 0xffff888100cc0000, Pid: 777, Comm: "java", Family: tracer.IPv6,
 		LAddr: netip.MustParseAddr("::ffff:10.0.0.1").Unmap(), LPort: 443,
 		RAddr: netip.MustParseAddr("::ffff:10.0.0.2").Unmap(), RPort: 50000,
-		OldState: tracer.Established, NewState: tracer.CloseWait,
+		OldState: tcp.Established, NewState: tcp.CloseWait,
 		InState: 3 * time.Second, InStateKnown: true, NetNS: 4026531840, CgroupID: 2,
 	},
 	{ // nobody owns it: pid 0, empty comm
 		Time: t0.Add(61 * time.Second), Skaddr: 0xffff888100cc0000, Family: tracer.IPv4,
 		LAddr: netip.MustParseAddr("10.0.0.1"), LPort: 443,
 		RAddr: netip.MustParseAddr("10.0.0.2"), RPort: 50000,
-		OldState: tracer.TimeWait, NewState: tracer.Close,
+		OldState: tcp.TimeWait, NewState: tcp.Close,
 		InState: 60 * time.Second, InStateKnown: true, NetNS: 4026531840,
 	},
 	{ // comm needing escaping, unknown InState
 		Time: t0.Add(2 * time.Second), Skaddr: 0xffff888100dd0000, Pid: 99, Comm: `a"b\`, Family: tracer.IPv4,
 		LAddr: netip.MustParseAddr("0.0.0.0"), LPort: 22,
 		RAddr: netip.MustParseAddr("0.0.0.0"), RPort: 0,
-		OldState: tracer.Close, NewState: tracer.Listen,
+		OldState: tcp.Close, NewState: tcp.Listen,
 		NetNS: 4026531840, CgroupID: 3,
 	},
 	{ // hostile comm: control characters, invalid UTF-8, over 15 characters
 		Time: t0.Add(3 * time.Second), Skaddr: 0xffff888100ee0000, Pid: 100, Comm: "x\x1b[31m\ty\xffcafé-long-name", Family: tracer.IPv4,
 		LAddr: netip.MustParseAddr("192.168.100.200"), LPort: 65535,
 		RAddr: netip.MustParseAddr("255.255.255.255"), RPort: 65535,
-		OldState: tracer.FinWait1, NewState: tracer.FinWait2,
+		OldState: tcp.FinWait1, NewState: tcp.FinWait2,
 		InState: 999, InStateKnown: true, NetNS: 1, CgroupID: 4,
 	},
 	{ // everything at its largest
 		Time: t0.Add(4 * time.Second), Skaddr: ^uint64(0), Pid: ^uint32(0), Comm: "123456789012345", Family: tracer.IPv6,
 		LAddr: netip.MustParseAddr("2001:db8:ffff:ffff:ffff:ffff:ffff:ffff"), LPort: 65535,
 		RAddr: netip.MustParseAddr("fe80::1%eth0"), RPort: 65535,
-		OldState: tracer.NewSynRecv, NewState: tracer.Established,
+		OldState: tcp.NewSynRecv, NewState: tcp.Established,
 		InState: 3 * time.Hour, InStateKnown: true, NetNS: ^uint32(0), CgroupID: ^uint64(0),
 	},
 	{ // states the kernel may add, invalid addresses, InState of 0
 		Time: t0.Add(5 * time.Second), Skaddr: 0x1000, Pid: 1, Comm: "init", Family: tracer.Family(0),
-		OldState: tracer.State(0), NewState: tracer.State(200),
+		OldState: tcp.State(0), NewState: tcp.State(200),
 		InStateKnown: true,
 	},
 }
@@ -202,7 +203,7 @@ func keyOrder(t *testing.T, line []byte) []string {
 
 func TestAppendState(t *testing.T) {
 	for s := 0; s < 256; s++ {
-		if got, want := string(appendState(nil, tracer.State(s))), tracer.State(s).String(); got != want {
+		if got, want := string(appendState(nil, tcp.State(s))), tcp.State(s).String(); got != want {
 			t.Errorf("appendState(%d) = %q, want %q", s, got, want)
 		}
 	}
@@ -230,7 +231,7 @@ func TestTableLines(t *testing.T) {
 	ev := testEvents[5]
 	ev.Pid = 4194304 // pid_max
 	ev.Comm = "123456789012345"
-	ev.OldState, ev.NewState = tracer.NewSynRecv, tracer.Established
+	ev.OldState, ev.NewState = tcp.NewSynRecv, tcp.Established
 	ev.InState = 9999999 * time.Microsecond
 	l := string(NewTable().AppendEvent(nil, &ev))
 	if n := utf8.RuneCountInString(l) - 1; n > 120 {

@@ -12,7 +12,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/tcpstate/tcpstate/tracer"
+	"github.com/tcpstate/tcpstate/snapshot"
+	"github.com/tcpstate/tcpstate/tcp"
 )
 
 // This file formats snapshots of sockets: the per-state summary of
@@ -47,21 +48,21 @@ func ParseGroupBy(s string) (GroupBy, error) {
 // SummaryRow is one line of the summary: the sockets of one state (and
 // group).
 type SummaryRow struct {
-	State tracer.State
+	State tcp.State
 	Pid   uint32 // ByProcess; 0 for sockets no process holds
 	Comm  string
 	Addr  netip.Addr // ByRemote: remote address; ByLocal: local address
 	Port  uint16     // ByLocal: local port
 	Count int
 	// Oldest is the largest age lower bound in the group (see
-	// tracer.Socket.Age); OldestKnown is false when no socket of the
+	// snapshot.Socket.Age); OldestKnown is false when no socket of the
 	// group has one.
 	Oldest      time.Duration
 	OldestKnown bool
 }
 
 type summaryKey struct {
-	state tracer.State
+	state tcp.State
 	pid   uint32
 	comm  string
 	addr  netip.Addr
@@ -83,7 +84,7 @@ func NewSummary(by GroupBy) *Summary {
 
 // Add counts s. With ByProcess a socket held by several processes counts
 // once for each of them (and once, without owner, when none holds it).
-func (sm *Summary) Add(s *tracer.Socket) {
+func (sm *Summary) Add(s *snapshot.Socket) {
 	sm.total++
 	sm.namespaces[s.NetNS] = true
 	k := summaryKey{state: s.State}
@@ -109,7 +110,7 @@ func (sm *Summary) Add(s *tracer.Socket) {
 	sm.add(k, s)
 }
 
-func (sm *Summary) add(k summaryKey, s *tracer.Socket) {
+func (sm *Summary) add(k summaryKey, s *snapshot.Socket) {
 	r := sm.rows[k]
 	if r == nil {
 		r = &SummaryRow{State: k.state, Pid: k.pid, Comm: k.comm, Addr: k.addr, Port: k.port}
@@ -354,9 +355,9 @@ type StuckRow struct {
 	Time time.Time // when the socket was seen stuck (or left its state)
 	// Event is "stuck" or "left" with --watch, "" otherwise.
 	Event string
-	Sock  *tracer.Socket
+	Sock  *snapshot.Socket
 	// Age is how long the socket has been in its state (for "left": had
-	// been). AgeEstimated marks a lower bound (see tracer.Socket.Age)
+	// been). AgeEstimated marks a lower bound (see snapshot.Socket.Age)
 	// rather than the time since the transition was seen.
 	Age          time.Duration
 	AgeEstimated bool
@@ -495,8 +496,8 @@ func appendStuckLine(b []byte, r *StuckRow, watch bool) []byte {
 
 // appendTimer appends the timer as ss prints it, without the brackets:
 // name,expires,count; "-" when none is pending.
-func appendTimer(b []byte, s *tracer.Socket) []byte {
-	if s.Timer == tracer.TimerOff {
+func appendTimer(b []byte, s *snapshot.Socket) []byte {
+	if s.Timer == snapshot.TimerOff {
 		return append(b, '-')
 	}
 	b = append(b, s.Timer.String()...)
@@ -559,7 +560,7 @@ func AppendStuckJSON(b []byte, r *StuckRow) []byte {
 	b = append(b, `,"timer":"`...)
 	b = append(b, s.Timer.String()...)
 	b = append(b, '"')
-	if s.Timer != tracer.TimerOff {
+	if s.Timer != snapshot.TimerOff {
 		b = append(b, `,"expires_us":`...)
 		b = strconv.AppendInt(b, int64(s.Expires/time.Microsecond), 10)
 	}
@@ -591,40 +592,40 @@ func AppendStuckJSON(b []byte, r *StuckRow) []byte {
 
 // Why says in one line why a socket is in its state, with the timer
 // facts that explain it.
-func Why(s *tracer.Socket) string {
+func Why(s *snapshot.Socket) string {
 	var why string
 	switch s.State {
-	case tracer.CloseWait:
+	case tcp.CloseWait:
 		why = "the peer closed and this process has not called close()"
 		if len(s.Owners) == 0 && s.Inode == 0 {
 			why = "the peer closed and nothing has called close()"
 		}
-	case tracer.FinWait1:
+	case tcp.FinWait1:
 		why = "our FIN is not acknowledged: the peer may be gone"
-		if s.Timer == tracer.TimerProbe {
+		if s.Timer == snapshot.TimerProbe {
 			why = "our FIN waits behind data the peer does not accept: its receive window is closed"
 		}
-	case tracer.FinWait2:
+	case tcp.FinWait2:
 		why = "waiting for the peer to close; tcp_fin_timeout applies only to orphans"
 		switch {
-		case s.Kind == tracer.TimeWaitSocket:
+		case s.Kind == snapshot.TimeWaitSocket:
 			why += " (this one is: closed here, dropped in " + string(AppendAge(nil, s.Expires)) + ")"
 		case len(s.Owners) > 0 || s.Inode != 0:
 			why += " (this one is not: a process still holds it, so it can wait forever)"
 		}
-	case tracer.LastAck:
+	case tcp.LastAck:
 		why = "our FIN is not acknowledged, the peer may be gone"
-	case tracer.Closing:
+	case tcp.Closing:
 		why = "both sides sent FIN, ours is not acknowledged"
-	case tracer.SynSent:
+	case tcp.SynSent:
 		why = "no answer to our SYN: the peer or a firewall drops it, or the host is down"
-	case tracer.SynRecv:
+	case tcp.SynRecv:
 		why = "handshake not completed by the client: our SYN-ACK is not acknowledged"
-	case tracer.TimeWait:
+	case tcp.TimeWait:
 		why = "normal after closing first: kept 60 s so late segments are not taken for a new connection"
-	case tracer.Established:
+	case tcp.Established:
 		why = "connection open"
-	case tracer.Listen:
+	case tcp.Listen:
 		why = "listening"
 	default:
 		why = "state " + s.State.String()
@@ -636,20 +637,20 @@ func Why(s *tracer.Socket) string {
 }
 
 // timerFacts describes retransmissions and probes in words.
-func timerFacts(s *tracer.Socket) string {
+func timerFacts(s *snapshot.Socket) string {
 	what := "FIN"
 	switch s.State {
-	case tracer.SynSent:
+	case tcp.SynSent:
 		what = "SYN"
-	case tracer.SynRecv:
+	case tcp.SynRecv:
 		what = "SYN-ACK"
-	case tracer.FinWait1, tracer.LastAck, tracer.Closing:
+	case tcp.FinWait1, tcp.LastAck, tcp.Closing:
 	default:
 		what = "data"
 	}
 	next := string(AppendAge(nil, s.Expires))
 	switch s.Timer {
-	case tracer.TimerRetransmit:
+	case snapshot.TimerRetransmit:
 		n := int(s.Retrans)
 		if n == 0 {
 			return ""
@@ -662,9 +663,9 @@ func timerFacts(s *tracer.Socket) string {
 			f += ", timeout backed off to " + string(AppendAge(nil, s.Info.RTO))
 		}
 		return f + ", next in " + next
-	case tracer.TimerProbe:
+	case snapshot.TimerProbe:
 		return strconv.Itoa(int(s.Retrans)) + " zero window probes unanswered, next in " + next
-	case tracer.TimerKeepalive:
+	case snapshot.TimerKeepalive:
 		if s.Retrans > 0 {
 			return strconv.Itoa(int(s.Retrans)) + " keepalive probes unanswered"
 		}

@@ -10,22 +10,23 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tcpstate/tcpstate/tracer"
+	"github.com/tcpstate/tcpstate/snapshot"
+	"github.com/tcpstate/tcpstate/tcp"
 )
 
-func sock(st tracer.State, l, r string, age time.Duration, owners ...tracer.Owner) tracer.Socket {
+func sock(st tcp.State, l, r string, age time.Duration, owners ...snapshot.Owner) snapshot.Socket {
 	la, ra := netip.MustParseAddrPort(l), netip.MustParseAddrPort(r)
-	return tracer.Socket{State: st, Family: tracer.IPv4, LAddr: la.Addr(), LPort: la.Port(), RAddr: ra.Addr(), RPort: ra.Port(),
+	return snapshot.Socket{State: st, Family: tcp.IPv4, LAddr: la.Addr(), LPort: la.Port(), RAddr: ra.Addr(), RPort: ra.Port(),
 		Age: age, AgeKnown: age >= 0, Owners: owners, NetNS: 1}
 }
 
 var (
-	nginx  = tracer.Owner{Pid: 10, Comm: "nginx", FD: 7}
-	nginx8 = tracer.Owner{Pid: 10, Comm: "nginx", FD: 8}
-	worker = tracer.Owner{Pid: 11, Comm: "worker", FD: 3}
+	nginx  = snapshot.Owner{Pid: 10, Comm: "nginx", FD: 7}
+	nginx8 = snapshot.Owner{Pid: 10, Comm: "nginx", FD: 8}
+	worker = snapshot.Owner{Pid: 11, Comm: "worker", FD: 3}
 )
 
-func summaryOf(by GroupBy, socks []tracer.Socket) *Summary {
+func summaryOf(by GroupBy, socks []snapshot.Socket) *Summary {
 	sm := NewSummary(by)
 	for i := range socks {
 		sm.Add(&socks[i])
@@ -33,24 +34,24 @@ func summaryOf(by GroupBy, socks []tracer.Socket) *Summary {
 	return sm
 }
 
-var groupSockets = []tracer.Socket{
-	sock(tracer.TimeWait, "10.0.0.1:40000", "10.0.0.9:80", 3*time.Second),
-	sock(tracer.TimeWait, "10.0.0.1:40001", "10.0.0.9:80", 50*time.Second),
-	sock(tracer.TimeWait, "10.0.0.1:40002", "10.0.0.8:80", 1*time.Second),
-	sock(tracer.CloseWait, "10.0.0.1:8080", "10.0.0.7:5000", 2*time.Minute, nginx),
-	sock(tracer.CloseWait, "10.0.0.1:8080", "10.0.0.7:5001", 3*time.Minute, nginx, nginx8, worker), // shared
-	sock(tracer.CloseWait, "10.0.0.1:8081", "10.0.0.9:5002", time.Second, worker),
-	sock(tracer.Listen, "0.0.0.0:8080", "0.0.0.0:0", -1, nginx),
-	sock(tracer.Established, "10.0.0.1:8080", "10.0.0.7:5003", -1, nginx),
+var groupSockets = []snapshot.Socket{
+	sock(tcp.TimeWait, "10.0.0.1:40000", "10.0.0.9:80", 3*time.Second),
+	sock(tcp.TimeWait, "10.0.0.1:40001", "10.0.0.9:80", 50*time.Second),
+	sock(tcp.TimeWait, "10.0.0.1:40002", "10.0.0.8:80", 1*time.Second),
+	sock(tcp.CloseWait, "10.0.0.1:8080", "10.0.0.7:5000", 2*time.Minute, nginx),
+	sock(tcp.CloseWait, "10.0.0.1:8080", "10.0.0.7:5001", 3*time.Minute, nginx, nginx8, worker), // shared
+	sock(tcp.CloseWait, "10.0.0.1:8081", "10.0.0.9:5002", time.Second, worker),
+	sock(tcp.Listen, "0.0.0.0:8080", "0.0.0.0:0", -1, nginx),
+	sock(tcp.Established, "10.0.0.1:8080", "10.0.0.7:5003", -1, nginx),
 }
 
 func TestSummaryByState(t *testing.T) {
 	sm := summaryOf(ByState, groupSockets)
 	want := []SummaryRow{
-		{State: tracer.Established, Count: 1},
-		{State: tracer.TimeWait, Count: 3, Oldest: 50 * time.Second, OldestKnown: true},
-		{State: tracer.CloseWait, Count: 3, Oldest: 3 * time.Minute, OldestKnown: true},
-		{State: tracer.Listen, Count: 1},
+		{State: tcp.Established, Count: 1},
+		{State: tcp.TimeWait, Count: 3, Oldest: 50 * time.Second, OldestKnown: true},
+		{State: tcp.CloseWait, Count: 3, Oldest: 3 * time.Minute, OldestKnown: true},
+		{State: tcp.Listen, Count: 1},
 	}
 	checkRows(t, sm.Rows(), want)
 	if sm.Total() != len(groupSockets) || sm.Namespaces() != 1 {
@@ -62,11 +63,11 @@ func TestSummaryByProcess(t *testing.T) {
 	// The shared socket counts for nginx (once, though on two fds) and
 	// for worker; TIME_WAIT has no process.
 	want := []SummaryRow{
-		{State: tracer.Established, Pid: 10, Comm: "nginx", Count: 1},
-		{State: tracer.TimeWait, Count: 3, Oldest: 50 * time.Second, OldestKnown: true},
-		{State: tracer.CloseWait, Pid: 10, Comm: "nginx", Count: 2, Oldest: 3 * time.Minute, OldestKnown: true},
-		{State: tracer.CloseWait, Pid: 11, Comm: "worker", Count: 2, Oldest: 3 * time.Minute, OldestKnown: true},
-		{State: tracer.Listen, Pid: 10, Comm: "nginx", Count: 1},
+		{State: tcp.Established, Pid: 10, Comm: "nginx", Count: 1},
+		{State: tcp.TimeWait, Count: 3, Oldest: 50 * time.Second, OldestKnown: true},
+		{State: tcp.CloseWait, Pid: 10, Comm: "nginx", Count: 2, Oldest: 3 * time.Minute, OldestKnown: true},
+		{State: tcp.CloseWait, Pid: 11, Comm: "worker", Count: 2, Oldest: 3 * time.Minute, OldestKnown: true},
+		{State: tcp.Listen, Pid: 10, Comm: "nginx", Count: 1},
 	}
 	checkRows(t, summaryOf(ByProcess, groupSockets).Rows(), want)
 }
@@ -74,21 +75,21 @@ func TestSummaryByProcess(t *testing.T) {
 func TestSummaryByRemoteAndLocal(t *testing.T) {
 	a := netip.MustParseAddr
 	checkRows(t, summaryOf(ByRemote, groupSockets).Rows(), []SummaryRow{
-		{State: tracer.Established, Addr: a("10.0.0.7"), Count: 1},
-		{State: tracer.TimeWait, Addr: a("10.0.0.9"), Count: 2, Oldest: 50 * time.Second, OldestKnown: true},
-		{State: tracer.TimeWait, Addr: a("10.0.0.8"), Count: 1, Oldest: time.Second, OldestKnown: true},
-		{State: tracer.CloseWait, Addr: a("10.0.0.7"), Count: 2, Oldest: 3 * time.Minute, OldestKnown: true},
-		{State: tracer.CloseWait, Addr: a("10.0.0.9"), Count: 1, Oldest: time.Second, OldestKnown: true},
-		{State: tracer.Listen, Addr: a("0.0.0.0"), Count: 1},
+		{State: tcp.Established, Addr: a("10.0.0.7"), Count: 1},
+		{State: tcp.TimeWait, Addr: a("10.0.0.9"), Count: 2, Oldest: 50 * time.Second, OldestKnown: true},
+		{State: tcp.TimeWait, Addr: a("10.0.0.8"), Count: 1, Oldest: time.Second, OldestKnown: true},
+		{State: tcp.CloseWait, Addr: a("10.0.0.7"), Count: 2, Oldest: 3 * time.Minute, OldestKnown: true},
+		{State: tcp.CloseWait, Addr: a("10.0.0.9"), Count: 1, Oldest: time.Second, OldestKnown: true},
+		{State: tcp.Listen, Addr: a("0.0.0.0"), Count: 1},
 	})
 	checkRows(t, summaryOf(ByLocal, groupSockets).Rows(), []SummaryRow{
-		{State: tracer.Established, Addr: a("10.0.0.1"), Port: 8080, Count: 1},
-		{State: tracer.TimeWait, Addr: a("10.0.0.1"), Port: 40000, Count: 1, Oldest: 3 * time.Second, OldestKnown: true},
-		{State: tracer.TimeWait, Addr: a("10.0.0.1"), Port: 40001, Count: 1, Oldest: 50 * time.Second, OldestKnown: true},
-		{State: tracer.TimeWait, Addr: a("10.0.0.1"), Port: 40002, Count: 1, Oldest: time.Second, OldestKnown: true},
-		{State: tracer.CloseWait, Addr: a("10.0.0.1"), Port: 8080, Count: 2, Oldest: 3 * time.Minute, OldestKnown: true},
-		{State: tracer.CloseWait, Addr: a("10.0.0.1"), Port: 8081, Count: 1, Oldest: time.Second, OldestKnown: true},
-		{State: tracer.Listen, Addr: a("0.0.0.0"), Port: 8080, Count: 1},
+		{State: tcp.Established, Addr: a("10.0.0.1"), Port: 8080, Count: 1},
+		{State: tcp.TimeWait, Addr: a("10.0.0.1"), Port: 40000, Count: 1, Oldest: 3 * time.Second, OldestKnown: true},
+		{State: tcp.TimeWait, Addr: a("10.0.0.1"), Port: 40001, Count: 1, Oldest: 50 * time.Second, OldestKnown: true},
+		{State: tcp.TimeWait, Addr: a("10.0.0.1"), Port: 40002, Count: 1, Oldest: time.Second, OldestKnown: true},
+		{State: tcp.CloseWait, Addr: a("10.0.0.1"), Port: 8080, Count: 2, Oldest: 3 * time.Minute, OldestKnown: true},
+		{State: tcp.CloseWait, Addr: a("10.0.0.1"), Port: 8081, Count: 1, Oldest: time.Second, OldestKnown: true},
+		{State: tcp.Listen, Addr: a("0.0.0.0"), Port: 8080, Count: 1},
 	})
 }
 
@@ -177,8 +178,8 @@ func TestAppendAge(t *testing.T) {
 	}
 }
 
-func stuckSock() tracer.Socket {
-	s := sock(tracer.CloseWait, "127.0.0.1:7000", "127.0.0.1:59278", 5*time.Second, tracer.Owner{Pid: 29835, Comm: "python3", FD: 5})
+func stuckSock() snapshot.Socket {
+	s := sock(tcp.CloseWait, "127.0.0.1:7000", "127.0.0.1:59278", 5*time.Second, snapshot.Owner{Pid: 29835, Comm: "python3", FD: 5})
 	s.RecvQ = 101
 	s.NetNS = 4026532246
 	s.Inode = 20671514
@@ -210,8 +211,8 @@ func TestStuckJSON(t *testing.T) {
 	}
 
 	// A stub with a timer, no owner and no tcp_info, in --watch.
-	tw := sock(tracer.FinWait2, "[::1]:49682", "[::1]:7300", 0)
-	tw.Family, tw.Kind, tw.Timer, tw.Expires = tracer.IPv6, tracer.TimeWaitSocket, tracer.TimerTimeWait, 57*time.Second
+	tw := sock(tcp.FinWait2, "[::1]:49682", "[::1]:7300", 0)
+	tw.Family, tw.Kind, tw.Timer, tw.Expires = tcp.IPv6, snapshot.TimeWaitSocket, snapshot.TimerTimeWait, 57*time.Second
 	line = AppendStuckJSON(nil, &StuckRow{Time: at, Event: "left", Sock: &tw, Age: 3 * time.Second, Why: "left FIN_WAIT2: closed"})
 	var m map[string]any
 	if err := json.Unmarshal(line, &m); err != nil {
@@ -242,7 +243,7 @@ func TestStuckTable(t *testing.T) {
 	}
 	s := stuckSock()
 	shared := stuckSock()
-	shared.Owners = []tracer.Owner{{Pid: 1, Comm: "a", FD: 3}, {Pid: 2, Comm: "b\x1b", FD: 4}}
+	shared.Owners = []snapshot.Owner{{Pid: 1, Comm: "a", FD: 3}, {Pid: 2, Comm: "b\x1b", FD: 4}}
 	w.Write(&StuckRow{Sock: &s, Age: 5 * time.Second, AgeEstimated: true})
 	w.Write(&StuckRow{Sock: &shared, Age: 5 * time.Second})
 	w.Flush()
@@ -267,31 +268,31 @@ CLOSE_WAIT        5.0s 127.0.0.1:7000         127.0.0.1:59278           101     
 }
 
 func TestWhy(t *testing.T) {
-	st := func(state tracer.State, f func(*tracer.Socket)) string {
-		s := tracer.Socket{State: state}
+	st := func(state tcp.State, f func(*snapshot.Socket)) string {
+		s := snapshot.Socket{State: state}
 		if f != nil {
 			f(&s)
 		}
 		return Why(&s)
 	}
 	cases := map[string]string{
-		st(tracer.CloseWait, func(s *tracer.Socket) { s.Inode = 5 }): "the peer closed and this process has not called close()",
-		st(tracer.FinWait2, func(s *tracer.Socket) { s.Inode = 5 }):  "waiting for the peer to close; tcp_fin_timeout applies only to orphans (this one is not: a process still holds it, so it can wait forever)",
-		st(tracer.LastAck, nil): "our FIN is not acknowledged, the peer may be gone",
-		st(tracer.Closing, nil): "both sides sent FIN, ours is not acknowledged",
-		st(tracer.SynRecv, nil): "handshake not completed by the client: our SYN-ACK is not acknowledged",
-		st(tracer.FinWait1, func(s *tracer.Socket) { s.Timer = tracer.TimerProbe; s.Retrans = 2; s.Expires = time.Second }): "our FIN waits behind data the peer does not accept: its receive window is closed (2 zero window probes unanswered, next in 1.0s)",
-		st(tracer.FinWait2, func(s *tracer.Socket) {
-			s.Kind = tracer.TimeWaitSocket
-			s.Timer = tracer.TimerTimeWait
+		st(tcp.CloseWait, func(s *snapshot.Socket) { s.Inode = 5 }): "the peer closed and this process has not called close()",
+		st(tcp.FinWait2, func(s *snapshot.Socket) { s.Inode = 5 }):  "waiting for the peer to close; tcp_fin_timeout applies only to orphans (this one is not: a process still holds it, so it can wait forever)",
+		st(tcp.LastAck, nil): "our FIN is not acknowledged, the peer may be gone",
+		st(tcp.Closing, nil): "both sides sent FIN, ours is not acknowledged",
+		st(tcp.SynRecv, nil): "handshake not completed by the client: our SYN-ACK is not acknowledged",
+		st(tcp.FinWait1, func(s *snapshot.Socket) { s.Timer = snapshot.TimerProbe; s.Retrans = 2; s.Expires = time.Second }): "our FIN waits behind data the peer does not accept: its receive window is closed (2 zero window probes unanswered, next in 1.0s)",
+		st(tcp.FinWait2, func(s *snapshot.Socket) {
+			s.Kind = snapshot.TimeWaitSocket
+			s.Timer = snapshot.TimerTimeWait
 			s.Expires = 57 * time.Second
 		}): "waiting for the peer to close; tcp_fin_timeout applies only to orphans (this one is: closed here, dropped in 57.0s)",
-		st(tracer.SynSent, func(s *tracer.Socket) {
-			s.Timer, s.Retrans, s.Expires, s.HasInfo = tracer.TimerRetransmit, 5, 1592*time.Millisecond, true
+		st(tcp.SynSent, func(s *snapshot.Socket) {
+			s.Timer, s.Retrans, s.Expires, s.HasInfo = snapshot.TimerRetransmit, 5, 1592*time.Millisecond, true
 			s.Info.Backoff, s.Info.RTO = 1, 2*time.Second
 		}): "no answer to our SYN: the peer or a firewall drops it, or the host is down (SYN retransmitted 5 times, timeout backed off to 2.0s, next in 1.5s)",
-		st(tracer.LastAck, func(s *tracer.Socket) {
-			s.Timer, s.Retrans, s.Expires = tracer.TimerRetransmit, 1, 200*time.Millisecond
+		st(tcp.LastAck, func(s *snapshot.Socket) {
+			s.Timer, s.Retrans, s.Expires = snapshot.TimerRetransmit, 1, 200*time.Millisecond
 		}): "our FIN is not acknowledged, the peer may be gone (FIN retransmitted 1 time, next in 200ms)",
 	}
 	for got, want := range cases {

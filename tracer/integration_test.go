@@ -20,6 +20,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tcpstate/tcpstate/snapshot"
 	"github.com/tcpstate/tcpstate/tracer"
 )
 
@@ -94,10 +95,13 @@ func (c *collector) snapshot() []tracer.Event {
 	return append([]tracer.Event(nil), c.events...)
 }
 
-// startTracer loads a tracer with opts and collects its events until the
-// test ends.
+// startTracer loads a tracer with opts, seeded as tcpstate seeds it, and
+// collects its events until the test ends.
 func startTracer(t *testing.T, opts tracer.Options) *collector {
 	t.Helper()
+	if opts.Seeds == nil {
+		opts.Seeds = seedOwners
+	}
 	tr, err := tracer.New(opts)
 	if err != nil {
 		t.Fatalf("tracer.New: %v", err)
@@ -116,6 +120,13 @@ func startTracer(t *testing.T, opts tracer.Options) *collector {
 		}
 	})
 	return c
+}
+
+// seedOwners puts the holders of the sockets that exist now, from /proc.
+func seedOwners(put func(tracer.Seed) error) error {
+	return snapshot.SocketOwners(func(inode uint64, o snapshot.Owner) error {
+		return put(tracer.Seed{Inode: inode, Pid: o.Pid, Comm: o.Comm})
+	})
 }
 
 // helper is a workload process in the test namespace.

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tcpstate/tcpstate/snapshot"
 	"github.com/tcpstate/tcpstate/tracer"
 )
 
@@ -816,11 +817,13 @@ func TestNetnsDeletedWhileTracing(t *testing.T) {
 		maxNamespaces = 150
 	)
 	traced := newNetns(t)
-	// As tcpstate --netns gives it: the namespace's file, so that the
-	// tracer filters on its cookie.
-	c := startTracer(t, tracer.Options{NetNS: traced.inode, NetNSPath: "/run/netns/" + traced.name})
-	if gone, err := c.tracer.NetNSGone(); err != nil || gone {
-		t.Fatalf("NetNSGone before the namespace was deleted: %v, %v", gone, err)
+	// As tcpstate --netns gives it: the namespace's inode and cookie, so
+	// that the tracer filters on its cookie.
+	tracedPath := "/run/netns/" + traced.name
+	cookie := netnsCookie(t, tracedPath)
+	c := startTracer(t, tracer.Options{NetNS: traced.inode, NetNSCookie: cookie})
+	if alive, err := snapshot.NetNSAlive(tracedPath, traced.inode, cookie); err != nil || !alive {
+		t.Fatalf("NetNSAlive before the namespace was deleted: %v, %v", alive, err)
 	}
 
 	type conn struct {
@@ -873,8 +876,8 @@ func TestNetnsDeletedWhileTracing(t *testing.T) {
 		t.Fatalf("ip netns del %s: %v: %s", traced.name, err, out)
 	}
 	deleted := time.Now()
-	if gone, err := c.tracer.NetNSGone(); err != nil || !gone {
-		t.Errorf("NetNSGone after the namespace was deleted: %v, %v", gone, err)
+	if alive, err := snapshot.NetNSAlive(tracedPath, traced.inode, cookie); err != nil || alive {
+		t.Errorf("NetNSAlive after the namespace was deleted: %v, %v", alive, err)
 	}
 
 	// New namespaces, each with a connection; the one that gets the
@@ -894,7 +897,7 @@ func TestNetnsDeletedWhileTracing(t *testing.T) {
 	}
 	// A tracer of the new namespace tells when its events have been read;
 	// the first tracer reads on the same schedule.
-	control := startTracer(t, tracer.Options{NetNS: reused.inode, NetNSPath: "/run/netns/" + reused.name})
+	control := startTracer(t, tracer.Options{NetNS: reused.inode, NetNSCookie: netnsCookie(t, "/run/netns/"+reused.name)})
 	last := run(reused)
 	others = append(others, last...)
 	t.Logf("%s got inode %d of the deleted namespace; %d connections in %d new namespaces", reused.name, traced.inode, len(others), len(others)/2)
@@ -925,4 +928,15 @@ func TestNetnsDeletedWhileTracing(t *testing.T) {
 	if n > 0 {
 		t.Errorf("the tracer of namespace %d (deleted) delivered %d events of other namespaces, e.g.:\n  %s", traced.inode, n, strings.Join(bad, "\n  "))
 	}
+}
+
+// netnsCookie reads the cookie of the network namespace file at path, as
+// tcpstate --netns does for the tracer.
+func netnsCookie(t *testing.T, path string) uint64 {
+	t.Helper()
+	cookie, err := snapshot.NetNSCookie(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cookie
 }

@@ -19,9 +19,10 @@ import (
 // ErrPrivileges means the process may not load BPF programs.
 var ErrPrivileges = errors.New("tcpstate needs root (or the CAP_BPF and CAP_PERFMON capabilities) to load its BPF programs: run it with sudo")
 
-// checkPrivileges fails early, with a sentence a person can act on, rather
-// than with an EPERM from deep inside the loader.
-func checkPrivileges() error {
+// CheckPrivileges fails early, with a sentence a person can act on, rather
+// than with an EPERM from deep inside the loader. New checks first; a
+// caller may check before privileged work of its own for the tracer.
+func CheckPrivileges() error {
 	caps, ok := EffectiveCaps()
 	if !ok {
 		return nil // cannot tell; let the loader decide
@@ -34,24 +35,15 @@ func checkPrivileges() error {
 }
 
 // EffectiveCaps returns the effective capability set of this process (bit
-// n is capability n, as unix.CAP_*), from /proc/self/status; ok is false
-// when it cannot be read.
+// n is capability n, as unix.CAP_*), from capget(2); ok is false when it
+// cannot be read.
 func EffectiveCaps() (caps uint64, ok bool) {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData // version 3: two 32-bit halves
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
 		return 0, false
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		hex, found := strings.CutPrefix(sc.Text(), "CapEff:")
-		if !found {
-			continue
-		}
-		caps, err := strconv.ParseUint(strings.TrimSpace(hex), 16, 64)
-		return caps, err == nil
-	}
-	return 0, false
+	return uint64(data[0].Effective) | uint64(data[1].Effective)<<32, true
 }
 
 // kernelBTF returns the BTF given with --kernel-btf, or nil when the kernel

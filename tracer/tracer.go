@@ -49,10 +49,13 @@ type Options struct {
 	// NetNS limits to one network namespace: by its cookie where the
 	// kernel has one (never reused), else by its inode.
 	NetNS       uint32 // network namespace inode
-	NetNSCookie uint64 // network namespace cookie (see NetNSCookie)
-	// NetNSPath is a file of the NetNS namespace; New reads its cookie
-	// from there when NetNSCookie is 0.
-	NetNSPath string
+	NetNSCookie uint64 // network namespace cookie (see snapshot.NetNSCookie)
+	// Seeds tells who holds the sockets that exist before the tracer
+	// (snapshot.SocketOwners reads it from /proc), so that their
+	// transitions carry an owner too. New calls it once, after loading
+	// and just before attaching, and keeps the first holder put for each
+	// socket; Unseeded counts those past the kernel's table.
+	Seeds func(put func(Seed) error) error
 	// KernelBTF is a BTF file describing the running kernel, for kernels
 	// that do not expose /sys/kernel/btf/vmlinux.
 	KernelBTF string
@@ -144,13 +147,12 @@ type Tracer struct {
 	// heldEarly counts timewait ends released before holdFor because too
 	// many were held.
 	heldEarly uint64
-	opts      Options
 }
 
 // New checks privileges and kernel support, loads the BPF programs with the
 // filters of opts and attaches them. Close releases everything.
 func New(opts Options) (*Tracer, error) {
-	if err := checkPrivileges(); err != nil {
+	if err := CheckPrivileges(); err != nil {
 		return nil, err
 	}
 	kernelTypes, err := kernelBTF(opts.KernelBTF)
@@ -163,11 +165,6 @@ func New(opts Options) (*Tracer, error) {
 	spec, err := loadTcpstate()
 	if err != nil {
 		return nil, fmt.Errorf("load BPF object: %w", err)
-	}
-	if opts.NetNSPath != "" && opts.NetNSCookie == 0 {
-		if opts.NetNSCookie, err = NetNSCookie(opts.NetNSPath); err != nil {
-			return nil, err
-		}
 	}
 	if err := setFilters(spec, &opts); err != nil {
 		return nil, err
@@ -211,7 +208,7 @@ func New(opts Options) (*Tracer, error) {
 		t.Close()
 		return nil, err
 	}
-	if t.unseeded, err = seedOwners(t.maps.Seeds); err != nil {
+	if t.unseeded, err = seedOwners(t.maps.Seeds, opts.Seeds); err != nil {
 		t.Close()
 		return nil, err
 	}
@@ -225,19 +222,7 @@ func New(opts Options) (*Tracer, error) {
 		return nil, fmt.Errorf("open ring buffer: %w", err)
 	}
 	t.dec = newDecoder(bootWall())
-	t.opts = opts
 	return t, nil
-}
-
-// NetNSGone reports whether the namespace of Options.NetNS no longer
-// exists (see NetNSAlive). Its inode may then name a new namespace; the
-// filter, by cookie, does not match that one.
-func (t *Tracer) NetNSGone() (bool, error) {
-	if t.opts.NetNS == 0 || t.opts.NetNSPath == "" {
-		return false, nil
-	}
-	alive, err := NetNSAlive(t.opts.NetNSPath, t.opts.NetNS, t.opts.NetNSCookie)
-	return !alive, err
 }
 
 // load loads the maps and one flavour of the programs.

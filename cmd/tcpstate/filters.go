@@ -11,6 +11,8 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 
+	"github.com/tcpstate/tcpstate/snapshot"
+	"github.com/tcpstate/tcpstate/tcp"
 	"github.com/tcpstate/tcpstate/tracer"
 )
 
@@ -89,7 +91,7 @@ func (f *filterFlags) options() (tracer.Options, error) {
 		return o, err
 	}
 	for _, s := range f.states {
-		st, err := tracer.ParseState(s)
+		st, err := tcp.ParseState(s)
 		if err != nil {
 			return o, usagef("invalid --state %q: want one of %s", s, stateList())
 		}
@@ -105,7 +107,6 @@ func (f *filterFlags) options() (tracer.Options, error) {
 		if o.NetNS, f.netnsPath, err = resolveNetns(f.netns); err != nil {
 			return o, err
 		}
-		o.NetNSPath = f.netnsPath
 	}
 	return o, nil
 }
@@ -182,7 +183,7 @@ func parsePrefixes(flag string, list []string) ([]netip.Prefix, error) {
 
 func stateList() string {
 	names := make([]string, 0, 12)
-	for _, s := range tracer.States() {
+	for _, s := range tcp.States() {
 		names = append(names, s.String())
 	}
 	return strings.Join(names, ", ")
@@ -192,7 +193,7 @@ func stateList() string {
 // A relative path is taken below the cgroup v2 mount.
 func cgroupID(path string) (uint64, error) {
 	if !filepath.IsAbs(path) {
-		path = filepath.Join(tracer.Cgroup2Root(), path)
+		path = filepath.Join(snapshot.Cgroup2Root(), path)
 	}
 	var sfs unix.Statfs_t
 	if err := unix.Statfs(path, &sfs); err != nil {
@@ -228,7 +229,7 @@ func resolveNetns(s string) (uint32, string, error) {
 	if s != "" && strings.Trim(s, "0123456789") == "" {
 		n, err := strconv.ParseUint(s, 10, 32)
 		if err == nil && n > 0 {
-			spaces, err := tracer.NetNamespaces()
+			spaces, err := snapshot.NetNamespaces()
 			if err != nil {
 				return 0, "", err
 			}

@@ -16,7 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/tcpstate/tcpstate/tracer"
+	"github.com/tcpstate/tcpstate/tcp"
 )
 
 // Bad command lines fail with status 2 and one line naming the flag, before
@@ -105,7 +105,7 @@ func TestFlagsToOptions(t *testing.T) {
 			t.Errorf("raddr %d: %s, want %s", i, o.RAddrs[i], wantR[i])
 		}
 	}
-	if len(o.States) != 2 || o.States[0] != tracer.CloseWait || o.States[1] != tracer.FinWait2 {
+	if len(o.States) != 2 || o.States[0] != tcp.CloseWait || o.States[1] != tcp.FinWait2 {
 		t.Errorf("states %v", o.States)
 	}
 }

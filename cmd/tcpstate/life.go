@@ -69,7 +69,7 @@ because the ring buffer was full, which may leave some records incomplete.`,
 }
 
 func runLife(ctx context.Context, f *traceFlags, opts tracer.Options, format output.LifeFormat, stdout, stderr io.Writer) error {
-	return runSession(ctx, f.duration, opts, output.NewLifePrinter(outputWriter{stdout}, format), stdout, stderr, "%d connections, %d events lost",
+	return runSession(ctx, f.duration, opts, f.netnsPath, output.NewLifePrinter(outputWriter{stdout}, format), stdout, stderr, "%d connections, %d events lost",
 		func(s *session) tracer.Handler { return tracer.NewLifeTracker(lifeOut{s}) })
 }
 

@@ -9,6 +9,8 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/tcpstate/tcpstate/output"
+	"github.com/tcpstate/tcpstate/snapshot"
+	"github.com/tcpstate/tcpstate/tcp"
 	"github.com/tcpstate/tcpstate/tracer"
 )
 
@@ -100,7 +102,7 @@ func runLs(f *lsFlags, stdout, _ io.Writer) error {
 	}
 	opts.Owners = by == output.ByProcess
 	sum := output.NewSummary(by)
-	if _, err := tracer.Snapshot(opts, func(s *tracer.Socket) error {
+	if err := snapshot.Snapshot(opts, func(s *snapshot.Socket) error {
 		sum.Add(s)
 		return nil
 	}); err != nil {
@@ -111,17 +113,24 @@ func runLs(f *lsFlags, stdout, _ io.Writer) error {
 
 // snapshotOptions turns the filter flags into snapshot options. Request
 // sockets are SYN_RECV in snapshots, so NEW_SYN_RECV means SYN_RECV.
-func snapshotOptions(f *filterFlags) (tracer.SnapshotOptions, error) {
+func snapshotOptions(f *filterFlags) (snapshot.Options, error) {
 	o, err := f.options()
 	if err != nil {
-		return tracer.SnapshotOptions{}, err
+		return snapshot.Options{}, err
 	}
 	for i, s := range o.States {
-		if s == tracer.NewSynRecv {
-			o.States[i] = tracer.SynRecv
+		if s == tcp.NewSynRecv {
+			o.States[i] = tcp.SynRecv
 		}
 	}
-	return tracer.SnapshotOptions{Options: o, NetNSPath: f.netnsPath}, nil
+	return snapshot.Options{IPv4: o.IPv4, IPv6: o.IPv6, PIDs: o.PIDs, Comms: o.Comms, LPorts: o.LPorts, RPorts: o.RPorts,
+		LAddrs: o.LAddrs, RAddrs: o.RAddrs, States: o.States, CgroupID: o.CgroupID, NetNS: o.NetNS, NetNSPath: f.netnsPath}, nil
+}
+
+// tracerOptions are the tracer's filters for the sockets o selects.
+func tracerOptions(o snapshot.Options) tracer.Options {
+	return tracer.Options{IPv4: o.IPv4, IPv6: o.IPv6, PIDs: o.PIDs, Comms: o.Comms, LPorts: o.LPorts, RPorts: o.RPorts,
+		LAddrs: o.LAddrs, RAddrs: o.RAddrs, States: o.States, CgroupID: o.CgroupID, NetNS: o.NetNS}
 }
 
 // holderUsage rewrites the help of --pid and --comm for snapshots, where

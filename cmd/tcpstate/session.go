@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tcpstate/tcpstate/output"
+	"github.com/tcpstate/tcpstate/snapshot"
 	"github.com/tcpstate/tcpstate/tracer"
 )
 
@@ -32,17 +33,22 @@ type session struct {
 	// shortfalls reported so far, by Shortfall.What
 	shortfalls map[string]uint64
 	// end stops the session as Ctrl-C does (drain, then the summary).
-	end    context.CancelFunc
-	netns  string // --netns, for the message when it is gone
-	nsGone bool
+	end context.CancelFunc
+	// netns is the file of --netns, for the message when it is gone;
+	// nsInode and nsCookie are its namespace's.
+	netns    string
+	nsInode  uint32
+	nsCookie uint64
+	nsGone   bool
 }
 
-// runSession loads the tracer with opts, runs the handler that handler
+// runSession loads the tracer with opts (netnsPath is the file of
+// opts.NetNS), runs the handler that handler
 // builds until ctx ends, Ctrl-C, SIGTERM, SIGHUP (the terminal or ssh
 // session went away) or duration, and prints the summary to stderr at the
 // end: summary is its format, given the records printed and the events
 // lost ("%d events, %d lost").
-func runSession(ctx context.Context, duration time.Duration, opts tracer.Options, printer *output.Printer,
+func runSession(ctx context.Context, duration time.Duration, opts tracer.Options, netnsPath string, printer *output.Printer,
 	stdout, stderr io.Writer, summary string, handler func(*session) tracer.Handler) error {
 	ctx, stop := signal.NotifyContext(ctx, stopSignals...)
 	defer stop()
@@ -60,7 +66,7 @@ func runSession(ctx context.Context, duration time.Duration, opts tracer.Options
 		return err
 	}
 
-	t, err := tracer.New(opts)
+	t, err := newTracer(&opts, netnsPath)
 	if err != nil {
 		return err
 	}
@@ -74,7 +80,8 @@ func runSession(ctx context.Context, duration time.Duration, opts tracer.Options
 		fmt.Fprintf(stderr, "tcpstate: %d sockets older than tcpstate will show no owner (too many to record)\n", n)
 	}
 
-	s := &session{printer: printer, tracer: t, stdout: stdout, stderr: stderr, end: end, netns: opts.NetNSPath}
+	s := &session{printer: printer, tracer: t, stdout: stdout, stderr: stderr, end: end,
+		netns: netnsPath, nsInode: opts.NetNS, nsCookie: opts.NetNSCookie}
 	if err := s.printer.Begin(); err != nil {
 		return err
 	}
@@ -97,6 +104,34 @@ func runSession(ctx context.Context, duration time.Duration, opts tracer.Options
 	}
 	fmt.Fprintf(stderr, summary+"\n", s.printer.Events(), lost)
 	return nil
+}
+
+// newTracer loads the tracer for opts with what it does not read itself:
+// the cookie of the namespace of opts.NetNS from its file netnsPath, which
+// the tracer filters on, and who holds the sockets that exist already.
+func newTracer(opts *tracer.Options, netnsPath string) (*tracer.Tracer, error) {
+	if netnsPath != "" {
+		// Reading the cookie enters the namespace: without the tracer's
+		// privileges, say what they are rather than fail at that.
+		if err := tracer.CheckPrivileges(); err != nil {
+			return nil, err
+		}
+		cookie, err := snapshot.NetNSCookie(netnsPath)
+		if err != nil {
+			return nil, err
+		}
+		opts.NetNSCookie = cookie
+	}
+	opts.Seeds = seedOwners
+	return tracer.New(*opts)
+}
+
+// seedOwners puts the holders of the sockets that exist now, read from
+// /proc, as the tracer's seeds.
+func seedOwners(put func(tracer.Seed) error) error {
+	return snapshot.SocketOwners(func(inode uint64, o snapshot.Owner) error {
+		return put(tracer.Seed{Inode: inode, Pid: o.Pid, Comm: o.Comm})
+	})
 }
 
 // reportShortfalls says on stderr what the tracer could not follow: what
@@ -152,13 +187,14 @@ func (s *session) Tick() error {
 }
 
 // checkNetNS ends the session when the namespace of --netns is gone:
-// nothing can happen in it any more.
+// nothing can happen in it any more. Its inode may then name a new
+// namespace; the tracer's filter, by cookie, does not match that one.
 func (s *session) checkNetNS() error {
-	if s.nsGone {
+	if s.nsGone || s.nsInode == 0 || s.netns == "" {
 		return nil
 	}
-	gone, err := s.tracer.NetNSGone()
-	if err != nil || !gone {
+	alive, err := snapshot.NetNSAlive(s.netns, s.nsInode, s.nsCookie)
+	if err != nil || alive {
 		return err
 	}
 	s.nsGone = true

@@ -18,6 +18,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tcpstate/tcpstate/output"
+	"github.com/tcpstate/tcpstate/snapshot"
+	"github.com/tcpstate/tcpstate/tcp"
 	"github.com/tcpstate/tcpstate/tracer"
 )
 
@@ -36,9 +38,9 @@ const stuckExamples = `  # Sockets stuck for over 30 s in CLOSE_WAIT, FIN_WAIT1/
   sudo tcpstate stuck -o json | jq -r '.owners[] | "\(.pid) \(.comm)"' | sort | uniq -c`
 
 // defaultStuckStates are the states a socket should pass through quickly.
-var defaultStuckStates = []tracer.State{
-	tracer.CloseWait, tracer.FinWait1, tracer.FinWait2, tracer.LastAck,
-	tracer.Closing, tracer.SynSent, tracer.SynRecv,
+var defaultStuckStates = []tcp.State{
+	tcp.CloseWait, tcp.FinWait1, tcp.FinWait2, tcp.LastAck,
+	tcp.Closing, tcp.SynSent, tcp.SynRecv,
 }
 
 type stuckFlags struct {
@@ -123,25 +125,25 @@ func (n errStuckFound) Error() string {
 	return fmt.Sprintf("%d stuck sockets found", int(n))
 }
 
-func (f *stuckFlags) validate() (tracer.SnapshotOptions, error) {
+func (f *stuckFlags) validate() (snapshot.Options, error) {
 	if f.output != "table" && f.output != "json" {
-		return tracer.SnapshotOptions{}, usagef("invalid --output %q: want table or json", f.output)
+		return snapshot.Options{}, usagef("invalid --output %q: want table or json", f.output)
 	}
 	if f.threshold < 0 {
-		return tracer.SnapshotOptions{}, usagef("invalid --for %s: must not be negative", f.threshold)
+		return snapshot.Options{}, usagef("invalid --for %s: must not be negative", f.threshold)
 	}
 	if f.duration < 0 {
-		return tracer.SnapshotOptions{}, usagef("invalid --duration %s: must be positive", f.duration)
+		return snapshot.Options{}, usagef("invalid --duration %s: must be positive", f.duration)
 	}
 	if f.duration > 0 && !f.watch {
-		return tracer.SnapshotOptions{}, usagef("invalid --duration: only with --watch")
+		return snapshot.Options{}, usagef("invalid --duration: only with --watch")
 	}
 	if f.kernelBTF != "" {
 		if !f.watch {
-			return tracer.SnapshotOptions{}, usagef("invalid --kernel-btf: only with --watch")
+			return snapshot.Options{}, usagef("invalid --kernel-btf: only with --watch")
 		}
 		if err := checkKernelBTF(f.kernelBTF); err != nil {
-			return tracer.SnapshotOptions{}, err
+			return snapshot.Options{}, err
 		}
 	}
 	o, err := snapshotOptions(&f.filterFlags)
@@ -191,10 +193,10 @@ func runStuck(ctx context.Context, f *stuckFlags, stdout, stderr io.Writer) erro
 
 // listStuck prints the sockets of one snapshot that have been in their
 // state for at least threshold, oldest first.
-func listStuck(opts tracer.SnapshotOptions, threshold time.Duration, w *output.StuckWriter, stderr io.Writer) (int, error) {
-	var socks []tracer.Socket
+func listStuck(opts snapshot.Options, threshold time.Duration, w *output.StuckWriter, stderr io.Writer) (int, error) {
+	var socks []snapshot.Socket
 	var maybe maybeStuck
-	_, err := tracer.Snapshot(opts, func(s *tracer.Socket) error {
+	err := snapshot.Snapshot(opts, func(s *snapshot.Socket) error {
 		if s.AgeKnown && s.Age >= threshold {
 			c := *s
 			socks = append(socks, c)
@@ -208,11 +210,11 @@ func listStuck(opts tracer.SnapshotOptions, threshold time.Duration, w *output.S
 	}
 	defer maybe.say(stderr, threshold)
 	if len(opts.PIDs) == 0 && len(opts.Comms) == 0 { // else the snapshot found them
-		if err := tracer.FillOwners(socks); err != nil {
+		if err := snapshot.FillOwners(socks); err != nil {
 			return 0, err
 		}
 	}
-	slices.SortStableFunc(socks, func(a, b tracer.Socket) int { return cmp.Compare(b.Age, a.Age) })
+	slices.SortStableFunc(socks, func(a, b snapshot.Socket) int { return cmp.Compare(b.Age, a.Age) })
 	if err := w.Begin(); err != nil {
 		return 0, err
 	}
@@ -229,16 +231,16 @@ func listStuck(opts tracer.SnapshotOptions, threshold time.Duration, w *output.S
 // threshold: their age is known to be below and above it.
 type maybeStuck struct {
 	n        int
-	states   map[tracer.State]bool
+	states   map[tcp.State]bool
 	min, max time.Duration
 }
 
-func (m *maybeStuck) add(s *tracer.Socket, threshold time.Duration) {
+func (m *maybeStuck) add(s *snapshot.Socket, threshold time.Duration) {
 	if !s.AgeKnown || s.Age >= threshold || !s.AgeMaxKnown || s.AgeMax < threshold {
 		return
 	}
 	if m.n == 0 {
-		m.states, m.min, m.max = map[tracer.State]bool{}, s.Age, s.AgeMax
+		m.states, m.min, m.max = map[tcp.State]bool{}, s.Age, s.AgeMax
 	}
 	m.n++
 	m.states[s.State] = true
@@ -252,7 +254,7 @@ func (m *maybeStuck) say(stderr io.Writer, threshold time.Duration) {
 		return
 	}
 	var names []string
-	for _, s := range tracer.States() {
+	for _, s := range tcp.States() {
 		if m.states[s] {
 			names = append(names, s.String())
 		}
@@ -272,7 +274,7 @@ func (m *maybeStuck) say(stderr io.Writer, threshold time.Duration) {
 // going.
 const refreshInterval = time.Second
 
-func watchStuck(ctx context.Context, f *stuckFlags, opts tracer.SnapshotOptions, w *output.StuckWriter, stdout, stderr io.Writer) (int, error) {
+func watchStuck(ctx context.Context, f *stuckFlags, opts snapshot.Options, w *output.StuckWriter, stdout, stderr io.Writer) (int, error) {
 	ctx, stop := signal.NotifyContext(ctx, stopSignals...)
 	defer stop()
 	if f.duration > 0 {
@@ -285,13 +287,13 @@ func watchStuck(ctx context.Context, f *stuckFlags, opts tracer.SnapshotOptions,
 	sw := newStuckWatch(opts, f.threshold, w, stdout)
 	// The tracer also follows the states a TIME_WAIT socket comes from,
 	// to know exactly when it entered TIME_WAIT.
-	topts := opts.Options
+	topts := tracerOptions(opts)
 	topts.States = slices.Clone(opts.States)
-	if sw.states[tracer.TimeWait] {
-		topts.States = append(topts.States, tracer.FinWait1, tracer.FinWait2, tracer.Closing)
+	if sw.states[tcp.TimeWait] {
+		topts.States = append(topts.States, tcp.FinWait1, tcp.FinWait2, tcp.Closing)
 	}
 	topts.KernelBTF = f.kernelBTF
-	t, err := tracer.New(topts)
+	t, err := newTracer(&topts, opts.NetNSPath)
 	if err != nil {
 		return 0, err
 	}
@@ -301,19 +303,17 @@ func watchStuck(ctx context.Context, f *stuckFlags, opts tracer.SnapshotOptions,
 	refresh := opts
 	refresh.PIDs, refresh.Comms, refresh.CgroupID, refresh.Owners = nil, nil, 0, false
 	sw.strict = len(opts.PIDs) > 0 || len(opts.Comms) > 0 || opts.CgroupID != 0
-	snap, err := tracer.NewSnapshotter(refresh)
+	snap, err := snapshot.NewSnapshotter(refresh)
 	if err != nil {
 		return 0, err
 	}
 	defer snap.Close()
-	sw.snapshot = func(states []tracer.State, visit func(*tracer.Socket) error) error {
+	sw.snapshot = func(states []tcp.State, visit func(*snapshot.Socket) error) error {
 		snap.SetStates(states)
-		_, err := snap.Snapshot(visit)
-		return err
+		return snap.Snapshot(visit)
 	}
-	if err := sw.start(func(visit func(*tracer.Socket) error) error {
-		_, err := tracer.Snapshot(opts, visit)
-		return err
+	if err := sw.start(func(visit func(*snapshot.Socket) error) error {
+		return snapshot.Snapshot(opts, visit)
 	}); err != nil {
 		return 0, err
 	}
@@ -335,16 +335,16 @@ func watchStuck(ctx context.Context, f *stuckFlags, opts tracer.SnapshotOptions,
 // sockKey identifies a socket across the tracer's events and snapshots.
 type sockKey struct {
 	netns        uint32
-	family       tracer.Family
+	family       tcp.Family
 	laddr, raddr netip.Addr
 	lport, rport uint16
 }
 
 func eventKey(ev *tracer.Event) sockKey {
-	return sockKey{ev.NetNS, ev.Family, ev.LAddr, ev.RAddr, ev.LPort, ev.RPort}
+	return sockKey{ev.NetNS, tcp.Family(ev.Family), ev.LAddr, ev.RAddr, ev.LPort, ev.RPort}
 }
 
-func socketKey(s *tracer.Socket) sockKey {
+func socketKey(s *snapshot.Socket) sockKey {
 	return sockKey{s.NetNS, s.Family, s.LAddr, s.RAddr, s.LPort, s.RPort}
 }
 
@@ -352,12 +352,12 @@ func socketKey(s *tracer.Socket) sockKey {
 type watchEntry struct {
 	key    sockKey
 	skaddr uint64 // 0 while known only from snapshots
-	state  tracer.State
+	state  tcp.State
 	since  time.Time // when it entered the state, or a lower bound
 	exact  bool      // since is the transition's time, seen by the tracer
 	// reported: printed as stuck (and so to be printed when it leaves)
 	reported bool
-	sock     tracer.Socket // details from the latest snapshot
+	sock     snapshot.Socket // details from the latest snapshot
 	haveSock bool
 	// closing: the tracer saw the socket go to CLOSE from a state that
 	// may leave a TIME_WAIT or FIN_WAIT2 stub behind; the next snapshot
@@ -368,16 +368,16 @@ type watchEntry struct {
 }
 
 type stuckWatch struct {
-	opts      tracer.SnapshotOptions
-	states    map[tracer.State]bool
+	opts      snapshot.Options
+	states    map[tcp.State]bool
 	threshold time.Duration
 	w         *output.StuckWriter
 	stdout    io.Writer
 	// The outside world, replaced by tests: a snapshot of the sockets in
 	// these states (with the filters but those on owners and cgroup),
 	// the owners of sockets, the clock.
-	snapshot func(states []tracer.State, visit func(*tracer.Socket) error) error
-	owners   func([]tracer.Socket) error
+	snapshot func(states []tcp.State, visit func(*snapshot.Socket) error) error
+	owners   func([]snapshot.Socket) error
 	now      func() time.Time
 	// strict: filters on owners or cgroup, which a snapshot cannot check
 	// for sockets whose owner has closed them; after the start only the
@@ -389,10 +389,10 @@ type stuckWatch struct {
 	found       int
 }
 
-func newStuckWatch(opts tracer.SnapshotOptions, threshold time.Duration, w *output.StuckWriter, stdout io.Writer) *stuckWatch {
+func newStuckWatch(opts snapshot.Options, threshold time.Duration, w *output.StuckWriter, stdout io.Writer) *stuckWatch {
 	sw := &stuckWatch{opts: opts, threshold: threshold, w: w, stdout: stdout,
-		owners: tracer.FillOwners, now: time.Now,
-		states: map[tracer.State]bool{}, bySk: map[uint64]*watchEntry{}, byKey: map[sockKey]*watchEntry{}}
+		owners: snapshot.FillOwners, now: time.Now,
+		states: map[tcp.State]bool{}, bySk: map[uint64]*watchEntry{}, byKey: map[sockKey]*watchEntry{}}
 	for _, s := range opts.States {
 		sw.states[s] = true
 	}
@@ -401,8 +401,8 @@ func newStuckWatch(opts tracer.SnapshotOptions, threshold time.Duration, w *outp
 
 // start loads the sockets already in a watched state from a snapshot
 // with all the filters.
-func (sw *stuckWatch) start(snapshot func(visit func(*tracer.Socket) error) error) error {
-	err := snapshot(func(s *tracer.Socket) error {
+func (sw *stuckWatch) start(take func(visit func(*snapshot.Socket) error) error) error {
+	err := take(func(s *snapshot.Socket) error {
 		_, err := sw.fromSnapshot(s, s.Seen, true)
 		return err
 	})
@@ -451,11 +451,10 @@ func (sw *stuckWatch) left(e *watchEntry, at time.Time, how string) error {
 }
 
 // mayLinger says whether going to CLOSE from s may leave a TIME_WAIT or
-// FIN_WAIT2 stub, which the kernel's tracepoint does not report
-// (KERNEL.md): a snapshot, or a tracer event synthesized for TIME_WAIT,
-// tells.
-func mayLinger(s tracer.State) bool {
-	return s == tracer.FinWait1 || s == tracer.FinWait2 || s == tracer.Closing
+// FIN_WAIT2 stub, which the kernel's tracepoint does not report: a
+// snapshot, or a tracer event synthesized for TIME_WAIT, tells.
+func mayLinger(s tcp.State) bool {
+	return s == tcp.FinWait1 || s == tcp.FinWait2 || s == tcp.Closing
 }
 
 // Event follows one transition of the tracer.
@@ -466,7 +465,7 @@ func (sw *stuckWatch) Event(ev *tracer.Event) error {
 	// TIME_WAIT report it), without waiting for a snapshot.
 	if k := sw.byKey[key]; k != nil && k.closing && !ev.Time.Before(k.closedAt) {
 		how := "closed"
-		if ev.NewState == tracer.TimeWait {
+		if ev.NewState == tcp.TimeWait {
 			how = "now TIME_WAIT"
 		}
 		if err := sw.left(k, k.closedAt, how); err != nil {
@@ -496,12 +495,12 @@ func (sw *stuckWatch) Event(ev *tracer.Event) error {
 			}
 			return nil
 		}
-		if ev.NewState == tracer.Close && mayLinger(ev.OldState) {
+		if ev.NewState == tcp.Close && mayLinger(ev.OldState) {
 			sw.pending(e, ev.Time)
 		} else if err := sw.left(e, ev.Time, "now "+ev.NewState.String()); err != nil {
 			return err
 		}
-	} else if e == nil && ev.NewState == tracer.Close && mayLinger(ev.OldState) && sw.states[tracer.TimeWait] && sw.byKey[key] == nil {
+	} else if e == nil && ev.NewState == tcp.Close && mayLinger(ev.OldState) && sw.states[tcp.TimeWait] && sw.byKey[key] == nil {
 		// Not watched in its old state, but it may enter TIME_WAIT now.
 		p := &watchEntry{key: key, state: ev.OldState}
 		if err := sw.insert(p); err != nil {
@@ -509,7 +508,7 @@ func (sw *stuckWatch) Event(ev *tracer.Event) error {
 		}
 		sw.pending(p, ev.Time)
 	}
-	if sw.states[ev.NewState] && ev.NewState != tracer.Close {
+	if sw.states[ev.NewState] && ev.NewState != tcp.Close {
 		return sw.insert(&watchEntry{key: key, skaddr: ev.Skaddr, state: ev.NewState, since: ev.Time, exact: true})
 	}
 	return nil
@@ -526,7 +525,7 @@ func (sw *stuckWatch) pending(e *watchEntry, at time.Time) {
 
 // fromSnapshot matches one socket of a snapshot taken at start with what
 // is known. initial: the first snapshot, with every filter applied.
-func (sw *stuckWatch) fromSnapshot(s *tracer.Socket, start time.Time, initial bool) (*watchEntry, error) {
+func (sw *stuckWatch) fromSnapshot(s *snapshot.Socket, start time.Time, initial bool) (*watchEntry, error) {
 	key := socketKey(s)
 	e := sw.byKey[key]
 	if e != nil && e.closing {
@@ -538,8 +537,8 @@ func (sw *stuckWatch) fromSnapshot(s *tracer.Socket, start time.Time, initial bo
 			}
 			closedAt := e.closedAt
 			e = nil
-			if s.State == tracer.TimeWait && sw.states[tracer.TimeWait] {
-				e = &watchEntry{key: key, state: tracer.TimeWait, since: closedAt, exact: true}
+			if s.State == tcp.TimeWait && sw.states[tcp.TimeWait] {
+				e = &watchEntry{key: key, state: tcp.TimeWait, since: closedAt, exact: true}
 				if err := sw.insert(e); err != nil {
 					return nil, err
 				}
@@ -585,17 +584,17 @@ func (sw *stuckWatch) refresh() error {
 	// Sockets gone to CLOSE may have left a TIME_WAIT stub: look at
 	// TIME_WAIT too then.
 	states := sw.opts.States
-	if !sw.states[tracer.TimeWait] {
+	if !sw.states[tcp.TimeWait] {
 		for _, e := range sw.byKey {
 			if e.closing {
-				states = append(slices.Clone(states), tracer.TimeWait)
+				states = append(slices.Clone(states), tcp.TimeWait)
 				break
 			}
 		}
 	}
 	seen := map[*watchEntry]bool{}
 	var ferr error
-	err := sw.snapshot(states, func(s *tracer.Socket) error {
+	err := sw.snapshot(states, func(s *snapshot.Socket) error {
 		e, err := sw.fromSnapshot(s, start, false)
 		if err != nil {
 			ferr = err
@@ -678,7 +677,7 @@ func (sw *stuckWatch) report() error {
 		}
 	}
 	var ready []*watchEntry
-	var socks []tracer.Socket
+	var socks []snapshot.Socket
 	for _, e := range due {
 		if e.haveSock && !e.sock.Seen.Before(e.since) {
 			ready = append(ready, e)

@@ -31,6 +31,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tcpstate/tcpstate/output"
+	"github.com/tcpstate/tcpstate/snapshot"
+	"github.com/tcpstate/tcpstate/tcp"
 	"github.com/tcpstate/tcpstate/tracer"
 )
 
@@ -685,30 +687,30 @@ func TestStuckWatch(t *testing.T) {
 type fakeWorld struct {
 	t      *testing.T
 	now    time.Time
-	socks  map[sockKey]tracer.Socket
-	states [][]tracer.State // states asked for, per snapshot
+	socks  map[sockKey]snapshot.Socket
+	states [][]tcp.State // states asked for, per snapshot
 	out    bytes.Buffer
 	sw     *stuckWatch
 }
 
 var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 
-func newFakeWorld(t *testing.T, threshold time.Duration, strict bool, states ...tracer.State) *fakeWorld {
-	f := &fakeWorld{t: t, now: t0, socks: map[sockKey]tracer.Socket{}}
+func newFakeWorld(t *testing.T, threshold time.Duration, strict bool, states ...tcp.State) *fakeWorld {
+	f := &fakeWorld{t: t, now: t0, socks: map[sockKey]snapshot.Socket{}}
 	w, err := output.NewStuckWriter(&f.out, "json", true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.sw = newStuckWatch(tracer.SnapshotOptions{Options: tracer.Options{States: states}}, threshold, w, &f.out)
+	f.sw = newStuckWatch(snapshot.Options{States: states}, threshold, w, &f.out)
 	f.sw.strict = strict
 	f.sw.now = func() time.Time { return f.now }
-	f.sw.owners = func(socks []tracer.Socket) error {
+	f.sw.owners = func(socks []snapshot.Socket) error {
 		for i := range socks {
-			socks[i].Owners = []tracer.Owner{{Pid: 42, Comm: "app", FD: 7}}
+			socks[i].Owners = []snapshot.Owner{{Pid: 42, Comm: "app", FD: 7}}
 		}
 		return nil
 	}
-	f.sw.snapshot = func(states []tracer.State, visit func(*tracer.Socket) error) error {
+	f.sw.snapshot = func(states []tcp.State, visit func(*snapshot.Socket) error) error {
 		f.states = append(f.states, states)
 		for _, s := range f.socks {
 			if slices.Contains(states, s.State) {
@@ -723,23 +725,23 @@ func newFakeWorld(t *testing.T, threshold time.Duration, strict bool, states ...
 	return f
 }
 
-func fakeSock(st tracer.State, lport, rport uint16) tracer.Socket {
+func fakeSock(st tcp.State, lport, rport uint16) snapshot.Socket {
 	lo := netip.MustParseAddr("127.0.0.1")
-	return tracer.Socket{NetNS: 1, Family: tracer.IPv4, State: st, LAddr: lo, LPort: lport, RAddr: lo, RPort: rport}
+	return snapshot.Socket{NetNS: 1, Family: tcp.IPv4, State: st, LAddr: lo, LPort: lport, RAddr: lo, RPort: rport}
 }
 
 // put makes a snapshot list s, with an age estimate.
-func (f *fakeWorld) put(s tracer.Socket, age time.Duration, known bool) {
+func (f *fakeWorld) put(s snapshot.Socket, age time.Duration, known bool) {
 	s.Age, s.AgeKnown = age, known
 	f.socks[socketKey(&s)] = s
 }
 
-func (f *fakeWorld) drop(s tracer.Socket) { delete(f.socks, socketKey(&s)) }
+func (f *fakeWorld) drop(s snapshot.Socket) { delete(f.socks, socketKey(&s)) }
 
-func (f *fakeWorld) event(sk uint64, oldState, newState tracer.State, lport, rport uint16) {
+func (f *fakeWorld) event(sk uint64, oldState, newState tcp.State, lport, rport uint16) {
 	f.t.Helper()
 	s := fakeSock(newState, lport, rport)
-	ev := tracer.Event{Time: f.now, Skaddr: sk, Family: s.Family, LAddr: s.LAddr, LPort: lport, RAddr: s.RAddr, RPort: rport,
+	ev := tracer.Event{Time: f.now, Skaddr: sk, Family: tracer.Family(s.Family), LAddr: s.LAddr, LPort: lport, RAddr: s.RAddr, RPort: rport,
 		OldState: oldState, NewState: newState, NetNS: 1}
 	if err := f.sw.Event(&ev); err != nil {
 		f.t.Fatal(err)
@@ -775,36 +777,36 @@ func (f *fakeWorld) expect(rows []map[string]any, want ...string) {
 }
 
 func TestWatchCrossingAndLeaving(t *testing.T) {
-	f := newFakeWorld(t, time.Second, false, tracer.CloseWait, tracer.FinWait2)
+	f := newFakeWorld(t, time.Second, false, tcp.CloseWait, tcp.FinWait2)
 	f.expect(f.tick(0))
-	f.event(0xa, tracer.Established, tracer.CloseWait, 80, 5000)
-	f.put(fakeSock(tracer.CloseWait, 80, 5000), 0, true)
+	f.event(0xa, tcp.Established, tcp.CloseWait, 80, 5000)
+	f.put(fakeSock(tcp.CloseWait, 80, 5000), 0, true)
 	f.expect(f.tick(500 * time.Millisecond))
 	f.expect(f.tick(450 * time.Millisecond))
 	// Crosses the threshold: reported once, at once, with the exact age.
 	f.expect(f.tick(100*time.Millisecond), "stuck CLOSE_WAIT 80>5000 age=1.05s est=false")
 	f.expect(f.tick(time.Second))
 	// Leaves: reported with the time it spent there.
-	f.event(0xa, tracer.CloseWait, tracer.LastAck, 80, 5000)
-	f.drop(fakeSock(tracer.CloseWait, 80, 5000))
+	f.event(0xa, tcp.CloseWait, tcp.LastAck, 80, 5000)
+	f.drop(fakeSock(tcp.CloseWait, 80, 5000))
 	f.expect(f.tick(0), "left CLOSE_WAIT 80>5000 age=2.05s est=false left CLOSE_WAIT: now LAST_ACK")
 	f.expect(f.tick(2 * time.Second))
 	// A socket that leaves before the threshold is never printed.
-	f.event(0xb, tracer.Established, tracer.CloseWait, 80, 5001)
+	f.event(0xb, tcp.Established, tcp.CloseWait, 80, 5001)
 	f.expect(f.tick(500 * time.Millisecond))
-	f.event(0xb, tracer.CloseWait, tracer.LastAck, 80, 5001)
+	f.event(0xb, tcp.CloseWait, tcp.LastAck, 80, 5001)
 	f.expect(f.tick(time.Second))
 }
 
 func TestWatchAlreadyStuckAndUnknownAge(t *testing.T) {
-	f := newFakeWorld(t, 10*time.Second, false, tracer.CloseWait, tracer.LastAck)
-	old := fakeSock(tracer.CloseWait, 80, 6000)
-	young := fakeSock(tracer.CloseWait, 80, 6001)
-	unknown := fakeSock(tracer.LastAck, 80, 6002)
+	f := newFakeWorld(t, 10*time.Second, false, tcp.CloseWait, tcp.LastAck)
+	old := fakeSock(tcp.CloseWait, 80, 6000)
+	young := fakeSock(tcp.CloseWait, 80, 6001)
+	unknown := fakeSock(tcp.LastAck, 80, 6002)
 	f.put(old, time.Minute, true)
 	f.put(young, 5*time.Second, true)
 	f.put(unknown, 0, false)
-	if err := f.sw.start(func(visit func(*tracer.Socket) error) error {
+	if err := f.sw.start(func(visit func(*snapshot.Socket) error) error {
 		for _, s := range f.socks {
 			s.Seen = f.now
 			visit(&s)
@@ -819,7 +821,7 @@ func TestWatchAlreadyStuckAndUnknownAge(t *testing.T) {
 	// Age unknown: at least since it was first seen.
 	f.expect(f.tick(5*time.Second), "stuck LAST_ACK 80>6002 age=10s est=true")
 	// The tracer sees the old one leave: its first event links it.
-	f.event(0xc, tracer.CloseWait, tracer.Close, 80, 6000)
+	f.event(0xc, tcp.CloseWait, tcp.Close, 80, 6000)
 	f.drop(old)
 	f.expect(f.tick(0), "left CLOSE_WAIT 80>6000 age=1m10s est=true left CLOSE_WAIT: now CLOSE")
 	// Gone without an event (a request socket, say): the next snapshot.
@@ -833,30 +835,30 @@ func TestWatchAlreadyStuckAndUnknownAge(t *testing.T) {
 func TestWatchFinWait2Endings(t *testing.T) {
 	for _, c := range []struct {
 		name     string
-		after    func(f *fakeWorld, s tracer.Socket)
+		after    func(f *fakeWorld, s snapshot.Socket)
 		want     []string
 		twLength time.Duration
 	}{
-		{"to TIME_WAIT, seen by a snapshot", func(f *fakeWorld, s tracer.Socket) {
-			f.put(fakeSock(tracer.TimeWait, s.LPort, s.RPort), 0, true)
+		{"to TIME_WAIT, seen by a snapshot", func(f *fakeWorld, s snapshot.Socket) {
+			f.put(fakeSock(tcp.TimeWait, s.LPort, s.RPort), 0, true)
 		}, []string{"left FIN_WAIT2 40000>80 age=3s est=false left FIN_WAIT2: now TIME_WAIT"}, 3 * time.Second},
-		{"to TIME_WAIT, seen by the tracer", func(f *fakeWorld, s tracer.Socket) {
-			f.event(0xf, tracer.Close, tracer.TimeWait, s.LPort, s.RPort)
-			f.put(fakeSock(tracer.TimeWait, s.LPort, s.RPort), 0, true)
+		{"to TIME_WAIT, seen by the tracer", func(f *fakeWorld, s snapshot.Socket) {
+			f.event(0xf, tcp.Close, tcp.TimeWait, s.LPort, s.RPort)
+			f.put(fakeSock(tcp.TimeWait, s.LPort, s.RPort), 0, true)
 		}, []string{"left FIN_WAIT2 40000>80 age=3s est=false left FIN_WAIT2: now TIME_WAIT"}, 3 * time.Second},
-		{"closed", func(f *fakeWorld, s tracer.Socket) {}, []string{"left FIN_WAIT2 40000>80 age=3s est=false left FIN_WAIT2: closed"}, 0},
-		{"FIN_WAIT2 stub: still FIN_WAIT2", func(f *fakeWorld, s tracer.Socket) {
+		{"closed", func(f *fakeWorld, s snapshot.Socket) {}, []string{"left FIN_WAIT2 40000>80 age=3s est=false left FIN_WAIT2: closed"}, 0},
+		{"FIN_WAIT2 stub: still FIN_WAIT2", func(f *fakeWorld, s snapshot.Socket) {
 			f.put(s, 0, true)
 		}, nil, 0},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			f := newFakeWorld(t, 2*time.Second, false, tracer.FinWait2, tracer.TimeWait)
-			s := fakeSock(tracer.FinWait2, 40000, 80)
-			f.event(0xe, tracer.FinWait1, tracer.FinWait2, 40000, 80)
+			f := newFakeWorld(t, 2*time.Second, false, tcp.FinWait2, tcp.TimeWait)
+			s := fakeSock(tcp.FinWait2, 40000, 80)
+			f.event(0xe, tcp.FinWait1, tcp.FinWait2, 40000, 80)
 			f.put(s, 0, true)
 			f.expect(f.tick(2*time.Second), "stuck FIN_WAIT2 40000>80 age=2s est=false")
 			f.now = f.now.Add(time.Second)
-			f.event(0xe, tracer.FinWait2, tracer.Close, 40000, 80)
+			f.event(0xe, tcp.FinWait2, tcp.Close, 40000, 80)
 			f.drop(s)
 			c.after(f, s)
 			f.expect(f.tick(500*time.Millisecond), c.want...)
@@ -874,9 +876,9 @@ func TestWatchFinWait2Endings(t *testing.T) {
 
 func TestWatchStrictFiltersIgnoreNewSnapshotSockets(t *testing.T) {
 	for _, strict := range []bool{false, true} {
-		f := newFakeWorld(t, time.Second, strict, tracer.SynRecv)
+		f := newFakeWorld(t, time.Second, strict, tcp.SynRecv)
 		f.tick(0)
-		f.put(fakeSock(tracer.SynRecv, 80, 7000), 3*time.Second, true) // a request socket
+		f.put(fakeSock(tcp.SynRecv, 80, 7000), 3*time.Second, true) // a request socket
 		rows := f.tick(time.Second)
 		if strict && len(rows) != 0 || !strict && len(rows) != 1 {
 			t.Errorf("strict %v: %v", strict, rows)
@@ -888,20 +890,20 @@ func TestWatchStrictFiltersIgnoreNewSnapshotSockets(t *testing.T) {
 // same socket, before or after its FIN_WAIT2 -> CLOSE.
 func TestWatchSynthesizedTimeWait(t *testing.T) {
 	for _, closeFirst := range []bool{false, true} {
-		f := newFakeWorld(t, 2*time.Second, false, tracer.FinWait2, tracer.TimeWait)
-		s := fakeSock(tracer.FinWait2, 40000, 80)
-		f.event(0xe, tracer.FinWait1, tracer.FinWait2, 40000, 80)
+		f := newFakeWorld(t, 2*time.Second, false, tcp.FinWait2, tcp.TimeWait)
+		s := fakeSock(tcp.FinWait2, 40000, 80)
+		f.event(0xe, tcp.FinWait1, tcp.FinWait2, 40000, 80)
 		f.put(s, 0, true)
 		f.expect(f.tick(2*time.Second), "stuck FIN_WAIT2 40000>80 age=2s est=false")
 		f.now = f.now.Add(time.Second)
 		f.drop(s)
-		f.put(fakeSock(tracer.TimeWait, 40000, 80), 0, true)
+		f.put(fakeSock(tcp.TimeWait, 40000, 80), 0, true)
 		if closeFirst {
-			f.event(0xe, tracer.FinWait2, tracer.Close, 40000, 80)
+			f.event(0xe, tcp.FinWait2, tcp.Close, 40000, 80)
 		}
-		f.event(0xe, tracer.FinWait2, tracer.TimeWait, 40000, 80)
+		f.event(0xe, tcp.FinWait2, tcp.TimeWait, 40000, 80)
 		if !closeFirst {
-			f.event(0xe, tracer.FinWait2, tracer.Close, 40000, 80)
+			f.event(0xe, tcp.FinWait2, tcp.Close, 40000, 80)
 		}
 		f.expect(f.tick(500*time.Millisecond), "left FIN_WAIT2 40000>80 age=3s est=false left FIN_WAIT2: now TIME_WAIT")
 		f.expect(f.tick(1500*time.Millisecond), "stuck TIME_WAIT 40000>80 age=2s est=false")

@@ -158,7 +158,7 @@ func runTrace(ctx context.Context, f *traceFlags, stdout, stderr io.Writer) erro
 		}
 		defer stop()
 	}
-	return runSession(ctx, f.duration, opts, output.NewPrinter(outputWriter{stdout}, format), stdout, stderr, "%d events, %d lost",
+	return runSession(ctx, f.duration, opts, f.netnsPath, output.NewPrinter(outputWriter{stdout}, format), stdout, stderr, "%d events, %d lost",
 		func(s *session) tracer.Handler { return s })
 }
 

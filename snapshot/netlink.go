@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package tracer
+package snapshot
 
 import (
 	"encoding/binary"
@@ -12,24 +12,28 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tcpstate/tcpstate/tcp"
 )
 
 // The sock_diag netlink interface (include/uapi/linux/inet_diag.h,
 // sock_diag.h): one SOCK_DIAG_BY_FAMILY dump request per address family
 // answers with one inet_diag_msg per socket, followed by attributes.
+// golang.org/x/sys/unix has the netlink framing and struct tcp_info, but
+// not inet_diag's structures and attributes: those are spelled out here.
 
 const (
-	sizeofNlMsghdr     = 16
 	sizeofInetDiagReq  = 56 // struct inet_diag_req_v2
 	sizeofInetDiagMsg  = 72 // struct inet_diag_msg
-	sizeofRtAttr       = 4
 	inetDiagInfo       = 2  // INET_DIAG_INFO: struct tcp_info
-	inetDiagShutdown   = 8  // INET_DIAG_SHUTDOWN
 	inetDiagCgroupID   = 21 // INET_DIAG_CGROUP_ID
-	nlmFDumpIntr       = 0x10
 	diagRecvBufferSize = 64 << 10
+
+	// nlaTypeMask leaves the type of a netlink attribute.
+	nlaTypeMask = ^uint16(unix.NLA_F_NESTED | unix.NLA_F_NET_BYTEORDER)
 
 	// Offsets in struct inet_diag_msg.
 	offDiagFamily  = 0
@@ -40,27 +44,15 @@ const (
 	offDiagDport   = 6
 	offDiagSrc     = 8
 	offDiagDst     = 24
-	offDiagIf      = 40
-	offDiagCookie  = 44
 	offDiagExpires = 52 // ms
 	offDiagRqueue  = 56
 	offDiagWqueue  = 60
-	offDiagUID     = 64
 	offDiagInode   = 68
 
-	// Offsets in struct tcp_info (include/uapi/linux/tcp.h).
-	offTIRetransmits  = 2
-	offTIProbes       = 3
-	offTIBackoff      = 4
-	offTIRto          = 8 // µs
-	offTIUnacked      = 24
-	offTILastDataSent = 44 // ms ago
-	offTILastDataRecv = 52
-	offTILastAckRecv  = 56
-	offTITotalRetrans = 100
-	offTINotsentBytes = 144
-	minTCPInfo        = 60 // up to tcpi_last_ack_recv: every kernel has it
-	tcpInfoNotsent    = offTINotsentBytes + 4
+	// minTCPInfo is struct tcp_info up to tcpi_last_ack_recv, the last
+	// field read: every kernel has it. A kernel sends its own tcp_info,
+	// shorter than unix.TCPInfo when older, longer when newer.
+	minTCPInfo = int(unsafe.Offsetof(unix.TCPInfo{}.Last_ack_recv) + unsafe.Sizeof(unix.TCPInfo{}.Last_ack_recv))
 )
 
 var nativeEndian = binary.NativeEndian
@@ -68,12 +60,12 @@ var nativeEndian = binary.NativeEndian
 // diagRequest builds the dump request for one address family and a
 // bitmask of states (1 << State), asking for tcp_info.
 func diagRequest(family uint8, states uint32, seq uint32) []byte {
-	b := make([]byte, sizeofNlMsghdr+sizeofInetDiagReq)
+	b := make([]byte, unix.SizeofNlMsghdr+sizeofInetDiagReq)
 	nativeEndian.PutUint32(b[0:], uint32(len(b)))
 	nativeEndian.PutUint16(b[4:], unix.SOCK_DIAG_BY_FAMILY)
 	nativeEndian.PutUint16(b[6:], unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
 	nativeEndian.PutUint32(b[8:], seq)
-	req := b[sizeofNlMsghdr:]
+	req := b[unix.SizeofNlMsghdr:]
 	req[0] = family
 	req[1] = unix.IPPROTO_TCP
 	req[2] = 1 << (inetDiagInfo - 1) // idiag_ext
@@ -84,10 +76,10 @@ func diagRequest(family uint8, states uint32, seq uint32) []byte {
 // diagStates returns the kernel's state bitmask for a list of states:
 // every state when the list is empty. Request sockets are NEW_SYN_RECV in
 // the kernel's tables and reported as SYN_RECV, so SYN_RECV asks for both.
-func diagStates(states []State) uint32 {
+func diagStates(states []tcp.State) uint32 {
 	if len(states) == 0 {
 		var all uint32
-		for s := Established; s <= NewSynRecv; s++ {
+		for s := tcp.Established; s <= tcp.NewSynRecv; s++ {
 			all |= 1 << s
 		}
 		return all
@@ -95,8 +87,8 @@ func diagStates(states []State) uint32 {
 	var mask uint32
 	for _, s := range states {
 		mask |= 1 << s
-		if s == SynRecv || s == NewSynRecv {
-			mask |= 1<<SynRecv | 1<<NewSynRecv
+		if s == tcp.SynRecv || s == tcp.NewSynRecv {
+			mask |= 1<<tcp.SynRecv | 1<<tcp.NewSynRecv
 		}
 	}
 	return mask
@@ -110,16 +102,16 @@ var errDumpDone = errors.New("dump done")
 // and the kernel's error for an NLMSG_ERROR. s is reused for every socket.
 func parseDiagMessages(b []byte, seq uint32, s *Socket, fn func(*Socket) error) error {
 	for len(b) > 0 {
-		if len(b) < sizeofNlMsghdr {
+		if len(b) < unix.SizeofNlMsghdr {
 			return fmt.Errorf("sock_diag: truncated netlink header (%d bytes)", len(b))
 		}
 		msgLen := int(nativeEndian.Uint32(b[0:]))
 		typ := nativeEndian.Uint16(b[4:])
 		msgSeq := nativeEndian.Uint32(b[8:])
-		if msgLen < sizeofNlMsghdr || msgLen > len(b) {
+		if msgLen < unix.SizeofNlMsghdr || msgLen > len(b) {
 			return fmt.Errorf("sock_diag: bad netlink message length %d (%d bytes left)", msgLen, len(b))
 		}
-		data := b[sizeofNlMsghdr:msgLen]
+		data := b[unix.SizeofNlMsghdr:msgLen]
 		if next := nlAlign(msgLen); next < len(b) {
 			b = b[next:]
 		} else {
@@ -156,7 +148,9 @@ func parseDiagMessages(b []byte, seq uint32, s *Socket, fn func(*Socket) error) 
 	return nil
 }
 
-func nlAlign(n int) int { return (n + 3) &^ 3 }
+// nlAlign rounds a netlink message or attribute length up to where the
+// next one starts (NLMSG_ALIGN, NLA_ALIGN: both 4).
+func nlAlign(n int) int { return (n + unix.NLMSG_ALIGNTO - 1) &^ (unix.NLMSG_ALIGNTO - 1) }
 
 // parseInetDiagMsg fills s from one inet_diag_msg and its attributes. It
 // sets what the kernel says; NetNS, Seen, Age and Owners are the caller's.
@@ -167,64 +161,52 @@ func parseInetDiagMsg(b []byte, s *Socket) error {
 	*s = Socket{Owners: s.Owners[:0]}
 	switch b[offDiagFamily] {
 	case unix.AF_INET:
-		s.Family = IPv4
+		s.Family = tcp.IPv4
 		s.LAddr = netip.AddrFrom4([4]byte(b[offDiagSrc : offDiagSrc+4]))
 		s.RAddr = netip.AddrFrom4([4]byte(b[offDiagDst : offDiagDst+4]))
 	case unix.AF_INET6:
-		s.Family = IPv6
+		s.Family = tcp.IPv6
 		s.LAddr = netip.AddrFrom16([16]byte(b[offDiagSrc : offDiagSrc+16])).Unmap()
 		s.RAddr = netip.AddrFrom16([16]byte(b[offDiagDst : offDiagDst+16])).Unmap()
 	default:
 		return fmt.Errorf("sock_diag: unknown address family %d", b[offDiagFamily])
 	}
-	s.State = State(b[offDiagState])
+	s.State = tcp.State(b[offDiagState])
 	s.Timer = Timer(b[offDiagTimer])
 	s.Retrans = b[offDiagRetrans]
 	s.LPort = binary.BigEndian.Uint16(b[offDiagSport:])
 	s.RPort = binary.BigEndian.Uint16(b[offDiagDport:])
-	s.Cookie = uint64(nativeEndian.Uint32(b[offDiagCookie:])) | uint64(nativeEndian.Uint32(b[offDiagCookie+4:]))<<32
 	s.Expires = time.Duration(nativeEndian.Uint32(b[offDiagExpires:])) * time.Millisecond
 	s.RecvQ = nativeEndian.Uint32(b[offDiagRqueue:])
 	s.SendQ = nativeEndian.Uint32(b[offDiagWqueue:])
-	s.UID = nativeEndian.Uint32(b[offDiagUID:])
 	s.Inode = uint64(nativeEndian.Uint32(b[offDiagInode:]))
 
-	for a := b[sizeofInetDiagMsg:]; len(a) >= sizeofRtAttr; {
+	for a := b[sizeofInetDiagMsg:]; len(a) >= unix.SizeofRtAttr; {
 		l := int(nativeEndian.Uint16(a[0:]))
-		typ := nativeEndian.Uint16(a[2:]) & 0x3fff // without NLA_F_NESTED, NLA_F_NET_BYTEORDER
-		if l < sizeofRtAttr || l > len(a) {
+		typ := nativeEndian.Uint16(a[2:]) & nlaTypeMask
+		if l < unix.SizeofRtAttr || l > len(a) {
 			return fmt.Errorf("sock_diag: bad attribute length %d", l)
 		}
-		v := a[sizeofRtAttr:l]
+		v := a[unix.SizeofRtAttr:l]
 		switch typ {
 		case inetDiagInfo:
 			if len(v) >= minTCPInfo {
+				var ti unix.TCPInfo // what v lacks stays zero
+				copy(unsafe.Slice((*byte)(unsafe.Pointer(&ti)), unsafe.Sizeof(ti)), v)
 				s.HasInfo = true
 				s.Info = TCPInfo{
-					Retransmits:  v[offTIRetransmits],
-					Probes:       v[offTIProbes],
-					Backoff:      v[offTIBackoff],
-					RTO:          time.Duration(nativeEndian.Uint32(v[offTIRto:])) * time.Microsecond,
-					Unacked:      nativeEndian.Uint32(v[offTIUnacked:]),
-					LastDataSent: time.Duration(nativeEndian.Uint32(v[offTILastDataSent:])) * time.Millisecond,
-					LastDataRecv: time.Duration(nativeEndian.Uint32(v[offTILastDataRecv:])) * time.Millisecond,
-					LastAckRecv:  time.Duration(nativeEndian.Uint32(v[offTILastAckRecv:])) * time.Millisecond,
-				}
-				if len(v) >= offTITotalRetrans+4 {
-					s.Info.TotalRetrans = nativeEndian.Uint32(v[offTITotalRetrans:])
-				}
-				if len(v) >= tcpInfoNotsent {
-					s.Info.NotsentBytes = nativeEndian.Uint32(v[offTINotsentBytes:])
-					s.Info.HasNotsent = true
+					Retransmits:  ti.Retransmits,
+					Probes:       ti.Probes,
+					Backoff:      ti.Backoff,
+					RTO:          time.Duration(ti.Rto) * time.Microsecond,
+					LastDataSent: time.Duration(ti.Last_data_sent) * time.Millisecond,
+					LastDataRecv: time.Duration(ti.Last_data_recv) * time.Millisecond,
+					LastAckRecv:  time.Duration(ti.Last_ack_recv) * time.Millisecond,
 				}
 			}
 		case inetDiagCgroupID:
 			if len(v) >= 8 {
 				s.CgroupID = nativeEndian.Uint64(v)
-			}
-		case inetDiagShutdown:
-			if len(v) >= 1 {
-				s.Shutdown = v[0]
 			}
 		}
 		a = a[min(nlAlign(l), len(a)):]
@@ -233,7 +215,7 @@ func parseInetDiagMsg(b []byte, s *Socket) error {
 	switch {
 	case s.Timer == TimerTimeWait:
 		s.Kind = TimeWaitSocket // TIME_WAIT, or FIN_WAIT2 after close()
-	case s.State == SynRecv && !s.HasInfo && s.Inode == 0:
+	case s.State == tcp.SynRecv && !s.HasInfo && s.Inode == 0:
 		s.Kind = RequestSocket
 	default:
 		s.Kind = FullSocket

@@ -1,20 +1,20 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package tracer
+package snapshot
 
 import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
-	"os"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tcpstate/tcpstate/tcp"
 )
 
 // capturedDump is what the kernel (6.18, x86-64) answered to diagRequest
@@ -217,7 +217,7 @@ func parseCaptured(t *testing.T) []Socket {
 			t.Fatalf("chunk %d after the end of the family's dump", i)
 		}
 		err = parseDiagMessages(b, 7, &s, func(s *Socket) error {
-			if want := map[uint8]Family{unix.AF_INET: IPv4, unix.AF_INET6: IPv6}[c.family]; s.Family != want {
+			if want := map[uint8]tcp.Family{unix.AF_INET: tcp.IPv4, unix.AF_INET6: tcp.IPv6}[c.family]; s.Family != want {
 				t.Errorf("family %s in the dump of family %d", s.Family, c.family)
 			}
 			out = append(out, *s)
@@ -239,7 +239,7 @@ func parseCaptured(t *testing.T) []Socket {
 func TestParseCapturedDump(t *testing.T) {
 	socks := parseCaptured(t)
 	type want struct {
-		state        State
+		state        tcp.State
 		kind         SocketKind
 		rq, wq       uint32
 		inode        uint64
@@ -251,7 +251,7 @@ func TestParseCapturedDump(t *testing.T) {
 		info, family bool
 	}
 	v4, v6 := false, true
-	full := func(st State, rq, wq uint32, ino uint64, minAge time.Duration, fam bool) want {
+	full := func(st tcp.State, rq, wq uint32, ino uint64, minAge time.Duration, fam bool) want {
 		return want{state: st, kind: FullSocket, rq: rq, wq: wq, inode: ino, minAge: minAge, cgroup: 1, info: true, family: fam}
 	}
 	const unknown = -1
@@ -259,27 +259,27 @@ func TestParseCapturedDump(t *testing.T) {
 	// (extra.py: TIME_WAIT, SYN_SENT, SYN_RECV, port 7400) before the dump.
 	const oldest, v6age = 5*time.Minute + 26*time.Second, 8 * time.Second
 	wants := map[string]want{
-		"LISTEN 127.0.0.1:7400 0.0.0.0:0":            full(Listen, 0, 4, 25005517, unknown, v4),
-		"LISTEN 127.0.0.1:7000 0.0.0.0:0":            full(Listen, 0, 16, 20670410, unknown, v4),
-		"LISTEN 10.9.0.1:7201 0.0.0.0:0":             full(Listen, 0, 128, 25003608, unknown, v4),
-		"LISTEN 10.9.0.1:7200 0.0.0.0:0":             full(Listen, 0, 128, 21146327, unknown, v4),
-		"CLOSE_WAIT 127.0.0.1:7400 127.0.0.1:48140":  full(CloseWait, 1, 0, 25006694, 2*time.Second, v4),
-		"ESTABLISHED 127.0.0.1:49722 127.0.0.1:7301": full(Established, 0, 0, 24884402, v6age, v4),
-		"FIN_WAIT2 127.0.0.1:59278 127.0.0.1:7000":   full(FinWait2, 0, 0, 20671513, oldest, v4),
-		"ESTABLISHED 10.9.0.1:54306 10.9.0.2:7100":   full(Established, 0, 0, 20679972, oldest, v4),
-		"CLOSE_WAIT 127.0.0.1:7000 127.0.0.1:59278":  full(CloseWait, 101, 0, 20671514, oldest, v4),
-		"CLOSE_WAIT 127.0.0.1:7000 127.0.0.1:59282":  full(CloseWait, 1, 0, 20671516, oldest, v4),
-		"LISTEN ::1:7300 :::0":                       full(Listen, 0, 4, 24884271, unknown, v6),
-		"LISTEN :::7301 :::0":                        full(Listen, 0, 4, 24884401, unknown, v6),
-		"ESTABLISHED 127.0.0.1:7301 127.0.0.1:49722": full(Established, 0, 0, 24884403, v6age, v6),
-		"FIN_WAIT2 ::1:49682 ::1:7300":               full(FinWait2, 0, 0, 24884399, v6age, v6),
-		"CLOSE_WAIT ::1:7300 ::1:49682":              full(CloseWait, 8, 0, 24884400, v6age, v6),
-		"SYN_SENT 10.9.0.1:33156 10.9.0.3:81":        {state: SynSent, wq: 1, inode: 25006695, timer: TimerRetransmit, retrans: 2, minExp: 0, minAge: 2 * time.Second, cgroup: 1, info: true},
-		"SYN_RECV 10.9.0.1:7201 10.9.0.3:40000":      {state: SynRecv, kind: RequestSocket, timer: TimerRetransmit, retrans: 1, minExp: 0, minAge: 2 * time.Second},
-		"SYN_RECV 10.9.0.1:7201 10.9.0.3:40001":      {state: SynRecv, kind: RequestSocket, timer: TimerRetransmit, retrans: 1, minExp: 0, minAge: 2 * time.Second},
-		"SYN_RECV 10.9.0.1:7201 10.9.0.3:40002":      {state: SynRecv, kind: RequestSocket, timer: TimerRetransmit, retrans: 1, minExp: 0, minAge: 2 * time.Second},
-		"TIME_WAIT 127.0.0.1:48124 127.0.0.1:7400":   {state: TimeWait, kind: TimeWaitSocket, timer: TimerTimeWait, minExp: 57 * time.Second, minAge: 2 * time.Second},
-		"FIN_WAIT2 127.0.0.1:48140 127.0.0.1:7400":   {state: FinWait2, kind: TimeWaitSocket, timer: TimerTimeWait, minExp: 57 * time.Second, minAge: 2 * time.Second},
+		"LISTEN 127.0.0.1:7400 0.0.0.0:0":            full(tcp.Listen, 0, 4, 25005517, unknown, v4),
+		"LISTEN 127.0.0.1:7000 0.0.0.0:0":            full(tcp.Listen, 0, 16, 20670410, unknown, v4),
+		"LISTEN 10.9.0.1:7201 0.0.0.0:0":             full(tcp.Listen, 0, 128, 25003608, unknown, v4),
+		"LISTEN 10.9.0.1:7200 0.0.0.0:0":             full(tcp.Listen, 0, 128, 21146327, unknown, v4),
+		"CLOSE_WAIT 127.0.0.1:7400 127.0.0.1:48140":  full(tcp.CloseWait, 1, 0, 25006694, 2*time.Second, v4),
+		"ESTABLISHED 127.0.0.1:49722 127.0.0.1:7301": full(tcp.Established, 0, 0, 24884402, v6age, v4),
+		"FIN_WAIT2 127.0.0.1:59278 127.0.0.1:7000":   full(tcp.FinWait2, 0, 0, 20671513, oldest, v4),
+		"ESTABLISHED 10.9.0.1:54306 10.9.0.2:7100":   full(tcp.Established, 0, 0, 20679972, oldest, v4),
+		"CLOSE_WAIT 127.0.0.1:7000 127.0.0.1:59278":  full(tcp.CloseWait, 101, 0, 20671514, oldest, v4),
+		"CLOSE_WAIT 127.0.0.1:7000 127.0.0.1:59282":  full(tcp.CloseWait, 1, 0, 20671516, oldest, v4),
+		"LISTEN ::1:7300 :::0":                       full(tcp.Listen, 0, 4, 24884271, unknown, v6),
+		"LISTEN :::7301 :::0":                        full(tcp.Listen, 0, 4, 24884401, unknown, v6),
+		"ESTABLISHED 127.0.0.1:7301 127.0.0.1:49722": full(tcp.Established, 0, 0, 24884403, v6age, v6),
+		"FIN_WAIT2 ::1:49682 ::1:7300":               full(tcp.FinWait2, 0, 0, 24884399, v6age, v6),
+		"CLOSE_WAIT ::1:7300 ::1:49682":              full(tcp.CloseWait, 8, 0, 24884400, v6age, v6),
+		"SYN_SENT 10.9.0.1:33156 10.9.0.3:81":        {state: tcp.SynSent, wq: 1, inode: 25006695, timer: TimerRetransmit, retrans: 2, minExp: 0, minAge: 2 * time.Second, cgroup: 1, info: true},
+		"SYN_RECV 10.9.0.1:7201 10.9.0.3:40000":      {state: tcp.SynRecv, kind: RequestSocket, timer: TimerRetransmit, retrans: 1, minExp: 0, minAge: 2 * time.Second},
+		"SYN_RECV 10.9.0.1:7201 10.9.0.3:40001":      {state: tcp.SynRecv, kind: RequestSocket, timer: TimerRetransmit, retrans: 1, minExp: 0, minAge: 2 * time.Second},
+		"SYN_RECV 10.9.0.1:7201 10.9.0.3:40002":      {state: tcp.SynRecv, kind: RequestSocket, timer: TimerRetransmit, retrans: 1, minExp: 0, minAge: 2 * time.Second},
+		"TIME_WAIT 127.0.0.1:48124 127.0.0.1:7400":   {state: tcp.TimeWait, kind: TimeWaitSocket, timer: TimerTimeWait, minExp: 57 * time.Second, minAge: 2 * time.Second},
+		"FIN_WAIT2 127.0.0.1:48140 127.0.0.1:7400":   {state: tcp.FinWait2, kind: TimeWaitSocket, timer: TimerTimeWait, minExp: 57 * time.Second, minAge: 2 * time.Second},
 	}
 	if len(socks) != len(wants) {
 		t.Errorf("%d sockets, want %d", len(socks), len(wants))
@@ -295,7 +295,7 @@ func TestParseCapturedDump(t *testing.T) {
 			continue
 		}
 		delete(wants, name)
-		if w.family && s.Family != IPv6 || !w.family && w.kind == FullSocket && s.Family != IPv4 {
+		if w.family && s.Family != tcp.IPv6 || !w.family && w.kind == FullSocket && s.Family != tcp.IPv4 {
 			t.Errorf("%s: family %s", name, s.Family)
 		}
 		if s.Kind != w.kind || s.RecvQ != w.rq || s.SendQ != w.wq || s.Inode != w.inode || s.Timer != w.timer ||
@@ -320,8 +320,8 @@ func TestParseCapturedDump(t *testing.T) {
 
 // nlmsg builds one netlink message.
 func nlmsg(typ uint16, seq uint32, payload []byte) []byte {
-	b := make([]byte, sizeofNlMsghdr, sizeofNlMsghdr+len(payload)+3)
-	nativeEndian.PutUint32(b[0:], uint32(sizeofNlMsghdr+len(payload)))
+	b := make([]byte, unix.SizeofNlMsghdr, unix.SizeofNlMsghdr+len(payload)+3)
+	nativeEndian.PutUint32(b[0:], uint32(unix.SizeofNlMsghdr+len(payload)))
 	nativeEndian.PutUint16(b[4:], typ)
 	nativeEndian.PutUint32(b[8:], seq)
 	b = append(b, payload...)
@@ -347,15 +347,15 @@ func diagMsg(family, state byte, attrs ...[]byte) []byte {
 }
 
 func rtattr(typ uint16, v []byte) []byte {
-	b := make([]byte, sizeofRtAttr, nlAlign(sizeofRtAttr+len(v)))
-	nativeEndian.PutUint16(b[0:], uint16(sizeofRtAttr+len(v)))
+	b := make([]byte, unix.SizeofRtAttr, nlAlign(unix.SizeofRtAttr+len(v)))
+	nativeEndian.PutUint16(b[0:], uint16(unix.SizeofRtAttr+len(v)))
 	nativeEndian.PutUint16(b[2:], typ)
 	b = append(b, v...)
 	return b[:cap(b)]
 }
 
 func TestParseDiagErrors(t *testing.T) {
-	ok := diagMsg(unix.AF_INET, byte(Established))
+	ok := diagMsg(unix.AF_INET, byte(tcp.Established))
 	cases := map[string]struct {
 		b    []byte
 		want string // error text; "" for none
@@ -374,7 +374,7 @@ func TestParseDiagErrors(t *testing.T) {
 		"old reply skipped":  {append(nlmsg(unix.SOCK_DIAG_BY_FAMILY, 6, ok), nlmsg(unix.NLMSG_DONE, 6, make([]byte, 4))...), "", 0},
 		"ack is no error":    {nlmsg(unix.NLMSG_ERROR, 7, make([]byte, 20)), "", 0},
 		"two and unknown":    {append(append(nlmsg(unix.SOCK_DIAG_BY_FAMILY, 7, ok), nlmsg(99, 7, ok)...), nlmsg(unix.SOCK_DIAG_BY_FAMILY, 7, ok)...), "", 2},
-		"tcp_info too short": {nlmsg(unix.SOCK_DIAG_BY_FAMILY, 7, diagMsg(unix.AF_INET, byte(Established), rtattr(inetDiagInfo, make([]byte, 20)))), "", 1},
+		"tcp_info too short": {nlmsg(unix.SOCK_DIAG_BY_FAMILY, 7, diagMsg(unix.AF_INET, byte(tcp.Established), rtattr(inetDiagInfo, make([]byte, 20)))), "", 1},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -406,18 +406,24 @@ func TestParseDiagErrors(t *testing.T) {
 }
 
 func TestParseDiagAttributes(t *testing.T) {
-	info := make([]byte, tcpInfoNotsent)
-	info[offTIRetransmits], info[offTIProbes], info[offTIBackoff] = 3, 1, 2
-	nativeEndian.PutUint32(info[offTIRto:], 800_000)
-	nativeEndian.PutUint32(info[offTIUnacked:], 4)
-	nativeEndian.PutUint32(info[offTILastDataSent:], 1500)
-	nativeEndian.PutUint32(info[offTILastDataRecv:], 2500)
-	nativeEndian.PutUint32(info[offTILastAckRecv:], 3500)
-	nativeEndian.PutUint32(info[offTITotalRetrans:], 9)
-	nativeEndian.PutUint32(info[offTINotsentBytes:], 77)
+	// A kernel's tcp_info is as long as the kernel knows it: the oldest
+	// end at tcpi_last_ack_recv, new ones are longer than unix.TCPInfo.
+	for _, size := range []int{60, 160, unix.SizeofTCPInfo + 16} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) { parseDiagAttributes(t, size) })
+	}
+}
+
+func parseDiagAttributes(t *testing.T, tcpInfoSize int) {
+	// At the offsets of include/uapi/linux/tcp.h.
+	info := make([]byte, tcpInfoSize)
+	info[2], info[3], info[4] = 3, 1, 2       // tcpi_retransmits, _probes, _backoff
+	nativeEndian.PutUint32(info[8:], 800_000) // tcpi_rto, µs
+	nativeEndian.PutUint32(info[44:], 1500)   // tcpi_last_data_sent, ms
+	nativeEndian.PutUint32(info[52:], 2500)   // tcpi_last_data_recv
+	nativeEndian.PutUint32(info[56:], 3500)   // tcpi_last_ack_recv
 	cg := make([]byte, 8)
 	nativeEndian.PutUint64(cg, 1234)
-	m := diagMsg(unix.AF_INET6, byte(FinWait1), rtattr(inetDiagShutdown, []byte{2}), rtattr(inetDiagInfo, info), rtattr(inetDiagCgroupID, cg))
+	m := diagMsg(unix.AF_INET6, byte(tcp.FinWait1), rtattr(8, []byte{2}) /* INET_DIAG_SHUTDOWN: skipped */, rtattr(inetDiagInfo, info), rtattr(inetDiagCgroupID, cg))
 	m[offDiagTimer], m[offDiagRetrans] = byte(TimerRetransmit), 3
 	copy(m[offDiagSrc:], netip.MustParseAddr("::ffff:192.0.2.1").AsSlice())
 	copy(m[offDiagDst:], netip.MustParseAddr("2001:db8::2").AsSlice())
@@ -426,20 +432,18 @@ func TestParseDiagAttributes(t *testing.T) {
 	nativeEndian.PutUint32(m[offDiagExpires:], 1200)
 	nativeEndian.PutUint32(m[offDiagRqueue:], 5)
 	nativeEndian.PutUint32(m[offDiagWqueue:], 6)
-	nativeEndian.PutUint32(m[offDiagUID:], 1000)
 	nativeEndian.PutUint32(m[offDiagInode:], 424242)
 	var s Socket
 	if err := parseInetDiagMsg(m, &s); err != nil {
 		t.Fatal(err)
 	}
 	want := Socket{
-		Kind: FullSocket, Family: IPv6, State: FinWait1,
+		Kind: FullSocket, Family: tcp.IPv6, State: tcp.FinWait1,
 		LAddr: netip.MustParseAddr("192.0.2.1"), LPort: 8080, RAddr: netip.MustParseAddr("2001:db8::2"), RPort: 50000,
-		RecvQ: 5, SendQ: 6, Timer: TimerRetransmit, Expires: 1200 * time.Millisecond, Retrans: 3, Shutdown: 2,
-		UID: 1000, Inode: 424242, CgroupID: 1234, HasInfo: true,
-		Info: TCPInfo{Retransmits: 3, Probes: 1, Backoff: 2, RTO: 800 * time.Millisecond, Unacked: 4,
-			LastDataSent: 1500 * time.Millisecond, LastDataRecv: 2500 * time.Millisecond, LastAckRecv: 3500 * time.Millisecond,
-			TotalRetrans: 9, NotsentBytes: 77, HasNotsent: true},
+		RecvQ: 5, SendQ: 6, Timer: TimerRetransmit, Expires: 1200 * time.Millisecond, Retrans: 3,
+		Inode: 424242, CgroupID: 1234, HasInfo: true,
+		Info: TCPInfo{Retransmits: 3, Probes: 1, Backoff: 2, RTO: 800 * time.Millisecond,
+			LastDataSent: 1500 * time.Millisecond, LastDataRecv: 2500 * time.Millisecond, LastAckRecv: 3500 * time.Millisecond},
 	}
 	s.Owners = nil
 	if fmt.Sprintf("%+v", s) != fmt.Sprintf("%+v", want) {
@@ -448,7 +452,7 @@ func TestParseDiagAttributes(t *testing.T) {
 }
 
 func TestDiagRequest(t *testing.T) {
-	b := diagRequest(unix.AF_INET6, diagStates([]State{CloseWait, SynRecv}), 42)
+	b := diagRequest(unix.AF_INET6, diagStates([]tcp.State{tcp.CloseWait, tcp.SynRecv}), 42)
 	if len(b) != 72 || nativeEndian.Uint32(b) != 72 || nativeEndian.Uint16(b[4:]) != 20 ||
 		nativeEndian.Uint16(b[6:]) != unix.NLM_F_REQUEST|unix.NLM_F_DUMP || nativeEndian.Uint32(b[8:]) != 42 {
 		t.Fatalf("header % x", b[:16])
@@ -467,7 +471,7 @@ func TestDiagRequest(t *testing.T) {
 
 func TestEstimateAge(t *testing.T) {
 	ms := time.Millisecond
-	full := func(st State, timer Timer, exp time.Duration, in TCPInfo) Socket {
+	full := func(st tcp.State, timer Timer, exp time.Duration, in TCPInfo) Socket {
 		return Socket{Kind: FullSocket, State: st, Timer: timer, Expires: exp, HasInfo: true, Info: in}
 	}
 	cases := []struct {
@@ -475,29 +479,29 @@ func TestEstimateAge(t *testing.T) {
 		s    Socket
 		want time.Duration // -1: unknown
 	}{
-		{"time-wait", Socket{Kind: TimeWaitSocket, State: TimeWait, Timer: TimerTimeWait, Expires: 54432 * ms}, 5568 * ms},
-		{"fin-wait2 stub, fin_timeout 30s", Socket{Kind: TimeWaitSocket, State: FinWait2, Timer: TimerTimeWait, Expires: 25 * time.Second}, 5 * time.Second},
-		{"time-wait, expiry beyond 60s", Socket{Kind: TimeWaitSocket, State: TimeWait, Expires: 61 * time.Second}, 0},
+		{"time-wait", Socket{Kind: TimeWaitSocket, State: tcp.TimeWait, Timer: TimerTimeWait, Expires: 54432 * ms}, 5568 * ms},
+		{"fin-wait2 stub, fin_timeout 30s", Socket{Kind: TimeWaitSocket, State: tcp.FinWait2, Timer: TimerTimeWait, Expires: 25 * time.Second}, 5 * time.Second},
+		{"time-wait, expiry beyond 60s", Socket{Kind: TimeWaitSocket, State: tcp.TimeWait, Expires: 61 * time.Second}, 0},
 		// 1 s then 2 s, 4 s, 8 s, then 16 s with 1.008 s left.
-		{"request, 4 retransmissions", Socket{Kind: RequestSocket, State: SynRecv, Timer: TimerRetransmit, Retrans: 4, Expires: 1008 * ms}, 29992 * ms},
-		{"request, no timer", Socket{Kind: RequestSocket, State: SynRecv}, -1},
-		{"established: oldest timestamp", full(Established, 0, 0, TCPInfo{LastDataSent: 5 * ms, LastDataRecv: 9 * ms, LastAckRecv: 7 * ms}), 9 * ms},
-		{"close-wait: last ACK", full(CloseWait, 0, 0, TCPInfo{LastDataSent: 1 * ms, LastDataRecv: 9000 * ms, LastAckRecv: 5572 * ms}), 5572 * ms},
-		{"fin-wait2", full(FinWait2, 0, 0, TCPInfo{LastAckRecv: 5528 * ms, LastDataRecv: 5572 * ms, LastDataSent: 6000 * ms}), 5528 * ms},
-		{"closing", full(Closing, TimerRetransmit, 0, TCPInfo{LastAckRecv: 77 * ms}), 77 * ms},
+		{"request, 4 retransmissions", Socket{Kind: RequestSocket, State: tcp.SynRecv, Timer: TimerRetransmit, Retrans: 4, Expires: 1008 * ms}, 29992 * ms},
+		{"request, no timer", Socket{Kind: RequestSocket, State: tcp.SynRecv}, -1},
+		{"established: oldest timestamp", full(tcp.Established, 0, 0, TCPInfo{LastDataSent: 5 * ms, LastDataRecv: 9 * ms, LastAckRecv: 7 * ms}), 9 * ms},
+		{"close-wait: last ACK", full(tcp.CloseWait, 0, 0, TCPInfo{LastDataSent: 1 * ms, LastDataRecv: 9000 * ms, LastAckRecv: 5572 * ms}), 5572 * ms},
+		{"fin-wait2", full(tcp.FinWait2, 0, 0, TCPInfo{LastAckRecv: 5528 * ms, LastDataRecv: 5572 * ms, LastDataSent: 6000 * ms}), 5528 * ms},
+		{"closing", full(tcp.Closing, TimerRetransmit, 0, TCPInfo{LastAckRecv: 77 * ms}), 77 * ms},
 		// Linear SYN timeouts (1 s four times), then 2 s: 5 retransmissions,
 		// one doubling, 1.592 s left of the 2 s: 5.408 s since connect().
-		{"syn-sent, linear then doubled", full(SynSent, TimerRetransmit, 1592*ms, TCPInfo{Retransmits: 5, Backoff: 1, RTO: 2 * time.Second}), 5408 * ms},
+		{"syn-sent, linear then doubled", full(tcp.SynSent, TimerRetransmit, 1592*ms, TCPInfo{Retransmits: 5, Backoff: 1, RTO: 2 * time.Second}), 5408 * ms},
 		// ... then 4, 8, 16, 32, 64 s: 10 retransmissions, 6 doublings.
-		{"syn-sent, later", full(SynSent, TimerRetransmit, 61808*ms, TCPInfo{Retransmits: 10, Backoff: 6, RTO: 64 * time.Second}), 69192 * ms},
-		{"syn-sent, first timeout running", full(SynSent, TimerRetransmit, 300*ms, TCPInfo{RTO: time.Second}), 700 * ms},
-		{"syn-sent, no timer", full(SynSent, 0, 0, TCPInfo{RTO: time.Second}), -1},
+		{"syn-sent, later", full(tcp.SynSent, TimerRetransmit, 61808*ms, TCPInfo{Retransmits: 10, Backoff: 6, RTO: 64 * time.Second}), 69192 * ms},
+		{"syn-sent, first timeout running", full(tcp.SynSent, TimerRetransmit, 300*ms, TCPInfo{RTO: time.Second}), 700 * ms},
+		{"syn-sent, no timer", full(tcp.SynSent, 0, 0, TCPInfo{RTO: time.Second}), -1},
 		// 0.204, 0.408, 0.816, 1.632 s, then 3.264 s with 3.204 s left.
-		{"last-ack, backed off", full(LastAck, TimerRetransmit, 3204*ms, TCPInfo{Retransmits: 26, Backoff: 4, RTO: 3264 * ms}), 3120 * ms},
-		{"fin-wait1, not backed off", full(FinWait1, TimerRetransmit, 100*ms, TCPInfo{Retransmits: 1, RTO: 200 * ms, LastAckRecv: time.Hour}), -1},
-		{"fin-wait1, zero window", full(FinWait1, TimerProbe, 100*ms, TCPInfo{Backoff: 3, RTO: 200 * ms}), -1},
-		{"listen", full(Listen, 0, 0, TCPInfo{LastAckRecv: time.Hour}), -1},
-		{"no tcp_info", Socket{Kind: FullSocket, State: CloseWait}, -1},
+		{"last-ack, backed off", full(tcp.LastAck, TimerRetransmit, 3204*ms, TCPInfo{Retransmits: 26, Backoff: 4, RTO: 3264 * ms}), 3120 * ms},
+		{"fin-wait1, not backed off", full(tcp.FinWait1, TimerRetransmit, 100*ms, TCPInfo{Retransmits: 1, RTO: 200 * ms, LastAckRecv: time.Hour}), -1},
+		{"fin-wait1, zero window", full(tcp.FinWait1, TimerProbe, 100*ms, TCPInfo{Backoff: 3, RTO: 200 * ms}), -1},
+		{"listen", full(tcp.Listen, 0, 0, TCPInfo{LastAckRecv: time.Hour}), -1},
+		{"no tcp_info", Socket{Kind: FullSocket, State: tcp.CloseWait}, -1},
 	}
 	// Upper bounds: the last data received (CLOSE_WAIT, CLOSING) or sent
 	// (FIN_WAIT2), never below the lower bound.
@@ -522,7 +526,7 @@ func TestEstimateAge(t *testing.T) {
 }
 
 func TestSocketFilter(t *testing.T) {
-	s := Socket{Family: IPv4, State: CloseWait, LAddr: netip.MustParseAddr("10.0.0.1"), LPort: 8080,
+	s := Socket{Family: tcp.IPv4, State: tcp.CloseWait, LAddr: netip.MustParseAddr("10.0.0.1"), LPort: 8080,
 		RAddr: netip.MustParseAddr("192.0.2.7"), RPort: 50000, CgroupID: 5,
 		Owners: []Owner{{Pid: 10, Comm: "nginx", FD: 3}, {Pid: 11, Comm: "worker", FD: 4}}}
 	cases := []struct {
@@ -534,8 +538,8 @@ func TestSocketFilter(t *testing.T) {
 		{"ipv4", Options{IPv4: true}, true},
 		{"ipv6", Options{IPv6: true}, false},
 		{"both families", Options{IPv4: true, IPv6: true}, true},
-		{"state", Options{States: []State{FinWait2, CloseWait}}, true},
-		{"other state", Options{States: []State{FinWait2}}, false},
+		{"state", Options{States: []tcp.State{tcp.FinWait2, tcp.CloseWait}}, true},
+		{"other state", Options{States: []tcp.State{tcp.FinWait2}}, false},
 		{"lport", Options{LPorts: []uint16{80, 8080}}, true},
 		{"other lport", Options{LPorts: []uint16{80}}, false},
 		{"rport", Options{RPorts: []uint16{50000}}, true},
@@ -549,7 +553,7 @@ func TestSocketFilter(t *testing.T) {
 		{"comm", Options{Comms: []string{"x", "worker"}}, true},
 		{"pid and comm of one owner", Options{PIDs: []uint32{10}, Comms: []string{"nginx"}}, true},
 		{"pid and comm of two owners", Options{PIDs: []uint32{10}, Comms: []string{"worker"}}, false},
-		{"all at once", Options{IPv4: true, States: []State{CloseWait}, LPorts: []uint16{8080}, PIDs: []uint32{10}}, true},
+		{"all at once", Options{IPv4: true, States: []tcp.State{tcp.CloseWait}, LPorts: []uint16{8080}, PIDs: []uint32{10}}, true},
 	}
 	for _, c := range cases {
 		f, err := newSocketFilter(&c.o)
@@ -573,84 +577,5 @@ func TestSocketFilter(t *testing.T) {
 	f.cgroups = map[uint64]bool{4: true}
 	if f.match(&s) {
 		t.Error("socket of another cgroup matches")
-	}
-}
-
-func TestSocketInodeParse(t *testing.T) {
-	for in, want := range map[string]uint64{"socket:[12345]": 12345, "socket:[0]": 0, "socket:[4294967295]": 4294967295} {
-		if got, ok := socketInode([]byte(in)); !ok || got != want {
-			t.Errorf("%q: %d %v", in, got, ok)
-		}
-	}
-	for _, in := range []string{"pipe:[12]", "socket:[]", "socket:[12", "socket:[1a]", "/dev/null", "anon_inode:[eventpoll]"} {
-		if _, ok := socketInode([]byte(in)); ok {
-			t.Errorf("%q parsed as a socket", in)
-		}
-	}
-}
-
-// The /proc scan finds this process's own socket on the right fd, twice
-// once the fd is duplicated.
-func TestSocketOwnersOfOurSocket(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	f, err := ln.(*net.TCPListener).File()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var st unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
-		t.Fatal(err)
-	}
-	owners, err := socketOwners(map[uint64]bool{st.Ino: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := owners[st.Ino]
-	if len(owners) != 1 || len(got) < 2 {
-		t.Fatalf("owners %v, want ours on two fds", owners)
-	}
-	fds := map[int32]bool{}
-	for _, o := range got {
-		if o.Pid != uint32(os.Getpid()) || o.Comm != commOfSelf(t) {
-			t.Errorf("owner %+v, want pid %d", o, os.Getpid())
-		}
-		fds[o.FD] = true
-	}
-	if !fds[int32(f.Fd())] {
-		t.Errorf("owners %v lack fd %d", got, f.Fd())
-	}
-}
-
-func commOfSelf(t *testing.T) string {
-	b, err := os.ReadFile("/proc/self/comm")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return strings.TrimSpace(string(b))
-}
-
-func TestNetNamespacesOursFirst(t *testing.T) {
-	spaces, err := NetNamespaces()
-	if err != nil {
-		t.Fatal(err)
-	}
-	own, err := netnsOf("/proc/self/ns/net")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(spaces) == 0 || spaces[0].Inode != own {
-		t.Fatalf("namespaces %v, want ours (%d) first", spaces, own)
-	}
-	seen := map[uint32]bool{}
-	for _, ns := range spaces {
-		if seen[ns.Inode] {
-			t.Errorf("namespace %d listed twice", ns.Inode)
-		}
-		seen[ns.Inode] = true
 	}
 }

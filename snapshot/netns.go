@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package tracer
+package snapshot
 
 import (
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
+	"strconv"
 
 	"golang.org/x/sys/unix"
 )
@@ -97,4 +99,71 @@ func NetNSAlive(path string, inode uint32, cookie uint64) (bool, error) {
 		}
 	}
 	return false, nil
+}
+
+// NetNS is a network namespace and a file through which it can be
+// entered.
+type NetNS struct {
+	Inode uint32
+	Path  string // /run/netns/NAME or /proc/PID/ns/net
+	// more paths to the same namespace, tried in turn when Path has gone
+	// away (its process ended)
+	alt []string
+}
+
+// NetNamespaces lists the distinct network namespaces of the host: those
+// of every process (/proc/PID/ns/net) and those named with ip-netns
+// (/run/netns/NAME), by inode, the namespace of this process first.
+func NetNamespaces() ([]NetNS, error) {
+	var out []NetNS
+	index := map[uint32]int{}
+	add := func(path string) {
+		var st unix.Stat_t
+		if err := unix.Stat(path, &st); err != nil {
+			return
+		}
+		ino := uint32(st.Ino)
+		if i, ok := index[ino]; ok {
+			if len(out[i].alt) < 4 {
+				out[i].alt = append(out[i].alt, path)
+			}
+			return
+		}
+		index[ino] = len(out)
+		out = append(out, NetNS{Inode: ino, Path: path})
+	}
+	add(procRoot + "/self/ns/net")
+	if entries, err := os.ReadDir("/run/netns"); err == nil {
+		for _, e := range entries {
+			add("/run/netns/" + e.Name())
+		}
+	}
+	d, err := os.Open(procRoot)
+	if err != nil {
+		return nil, fmt.Errorf("list network namespaces: %w", err)
+	}
+	names, err := d.Readdirnames(-1)
+	d.Close()
+	if err != nil {
+		return nil, fmt.Errorf("list network namespaces: %w", err)
+	}
+	for _, name := range names {
+		if _, err := strconv.ParseUint(name, 10, 32); err == nil {
+			add(procRoot + "/" + name + "/ns/net")
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("list network namespaces: cannot read /proc/self/ns/net")
+	}
+	return out, nil
+}
+
+// netnsOf returns the inode of the network namespace file at path, which
+// may be a bind mount (/run/netns/NAME) or /proc/PID/ns/net.
+func netnsOf(path string) (uint32, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return 0, err
+	}
+	return uint32(st.Ino), nil
 }

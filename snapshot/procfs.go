@@ -1,9 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package tracer
+package snapshot
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"sort"
@@ -13,12 +12,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// This file reads /proc: which processes hold which sockets (as ss -p
-// finds them, from the socket inodes in /proc/PID/fd) and which network
-// namespaces exist.
+// This file reads which processes hold which sockets, as ss -p finds
+// them: from the socket inodes in /proc/PID/fd.
 
-// procRoot is /proc; tests may point it elsewhere.
-var procRoot = "/proc"
+const procRoot = "/proc"
 
 // socketFD is one file descriptor of a process that refers to a socket.
 type socketFD struct {
@@ -137,6 +134,25 @@ type Owner struct {
 	FD   int32
 }
 
+// SocketOwners calls visit for every socket that a process holds, once per
+// file descriptor, by pid then fd, with the socket's inode: who holds the
+// sockets that exist now, as ss -p finds them. Processes that go away
+// meanwhile are skipped.
+func SocketOwners(visit func(inode uint64, o Owner) error) error {
+	return walkSocketFDs(func(p *procSockets) error {
+		comm, err := p.Comm()
+		if err != nil {
+			return nil // gone
+		}
+		for _, s := range p.Sockets {
+			if err := visit(s.Inode, Owner{Pid: p.Pid, Comm: comm, FD: s.FD}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 // socketOwners finds the processes holding the sockets whose inodes
 // want lists (every socket when want is nil), as ss -p does. A socket
 // shared by several processes, or open on several fds, has several
@@ -157,71 +173,4 @@ func socketOwners(want map[uint64]bool) (map[uint64][]Owner, error) {
 		return nil
 	})
 	return owners, err
-}
-
-// NetNS is a network namespace and a file through which it can be
-// entered.
-type NetNS struct {
-	Inode uint32
-	Path  string // /run/netns/NAME or /proc/PID/ns/net
-	// more paths to the same namespace, tried in turn when Path has gone
-	// away (its process ended)
-	alt []string
-}
-
-// NetNamespaces lists the distinct network namespaces of the host: those
-// of every process (/proc/PID/ns/net) and those named with ip-netns
-// (/run/netns/NAME), by inode, the namespace of this process first.
-func NetNamespaces() ([]NetNS, error) {
-	var out []NetNS
-	index := map[uint32]int{}
-	add := func(path string) {
-		var st unix.Stat_t
-		if err := unix.Stat(path, &st); err != nil {
-			return
-		}
-		ino := uint32(st.Ino)
-		if i, ok := index[ino]; ok {
-			if len(out[i].alt) < 4 {
-				out[i].alt = append(out[i].alt, path)
-			}
-			return
-		}
-		index[ino] = len(out)
-		out = append(out, NetNS{Inode: ino, Path: path})
-	}
-	add(procRoot + "/self/ns/net")
-	if entries, err := os.ReadDir("/run/netns"); err == nil {
-		for _, e := range entries {
-			add("/run/netns/" + e.Name())
-		}
-	}
-	d, err := os.Open(procRoot)
-	if err != nil {
-		return nil, fmt.Errorf("list network namespaces: %w", err)
-	}
-	names, err := d.Readdirnames(-1)
-	d.Close()
-	if err != nil {
-		return nil, fmt.Errorf("list network namespaces: %w", err)
-	}
-	for _, name := range names {
-		if _, err := strconv.ParseUint(name, 10, 32); err == nil {
-			add(procRoot + "/" + name + "/ns/net")
-		}
-	}
-	if len(out) == 0 {
-		return nil, errors.New("list network namespaces: cannot read /proc/self/ns/net")
-	}
-	return out, nil
-}
-
-// netnsOf returns the inode of the network namespace file at path, which
-// may be a bind mount (/run/netns/NAME) or /proc/PID/ns/net.
-func netnsOf(path string) (uint32, error) {
-	var st unix.Stat_t
-	if err := unix.Stat(path, &st); err != nil {
-		return 0, err
-	}
-	return uint32(st.Ino), nil
 }

@@ -1,23 +1,25 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package tracer
+// Package snapshot reads the host's TCP sockets as the kernel holds them
+// now — sock_diag in every network namespace, the processes holding them
+// from /proc, namespaces and cgroups —; it loads no BPF.
+package snapshot
 
 import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tcpstate/tcpstate/tcp"
 )
 
 // A snapshot lists the TCP sockets that exist right now, read from the
 // kernel's sock_diag netlink interface (as ss does) in every network
 // namespace: also TIME_WAIT sockets, request sockets (SYN_RECV) and sockets
-// older than any tracer. It needs no BPF.
+// older than any tracer.
 
 // SocketKind tells which of the kernel's three kinds of TCP socket a
 // Socket is.
@@ -70,23 +72,19 @@ type TCPInfo struct {
 	Probes      uint8 // tcpi_probes: unanswered zero window or keepalive probes
 	Backoff     uint8 // tcpi_backoff: how often the retransmission timeout was doubled
 	RTO         time.Duration
-	Unacked     uint32 // segments sent and not acknowledged
 	// How long ago the socket last sent data, received data and received
 	// an acknowledgement, in the kernel's jiffies.
 	LastDataSent, LastDataRecv, LastAckRecv time.Duration
-	TotalRetrans                            uint32
-	NotsentBytes                            uint32
-	HasNotsent                              bool // NotsentBytes is known (kernel ≥ 4.6)
 }
 
 // Socket is one TCP socket as sock_diag reports it.
 type Socket struct {
 	NetNS  uint32 // network namespace inode
 	Kind   SocketKind
-	Family Family
+	Family tcp.Family
 	// State is the kernel's state; a TimeWaitSocket is TIME_WAIT or
 	// FIN_WAIT2 and a RequestSocket is SYN_RECV.
-	State State
+	State tcp.State
 	LAddr netip.Addr // IPv4-mapped IPv6 addresses are unmapped
 	LPort uint16
 	RAddr netip.Addr
@@ -100,12 +98,9 @@ type Socket struct {
 	Timer        Timer
 	Expires      time.Duration // until Timer fires
 	Retrans      uint8         // idiag_retrans: retransmissions or probes the timer counts
-	Shutdown     uint8         // bit 0: we stopped receiving, bit 1: we stopped sending
-	UID          uint32
-	Inode        uint64 // 0 when no file refers to it (TIME_WAIT, request, closed)
-	Cookie       uint64
-	CgroupID     uint64 // cgroup v2 id of the owner's cgroup; 0 when unknown
-	HasInfo      bool   // Info is set (full sockets only)
+	Inode        uint64        // 0 when no file refers to it (TIME_WAIT, request, closed)
+	CgroupID     uint64        // cgroup v2 id of the socket (of the process that made it); 0 when unknown
+	HasInfo      bool          // Info is set (full sockets only)
 	Info         TCPInfo
 	// Seen is when the kernel reported the socket.
 	Seen time.Time
@@ -184,7 +179,7 @@ func (s *Socket) estimateAge(finTimeout time.Duration) {
 	switch s.Kind {
 	case TimeWaitSocket:
 		life := timeWaitLen
-		if s.State == FinWait2 {
+		if s.State == tcp.FinWait2 {
 			life = finTimeout
 		}
 		set(life - s.Expires)
@@ -200,23 +195,23 @@ func (s *Socket) estimateAge(finTimeout time.Duration) {
 	}
 	in := &s.Info
 	switch s.State {
-	case Established:
+	case tcp.Established:
 		set(max(in.LastDataSent, in.LastDataRecv, in.LastAckRecv))
-	case CloseWait, FinWait2, Closing:
+	case tcp.CloseWait, tcp.FinWait2, tcp.Closing:
 		set(in.LastAckRecv)
 		// No data comes after the peer's FIN (CLOSE_WAIT, CLOSING), none
 		// leaves after ours (FIN_WAIT2): the last data received (sent)
 		// was no later than the transition.
 		up := in.LastDataRecv
-		if s.State == FinWait2 {
+		if s.State == tcp.FinWait2 {
 			up = in.LastDataSent
 		}
 		s.AgeMax, s.AgeMaxKnown = max(up, s.Age), true
-	case SynSent, SynRecv:
+	case tcp.SynSent, tcp.SynRecv:
 		if s.Timer == TimerRetransmit {
 			set(rtoBound(in.RTO, in.Backoff, in.Retransmits, s.Expires))
 		}
-	case FinWait1, LastAck:
+	case tcp.FinWait1, tcp.LastAck:
 		// Only backed-off timeouts count: a loss probe or a retry after
 		// local congestion may have come sooner.
 		if s.Timer == TimerRetransmit && in.Backoff > 0 {
@@ -259,15 +254,26 @@ func synAckBound(retrans uint8, expires time.Duration) time.Duration {
 	return d
 }
 
-// SnapshotOptions select the sockets of a snapshot.
-type SnapshotOptions struct {
-	// Options filter as they do for the tracer, here in user space, with
-	// two differences: States selects sockets in these states, and PIDs,
-	// Comms and CgroupID match any of a shared socket's owners. Sockets
-	// that no process holds (TIME_WAIT, request, orphaned) match no
-	// PIDs, Comms or CgroupID filter. NetNS limits the snapshot to one
-	// namespace; by default it covers every namespace.
-	Options
+// Options select the sockets of a snapshot. Zero values mean "every
+// socket". They filter as the tracer's do (tracer.Options), here in user
+// space, with two differences: States selects sockets in these states, and
+// PIDs and Comms match any of a shared socket's holders. Sockets that no
+// process holds (TIME_WAIT, request, orphaned) match no PIDs or Comms
+// filter; the kernel reports no cgroup for TIME_WAIT and request sockets,
+// so they match no CgroupID filter either.
+type Options struct {
+	IPv4, IPv6 bool // both or neither: either family
+	PIDs       []uint32
+	Comms      []string
+	LPorts     []uint16
+	RPorts     []uint16
+	LAddrs     []netip.Prefix
+	RAddrs     []netip.Prefix
+	States     []tcp.State // sockets in these states
+	CgroupID   uint64      // sockets of this cgroup v2 or below it
+	// NetNS limits the snapshot to one network namespace, by inode; by
+	// default it covers every namespace.
+	NetNS uint32
 	// NetNSPath is the namespace file to enter when NetNS is set; without
 	// it the namespace is looked for among those of the processes and of
 	// /run/netns.
@@ -277,17 +283,10 @@ type SnapshotOptions struct {
 	Owners bool
 }
 
-// SnapshotStats says what a snapshot covered.
-type SnapshotStats struct {
-	Namespaces int // network namespaces read
-	Sockets    int // sockets the kernel reported, before filtering
-	Matched    int // sockets passed to the caller
-}
-
 // Snapshotter reads snapshots repeatedly, keeping one sock_diag socket per
 // network namespace open between them.
 type Snapshotter struct {
-	opts   SnapshotOptions
+	opts   Options
 	filter socketFilter
 	spaces map[uint32]*diagSocket
 	ownNS  uint32
@@ -296,8 +295,8 @@ type Snapshotter struct {
 }
 
 // NewSnapshotter checks the options. Close releases its sockets.
-func NewSnapshotter(o SnapshotOptions) (*Snapshotter, error) {
-	f, err := newSocketFilter(&o.Options)
+func NewSnapshotter(o Options) (*Snapshotter, error) {
+	f, err := newSocketFilter(&o)
 	if err != nil {
 		return nil, err
 	}
@@ -310,7 +309,7 @@ func NewSnapshotter(o SnapshotOptions) (*Snapshotter, error) {
 }
 
 // SetStates changes the states the next snapshots select.
-func (sn *Snapshotter) SetStates(states []State) {
+func (sn *Snapshotter) SetStates(states []tcp.State) {
 	sn.opts.States = states
 	sn.filter.states = 0
 	for _, s := range states {
@@ -330,16 +329,15 @@ func (sn *Snapshotter) Close() error {
 // Snapshot calls visit for every socket that matches the options, one
 // namespace after the other. The Socket is reused after visit returns;
 // Owners may be shared between calls.
-func (sn *Snapshotter) Snapshot(visit func(*Socket) error) (SnapshotStats, error) {
-	var st SnapshotStats
+func (sn *Snapshotter) Snapshot(visit func(*Socket) error) error {
 	if err := sn.openSpaces(); err != nil {
-		return st, err
+		return err
 	}
 	var owners map[uint64][]Owner
 	if sn.opts.Owners || len(sn.opts.PIDs) > 0 || len(sn.opts.Comms) > 0 {
 		var err error
 		if owners, err = socketOwners(nil); err != nil {
-			return st, err
+			return err
 		}
 	}
 	families := []uint8{unix.AF_INET, unix.AF_INET6}
@@ -351,11 +349,9 @@ func (sn *Snapshotter) Snapshot(visit func(*Socket) error) (SnapshotStats, error
 	}
 	mask := diagStates(sn.opts.States)
 	for _, d := range sn.sortedSpaces() {
-		st.Namespaces++
 		for _, fam := range families {
 			var now time.Time
 			err := d.dumpTimed(fam, mask, sn.buf, &sn.sock, &now, func(s *Socket) error {
-				st.Sockets++
 				s.NetNS = d.netns
 				s.Seen = now
 				s.estimateAge(d.finTimeout)
@@ -367,15 +363,14 @@ func (sn *Snapshotter) Snapshot(visit func(*Socket) error) (SnapshotStats, error
 				if !sn.filter.match(s) {
 					return nil
 				}
-				st.Matched++
 				return visit(s)
 			})
 			if err != nil {
-				return st, fmt.Errorf("network namespace %d: %w", d.netns, err)
+				return fmt.Errorf("network namespace %d: %w", d.netns, err)
 			}
 		}
 	}
-	return st, nil
+	return nil
 }
 
 // openSpaces opens a sock_diag socket in every namespace to read, and
@@ -477,10 +472,10 @@ func (d *diagSocket) dumpTimed(family uint8, mask uint32, buf []byte, s *Socket,
 }
 
 // Snapshot reads one snapshot; see Snapshotter.Snapshot.
-func Snapshot(o SnapshotOptions, visit func(*Socket) error) (SnapshotStats, error) {
+func Snapshot(o Options, visit func(*Socket) error) error {
 	sn, err := NewSnapshotter(o)
 	if err != nil {
-		return SnapshotStats{}, err
+		return err
 	}
 	defer sn.Close()
 	return sn.Snapshot(visit)
@@ -513,7 +508,7 @@ func FillOwners(socks []Socket) error {
 // socketFilter applies Options to snapshot sockets.
 type socketFilter struct {
 	o       *Options
-	family  Family
+	family  tcp.Family
 	states  uint32
 	pids    map[uint32]bool
 	lports  map[uint16]bool
@@ -525,9 +520,9 @@ func newSocketFilter(o *Options) (socketFilter, error) {
 	f := socketFilter{o: o}
 	switch {
 	case o.IPv4 && !o.IPv6:
-		f.family = IPv4
+		f.family = tcp.IPv4
 	case o.IPv6 && !o.IPv4:
-		f.family = IPv6
+		f.family = tcp.IPv6
 	}
 	for _, s := range o.States {
 		f.states |= 1 << s
@@ -606,51 +601,4 @@ func inStrings(s string, list []string) bool {
 		}
 	}
 	return false
-}
-
-// cgroupTree returns the ids of the cgroup v2 directory whose id (inode)
-// is id and of every cgroup below it.
-func cgroupTree(id uint64) (map[uint64]bool, error) {
-	root := Cgroup2Root()
-	var top string
-	tree := map[uint64]bool{}
-	err := filepath.WalkDir(root, func(path string, e os.DirEntry, err error) error {
-		if err != nil || !e.IsDir() {
-			return nil
-		}
-		var st unix.Stat_t
-		if unix.Stat(path, &st) != nil {
-			return nil
-		}
-		if top == "" && st.Ino == id {
-			top = path
-		}
-		if top != "" && (path == top || strings.HasPrefix(path, top+"/")) {
-			tree[st.Ino] = true
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	if top == "" {
-		return nil, fmt.Errorf("no cgroup with id %d below %s", id, root)
-	}
-	return tree, nil
-}
-
-// Cgroup2Root is where the cgroup v2 hierarchy is mounted: /sys/fs/cgroup
-// on most systems, /sys/fs/cgroup/unified on hybrid ones.
-func Cgroup2Root() string {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if _, rest, ok := strings.Cut(line, " - cgroup2 "); ok && rest != "" {
-				if f := strings.Fields(line); len(f) > 4 {
-					return f[4]
-				}
-			}
-		}
-	}
-	return "/sys/fs/cgroup"
 }
