@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"strconv"
 
-	"github.com/tcpstate/tcpstate/tracer"
+	"github.com/tcpstate/tcpstate/conn"
 )
 
 // LifeFormat turns whole connections (tcpstate life) into bytes.
 type LifeFormat interface {
 	Header() []byte
-	AppendConnection(dst []byte, c *tracer.Connection) []byte
+	AppendConnection(dst []byte, c *conn.Connection) []byte
 }
 
 // NewLife returns the life format called name: "table" or "json".
@@ -33,7 +33,7 @@ type lifeJSON struct {
 
 func (*lifeJSON) Header() []byte { return nil }
 
-func (f *lifeJSON) AppendConnection(dst []byte, c *tracer.Connection) []byte {
+func (f *lifeJSON) AppendConnection(dst []byte, c *conn.Connection) []byte {
 	if f.start.layout == "" {
 		f.start = f.clock
 		f.start.prefix = nil
@@ -128,7 +128,7 @@ func (*lifeTable) Header() []byte {
 	return append(h, '\n')
 }
 
-func (f *lifeTable) AppendConnection(dst []byte, c *tracer.Connection) []byte {
+func (f *lifeTable) AppendConnection(dst []byte, c *conn.Connection) []byte {
 	start := len(dst)
 	dst = f.clock.append(dst, c.Time)
 	dst = padRight(dst, start, widthTime)

@@ -10,16 +10,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tcpstate/tcpstate/conn"
 	"github.com/tcpstate/tcpstate/tcp"
 	"github.com/tcpstate/tcpstate/tracer"
 )
 
-var testConn = tracer.Connection{
+var testConn = conn.Connection{
 	Time: time.Date(2026, 11, 25, 21, 34, 3, 510346796, time.UTC), Pid: 24912, Comm: "python3",
-	Family: tracer.IPv4, LAddr: netip.MustParseAddr("127.0.0.1"), LPort: 47300,
+	Family: tcp.IPv4, LAddr: netip.MustParseAddr("127.0.0.1"), LPort: 47300,
 	RAddr: netip.MustParseAddr("127.0.0.1"), RPort: 7711,
 	Start: time.Date(2026, 11, 25, 21, 34, 3, 330001358, time.UTC), Duration: 180345438 * time.Nanosecond,
-	Path: []tracer.Step{{State: tcp.SynSent, Duration: 70 * time.Microsecond}, {State: tcp.Established, Duration: 78 * time.Microsecond},
+	Path: []conn.Step{{State: tcp.SynSent, Duration: 70 * time.Microsecond}, {State: tcp.Established, Duration: 78 * time.Microsecond},
 		{State: tcp.FinWait1, Duration: 43724 * time.Microsecond}, {State: tcp.FinWait2, Duration: 136471 * time.Microsecond}, {State: tcp.TimeWait, Duration: 0}},
 	TxBytes: 5, RxBytes: 6, ClosedBy: "local", Reset: tracer.ResetSent, ISN: 1907384451, PeerISN: 4102017442, ISNKnown: true,
 	NetNS: 4026531833, CgroupID: 1,

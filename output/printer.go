@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"io"
 
+	"github.com/tcpstate/tcpstate/conn"
 	"github.com/tcpstate/tcpstate/tracer"
 )
 
@@ -39,7 +40,7 @@ func NewLifePrinter(w io.Writer, lf LifeFormat) *Printer {
 }
 
 // PrintConnection writes c, preceded by the header if it is the first.
-func (p *Printer) PrintConnection(c *tracer.Connection) error {
+func (p *Printer) PrintConnection(c *conn.Connection) error {
 	if err := p.Begin(); err != nil {
 		return err
 	}

@@ -10,6 +10,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tcpstate/tcpstate/tcp"
 )
 
 // eventSize is sizeof(struct event), from the bpf2go-generated type.
@@ -72,19 +74,19 @@ func (d *decoder) decode(raw []byte, ev *Event) error {
 	ev.RPort = r.Dport
 	switch r.Family {
 	case unix.AF_INET:
-		ev.Family = IPv4
+		ev.Family = tcp.IPv4
 		ev.LAddr = netip.AddrFrom4([4]byte(r.Saddr[:4]))
 		ev.RAddr = netip.AddrFrom4([4]byte(r.Daddr[:4]))
 	case unix.AF_INET6:
-		ev.Family = IPv6
+		ev.Family = tcp.IPv6
 		ev.LAddr = netip.AddrFrom16(r.Saddr).Unmap()
 		ev.RAddr = netip.AddrFrom16(r.Daddr).Unmap()
 	default:
 		return fmt.Errorf("decode event: unknown address family %d", r.Family)
 	}
-	ev.OldState = State(r.Oldstate)
-	ev.NewState = State(r.Newstate)
-	if ev.OldState < Established || ev.OldState > NewSynRecv || ev.NewState < Established || ev.NewState > NewSynRecv {
+	ev.OldState = tcp.State(r.Oldstate)
+	ev.NewState = tcp.State(r.Newstate)
+	if ev.OldState < tcp.Established || ev.OldState > tcp.NewSynRecv || ev.NewState < tcp.Established || ev.NewState > tcp.NewSynRecv {
 		return fmt.Errorf("decode event: unknown state %d -> %d", r.Oldstate, r.Newstate)
 	}
 	ev.Comm = d.comm(r.Comm)

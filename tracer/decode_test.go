@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tcpstate/tcpstate/tcp"
 )
 
 // record builds a raw event the way the BPF side lays it out, through the
@@ -42,7 +44,7 @@ func TestDecodeIPv4(t *testing.T) {
 	e := tcpstateEvent{
 		TsNs: 5_000, PrevTsNs: 2_000, Skaddr: 0xffff888100aa0000, CgroupId: 7,
 		Pid: 1234, Netns: 4026531840, Sport: 43210, Dport: 80, Family: unix.AF_INET,
-		Oldstate: uint8(SynSent), Newstate: uint8(Established), Comm: comm("curl"),
+		Oldstate: uint8(tcp.SynSent), Newstate: uint8(tcp.Established), Comm: comm("curl"),
 	}
 	copy(e.Saddr[:], []byte{127, 0, 0, 1})
 	copy(e.Daddr[:], []byte{10, 1, 2, 3})
@@ -52,8 +54,8 @@ func TestDecodeIPv4(t *testing.T) {
 	}
 	want := Event{
 		Time: time.Unix(0, 1_000_005_000), Skaddr: 0xffff888100aa0000, Pid: 1234, Comm: "curl",
-		Family: IPv4, LAddr: netip.MustParseAddr("127.0.0.1"), LPort: 43210,
-		RAddr: netip.MustParseAddr("10.1.2.3"), RPort: 80, OldState: SynSent, NewState: Established,
+		Family: tcp.IPv4, LAddr: netip.MustParseAddr("127.0.0.1"), LPort: 43210,
+		RAddr: netip.MustParseAddr("10.1.2.3"), RPort: 80, OldState: tcp.SynSent, NewState: tcp.Established,
 		InState: 3 * time.Microsecond, InStateKnown: true, NetNS: 4026531840, CgroupID: 7,
 	}
 	if !ev.Time.Equal(want.Time) {
@@ -68,7 +70,7 @@ func TestDecodeIPv4(t *testing.T) {
 
 func TestDecodeIPv6UnmapsAndUnknownAge(t *testing.T) {
 	d := newDecoder(0)
-	e := tcpstateEvent{TsNs: 10, Family: unix.AF_INET6, Oldstate: uint8(Established), Newstate: uint8(CloseWait)}
+	e := tcpstateEvent{TsNs: 10, Family: unix.AF_INET6, Oldstate: uint8(tcp.Established), Newstate: uint8(tcp.CloseWait)}
 	e.Saddr = netip.MustParseAddr("::ffff:192.0.2.1").As16()
 	e.Daddr = netip.MustParseAddr("2001:db8::1").As16()
 	var ev Event
@@ -76,9 +78,9 @@ func TestDecodeIPv6UnmapsAndUnknownAge(t *testing.T) {
 		t.Fatal(err)
 	}
 	if ev.LAddr != netip.MustParseAddr("192.0.2.1") {
-		t.Errorf("laddr %s, want the IPv4 address unmapped", ev.LAddr)
+		t.Errorf("laddr %s, want the tcp.IPv4 address unmapped", ev.LAddr)
 	}
-	if ev.RAddr != netip.MustParseAddr("2001:db8::1") || ev.Family != IPv6 {
+	if ev.RAddr != netip.MustParseAddr("2001:db8::1") || ev.Family != tcp.IPv6 {
 		t.Errorf("raddr %s family %s", ev.RAddr, ev.Family)
 	}
 	if ev.InStateKnown {
@@ -148,7 +150,7 @@ func FuzzDecode(f *testing.F) {
 		if ev.OldState.String() == "" || ev.NewState.String() == "" {
 			t.Error("state without a name")
 		}
-		if ev.Family == IPv4 && (!ev.LAddr.Is4() || !ev.RAddr.Is4()) || ev.LAddr.Is4In6() || ev.RAddr.Is4In6() {
+		if ev.Family == tcp.IPv4 && (!ev.LAddr.Is4() || !ev.RAddr.Is4()) || ev.LAddr.Is4In6() || ev.RAddr.Is4In6() {
 			t.Errorf("family %s with addresses %s %s", ev.Family, ev.LAddr, ev.RAddr)
 		}
 		if len(ev.Comm) > commLength-1 || strings.IndexByte(ev.Comm, 0) >= 0 {
@@ -167,7 +169,7 @@ func TestDecodeRoundTrip(t *testing.T) {
 	e := tcpstateEvent{
 		TsNs: 9_000, PrevTsNs: 4_000, Skaddr: 0xffff888100aa0000, CgroupId: 77,
 		Pid: 4321, Netns: 4026531999, Sport: 40000, Dport: 443, Family: unix.AF_INET6,
-		Oldstate: uint8(FinWait2), Newstate: uint8(TimeWait), Comm: comm("nginx: worker"),
+		Oldstate: uint8(tcp.FinWait2), Newstate: uint8(tcp.TimeWait), Comm: comm("nginx: worker"),
 		Cookie: 123456789, TxBytes: 1001, RxBytes: 2002, SndUna: 11, SndNxt: 12, RcvNxt: 13,
 		Retrans: 3, Flags: evSynth, Reset: uint8(ResetSent | ResetReceived), NetnsCookie: 4242,
 	}
@@ -179,10 +181,10 @@ func TestDecodeRoundTrip(t *testing.T) {
 	}
 	want := Event{
 		Time: time.Unix(0, 1_000_009_000), Skaddr: 0xffff888100aa0000, Cookie: 123456789,
-		Pid: 4321, Comm: "nginx: worker", Family: IPv6,
+		Pid: 4321, Comm: "nginx: worker", Family: tcp.IPv6,
 		LAddr: netip.MustParseAddr("2001:db8::1"), LPort: 40000,
 		RAddr: netip.MustParseAddr("2001:db8::2"), RPort: 443,
-		OldState: FinWait2, NewState: TimeWait, InState: 5 * time.Microsecond, InStateKnown: true,
+		OldState: tcp.FinWait2, NewState: tcp.TimeWait, InState: 5 * time.Microsecond, InStateKnown: true,
 		NetNS: 4026531999, NetNSCookie: 4242, CgroupID: 77, Synthesized: true,
 		Reset: ResetSent | ResetReceived, SndUna: 11, SndNxt: 12, RcvNxt: 13,
 		TxBytes: 1001, RxBytes: 2002, Retrans: 3, mono: 9_000, flags: evSynth,
@@ -206,7 +208,7 @@ func TestDecodeUnaligned(t *testing.T) {
 	if err := d.decode(buf[1:], &ev); err != nil {
 		t.Fatal(err)
 	}
-	if ev.Pid != 99 || ev.Cookie != 7 || ev.NewState != FinWait1 {
+	if ev.Pid != 99 || ev.Cookie != 7 || ev.NewState != tcp.FinWait1 {
 		t.Errorf("unaligned record decoded as %+v", ev)
 	}
 }

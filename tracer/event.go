@@ -5,27 +5,9 @@ package tracer
 import (
 	"net/netip"
 	"time"
+
+	"github.com/tcpstate/tcpstate/tcp"
 )
-
-// Family is a socket's address family.
-type Family uint8
-
-// Address families, as printed.
-const (
-	IPv4 Family = 4
-	IPv6 Family = 6
-)
-
-// String returns "ipv4" or "ipv6".
-func (f Family) String() string {
-	switch f {
-	case IPv4:
-		return "ipv4"
-	case IPv6:
-		return "ipv6"
-	}
-	return "unknown"
-}
 
 // Event is one TCP state transition of one socket.
 type Event struct {
@@ -40,13 +22,13 @@ type Event struct {
 	// to be on the CPU. 0 and "" while no process owns it.
 	Pid      uint32
 	Comm     string
-	Family   Family
+	Family   tcp.Family
 	LAddr    netip.Addr // IPv4-mapped IPv6 addresses are unmapped
 	LPort    uint16
 	RAddr    netip.Addr
 	RPort    uint16
-	OldState State
-	NewState State
+	OldState tcp.State
+	NewState tcp.State
 	// InState is the time spent in OldState; valid only if InStateKnown
 	// (it is not for sockets older than the tracer, nor for the first
 	// transition of a socket).
@@ -68,8 +50,33 @@ type Event struct {
 	TxBytes, RxBytes uint64
 	Retrans          uint32
 
+	// Note is set on records that are not transitions (see Noter).
+	Note Note
+
 	mono  uint64 // bpf_ktime_get_ns of the transition
 	flags uint16
+}
+
+// Note says what a record that is not a transition tells.
+type Note uint8
+
+// Notes.
+const (
+	NoteNone Note = iota // a transition
+	// NoteLateReset: a RST (Reset) sent or received by a socket that
+	// already reported CLOSE; the kernel sends the RST of an abortive
+	// close() after it.
+	NoteLateReset
+	// NoteOrphan: the socket was closed in FIN_WAIT2 and the connection
+	// lives on as an orphaned timewait socket; its later transitions
+	// (FIN_WAIT2 -> TIME_WAIT or -> CLOSE) carry the same Cookie.
+	NoteOrphan
+)
+
+// Noter is a Handler that also wants the notes, which trace output never
+// sees.
+type Noter interface {
+	Note(ev *Event) error
 }
 
 // Reset records RSTs seen on a socket.

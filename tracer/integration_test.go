@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tcpstate/tcpstate/snapshot"
+	"github.com/tcpstate/tcpstate/tcp"
 	"github.com/tcpstate/tcpstate/tracer"
 )
 
@@ -219,7 +220,7 @@ func (l life) path() string {
 
 // closed tells whether the full socket has ended: CLOSE, or TIME_WAIT.
 func (l life) closed() bool {
-	return len(l) > 0 && (l[len(l)-1].NewState == tracer.Close || l[len(l)-1].NewState == tracer.TimeWait)
+	return len(l) > 0 && (l[len(l)-1].NewState == tcp.Close || l[len(l)-1].NewState == tcp.TimeWait)
 }
 
 // lives splits events into per-socket lives, in order. A life ends with
@@ -229,7 +230,7 @@ func lives(events []tracer.Event) []life {
 	open := map[uint64]int{}
 	var out []life
 	for _, ev := range events {
-		if ev.OldState == tracer.TimeWait {
+		if ev.OldState == tcp.TimeWait {
 			out = append(out, life{ev})
 			continue
 		}
@@ -240,7 +241,7 @@ func lives(events []tracer.Event) []life {
 			open[ev.Skaddr] = i
 		}
 		out[i] = append(out[i], ev)
-		if ev.NewState == tracer.Close || ev.NewState == tracer.TimeWait {
+		if ev.NewState == tcp.Close || ev.NewState == tcp.TimeWait {
 			delete(open, ev.Skaddr)
 		}
 	}
@@ -262,13 +263,13 @@ func findLife(ls []life, kind socketKind, client, server int) life {
 	for _, l := range ls {
 		first := l[0]
 		switch {
-		case kind == clientSock && first.OldState == tracer.Close && first.NewState == tracer.SynSent &&
+		case kind == clientSock && first.OldState == tcp.Close && first.NewState == tcp.SynSent &&
 			int(first.LPort) == client && int(first.RPort) == server:
 			return l
-		case kind == childSock && first.OldState == tracer.Listen && first.NewState == tracer.SynRecv &&
+		case kind == childSock && first.OldState == tcp.Listen && first.NewState == tcp.SynRecv &&
 			int(first.LPort) == server && int(first.RPort) == client:
 			return l
-		case kind == listenSock && first.NewState == tracer.Listen && int(first.LPort) == server:
+		case kind == listenSock && first.NewState == tcp.Listen && int(first.LPort) == server:
 			return l
 		}
 	}
@@ -325,11 +326,11 @@ func checkLife(t *testing.T, l life, kind socketKind, wantPath string, local, re
 	}
 }
 
-func family(a netip.Addr) tracer.Family {
+func family(a netip.Addr) tcp.Family {
 	if a.Is4() {
-		return tracer.IPv4
+		return tcp.IPv4
 	}
-	return tracer.IPv6
+	return tcp.IPv6
 }
 
 func TestTransitions(t *testing.T) {
@@ -402,7 +403,7 @@ func TestTransitions(t *testing.T) {
 						if !ev.InStateKnown {
 							t.Errorf("%s->%s: in-state time unknown", ev.OldState, ev.NewState)
 						}
-						if want := ev.NewState == tracer.TimeWait; ev.Synthesized != want {
+						if want := ev.NewState == tcp.TimeWait; ev.Synthesized != want {
 							t.Errorf("%s->%s: synthesized %v, want %v", ev.OldState, ev.NewState, ev.Synthesized, want)
 						}
 					}
@@ -415,7 +416,7 @@ func TestTransitions(t *testing.T) {
 			r := runPair(t, ns, "refused", network)
 			ls := waitLives(t, c, func(ls []life) bool {
 				for _, l := range ls {
-					if l[0].NewState == tracer.SynSent && l.closed() {
+					if l[0].NewState == tcp.SynSent && l.closed() {
 						return true
 					}
 				}
@@ -423,7 +424,7 @@ func TestTransitions(t *testing.T) {
 			})
 			var got life
 			for _, l := range ls {
-				if l[0].NewState == tracer.SynSent {
+				if l[0].NewState == tcp.SynSent {
 					got = l
 				}
 			}
@@ -556,10 +557,10 @@ func TestFilters(t *testing.T) {
 	var r4, r6 ownerRun
 	var pair2 helperReport
 	cases := []*filterCase{
-		{name: "ipv4", opts: tracer.Options{IPv4: true}, match: func(ev tracer.Event) bool { return ev.Family == tracer.IPv4 }},
-		{name: "ipv6", opts: tracer.Options{IPv6: true}, match: func(ev tracer.Event) bool { return ev.Family == tracer.IPv6 }},
-		{name: "state", opts: tracer.Options{States: []tracer.State{tracer.CloseWait}}, match: func(ev tracer.Event) bool {
-			return ev.OldState == tracer.CloseWait || ev.NewState == tracer.CloseWait
+		{name: "ipv4", opts: tracer.Options{IPv4: true}, match: func(ev tracer.Event) bool { return ev.Family == tcp.IPv4 }},
+		{name: "ipv6", opts: tracer.Options{IPv6: true}, match: func(ev tracer.Event) bool { return ev.Family == tcp.IPv6 }},
+		{name: "state", opts: tracer.Options{States: []tcp.State{tcp.CloseWait}}, match: func(ev tracer.Event) bool {
+			return ev.OldState == tcp.CloseWait || ev.NewState == tcp.CloseWait
 		}},
 		{name: "raddr", opts: tracer.Options{RAddrs: []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32")}}, match: func(ev tracer.Event) bool {
 			return ev.RAddr == netip.MustParseAddr("127.0.0.2")

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/tcpstate/tcpstate/snapshot"
+	"github.com/tcpstate/tcpstate/tcp"
 	"github.com/tcpstate/tcpstate/tracer"
 )
 
@@ -71,7 +72,7 @@ func pollUntil(d time.Duration, cond func() bool) bool {
 
 // tuple names one socket of a connection, from its own side.
 type tuple struct {
-	family       tracer.Family
+	family       tcp.Family
 	lport, rport uint16
 }
 
@@ -206,7 +207,7 @@ func reuseLoop(t *testing.T, ns *netns, c *collector, network string, n int, gap
 			}
 		}
 		for _, l := range ls {
-			if ev := l[0]; ev.OldState == tracer.TimeWait && int(ev.LPort) == port && int(ev.RPort) == srv {
+			if ev := l[0]; ev.OldState == tcp.TimeWait && int(ev.LPort) == port && int(ev.RPort) == srv {
 				ends = append(ends, ev)
 			}
 		}
@@ -271,9 +272,9 @@ func checkReuseLoop(t *testing.T, conns []life, ends []tracer.Event, n, port, sr
 		var synSent, est tracer.Event
 		for _, ev := range next {
 			switch ev.NewState {
-			case tracer.SynSent:
+			case tcp.SynSent:
 				synSent = ev
-			case tracer.Established:
+			case tcp.Established:
 				est = ev
 			}
 		}
@@ -297,7 +298,7 @@ func checkReuseLoop(t *testing.T, conns []life, ends []tracer.Event, n, port, sr
 		}
 		used[in[0]] = true
 		end := ends[in[0]]
-		if end.NewState != tracer.Close || !end.Synthesized {
+		if end.NewState != tcp.Close || !end.Synthesized {
 			t.Errorf("connection %d: end %s -> %s synthesized %v, want TIME_WAIT -> CLOSE synthesized", i, end.OldState, end.NewState, end.Synthesized)
 		}
 		if end.Skaddr != conns[i][0].Skaddr {
@@ -305,7 +306,7 @@ func checkReuseLoop(t *testing.T, conns []life, ends []tracer.Event, n, port, sr
 		}
 		if !end.InStateKnown || end.InState < 0 {
 			t.Errorf("connection %d: in TIME_WAIT %v (known %v), want a known duration >= 0", i, end.InState, end.InStateKnown)
-		} else if want := end.Time.Sub(entry.Time); entry.NewState == tracer.TimeWait && (end.InState-want > time.Millisecond || want-end.InState > time.Millisecond) {
+		} else if want := end.Time.Sub(entry.Time); entry.NewState == tcp.TimeWait && (end.InState-want > time.Millisecond || want-end.InState > time.Millisecond) {
 			t.Errorf("connection %d: in TIME_WAIT %v, but it entered TIME_WAIT %v before the end", i, end.InState, want)
 		}
 		// The kernel reports the new connection's SYN_SENT before
@@ -415,7 +416,7 @@ func TestTimeWaitChurnMatchesKernel(t *testing.T) {
 				for i := next; i < len(evs); i++ {
 					ev := &evs[i]
 					switch {
-					case ev.NewState == tracer.TimeWait:
+					case ev.NewState == tcp.TimeWait:
 						entries++
 						if !isClient(ev) {
 							other["-> TIME_WAIT of a server socket"]++
@@ -423,11 +424,11 @@ func TestTimeWaitChurnMatchesKernel(t *testing.T) {
 						if !ev.Synthesized {
 							other["-> TIME_WAIT not synthesized"]++
 						}
-					case ev.Synthesized && ev.NewState == tracer.Close:
+					case ev.Synthesized && ev.NewState == tcp.Close:
 						ends++
-					case !ev.Synthesized && ev.OldState == tracer.FinWait2 && ev.NewState == tracer.Close && isClient(ev):
+					case !ev.Synthesized && ev.OldState == tcp.FinWait2 && ev.NewState == tcp.Close && isClient(ev):
 						rawEnd++
-					case ev.OldState == tracer.SynSent && ev.NewState == tracer.Established && isClient(ev):
+					case ev.OldState == tcp.SynSent && ev.NewState == tcp.Established && isClient(ev):
 						established++
 					}
 				}
@@ -513,7 +514,7 @@ func TestOrphanBurst(t *testing.T) {
 			}
 			done := func(evs []tracer.Event) bool {
 				last := evs[len(evs)-1]
-				return last.NewState == tracer.TimeWait || last.NewState == tracer.Close
+				return last.NewState == tcp.TimeWait || last.NewState == tcp.Close
 			}
 			finished := func() int {
 				idx.update()
@@ -681,7 +682,7 @@ func TestOwnersPastMapSize(t *testing.T) {
 	type proc struct {
 		h       *helper
 		pid     int
-		family  tracer.Family
+		family  tcp.Family
 		server  uint16
 		clients []uint16
 	}
@@ -743,7 +744,7 @@ func TestOwnersPastMapSize(t *testing.T) {
 			return false
 		}
 		for _, evs := range idx.m {
-			if last := evs[len(evs)-1]; last.NewState != tracer.TimeWait && last.NewState != tracer.Close {
+			if last := evs[len(evs)-1]; last.NewState != tcp.TimeWait && last.NewState != tcp.Close {
 				return false
 			}
 		}
@@ -772,7 +773,7 @@ func TestOwnersPastMapSize(t *testing.T) {
 		closing := false
 		for _, ev := range evs {
 			// From leaving ESTABLISHED (or LISTEN) on.
-			closing = closing || ev.OldState == tracer.Established || ev.OldState == tracer.Listen && ev.NewState == tracer.Close
+			closing = closing || ev.OldState == tcp.Established || ev.OldState == tcp.Listen && ev.NewState == tcp.Close
 			if !closing {
 				continue
 			}
@@ -828,7 +829,7 @@ func TestNetnsDeletedWhileTracing(t *testing.T) {
 
 	type conn struct {
 		inode          uint32
-		family         tracer.Family
+		family         tcp.Family
 		client, server uint16
 	}
 	// sockets of connections: client, server child, listener.
@@ -855,7 +856,7 @@ func TestNetnsDeletedWhileTracing(t *testing.T) {
 		}
 		inode := conns[0].inode
 		for _, ev := range view(c) {
-			if ev.NetNS == inode && (ev.NewState == tracer.Close || ev.NewState == tracer.TimeWait) {
+			if ev.NetNS == inode && (ev.NewState == tcp.Close || ev.NewState == tcp.TimeWait) {
 				delete(want, evTuple(&ev))
 			}
 		}

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tcpstate/tcpstate/conn"
+	"github.com/tcpstate/tcpstate/tcp"
 	"github.com/tcpstate/tcpstate/tracer"
 )
 
@@ -16,7 +18,7 @@ import (
 func clientLives(ls []life, port int) []life {
 	var out []life
 	for _, l := range ls {
-		if l[0].OldState == tracer.Close && l[0].NewState == tracer.SynSent && int(l[0].LPort) == port {
+		if l[0].OldState == tcp.Close && l[0].NewState == tcp.SynSent && int(l[0].LPort) == port {
 			out = append(out, l)
 		}
 	}
@@ -26,7 +28,7 @@ func clientLives(ls []life, port int) []life {
 // timeWaitEnd returns the TIME_WAIT -> CLOSE event of the given 4-tuple.
 func timeWaitEnd(ls []life, lport, rport int) *tracer.Event {
 	for _, l := range ls {
-		if ev := l[0]; ev.OldState == tracer.TimeWait && int(ev.LPort) == lport && int(ev.RPort) == rport {
+		if ev := l[0]; ev.OldState == tcp.TimeWait && int(ev.LPort) == lport && int(ev.RPort) == rport {
 			return &ev
 		}
 	}
@@ -60,7 +62,7 @@ func TestTimeWaitEndsOnReuse(t *testing.T) {
 				t.Errorf("first connection: %s", got)
 			}
 			end := timeWaitEnd(ls, port, srv)
-			if !end.Synthesized || end.NewState != tracer.Close || end.Skaddr != cl[0][0].Skaddr {
+			if !end.Synthesized || end.NewState != tcp.Close || end.Skaddr != cl[0][0].Skaddr {
 				t.Errorf("TIME_WAIT end: %+v", *end)
 			}
 			if end.Pid != uint32(first.Pid) {
@@ -141,7 +143,7 @@ func TestSequenceNumbers(t *testing.T) {
 			ls := waitLives(t, c, func(ls []life) bool {
 				return findLife(ls, clientSock, r.Client, r.Server).closed() && findLife(ls, childSock, r.Client, r.Server).closed()
 			})
-			at := func(l life, old, new tracer.State) tracer.Event {
+			at := func(l life, old, new tcp.State) tracer.Event {
 				t.Helper()
 				for _, ev := range l {
 					if ev.OldState == old && ev.NewState == new {
@@ -153,16 +155,16 @@ func TestSequenceNumbers(t *testing.T) {
 			}
 			cli := findLife(ls, clientSock, r.Client, r.Server)
 			srv := findLife(ls, childSock, r.Client, r.Server)
-			est := at(cli, tracer.SynSent, tracer.Established)
-			fin := at(cli, tracer.Established, tracer.FinWait1)
+			est := at(cli, tcp.SynSent, tcp.Established)
+			fin := at(cli, tcp.Established, tcp.FinWait1)
 			if sent := fin.SndNxt - est.SndNxt; sent != 5 {
 				t.Errorf("snd_nxt advanced by %d between ESTABLISHED and FIN_WAIT1, want the 5 bytes sent", sent)
 			}
-			if srvEst := at(srv, tracer.SynRecv, tracer.Established); srvEst.RcvNxt != est.SndUna || srvEst.SndUna != est.RcvNxt {
+			if srvEst := at(srv, tcp.SynRecv, tcp.Established); srvEst.RcvNxt != est.SndUna || srvEst.SndUna != est.RcvNxt {
 				t.Errorf("handshake: server rcv_nxt %d snd_una %d, client snd_una %d rcv_nxt %d: want ISN+1 on both sides",
 					srvEst.RcvNxt, srvEst.SndUna, est.SndUna, est.RcvNxt)
 			}
-			if cw := at(srv, tracer.Established, tracer.CloseWait); cw.RcvNxt != fin.SndNxt+1 {
+			if cw := at(srv, tcp.Established, tcp.CloseWait); cw.RcvNxt != fin.SndNxt+1 {
 				t.Errorf("server rcv_nxt at CLOSE_WAIT %d, want one past the client's data %d", cw.RcvNxt, fin.SndNxt+1)
 			}
 		})
@@ -172,10 +174,10 @@ func TestSequenceNumbers(t *testing.T) {
 // lifeCollector keeps the connections a LifeTracker reports.
 type lifeCollector struct {
 	mu    sync.Mutex
-	conns []tracer.Connection
+	conns []conn.Connection
 }
 
-func (c *lifeCollector) Connection(conn *tracer.Connection) error {
+func (c *lifeCollector) Connection(conn *conn.Connection) error {
 	c.mu.Lock()
 	c.conns = append(c.conns, *conn)
 	c.mu.Unlock()
@@ -184,7 +186,7 @@ func (c *lifeCollector) Connection(conn *tracer.Connection) error {
 
 func (c *lifeCollector) Tick() error { return nil }
 
-func (c *lifeCollector) find(lport, rport int) *tracer.Connection {
+func (c *lifeCollector) find(lport, rport int) *conn.Connection {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for i := range c.conns {
@@ -234,7 +236,7 @@ func TestLife(t *testing.T) {
 				lc := &lifeCollector{}
 				ctx, cancel := context.WithCancel(context.Background())
 				done := make(chan error, 1)
-				go func() { done <- tr.Run(ctx, tracer.NewLifeTracker(lc)) }()
+				go func() { done <- tr.Run(ctx, conn.NewLifeTracker(lc)) }()
 				r := runPair(t, ns, tc.scenario, network)
 				deadline := time.Now().Add(5 * time.Second)
 				for time.Now().Before(deadline) && (lc.find(r.Client, r.Server) == nil || lc.find(r.Server, r.Client) == nil) {
@@ -245,7 +247,7 @@ func TestLife(t *testing.T) {
 				if err := <-done; err != nil {
 					t.Fatal(err)
 				}
-				check := func(who string, c *tracer.Connection, w want) {
+				check := func(who string, c *conn.Connection, w want) {
 					t.Helper()
 					if c == nil {
 						t.Errorf("%s: no record", who)

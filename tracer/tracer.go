@@ -18,6 +18,8 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
+
+	"github.com/tcpstate/tcpstate/tcp"
 )
 
 // Limits of the kernel-side filters (sizes of their maps).
@@ -44,8 +46,8 @@ type Options struct {
 	RPorts     []uint16
 	LAddrs     []netip.Prefix
 	RAddrs     []netip.Prefix
-	States     []State // transitions into or out of these states
-	CgroupID   uint64  // this cgroup v2 or below it
+	States     []tcp.State // transitions into or out of these states
+	CgroupID   uint64      // this cgroup v2 or below it
 	// NetNS limits to one network namespace: by its cookie where the
 	// kernel has one (never reused), else by its inode.
 	NetNS       uint32 // network namespace inode
@@ -414,11 +416,16 @@ func (t *Tracer) deliver(h Handler, ev *Event) error {
 		}
 		return nil
 	case ev.flags&(evResetNote|evOrphanNote) != 0:
-		if n, ok := h.(noter); ok {
-			n.note(ev)
+		ev.Note = NoteLateReset
+		if ev.flags&evOrphanNote != 0 {
+			ev.Note = NoteOrphan
+		}
+		if n, ok := h.(Noter); ok {
+			return n.Note(ev)
 		}
 		return nil
 	}
+	ev.Note = NoteNone
 	if len(t.held) > t.heldHead && t.held[t.heldHead].mono+uint64(holdFor) <= ev.mono {
 		if err := t.release(h, ev.mono, false); err != nil {
 			return err
@@ -465,13 +472,6 @@ func (t *Tracer) poll(now time.Time) error {
 		return fmt.Errorf("poll orphaned FIN_WAIT2 sockets: %w", err)
 	}
 	return nil
-}
-
-// noter is implemented by handlers that want the BPF side's notes: a reset
-// the kernel sends after reporting CLOSE, an orphan handed to a timewait
-// socket. They are not transitions, so trace output never sees them.
-type noter interface {
-	note(ev *Event)
 }
 
 // Notices are one-line remarks for the user about what this kernel does

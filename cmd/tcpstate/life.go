@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tcpstate/tcpstate/conn"
 	"github.com/tcpstate/tcpstate/output"
 	"github.com/tcpstate/tcpstate/tracer"
 )
@@ -70,10 +71,10 @@ because the ring buffer was full, which may leave some records incomplete.`,
 
 func runLife(ctx context.Context, f *traceFlags, opts tracer.Options, format output.LifeFormat, stdout, stderr io.Writer) error {
 	return runSession(ctx, f.duration, opts, f.netnsPath, output.NewLifePrinter(outputWriter{stdout}, format), stdout, stderr, "%d connections, %d events lost",
-		func(s *session) tracer.Handler { return tracer.NewLifeTracker(lifeOut{s}) })
+		func(s *session) tracer.Handler { return conn.NewLifeTracker(lifeOut{s}) })
 }
 
 // lifeOut prints connections through the session.
 type lifeOut struct{ *session }
 
-func (o lifeOut) Connection(c *tracer.Connection) error { return o.printer.PrintConnection(c) }
+func (o lifeOut) Connection(c *conn.Connection) error { return o.printer.PrintConnection(c) }

@@ -341,7 +341,7 @@ type sockKey struct {
 }
 
 func eventKey(ev *tracer.Event) sockKey {
-	return sockKey{ev.NetNS, tcp.Family(ev.Family), ev.LAddr, ev.RAddr, ev.LPort, ev.RPort}
+	return sockKey{ev.NetNS, ev.Family, ev.LAddr, ev.RAddr, ev.LPort, ev.RPort}
 }
 
 func socketKey(s *snapshot.Socket) sockKey {

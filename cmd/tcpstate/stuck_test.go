@@ -741,7 +741,7 @@ func (f *fakeWorld) drop(s snapshot.Socket) { delete(f.socks, socketKey(&s)) }
 func (f *fakeWorld) event(sk uint64, oldState, newState tcp.State, lport, rport uint16) {
 	f.t.Helper()
 	s := fakeSock(newState, lport, rport)
-	ev := tracer.Event{Time: f.now, Skaddr: sk, Family: tracer.Family(s.Family), LAddr: s.LAddr, LPort: lport, RAddr: s.RAddr, RPort: rport,
+	ev := tracer.Event{Time: f.now, Skaddr: sk, Family: s.Family, LAddr: s.LAddr, LPort: lport, RAddr: s.RAddr, RPort: rport,
 		OldState: oldState, NewState: newState, NetNS: 1}
 	if err := f.sw.Event(&ev); err != nil {
 		f.t.Fatal(err)

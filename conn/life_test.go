@@ -1,11 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package tracer
+package conn
 
 import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tcpstate/tcpstate/tcp"
+	"github.com/tcpstate/tcpstate/tracer"
 )
 
 // lifeSink keeps what a LifeTracker reports.
@@ -33,9 +36,9 @@ type feed struct {
 	err error
 }
 
-func (f *feed) ev(sk uint64, old, new State, mod func(*Event)) {
+func (f *feed) ev(sk uint64, old, new tcp.State, mod func(*tracer.Event)) {
 	f.t = f.t.Add(time.Millisecond)
-	ev := Event{Time: f.t, Skaddr: sk, OldState: old, NewState: new, Pid: 42, Comm: "app", LPort: 1000, RPort: 80}
+	ev := tracer.Event{Time: f.t, Skaddr: sk, OldState: old, NewState: new, Pid: 42, Comm: "app", LPort: 1000, RPort: 80}
 	if mod != nil {
 		mod(&ev)
 	}
@@ -51,29 +54,29 @@ func TestLifeTrackerOrphanAndReuse(t *testing.T) {
 	// One socket address, two sockets: the connection (cookie 1) and,
 	// after it was orphaned, a listener (cookie 2).
 	const sk = 0x1000
-	conn := func(mod func(*Event)) func(*Event) {
-		return func(e *Event) {
+	conn := func(mod func(*tracer.Event)) func(*tracer.Event) {
+		return func(e *tracer.Event) {
 			e.Cookie = 1
 			if mod != nil {
 				mod(e)
 			}
 		}
 	}
-	listener := func(e *Event) { e.Cookie = 2 }
-	f.ev(sk, Close, SynSent, conn(nil))
-	f.ev(sk, SynSent, Established, conn(nil))
-	f.ev(sk, Established, FinWait1, conn(func(e *Event) { e.RxBytes = 3 }))
-	f.ev(sk, FinWait1, FinWait2, conn(nil))
+	listener := func(e *tracer.Event) { e.Cookie = 2 }
+	f.ev(sk, tcp.Close, tcp.SynSent, conn(nil))
+	f.ev(sk, tcp.SynSent, tcp.Established, conn(nil))
+	f.ev(sk, tcp.Established, tcp.FinWait1, conn(func(e *tracer.Event) { e.RxBytes = 3 }))
+	f.ev(sk, tcp.FinWait1, tcp.FinWait2, conn(nil))
 	// close() in FIN_WAIT2: the kernel hands the socket to a timewait
 	// socket (same cookie); the BPF side sends a note instead of CLOSE.
-	lt.note(&Event{Skaddr: sk, Cookie: 1, flags: evOrphanNote | evSynth})
+	lt.Note(&tracer.Event{Skaddr: sk, Cookie: 1, Note: tracer.NoteOrphan})
 	// The address is reused by a new socket meanwhile.
-	f.ev(sk, Close, Listen, listener)
+	f.ev(sk, tcp.Close, tcp.Listen, listener)
 	// The orphan gets the peer's FIN: found by the poll, from the timewait socket.
-	f.ev(sk, FinWait2, TimeWait, conn(func(e *Event) { e.flags, e.Synthesized, e.RxBytes = evSynth, true, 3 }))
+	f.ev(sk, tcp.FinWait2, tcp.TimeWait, conn(func(e *tracer.Event) { e.Synthesized, e.RxBytes = true, 3 }))
 	// Its end 60 s later is no new connection.
-	f.ev(sk, TimeWait, Close, conn(func(e *Event) { e.flags, e.Synthesized = evSynth, true }))
-	f.ev(sk, Listen, Close, listener)
+	f.ev(sk, tcp.TimeWait, tcp.Close, conn(func(e *tracer.Event) { e.Synthesized = true }))
+	f.ev(sk, tcp.Listen, tcp.Close, listener)
 	if err := lt.Tick(); err != nil || f.err != nil {
 		t.Fatal(err, f.err)
 	}
@@ -94,12 +97,12 @@ func TestLifeTrackerLateReset(t *testing.T) {
 	sink := &lifeSink{}
 	lt := NewLifeTracker(sink)
 	f := &feed{lt: lt, t: time.Unix(1000, 0)}
-	f.ev(7, Listen, SynRecv, nil)
-	f.ev(7, SynRecv, Established, func(e *Event) { e.SndUna, e.RcvNxt = 101, 201 })
-	f.ev(7, Established, CloseWait, func(e *Event) { e.SndNxt = 101; e.RxBytes = 11 })
-	f.ev(7, CloseWait, Close, func(e *Event) { e.SndNxt = 101; e.RxBytes = 11 })
+	f.ev(7, tcp.Listen, tcp.SynRecv, nil)
+	f.ev(7, tcp.SynRecv, tcp.Established, func(e *tracer.Event) { e.SndUna, e.RcvNxt = 101, 201 })
+	f.ev(7, tcp.Established, tcp.CloseWait, func(e *tracer.Event) { e.SndNxt = 101; e.RxBytes = 11 })
+	f.ev(7, tcp.CloseWait, tcp.Close, func(e *tracer.Event) { e.SndNxt = 101; e.RxBytes = 11 })
 	// close() with unread data: the kernel sends its RST after CLOSE.
-	lt.note(&Event{Skaddr: 7, Reset: ResetSent, flags: evResetNote})
+	lt.Note(&tracer.Event{Skaddr: 7, Reset: tracer.ResetSent, Note: tracer.NoteLateReset})
 	if err := lt.Tick(); err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +110,7 @@ func TestLifeTrackerLateReset(t *testing.T) {
 		t.Fatalf("%d connections", len(sink.conns))
 	}
 	c := sink.conns[0]
-	if c.Reset != ResetSent || c.ClosedBy != "remote" || c.RxBytes != 10 || !c.ISNKnown || c.ISN != 100 || c.PeerISN != 200 {
+	if c.Reset != tracer.ResetSent || c.ClosedBy != "remote" || c.RxBytes != 10 || !c.ISNKnown || c.ISN != 100 || c.PeerISN != 200 {
 		t.Errorf("got %+v", c)
 	}
 }

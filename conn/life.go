@@ -1,10 +1,17 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package tracer
+// Package conn is the connection model: it follows each TCP connection
+// through the tracer's transitions (and, for stuck sockets, the kernel's
+// snapshots) and says what it was, or is: one record per connection when
+// it ends (LifeTracker).
+package conn
 
 import (
 	"net/netip"
 	"time"
+
+	"github.com/tcpstate/tcpstate/tcp"
+	"github.com/tcpstate/tcpstate/tracer"
 )
 
 // Connection is the whole life of one TCP connection, reported when its
@@ -13,7 +20,7 @@ type Connection struct {
 	Time     time.Time // of the last transition
 	Pid      uint32
 	Comm     string
-	Family   Family
+	Family   tcp.Family
 	LAddr    netip.Addr
 	LPort    uint16
 	RAddr    netip.Addr
@@ -30,7 +37,7 @@ type Connection struct {
 	Retrans          uint32
 	ClosedBy         string // "local", "remote", "simultaneous"; "" if no FIN
 	HalfClose        bool   // payload flowed after the first FIN
-	Reset            Reset
+	Reset            tracer.Reset
 	ISN, PeerISN     uint32
 	ISNKnown         bool
 	NetNS            uint32
@@ -39,7 +46,7 @@ type Connection struct {
 
 // Step is one state of a connection's path.
 type Step struct {
-	State    State
+	State    tcp.State
 	Duration time.Duration
 }
 
@@ -58,7 +65,7 @@ const maxOpen = 1 << 17
 // transition; it prints nothing until a connection ends.
 type LifeTracker struct {
 	out  LifeHandler
-	open map[uint64]*life // by Event.ConnID
+	open map[uint64]*life // by tracer.Event.ConnID
 	// ended waits one tick for the RST the kernel sends after CLOSE.
 	ended []*life
 	// Dropped counts connections forgotten because too many were open.
@@ -68,7 +75,7 @@ type LifeTracker struct {
 // life is a connection being followed.
 type life struct {
 	c        Connection
-	id       uint64 // Event.ConnID
+	id       uint64 // tracer.Event.ConnID
 	listener bool
 	// At the first FIN, to tell half-closes.
 	finDir       int // 0 none yet, 1 local first, 2 remote first
@@ -84,16 +91,16 @@ func NewLifeTracker(out LifeHandler) *LifeTracker {
 }
 
 // Event follows one transition.
-func (lt *LifeTracker) Event(ev *Event) error {
+func (lt *LifeTracker) Event(ev *tracer.Event) error {
 	key := ev.ConnID() // an orphan's later events share its cookie
-	if ev.OldState == TimeWait {
+	if ev.OldState == tcp.TimeWait {
 		return nil // the connection was reported when it entered TIME_WAIT
 	}
-	if _, ok := lt.open[key]; !ok && ev.Synthesized && ev.OldState == FinWait2 && ev.NewState == Close {
+	if _, ok := lt.open[key]; !ok && ev.Synthesized && ev.OldState == tcp.FinWait2 && ev.NewState == tcp.Close {
 		return nil // an orphan we did not see start
 	}
 	l := lt.open[key]
-	if l != nil && (ev.OldState == Close || (ev.OldState == Listen && ev.NewState == SynRecv)) {
+	if l != nil && (ev.OldState == tcp.Close || (ev.OldState == tcp.Listen && ev.NewState == tcp.SynRecv)) {
 		// The address was reused for a new socket: the old one is gone.
 		delete(lt.open, key)
 		l = nil
@@ -106,7 +113,7 @@ func (lt *LifeTracker) Event(ev *Event) error {
 		lt.open[key] = l
 	}
 	l.step(ev)
-	if ev.NewState == TimeWait || ev.NewState == Close {
+	if ev.NewState == tcp.TimeWait || ev.NewState == tcp.Close {
 		delete(lt.open, key)
 		if !l.listener {
 			lt.ended = append(lt.ended, l)
@@ -115,19 +122,20 @@ func (lt *LifeTracker) Event(ev *Event) error {
 	return nil
 }
 
-// note marks orphans and adds late resets.
-func (lt *LifeTracker) note(ev *Event) {
-	if ev.flags&evOrphanNote != 0 {
+// Note marks orphans and adds late resets (tracer.Noter).
+func (lt *LifeTracker) Note(ev *tracer.Event) error {
+	if ev.Note == tracer.NoteOrphan {
 		if l, ok := lt.open[ev.ConnID()]; ok {
 			l.orphan = true
 		}
-		return
+		return nil
 	}
 	for _, l := range lt.ended {
 		if l.id == ev.ConnID() {
 			l.c.Reset |= ev.Reset
 		}
 	}
+	return nil
 }
 
 // Tick reports the connections that ended since the last tick.
@@ -151,10 +159,10 @@ func (lt *LifeTracker) evictOne() {
 	}
 }
 
-func (lt *LifeTracker) start(ev *Event) *life {
+func (lt *LifeTracker) start(ev *tracer.Event) *life {
 	l := &life{id: ev.ConnID()}
 	l.c.Start = ev.Time
-	if ev.OldState != Close && !(ev.OldState == Listen && ev.NewState == SynRecv) {
+	if ev.OldState != tcp.Close && !(ev.OldState == tcp.Listen && ev.NewState == tcp.SynRecv) {
 		// Older than the tracer: the path starts where we came in.
 		l.c.Partial = true
 		if ev.InStateKnown {
@@ -167,9 +175,9 @@ func (lt *LifeTracker) start(ev *Event) *life {
 }
 
 // step adds one transition to the path and the counters.
-func (l *life) step(ev *Event) {
+func (l *life) step(ev *tracer.Event) {
 	c := &l.c
-	if ev.NewState == Listen || ev.OldState == Listen && ev.NewState == Close {
+	if ev.NewState == tcp.Listen || ev.OldState == tcp.Listen && ev.NewState == tcp.Close {
 		l.listener = true
 	}
 	if n := len(c.Path); n > 0 {
@@ -187,29 +195,29 @@ func (l *life) step(ev *Event) {
 	c.Reset |= ev.Reset
 	// Timewait events carry the counters of the full socket's end.
 	c.TxBytes, c.RxBytes, c.Retrans = ev.TxBytes, ev.RxBytes, ev.Retrans
-	if ev.NewState == TimeWait || ev.NewState == Close {
+	if ev.NewState == tcp.TimeWait || ev.NewState == tcp.Close {
 		c.TxBytes, c.RxBytes = l.payload(ev)
 	}
-	if ev.NewState == Established && (ev.OldState == SynSent || ev.OldState == SynRecv) {
+	if ev.NewState == tcp.Established && (ev.OldState == tcp.SynSent || ev.OldState == tcp.SynRecv) {
 		c.ISN, c.PeerISN, c.ISNKnown = ev.SndUna-1, ev.RcvNxt-1, true
 	}
 	switch {
-	case ev.NewState == Closing:
+	case ev.NewState == tcp.Closing:
 		c.ClosedBy = "simultaneous"
-	case l.finDir == 0 && ev.NewState == FinWait1:
+	case l.finDir == 0 && ev.NewState == tcp.FinWait1:
 		l.finDir, l.finRx = 1, ev.RxBytes
 		c.ClosedBy = "local"
-	case l.finDir == 0 && ev.NewState == CloseWait:
+	case l.finDir == 0 && ev.NewState == tcp.CloseWait:
 		l.finDir, l.finSndNxt = 2, ev.SndNxt
 		c.ClosedBy = "remote"
 	}
-	if ev.NewState == TimeWait || ev.NewState == Close {
+	if ev.NewState == tcp.TimeWait || ev.NewState == tcp.Close {
 		switch l.finDir {
 		case 1: // the peer may have gone on sending
 			c.HalfClose = c.RxBytes > l.finRx
 		case 2: // we may have gone on sending; our FIN takes one number
 			sent := ev.SndNxt - l.finSndNxt
-			if pathHas(c.Path, LastAck) {
+			if pathHas(c.Path, tcp.LastAck) {
 				sent--
 			}
 			c.HalfClose = int32(sent) > 0
@@ -221,25 +229,25 @@ func (l *life) step(ev *Event) {
 // counts every acknowledged sequence number, so also our SYN (active open)
 // and our FIN; bytes_received counts the peer's FIN when the full socket
 // processed it (not when an orphan's timewait socket did).
-func (l *life) payload(ev *Event) (tx, rx uint64) {
+func (l *life) payload(ev *tracer.Event) (tx, rx uint64) {
 	p := l.c.Path
 	tx, rx = ev.TxBytes, ev.RxBytes
-	if len(p) > 0 && p[0].State == SynSent && pathHas(p, Established) {
+	if len(p) > 0 && p[0].State == tcp.SynSent && pathHas(p, tcp.Established) {
 		tx--
 	}
-	ourFinAcked := pathHas(p, FinWait2) || (pathHas(p, TimeWait) && (pathHas(p, FinWait1) || pathHas(p, Closing))) ||
-		(pathHas(p, LastAck) && ev.OldState == LastAck && ev.Reset&ResetReceived == 0)
+	ourFinAcked := pathHas(p, tcp.FinWait2) || (pathHas(p, tcp.TimeWait) && (pathHas(p, tcp.FinWait1) || pathHas(p, tcp.Closing))) ||
+		(pathHas(p, tcp.LastAck) && ev.OldState == tcp.LastAck && ev.Reset&tracer.ResetReceived == 0)
 	if ourFinAcked {
 		tx--
 	}
-	peerFin := pathHas(p, CloseWait) || pathHas(p, Closing) || (ev.NewState == TimeWait && !l.orphan)
+	peerFin := pathHas(p, tcp.CloseWait) || pathHas(p, tcp.Closing) || (ev.NewState == tcp.TimeWait && !l.orphan)
 	if peerFin {
 		rx--
 	}
 	return min(tx, ev.TxBytes), min(rx, ev.RxBytes) // never wrap below 0
 }
 
-func pathHas(p []Step, s State) bool {
+func pathHas(p []Step, s tcp.State) bool {
 	for _, st := range p {
 		if st.State == s {
 			return true
