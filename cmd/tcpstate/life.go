@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 
 	"github.com/spf13/cobra"
@@ -70,11 +71,18 @@ because the ring buffer was full, which may leave some records incomplete.`,
 }
 
 func runLife(ctx context.Context, f *traceFlags, opts tracer.Options, format output.LifeFormat, stdout, stderr io.Writer) error {
-	return runSession(ctx, f.duration, opts, f.netnsPath, output.NewLifePrinter(outputWriter{stdout}, format), stdout, stderr, "%d connections, %d events lost",
-		func(s *session) tracer.Handler { return conn.NewLifeTracker(lifeOut{s}) })
+	printer := output.NewLifePrinter(outputWriter{stdout}, format)
+	return runSession(ctx, stdout, stderr, sessionConfig{
+		duration: f.duration, opts: opts, netnsPath: f.netnsPath,
+		banner:  tracingBanner,
+		out:     printer,
+		handler: func() (tracer.Handler, error) { return conn.NewLifeTracker(lifeOut{printer}), nil },
+		summary: func(lost uint64) string { return fmt.Sprintf("%d connections, %d events lost", printer.Events(), lost) },
+	})
 }
 
-// lifeOut prints connections through the session.
-type lifeOut struct{ *session }
+// lifeOut prints the connections a LifeTracker reports.
+type lifeOut struct{ *output.Printer }
 
-func (o lifeOut) Connection(c *conn.Connection) error { return o.printer.PrintConnection(c) }
+func (o lifeOut) Connection(c *conn.Connection) error { return o.PrintConnection(c) }
+func (o lifeOut) Tick() error                         { return nil } // the session flushes

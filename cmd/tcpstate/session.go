@@ -14,17 +14,40 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/tcpstate/tcpstate/output"
 	"github.com/tcpstate/tcpstate/snapshot"
 	"github.com/tcpstate/tcpstate/tracer"
 )
 
-// session is one run of the tracer for a command: it prints what the
-// command's handler produces and, on each tick, flushes, reports newly lost
-// events and notices a reader that went away. As a Handler it prints every
-// transition (tcpstate trace).
+// sessionConfig is what a streaming command (trace, life, stuck --watch)
+// brings to a session.
+type sessionConfig struct {
+	duration  time.Duration
+	opts      tracer.Options
+	netnsPath string // the file of opts.NetNS, if any
+	banner    string // the first line on stderr, once the tracer is attached
+	out       sessionOutput
+	// handler builds what receives the tracer's events, once the tracer
+	// is attached (stuck --watch takes its first snapshot then).
+	handler func() (tracer.Handler, error)
+	// summary is the last line on stderr, given the events lost; none
+	// when nil.
+	summary func(lost uint64) string
+}
+
+// sessionOutput is a command's output: a header, and buffered records.
+type sessionOutput interface {
+	Begin() error
+	Flush() error
+}
+
+// session is one run of the tracer for a command. As the tracer's
+// Handler it passes events to the command's handler and, on each tick,
+// flushes the output, notices a reader that went away, reports what the
+// tracer lost or could not follow, and ends when the --netns namespace is
+// gone.
 type session struct {
-	printer  *output.Printer
+	h        tracer.Handler
+	out      sessionOutput
 	tracer   *tracer.Tracer
 	stdout   io.Writer
 	stderr   io.Writer
@@ -42,21 +65,18 @@ type session struct {
 	nsGone   bool
 }
 
-// runSession loads the tracer with opts (netnsPath is the file of
-// opts.NetNS), runs the handler that handler
-// builds until ctx ends, Ctrl-C, SIGTERM, SIGHUP (the terminal or ssh
-// session went away) or duration, and prints the summary to stderr at the
-// end: summary is its format, given the records printed and the events
-// lost ("%d events, %d lost").
-func runSession(ctx context.Context, duration time.Duration, opts tracer.Options, netnsPath string, printer *output.Printer,
-	stdout, stderr io.Writer, summary string, handler func(*session) tracer.Handler) error {
+// runSession loads the tracer and runs the command's handler until ctx
+// ends, Ctrl-C, SIGTERM, SIGHUP (the terminal or ssh session went away),
+// the duration, or the end of the --netns namespace; then it prints what
+// the tracer could not follow and the summary on stderr.
+func runSession(ctx context.Context, stdout, stderr io.Writer, cfg sessionConfig) error {
 	ctx, stop := signal.NotifyContext(ctx, stopSignals...)
 	defer stop()
 	ctx, end := context.WithCancel(ctx)
 	defer end()
-	if duration > 0 {
+	if cfg.duration > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, duration)
+		ctx, cancel = context.WithTimeout(ctx, cfg.duration)
 		defer cancel()
 	}
 	// With SIGPIPE caught, a write to a closed pipe fails with EPIPE
@@ -66,13 +86,14 @@ func runSession(ctx context.Context, duration time.Duration, opts tracer.Options
 		return err
 	}
 
-	t, err := newTracer(&opts, netnsPath)
+	opts := cfg.opts
+	t, err := newTracer(&opts, cfg.netnsPath)
 	if err != nil {
 		return err
 	}
 	defer t.Close()
 	raisePriority()
-	fmt.Fprintln(stderr, "Tracing TCP state transitions. Ctrl-C to end.")
+	fmt.Fprintln(stderr, cfg.banner)
 	for _, n := range t.Notices() {
 		fmt.Fprintf(stderr, "tcpstate: %s\n", n)
 	}
@@ -80,14 +101,20 @@ func runSession(ctx context.Context, duration time.Duration, opts tracer.Options
 		fmt.Fprintf(stderr, "tcpstate: %d sockets older than tcpstate will show no owner (too many to record)\n", n)
 	}
 
-	s := &session{printer: printer, tracer: t, stdout: stdout, stderr: stderr, end: end,
-		netns: netnsPath, nsInode: opts.NetNS, nsCookie: opts.NetNSCookie}
-	if err := s.printer.Begin(); err != nil {
-		return err
-	}
-	err = t.Run(ctx, handler(s))
+	s := &session{out: cfg.out, tracer: t, stdout: stdout, stderr: stderr, end: end,
+		netns: cfg.netnsPath, nsInode: opts.NetNS, nsCookie: opts.NetNSCookie}
+	err = s.out.Begin()
 	if err == nil {
-		err = s.printer.Flush()
+		s.h, err = cfg.handler()
+	}
+	if err == nil {
+		err = s.Tick()
+	}
+	if err == nil {
+		err = t.Run(ctx, s)
+	}
+	if err == nil {
+		err = s.out.Flush()
 	}
 	if isReaderGone(err) {
 		return nil
@@ -102,7 +129,9 @@ func runSession(ctx context.Context, duration time.Duration, opts tracer.Options
 	if err := s.reportShortfalls(true); err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, summary+"\n", s.printer.Events(), lost)
+	if cfg.summary != nil {
+		fmt.Fprintln(stderr, cfg.summary(lost))
+	}
 	return nil
 }
 
@@ -157,10 +186,21 @@ func (s *session) reportShortfalls(final bool) error {
 	return nil
 }
 
-func (s *session) Event(ev *tracer.Event) error { return s.printer.Print(ev) }
+func (s *session) Event(ev *tracer.Event) error { return s.h.Event(ev) }
+
+// Note passes the tracer's notes on to a handler that wants them.
+func (s *session) Note(ev *tracer.Event) error {
+	if n, ok := s.h.(tracer.Noter); ok {
+		return n.Note(ev)
+	}
+	return nil
+}
 
 func (s *session) Tick() error {
-	if err := s.printer.Flush(); err != nil {
+	if err := s.h.Tick(); err != nil {
+		return err
+	}
+	if err := s.out.Flush(); err != nil {
 		return err
 	}
 	if readerGone(s.stdout) {

@@ -158,9 +158,24 @@ func runTrace(ctx context.Context, f *traceFlags, stdout, stderr io.Writer) erro
 		}
 		defer stop()
 	}
-	return runSession(ctx, f.duration, opts, f.netnsPath, output.NewPrinter(outputWriter{stdout}, format), stdout, stderr, "%d events, %d lost",
-		func(s *session) tracer.Handler { return s })
+	printer := output.NewPrinter(outputWriter{stdout}, format)
+	return runSession(ctx, stdout, stderr, sessionConfig{
+		duration: f.duration, opts: opts, netnsPath: f.netnsPath,
+		banner:  tracingBanner,
+		out:     printer,
+		handler: func() (tracer.Handler, error) { return eventPrinter{printer}, nil },
+		summary: func(lost uint64) string { return fmt.Sprintf("%d events, %d lost", printer.Events(), lost) },
+	})
 }
+
+// tracingBanner is the first line on stderr of trace and life.
+const tracingBanner = "Tracing TCP state transitions. Ctrl-C to end."
+
+// eventPrinter prints every transition (tcpstate trace).
+type eventPrinter struct{ *output.Printer }
+
+func (p eventPrinter) Event(ev *tracer.Event) error { return p.Print(ev) }
+func (p eventPrinter) Tick() error                  { return nil } // the session flushes
 
 // startProfile writes a CPU profile until the returned function is called.
 func startProfile(path string) (func(), error) {
