@@ -6,11 +6,15 @@
 package tracer
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -75,61 +79,28 @@ type Handler interface {
 	Tick() error
 }
 
-// programs are the loaded programs. The state and retransmit hooks come in
-// two flavours: tp_btf and classic tracepoint.
-type programs struct {
-	// setState does the work; setStateNested only when a transition
-	// interrupts setState on its CPU, which the kernel would skip.
-	setState, setStateNested, retransmit *ebpf.Program
-	syscalls                             syscallPrograms
-	timewait                             timewaitPrograms
-}
-
-// timewaitPrograms follow timewait sockets through their timer and note
-// resets; tp_btf only.
-type timewaitPrograms struct {
-	TimerStart   *ebpf.Program `ebpf:"tw_timer_start"`
-	TimerCancel  *ebpf.Program `ebpf:"tw_timer_cancel"`
-	TimerExpire  *ebpf.Program `ebpf:"tw_timer_expire"`
-	SendReset    *ebpf.Program `ebpf:"send_reset"`
-	ReceiveReset *ebpf.Program `ebpf:"receive_reset"`
-	PollOrphans  *ebpf.Program `ebpf:"poll_orphans"`
-}
-
-type syscallPrograms struct {
-	ConnectExit *ebpf.Program `ebpf:"connect_exit"`
-	Accept4Exit *ebpf.Program `ebpf:"accept4_exit"`
-	AcceptExit  *ebpf.Program `ebpf:"accept_exit"`
-}
-
-type btfPrograms struct {
-	SetState       *ebpf.Program `ebpf:"set_state_btf"`
-	SetStateNested *ebpf.Program `ebpf:"set_state_nested_btf"`
-	Retransmit     *ebpf.Program `ebpf:"retransmit_btf"`
-}
-
-type tracepointPrograms struct {
-	SetState       *ebpf.Program `ebpf:"set_state_tp"`
-	SetStateNested *ebpf.Program `ebpf:"set_state_nested_tp"`
-	Retransmit     *ebpf.Program `ebpf:"retransmit_tp"`
-}
-
-func (p *programs) Close() error {
-	tw := &p.timewait
-	for _, prog := range []*ebpf.Program{p.setState, p.setStateNested, p.retransmit, p.syscalls.ConnectExit, p.syscalls.Accept4Exit, p.syscalls.AcceptExit,
-		tw.TimerStart, tw.TimerCancel, tw.TimerExpire, tw.SendReset, tw.ReceiveReset, tw.PollOrphans} {
-		if prog != nil {
-			prog.Close()
-		}
-	}
-	return nil
-}
+// The programs come in two flavours, of which one is loaded: tp_btf
+// (typed, cheaper, and the only one that can follow TIME_WAIT) where the
+// kernel has its own BTF, classic tracepoints otherwise. Their sections
+// say where they attach; these lists say what is special about some.
+var (
+	// classicOnly are the classic-tracepoint twins of tp_btf programs.
+	classicOnly = []string{tcpstateProgSetStateTp, tcpstateProgSetStateNestedTp, tcpstateProgRetransmitTp}
+	// timewaitHooks see every timer on the host: attached only when they
+	// serve (TIME_WAIT followed).
+	timewaitHooks = []string{tcpstateProgTwTimerStart, tcpstateProgTwTimerCancel, tcpstateProgTwTimerExpire}
+	// runOnly programs are run by the tracer (BPF_PROG_TEST_RUN), never
+	// attached.
+	runOnly = []string{tcpstateProgPollOrphans}
+)
 
 // Tracer is a loaded and attached set of BPF programs.
 type Tracer struct {
 	maps  tcpstateMaps
-	progs programs
-	btf   bool // progs are the tp_btf flavour
+	progs map[string]*ebpf.Program // by name (tcpstateProg*), one flavour
+	// sections are the programs' ELF sections: where they attach.
+	sections map[string]string
+	btf      bool // progs are the tp_btf flavour
 	// unseeded counts sockets older than the tracer whose owner could not
 	// be recorded (the seeds map was full).
 	unseeded int
@@ -229,93 +200,67 @@ func New(opts Options) (*Tracer, error) {
 
 // load loads the maps and one flavour of the programs.
 func (t *Tracer) load(spec *ebpf.CollectionSpec, kernelTypes *btf.Spec, useBTF bool) error {
-	opts := &ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{KernelTypes: kernelTypes}}
-	var maps tcpstateMaps
-	var progs programs
-	var err error
-	if useBTF {
-		var hooks btfPrograms
-		err = spec.LoadAndAssign(&struct {
-			*tcpstateMaps
-			*syscallPrograms
-			*btfPrograms
-			*timewaitPrograms
-		}{&maps, &progs.syscalls, &hooks, &progs.timewait}, opts)
-		progs.setState, progs.setStateNested, progs.retransmit = hooks.SetState, hooks.SetStateNested, hooks.Retransmit
-	} else {
+	spec = spec.Copy()
+	for name, ps := range spec.Programs {
+		if useBTF && slices.Contains(classicOnly, name) || !useBTF && ps.Type != ebpf.TracePoint {
+			delete(spec.Programs, name)
+		}
+	}
+	if !useBTF {
 		// Classic tracepoints cannot follow TIME_WAIT (no timer hooks, no
 		// cookies): the BPF side must not try, nor count what it misses.
 		if err := spec.Variables[tcpstateVarTwTimerFn].Set(uint64(0)); err != nil {
 			return fmt.Errorf("set tw_timer_fn: %w", err)
 		}
-		var hooks tracepointPrograms
-		err = spec.LoadAndAssign(&struct {
-			*tcpstateMaps
-			*syscallPrograms
-			*tracepointPrograms
-		}{&maps, &progs.syscalls, &hooks}, opts)
-		progs.setState, progs.setStateNested, progs.retransmit = hooks.SetState, hooks.SetStateNested, hooks.Retransmit
 	}
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{KernelTypes: kernelTypes}})
 	if err != nil {
 		return loadError(err)
 	}
-	t.maps, t.progs, t.btf = maps, progs, useBTF
+	var maps tcpstateMaps
+	if err := coll.Assign(&maps); err != nil {
+		coll.Close()
+		return fmt.Errorf("BPF object: %w", err)
+	}
+	coll.Maps = nil // assigned: closed with t.maps
+	t.sections = map[string]string{}
+	for name, ps := range spec.Programs {
+		t.sections[name] = ps.SectionName
+	}
+	t.maps, t.progs, t.btf = maps, coll.Programs, useBTF
 	return nil
 }
 
-// attach hooks the loaded programs to their tracepoints.
+// attach hooks the loaded programs where their sections say, the
+// set_state ones first (their nested twin relies on no order, though).
 func (t *Tracer) attach() error {
-	p := &t.progs
-	if t.btf {
-		for _, prog := range []*ebpf.Program{p.setState, p.setStateNested, p.retransmit} {
-			l, err := link.AttachTracing(link.TracingOptions{Program: prog})
-			if err != nil {
-				return fmt.Errorf("attach %s: %w", prog, err)
-			}
-			t.links = append(t.links, l)
-		}
-	} else {
-		if err := t.tracepoint("sock", "inet_sock_set_state", p.setState); err != nil {
-			return err
-		}
-		if err := t.tracepoint("sock", "inet_sock_set_state", p.setStateNested); err != nil {
-			return err
-		}
-		if err := t.tracepoint("tcp", "tcp_retransmit_skb", p.retransmit); err != nil {
-			return err
-		}
-	}
 	t.timewait = t.timewait && t.btf
-	if t.btf {
-		tw := &p.timewait
-		progs := []*ebpf.Program{tw.SendReset, tw.ReceiveReset}
-		if t.timewait {
-			// These see every timer on the host: only when they serve.
-			progs = append(progs, tw.TimerStart, tw.TimerCancel, tw.TimerExpire)
+	names := slices.Sorted(maps.Keys(t.progs))
+	first := func(name string) int {
+		if strings.HasPrefix(name, "set_state") {
+			return 0
 		}
-		for _, prog := range progs {
-			l, err := link.AttachTracing(link.TracingOptions{Program: prog})
-			if err != nil {
-				return fmt.Errorf("attach %s: %w", prog, err)
-			}
-			t.links = append(t.links, l)
+		return 1
+	}
+	slices.SortStableFunc(names, func(a, b string) int { return cmp.Compare(first(a), first(b)) })
+	for _, name := range names {
+		prog := t.progs[name]
+		if slices.Contains(runOnly, name) || !t.timewait && slices.Contains(timewaitHooks, name) {
+			continue
 		}
+		var l link.Link
+		var err error
+		if prog.Type() == ebpf.TracePoint {
+			group, event, _ := strings.Cut(strings.TrimPrefix(t.sections[name], "tracepoint/"), "/")
+			l, err = link.Tracepoint(group, event, prog, nil)
+		} else {
+			l, err = link.AttachTracing(link.TracingOptions{Program: prog})
+		}
+		if err != nil {
+			return fmt.Errorf("attach %s (%s): %w", name, t.sections[name], err)
+		}
+		t.links = append(t.links, l)
 	}
-	if err := t.tracepoint("syscalls", "sys_exit_connect", p.syscalls.ConnectExit); err != nil {
-		return err
-	}
-	if err := t.tracepoint("syscalls", "sys_exit_accept4", p.syscalls.Accept4Exit); err != nil {
-		return err
-	}
-	return t.tracepoint("syscalls", "sys_exit_accept", p.syscalls.AcceptExit)
-}
-
-func (t *Tracer) tracepoint(group, name string, prog *ebpf.Program) error {
-	l, err := link.Tracepoint(group, name, prog, nil)
-	if err != nil {
-		return fmt.Errorf("attach tracepoint %s/%s: %w", group, name, err)
-	}
-	t.links = append(t.links, l)
 	return nil
 }
 
@@ -468,7 +413,7 @@ func (t *Tracer) poll(now time.Time) error {
 		return nil
 	}
 	t.lastPoll = now
-	if _, err := t.progs.timewait.PollOrphans.Run(&ebpf.RunOptions{}); err != nil {
+	if _, err := t.progs[tcpstateProgPollOrphans].Run(&ebpf.RunOptions{}); err != nil {
 		return fmt.Errorf("poll orphaned FIN_WAIT2 sockets: %w", err)
 	}
 	return nil
@@ -500,11 +445,7 @@ func (t *Tracer) Lost() (uint64, error) {
 	// The kernel counts a miss for setState also when setStateNested
 	// handled the transition instead.
 	sum := counts[tcpstateCounterCOUNT_LOST] - counts[tcpstateCounterCOUNT_NESTED]
-	tw := &t.progs.timewait
-	for _, prog := range []*ebpf.Program{t.progs.setState, t.progs.setStateNested, t.progs.retransmit, tw.TimerStart, tw.TimerCancel, tw.TimerExpire} {
-		if prog == nil {
-			continue
-		}
+	for _, prog := range t.progs {
 		if st, err := prog.Stats(); err == nil {
 			sum += st.RecursionMisses
 		}
@@ -566,7 +507,10 @@ func (t *Tracer) Close() error {
 		errs = append(errs, l.Close())
 	}
 	t.links = nil
-	errs = append(errs, t.progs.Close(), t.maps.Close())
+	for _, prog := range t.progs {
+		errs = append(errs, prog.Close())
+	}
+	errs = append(errs, t.maps.Close())
 	return errors.Join(errs...)
 }
 
