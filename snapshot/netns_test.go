@@ -3,11 +3,10 @@
 package snapshot
 
 import (
-	"fmt"
-	"math/rand/v2"
-	"os"
 	"os/exec"
 	"testing"
+
+	"github.com/tcpstate/tcpstate/internal/testenv"
 )
 
 func TestNetNamespacesOursFirst(t *testing.T) {
@@ -34,23 +33,8 @@ func TestNetNamespacesOursFirst(t *testing.T) {
 // A namespace named in /run/netns is alive, by inode and cookie, until
 // it is deleted.
 func TestNetNSAlive(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatal("privileged test: CI must run it as root")
-		}
-		t.Skip("privileged test: run as root (sudo make test)")
-	}
-	name := fmt.Sprintf("tcpstate-test-%d", rand.Uint32())
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add: %v: %s", err, out)
-	}
-	deleted := false
-	t.Cleanup(func() {
-		if !deleted {
-			exec.Command("ip", "netns", "del", name).Run()
-		}
-	})
-	path := "/run/netns/" + name
+	ns := testenv.NewNetns(t)
+	name, path := ns.Name, ns.Path
 	inode, err := netnsOf(path)
 	if err != nil {
 		t.Fatal(err)
@@ -77,7 +61,6 @@ func TestNetNSAlive(t *testing.T) {
 	if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
 		t.Fatalf("ip netns del: %v: %s", err, out)
 	}
-	deleted = true
 	if alive, err := NetNSAlive(path, inode, cookie); err != nil || alive {
 		t.Errorf("NetNSAlive after deletion: %v, %v; want gone", alive, err)
 	}

@@ -20,8 +20,6 @@ import (
 	"time"
 )
 
-const helperEnv = "TCPSTATE_TEST_HELPER"
-
 // helperReport is what a helper prints on stdout, one JSON object a line.
 type helperReport struct {
 	Pid    int    `json:"pid"`

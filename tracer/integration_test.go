@@ -20,58 +20,14 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tcpstate/tcpstate/internal/testenv"
 	"github.com/tcpstate/tcpstate/snapshot"
 	"github.com/tcpstate/tcpstate/tcp"
 	"github.com/tcpstate/tcpstate/tracer"
 )
 
 func TestMain(m *testing.M) {
-	if args := os.Getenv(helperEnv); args != "" {
-		if err := runHelper(strings.Split(args, "\x1f")); err != nil {
-			fmt.Fprintln(os.Stderr, "helper:", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
-
-// requireRoot skips a privileged test outside CI and fails it in CI, where
-// it must run.
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("privileged test: CI must run it as root")
-	}
-	t.Skip("privileged test: run as root (sudo make test)")
-}
-
-// netns is a fresh network namespace with only loopback up.
-type netns struct {
-	name  string
-	inode uint32
-}
-
-func newNetns(t *testing.T) *netns {
-	t.Helper()
-	name := fmt.Sprintf("tcpstate-test-%d", rand.Uint32())
-	for _, args := range [][]string{
-		{"netns", "add", name},
-		{"-n", name, "link", "set", "lo", "up"},
-	} {
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-		}
-	}
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
-	var st unix.Stat_t
-	if err := unix.Stat("/run/netns/"+name, &st); err != nil {
-		t.Fatal(err)
-	}
-	return &netns{name: name, inode: uint32(st.Ino)}
+	testenv.Main(m, map[string]func([]string) error{"workload": runHelper})
 }
 
 // collector keeps every event a tracer reads.
@@ -138,10 +94,9 @@ type helper struct {
 	stderr strings.Builder
 }
 
-func startHelper(t *testing.T, ns *netns, args ...string) *helper {
+func startHelper(t *testing.T, ns *testenv.Netns, args ...string) *helper {
 	t.Helper()
-	cmd := exec.Command("ip", "netns", "exec", ns.name, os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"="+strings.Join(args, "\x1f"))
+	cmd := testenv.Helper(ns.Name, "workload", args...)
 	h := &helper{cmd: cmd}
 	cmd.Stderr = &h.stderr
 	stdout, err := cmd.StdoutPipe()
@@ -196,7 +151,7 @@ func (h *helper) wait(t *testing.T) {
 }
 
 // runPair runs a one-process scenario and returns its report.
-func runPair(t *testing.T, ns *netns, scenario, network string, addr ...string) helperReport {
+func runPair(t *testing.T, ns *testenv.Netns, scenario, network string, addr ...string) helperReport {
 	t.Helper()
 	h := startHelper(t, ns, append([]string{scenario, network}, addr...)...)
 	r := h.next(t)
@@ -334,7 +289,7 @@ func family(a netip.Addr) tcp.Family {
 }
 
 func TestTransitions(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	// The active closer enters TIME_WAIT; --raw shows the kernel's CLOSE.
 	const (
 		activeClose    = "SYN_SENT>ESTABLISHED>FIN_WAIT1>FIN_WAIT2>TIME_WAIT"
@@ -364,8 +319,8 @@ func TestTransitions(t *testing.T) {
 				name += "/classic"
 			}
 			t.Run(name, func(t *testing.T) {
-				ns := newNetns(t)
-				c := startTracer(t, tracer.Options{NetNS: ns.inode, Raw: tc.raw, KernelBTF: tc.kernelBTF})
+				ns := testenv.NewNetns(t)
+				c := startTracer(t, tracer.Options{NetNS: ns.Inode, Raw: tc.raw, KernelBTF: tc.kernelBTF})
 				r := runPair(t, ns, tc.scenario, network)
 				ls := waitLives(t, c, func(ls []life) bool {
 					return findLife(ls, clientSock, r.Client, r.Server).closed() &&
@@ -411,8 +366,8 @@ func TestTransitions(t *testing.T) {
 			})
 		}
 		t.Run("refused/"+network, func(t *testing.T) {
-			ns := newNetns(t)
-			c := startTracer(t, tracer.Options{NetNS: ns.inode})
+			ns := testenv.NewNetns(t)
+			c := startTracer(t, tracer.Options{NetNS: ns.Inode})
 			r := runPair(t, ns, "refused", network)
 			ls := waitLives(t, c, func(ls []life) bool {
 				for _, l := range ls {
@@ -451,7 +406,7 @@ type ownerRun struct {
 	events               []life
 }
 
-func runOwners(t *testing.T, ns *netns, c *collector, network, addr string, beforeClient func(pid int)) ownerRun {
+func runOwners(t *testing.T, ns *testenv.Netns, c *collector, network, addr string, beforeClient func(pid int)) ownerRun {
 	t.Helper()
 	srv := startHelper(t, ns, "server", network, addr)
 	sr := srv.next(t)
@@ -476,11 +431,11 @@ func runOwners(t *testing.T, ns *netns, c *collector, network, addr string, befo
 }
 
 func TestOwnerAcrossProcesses(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	for _, network := range []string{"tcp4", "tcp6"} {
 		t.Run(network, func(t *testing.T) {
-			ns := newNetns(t)
-			c := startTracer(t, tracer.Options{NetNS: ns.inode})
+			ns := testenv.NewNetns(t)
+			c := startTracer(t, tracer.Options{NetNS: ns.Inode})
 			r := runOwners(t, ns, c, network, "", nil)
 			comm := filepath.Base(os.Args[0])
 			if len(comm) > 15 {
@@ -533,8 +488,8 @@ func cgroup2Root(t *testing.T) string {
 // TestFilters runs one workload under an unfiltered tracer and one tracer
 // per filter; each filtered tracer must see exactly the matching subset.
 func TestFilters(t *testing.T) {
-	requireRoot(t)
-	ns := newNetns(t)
+	testenv.RequireRoot(t)
+	ns := testenv.NewNetns(t)
 	cg := filepath.Join(cgroup2Root(t), fmt.Sprintf("tcpstate-test-%d", rand.Uint32()))
 	if err := os.Mkdir(cg, 0o755); err != nil {
 		t.Fatal(err)
@@ -545,7 +500,7 @@ func TestFilters(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	all := startTracer(t, tracer.Options{NetNS: ns.inode})
+	all := startTracer(t, tracer.Options{NetNS: ns.Inode})
 	type filterCase struct {
 		name  string
 		opts  tracer.Options
@@ -576,7 +531,7 @@ func TestFilters(t *testing.T) {
 	// Port and pid filters need values known only after the servers start,
 	// so they get their own tracers below.
 	for _, fc := range cases {
-		fc.opts.NetNS = ns.inode
+		fc.opts.NetNS = ns.Inode
 		fc.c = startTracer(t, fc.opts)
 	}
 	moveToCgroup := func(pid int) {
@@ -591,7 +546,7 @@ func TestFilters(t *testing.T) {
 
 	// Second round, for the filters that need the first round's values:
 	// same workload shape, new ports and pids.
-	lateAll := startTracer(t, tracer.Options{NetNS: ns.inode})
+	lateAll := startTracer(t, tracer.Options{NetNS: ns.Inode})
 	late := []*filterCase{}
 	srvProbe := startHelper(t, ns, "server", "tcp4", "")
 	sr := srvProbe.next(t)
@@ -601,7 +556,7 @@ func TestFilters(t *testing.T) {
 		&filterCase{name: "pid", opts: tracer.Options{PIDs: []uint32{uint32(sr.Pid)}}, match: func(ev tracer.Event) bool { return int(ev.Pid) == sr.Pid }},
 	)
 	for _, fc := range late {
-		fc.opts.NetNS = ns.inode
+		fc.opts.NetNS = ns.Inode
 		fc.c = startTracer(t, fc.opts)
 		fc.since = time.Now()
 	}
@@ -668,7 +623,7 @@ func key(ev tracer.Event) string {
 // On a kernel with BTF (this one, and the vmtest kernels) the cheaper
 // tp_btf programs load and TIME_WAIT is followed: no notice.
 func TestLoadsEverything(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	tr, err := tracer.New(tracer.Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tcpstate/tcpstate/internal/testenv"
 	"github.com/tcpstate/tcpstate/snapshot"
 	"github.com/tcpstate/tcpstate/tcp"
 	"github.com/tcpstate/tcpstate/tracer"
@@ -159,7 +160,7 @@ const activeClosePath = "CLOSE>SYN_SENT>ESTABLISHED>FIN_WAIT1>FIN_WAIT2>TIME_WAI
 // which reuses it (tcp_tw_reuse). Every connection must enter TIME_WAIT,
 // and every TIME_WAIT but the last must end, at the reuse.
 func TestTimeWaitReuseLoop(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	for _, network := range []string{"tcp4", "tcp6"} {
 		// tcp_tw_reuse_delay 10 ms: 40 connections, 50 ms apart.
 		t.Run(network, func(t *testing.T) {
@@ -167,8 +168,8 @@ func TestTimeWaitReuseLoop(t *testing.T) {
 				// Before 6.13 reuse waits 1 s: the default-delay case below.
 				t.Skip("this kernel has no tcp_tw_reuse_delay")
 			}
-			ns := newNetns(t)
-			c := startTracer(t, tracer.Options{NetNS: ns.inode})
+			ns := testenv.NewNetns(t)
+			c := startTracer(t, tracer.Options{NetNS: ns.Inode})
 			reuseLoop(t, ns, c, network, 40, 50*time.Millisecond, "10")
 		})
 	}
@@ -176,8 +177,8 @@ func TestTimeWaitReuseLoop(t *testing.T) {
 		// The default tcp_tw_reuse_delay (1 s): 2 connections, 1.5 s
 		// apart, three times over.
 		t.Run("default-delay/"+network, func(t *testing.T) {
-			ns := newNetns(t)
-			c := startTracer(t, tracer.Options{NetNS: ns.inode})
+			ns := testenv.NewNetns(t)
+			c := startTracer(t, tracer.Options{NetNS: ns.Inode})
 			for round := 1; round <= 3; round++ {
 				t.Logf("round %d", round)
 				reuseLoop(t, ns, c, network, 2, 1500*time.Millisecond, "")
@@ -188,7 +189,7 @@ func TestTimeWaitReuseLoop(t *testing.T) {
 
 // reuseLoop runs the tw-reuse-loop helper (n connections, gap apart, with
 // tcp_tw_reuse_delay delay ms unless empty) and checks what c saw.
-func reuseLoop(t *testing.T, ns *netns, c *collector, network string, n int, gap time.Duration, delay string) {
+func reuseLoop(t *testing.T, ns *testenv.Netns, c *collector, network string, n int, gap time.Duration, delay string) {
 	t.Helper()
 	h := startHelper(t, ns, "tw-reuse-loop", network, "", strconv.Itoa(n), strconv.Itoa(int(gap/time.Millisecond)), delay)
 	first := h.expect(t, "port")
@@ -330,11 +331,11 @@ func checkReuseLoop(t *testing.T, conns []life, ends []tracer.Event, n, port, sr
 
 // netstat reads the TcpExt counters of a network namespace
 // (/proc/net/netstat there, as nstat(8) shows them: TcpExtTW, ...).
-func netstat(t *testing.T, ns *netns) map[string]int64 {
+func netstat(t *testing.T, ns *testenv.Netns) map[string]int64 {
 	t.Helper()
-	out, err := exec.Command("ip", "netns", "exec", ns.name, "cat", "/proc/net/netstat").Output()
+	out, err := exec.Command("ip", "netns", "exec", ns.Name, "cat", "/proc/net/netstat").Output()
 	if err != nil {
-		t.Fatalf("read /proc/net/netstat of %s: %v", ns.name, err)
+		t.Fatalf("read /proc/net/netstat of %s: %v", ns.Name, err)
 	}
 	m := map[string]int64{}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
@@ -367,7 +368,7 @@ func netstat(t *testing.T, ns *netns) map[string]int64 {
 // reuses their 4-tuple; the end at expiry (60 s, after this test) counts
 // nothing.
 func TestTimeWaitChurnMatchesKernel(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	const (
 		helpers  = 2
 		workers  = 4    // per helper
@@ -376,8 +377,8 @@ func TestTimeWaitChurnMatchesKernel(t *testing.T) {
 	)
 	for _, network := range []string{"tcp4", "tcp6"} {
 		t.Run(network, func(t *testing.T) {
-			ns := newNetns(t)
-			c := startTracer(t, tracer.Options{NetNS: ns.inode})
+			ns := testenv.NewNetns(t)
+			c := startTracer(t, tracer.Options{NetNS: ns.Inode})
 			before := netstat(t, ns)
 			var hs []*helper
 			for range helpers {
@@ -467,7 +468,7 @@ func TestTimeWaitChurnMatchesKernel(t *testing.T) {
 // FIN_WAIT2, until its server closes 500 ms later and it enters TIME_WAIT.
 // Every one of them must be seen to enter TIME_WAIT.
 func TestOrphanBurst(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	const (
 		procs   = 2    // each holds both ends of its connections
 		perProc = 5000 // 10,001 fds
@@ -475,8 +476,8 @@ func TestOrphanBurst(t *testing.T) {
 	)
 	for _, network := range []string{"tcp4", "tcp6"} {
 		t.Run(network, func(t *testing.T) {
-			ns := newNetns(t)
-			c := startTracer(t, tracer.Options{NetNS: ns.inode})
+			ns := testenv.NewNetns(t)
+			c := startTracer(t, tracer.Options{NetNS: ns.Inode})
 			var hs []*helper
 			for range procs {
 				hs = append(hs, startHelper(t, ns, "orphan-burst", network, "", strconv.Itoa(perProc), strconv.Itoa(rate)))
@@ -582,11 +583,11 @@ func TestOrphanBurst(t *testing.T) {
 
 // kernelTimeWait lists the TIME_WAIT sockets of a namespace, as ss(8)
 // shows them, by local and remote port.
-func kernelTimeWait(t *testing.T, ns *netns) map[[2]uint16]bool {
+func kernelTimeWait(t *testing.T, ns *testenv.Netns) map[[2]uint16]bool {
 	t.Helper()
-	out, err := exec.Command("ip", "netns", "exec", ns.name, "ss", "-Htan", "state", "time-wait").Output()
+	out, err := exec.Command("ip", "netns", "exec", ns.Name, "ss", "-Htan", "state", "time-wait").Output()
 	if err != nil {
-		t.Fatalf("ss in %s: %v", ns.name, err)
+		t.Fatalf("ss in %s: %v", ns.Name, err)
 	}
 	port := func(addrPort string) uint16 {
 		p, err := strconv.ParseUint(addrPort[strings.LastIndexByte(addrPort, ':')+1:], 10, 16)
@@ -671,14 +672,14 @@ func waitWheelBucketStart(t *testing.T, d time.Duration) {
 // Every transition on the way to closing must still name the process
 // that owns the socket, and know how long the socket was in its state.
 func TestOwnersPastMapSize(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	const (
 		procs   = 8 // half IPv4, half IPv6; each holds both ends of its connections
 		perProc = 8750
 		rate    = 1250 // connections made and closed a second, per process
 	)
-	ns := newNetns(t)
-	c := startTracer(t, tracer.Options{NetNS: ns.inode})
+	ns := testenv.NewNetns(t)
+	c := startTracer(t, tracer.Options{NetNS: ns.Inode})
 	type proc struct {
 		h       *helper
 		pid     int
@@ -812,18 +813,18 @@ func TestOwnersPastMapSize(t *testing.T) {
 // deleted namespace's inode number. No event of those namespaces may be
 // delivered.
 func TestNetnsDeletedWhileTracing(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	const (
 		minNamespaces = 50
 		maxNamespaces = 150
 	)
-	traced := newNetns(t)
+	traced := testenv.NewNetns(t)
 	// As tcpstate --netns gives it: the namespace's inode and cookie, so
 	// that the tracer filters on its cookie.
-	tracedPath := "/run/netns/" + traced.name
+	tracedPath := "/run/netns/" + traced.Name
 	cookie := netnsCookie(t, tracedPath)
-	c := startTracer(t, tracer.Options{NetNS: traced.inode, NetNSCookie: cookie})
-	if alive, err := snapshot.NetNSAlive(tracedPath, traced.inode, cookie); err != nil || !alive {
+	c := startTracer(t, tracer.Options{NetNS: traced.Inode, NetNSCookie: cookie})
+	if alive, err := snapshot.NetNSAlive(tracedPath, traced.Inode, cookie); err != nil || !alive {
 		t.Fatalf("NetNSAlive before the namespace was deleted: %v, %v", alive, err)
 	}
 
@@ -836,12 +837,12 @@ func TestNetnsDeletedWhileTracing(t *testing.T) {
 	sockets := func(cn conn) []tuple {
 		return []tuple{{cn.family, cn.client, cn.server}, {cn.family, cn.server, cn.client}, {cn.family, cn.server, 0}}
 	}
-	run := func(ns *netns) []conn {
+	run := func(ns *testenv.Netns) []conn {
 		h := startHelper(t, ns, "pair-both", "tcp4", "")
 		var out []conn
 		for _, network := range []string{"tcp4", "tcp6"} {
 			r := h.expect(t, network)
-			out = append(out, conn{ns.inode, family(loopback(network)), uint16(r.Client), uint16(r.Server)})
+			out = append(out, conn{ns.Inode, family(loopback(network)), uint16(r.Client), uint16(r.Server)})
 		}
 		h.wait(t)
 		return out
@@ -873,37 +874,37 @@ func TestNetnsDeletedWhileTracing(t *testing.T) {
 			ours[tp] = true
 		}
 	}
-	if out, err := exec.Command("ip", "netns", "del", traced.name).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns del %s: %v: %s", traced.name, err, out)
+	if out, err := exec.Command("ip", "netns", "del", traced.Name).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns del %s: %v: %s", traced.Name, err, out)
 	}
 	deleted := time.Now()
-	if alive, err := snapshot.NetNSAlive(tracedPath, traced.inode, cookie); err != nil || alive {
+	if alive, err := snapshot.NetNSAlive(tracedPath, traced.Inode, cookie); err != nil || alive {
 		t.Errorf("NetNSAlive after the namespace was deleted: %v, %v", alive, err)
 	}
 
 	// New namespaces, each with a connection; the one that gets the
 	// deleted namespace's inode has its connection last.
 	var others []conn
-	var reused *netns
+	var reused *testenv.Netns
 	for i := 0; i < maxNamespaces && (i < minNamespaces || reused == nil); i++ {
-		ns := newNetns(t)
-		if ns.inode == traced.inode {
+		ns := testenv.NewNetns(t)
+		if ns.Inode == traced.Inode {
 			reused = ns
 			continue
 		}
 		others = append(others, run(ns)...)
 	}
 	if reused == nil {
-		t.Fatalf("none of %d new namespaces got the deleted namespace's inode %d: the test cannot tell", maxNamespaces, traced.inode)
+		t.Fatalf("none of %d new namespaces got the deleted namespace's inode %d: the test cannot tell", maxNamespaces, traced.Inode)
 	}
 	// A tracer of the new namespace tells when its events have been read;
 	// the first tracer reads on the same schedule.
-	control := startTracer(t, tracer.Options{NetNS: reused.inode, NetNSCookie: netnsCookie(t, "/run/netns/"+reused.name)})
+	control := startTracer(t, tracer.Options{NetNS: reused.Inode, NetNSCookie: netnsCookie(t, "/run/netns/"+reused.Name)})
 	last := run(reused)
 	others = append(others, last...)
-	t.Logf("%s got inode %d of the deleted namespace; %d connections in %d new namespaces", reused.name, traced.inode, len(others), len(others)/2)
+	t.Logf("%s got inode %d of the deleted namespace; %d connections in %d new namespaces", reused.Name, traced.Inode, len(others), len(others)/2)
 	if !pollUntil(5*time.Second, func() bool { return seen(control, last) }) {
-		t.Fatalf("a tracer of the new namespace %s did not see its connections", reused.name)
+		t.Fatalf("a tracer of the new namespace %s did not see its connections", reused.Name)
 	}
 	time.Sleep(300 * time.Millisecond)
 
@@ -918,7 +919,7 @@ func TestNetnsDeletedWhileTracing(t *testing.T) {
 	var bad []string
 	n := 0
 	for _, ev := range view(c) {
-		if ev.NetNS != traced.inode || (ev.Time.After(deleted) && foreign[evTuple(&ev)]) {
+		if ev.NetNS != traced.Inode || (ev.Time.After(deleted) && foreign[evTuple(&ev)]) {
 			n++
 			if len(bad) < 10 {
 				bad = append(bad, fmt.Sprintf("%s netns %d %s %s:%d -> %s:%d %s -> %s", ev.Time.Format("15:04:05.000000"), ev.NetNS, ev.Family,
@@ -927,7 +928,7 @@ func TestNetnsDeletedWhileTracing(t *testing.T) {
 		}
 	}
 	if n > 0 {
-		t.Errorf("the tracer of namespace %d (deleted) delivered %d events of other namespaces, e.g.:\n  %s", traced.inode, n, strings.Join(bad, "\n  "))
+		t.Errorf("the tracer of namespace %d (deleted) delivered %d events of other namespaces, e.g.:\n  %s", traced.Inode, n, strings.Join(bad, "\n  "))
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tcpstate/tcpstate/conn"
+	"github.com/tcpstate/tcpstate/internal/testenv"
 	"github.com/tcpstate/tcpstate/tcp"
 	"github.com/tcpstate/tcpstate/tracer"
 )
@@ -38,11 +39,11 @@ func timeWaitEnd(ls []life, lport, rport int) *tracer.Event {
 // A connection's TIME_WAIT ends when a new connect reuses its 4-tuple:
 // FIN_WAIT2 -> TIME_WAIT when it starts, TIME_WAIT -> CLOSE at the reuse.
 func TestTimeWaitEndsOnReuse(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	for _, network := range []string{"tcp4", "tcp6"} {
 		t.Run(network, func(t *testing.T) {
-			ns := newNetns(t)
-			c := startTracer(t, tracer.Options{NetNS: ns.inode})
+			ns := testenv.NewNetns(t)
+			c := startTracer(t, tracer.Options{NetNS: ns.Inode})
 			h := startHelper(t, ns, "tw-reuse", network)
 			first := h.next(t)
 			enteredAt := time.Now()
@@ -85,11 +86,11 @@ func TestTimeWaitEndsOnReuse(t *testing.T) {
 // An orphaned FIN_WAIT2 (closed by the application, the peer silent) stays
 // FIN_WAIT2 for tcp_fin_timeout, not the kernel's immediate CLOSE.
 func TestOrphanFinWait2Timeout(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	for _, network := range []string{"tcp4", "tcp6"} {
 		t.Run(network, func(t *testing.T) {
-			ns := newNetns(t)
-			c := startTracer(t, tracer.Options{NetNS: ns.inode})
+			ns := testenv.NewNetns(t)
+			c := startTracer(t, tracer.Options{NetNS: ns.Inode})
 			h := startHelper(t, ns, "orphan-timeout", network)
 			r := h.next(t)
 			h.wait(t)
@@ -111,11 +112,11 @@ func TestOrphanFinWait2Timeout(t *testing.T) {
 // Both sides send FIN before seeing the other's: the client passes through
 // CLOSING into TIME_WAIT.
 func TestSimultaneousClose(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	for _, network := range []string{"tcp4", "tcp6"} {
 		t.Run(network, func(t *testing.T) {
-			ns := newNetns(t)
-			c := startTracer(t, tracer.Options{NetNS: ns.inode})
+			ns := testenv.NewNetns(t)
+			c := startTracer(t, tracer.Options{NetNS: ns.Inode})
 			h := startHelper(t, ns, "simultaneous", network)
 			r := h.next(t)
 			h.wait(t)
@@ -134,11 +135,11 @@ func TestSimultaneousClose(t *testing.T) {
 
 // --seq: the sequence numbers line up as in a capture.
 func TestSequenceNumbers(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	for _, network := range []string{"tcp4", "tcp6"} {
 		t.Run(network, func(t *testing.T) {
-			ns := newNetns(t)
-			c := startTracer(t, tracer.Options{NetNS: ns.inode})
+			ns := testenv.NewNetns(t)
+			c := startTracer(t, tracer.Options{NetNS: ns.Inode})
 			r := runPair(t, ns, "client-closes", network) // the client sends "hello"
 			ls := waitLives(t, c, func(ls []life) bool {
 				return findLife(ls, clientSock, r.Client, r.Server).closed() && findLife(ls, childSock, r.Client, r.Server).closed()
@@ -199,7 +200,7 @@ func (c *lifeCollector) find(lport, rport int) *conn.Connection {
 }
 
 func TestLife(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	type want struct {
 		path      string
 		tx, rx    uint64
@@ -227,8 +228,8 @@ func TestLife(t *testing.T) {
 	for _, network := range []string{"tcp4", "tcp6"} {
 		for _, tc := range cases {
 			t.Run(tc.scenario+"/"+network, func(t *testing.T) {
-				ns := newNetns(t)
-				tr, err := tracer.New(tracer.Options{NetNS: ns.inode})
+				ns := testenv.NewNetns(t)
+				tr, err := tracer.New(tracer.Options{NetNS: ns.Inode})
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -9,9 +9,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -22,19 +20,15 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tcpstate/tcpstate/internal/testenv"
 )
 
-const helperEnv = "TCPSTATE_CMD_TEST_HELPER"
-
 func TestMain(m *testing.M) {
-	if os.Getenv(helperEnv) != "" {
-		if err := connectAndClose(); err != nil {
-			fmt.Fprintln(os.Stderr, "helper:", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
+	testenv.Main(m, map[string]func([]string) error{
+		"connect": func([]string) error { return connectAndClose() },
+		"stuck":   stuckHelper,
+	})
 }
 
 // connectAndClose makes one IPv4 connection on loopback and closes it.
@@ -58,17 +52,6 @@ func connectAndClose() error {
 	return s.Close()
 }
 
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("privileged test: CI must run it as root")
-	}
-	t.Skip("privileged test: run as root (make test)")
-}
-
 // build compiles the tool once per test binary run.
 func build(t *testing.T) string {
 	t.Helper()
@@ -81,23 +64,9 @@ func build(t *testing.T) string {
 	return bin
 }
 
-// newNetns makes a namespace with loopback up and returns its name.
-func newNetns(t *testing.T) string {
-	t.Helper()
-	name := fmt.Sprintf("tcpstate-cmd-%d", rand.Uint32())
-	for _, args := range [][]string{{"netns", "add", name}, {"-n", name, "link", "set", "lo", "up"}} {
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %v: %v %s", args, err, out)
-		}
-	}
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
-	return name
-}
-
 func connectIn(t *testing.T, ns string) int {
 	t.Helper()
-	cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"=1")
+	cmd := testenv.Helper(ns, "connect")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("helper: %v %s", err, out)
 	}
@@ -136,8 +105,8 @@ var summaryRe = regexp.MustCompile(`^(\d+) events, (\d+) lost\n$`)
 var lifeSummaryRe = regexp.MustCompile(`^(\d+) connections, (\d+) events lost\n$`)
 
 func TestJSONOutputAndSummary(t *testing.T) {
-	requireRoot(t)
-	bin, ns := build(t), newNetns(t)
+	testenv.RequireRoot(t)
+	bin, ns := build(t), testenv.NewNetns(t).Name
 	cmd := exec.Command(bin, "-o", "json", "--netns", "/run/netns/"+ns)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -193,8 +162,8 @@ func TestJSONOutputAndSummary(t *testing.T) {
 // `tcpstate | head -1`: once the reader is gone the tool ends by itself,
 // quietly and with status 0, even if no further event comes.
 func TestReaderGoneEndsQuietly(t *testing.T) {
-	requireRoot(t)
-	bin, ns := build(t), newNetns(t)
+	testenv.RequireRoot(t)
+	bin, ns := build(t), testenv.NewNetns(t).Name
 	cmd := exec.Command(bin, "--netns", "/run/netns/"+ns)
 	pr, pw, err := os.Pipe()
 	if err != nil {
@@ -225,7 +194,7 @@ func TestReaderGoneEndsQuietly(t *testing.T) {
 }
 
 func TestNotRootSaysSo(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	bin := build(t)
 	os.Chmod(filepath.Dir(bin), 0o755)
 	os.Chmod(filepath.Dir(filepath.Dir(bin)), 0o755)
@@ -244,7 +213,7 @@ func TestNotRootSaysSo(t *testing.T) {
 // An ssh session that drops sends SIGHUP: the tool ends as on Ctrl-C, with
 // the last events and the summary, and status 0 (it used to die with 129).
 func TestSIGHUPEndsCleanly(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	bin := build(t)
 	for _, tc := range []struct {
 		args    []string
@@ -285,7 +254,7 @@ func TestSIGHUPEndsCleanly(t *testing.T) {
 // tested so: the Go runtime opens /dev/null on a closed fd 0, 1 or 2 before
 // main runs, so there the output is discarded as with >/dev/null.)
 func TestWriteErrorIsReported(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	bin := build(t)
 	redirs := map[string]string{"1</dev/null": "bad file descriptor", ">/dev/full": "no space left on device"}
 	for _, args := range [][]string{
@@ -323,7 +292,7 @@ func TestWriteErrorIsReported(t *testing.T) {
 // /proc/PID/fd: they refuse with one sentence and status 1, rather than
 // show root's sockets as held by nobody with status 0.
 func TestLsAndStuckNotRootSaySo(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	bin := build(t)
 	os.Chmod(filepath.Dir(bin), 0o755)
 	os.Chmod(filepath.Dir(filepath.Dir(bin)), 0o755)
@@ -353,11 +322,11 @@ func TestLsAndStuckNotRootSaySo(t *testing.T) {
 // --netns: when the namespace is deleted, tracing says so and ends with
 // the summary, status 0.
 func TestNetnsGoneEndsTrace(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	bin := build(t)
 	for _, command := range []string{"trace", "life"} {
 		t.Run(command, func(t *testing.T) {
-			ns := newNetns(t)
+			ns := testenv.NewNetns(t).Name
 			cmd := exec.Command(bin, command, "--netns", "/run/netns/"+ns, "-d", "60s")
 			r := started(t, cmd)
 			if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tcpstate/tcpstate/internal/testenv"
 )
 
 // lsCounts runs ls with -o json and returns count per state (and group).
@@ -41,9 +43,8 @@ func sameCounts(t *testing.T, what string, got, want map[string]int) {
 // ls counts exactly the sockets the helpers made, per state, also the
 // TIME_WAIT ones and those made before it ran.
 func TestLsCounts(t *testing.T) {
-	requireRoot(t)
-	requireIP(t)
-	ns := newNetns(t)
+	testenv.RequireRoot(t)
+	ns := testenv.NewNetns(t).Name
 	path := "/run/netns/" + ns
 	const n, unread, tw = 4, 100, 3
 	h4 := startStuckHelper(t, ns, "tcp4", n, unread, tw, true)
@@ -109,9 +110,8 @@ func TestLsCounts(t *testing.T) {
 // Host-wide, the test namespace is among those read, and its sockets are
 // counted.
 func TestLsHostWide(t *testing.T) {
-	requireRoot(t)
-	requireIP(t)
-	ns := newNetns(t)
+	testenv.RequireRoot(t)
+	ns := testenv.NewNetns(t).Name
 	h := startStuckHelper(t, ns, "tcp4", 2, 1, 1, false)
 	p := strconv.Itoa(h.Port)
 	sameCounts(t, "host-wide --lport", lsCounts(t, nil, "--lport", p, "--state", "listen,close-wait"), map[string]int{"LISTEN": 1, "CLOSE_WAIT": 2})

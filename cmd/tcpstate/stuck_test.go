@@ -28,9 +28,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-)
 
-const stuckHelperEnv = "TCPSTATE_STUCK_TEST_HELPER"
+	"github.com/tcpstate/tcpstate/internal/testenv"
+)
 
 // stuckReport is what the helper prints once its sockets are in place.
 type stuckReport struct {
@@ -46,20 +46,6 @@ type stuckConn struct {
 	Client    int   `json:"client"` // the client's local port
 	ClientFD  int   `json:"client_fd"`
 	ServerFDs []int `json:"server_fds"`
-}
-
-// TestStuckHelperProcess is not a test: it is the helper process, run as
-// this test binary with the helper variable set (by startStuckHelper).
-func TestStuckHelperProcess(t *testing.T) {
-	args := os.Getenv(stuckHelperEnv)
-	if args == "" {
-		t.Skip("the helper process of the stuck and ls tests")
-	}
-	if err := stuckHelper(strings.Split(args, ",")); err != nil {
-		fmt.Fprintln(os.Stderr, "helper:", err)
-		os.Exit(1)
-	}
-	os.Exit(0)
 }
 
 // stuckHelper makes n connections on loopback whose client sends unread
@@ -200,8 +186,7 @@ func startStuckHelper(t *testing.T, ns, network string, n, unread, tw int, share
 	if share {
 		sh = "1"
 	}
-	cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run=^TestStuckHelperProcess$")
-	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s,%d,%d,%d,%s", stuckHelperEnv, network, n, unread, tw, sh))
+	cmd := testenv.Helper(ns, "stuck", network, strconv.Itoa(n), strconv.Itoa(unread), strconv.Itoa(tw), sh)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	in, err := cmd.StdinPipe()
@@ -245,17 +230,6 @@ func (h *stuckHelperProc) poke(t *testing.T) {
 	fmt.Fprintln(h.in, "poke")
 	if !h.out.Scan() || !strings.Contains(h.out.Text(), "poked") {
 		t.Fatalf("helper did not poke: %q", h.out.Text())
-	}
-}
-
-// requireIP skips (or fails, in CI) without ip(8).
-func requireIP(t *testing.T) {
-	t.Helper()
-	if _, err := exec.LookPath("ip"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("ip (iproute2) is needed")
-		}
-		t.Skip("ip (iproute2) is needed")
 	}
 }
 
@@ -346,9 +320,8 @@ func endpoint(addr string, port int) string {
 }
 
 func TestStuckFindsCloseWaitAndFinWait2(t *testing.T) {
-	requireRoot(t)
-	requireIP(t)
-	ns := newNetns(t)
+	testenv.RequireRoot(t)
+	ns := testenv.NewNetns(t).Name
 	path := "/run/netns/" + ns
 	const n, unread, tw = 3, 1000, 2
 	helpers := map[string]*stuckHelperProc{
@@ -580,9 +553,8 @@ func (s *syncBuffer) String() string {
 }
 
 func TestStuckWatch(t *testing.T) {
-	requireRoot(t)
-	requireIP(t)
-	ns := newNetns(t)
+	testenv.RequireRoot(t)
+	ns := testenv.NewNetns(t).Name
 	path := "/run/netns/" + ns
 	// Stuck before the watch starts: listed at once, age estimated.
 	pre := startStuckHelper(t, ns, "tcp4", 1, 10, 0, false)
