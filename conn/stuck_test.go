@@ -30,7 +30,7 @@ var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 
 func newFakeWorld(t *testing.T, threshold time.Duration, strict bool, states ...tcp.State) *fakeWorld {
 	f := &fakeWorld{t: t, now: t0, socks: map[sockKey]snapshot.Socket{}}
-	f.sw = NewStuckWatch(snapshot.Options{States: states}, threshold, strict, nil, func(r *StuckReport) error {
+	f.sw = NewStuckWatch(snapshot.Options{Filter: tcp.Filter{States: states}}, threshold, strict, nil, func(r *StuckReport) error {
 		c := *r
 		c.Sock = new(snapshot.Socket)
 		*c.Sock = *r.Sock

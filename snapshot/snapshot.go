@@ -262,18 +262,9 @@ func synAckBound(retrans uint8, expires time.Duration) time.Duration {
 // filter; the kernel reports no cgroup for TIME_WAIT and request sockets,
 // so they match no CgroupID filter either.
 type Options struct {
-	IPv4, IPv6 bool // both or neither: either family
-	PIDs       []uint32
-	Comms      []string
-	LPorts     []uint16
-	RPorts     []uint16
-	LAddrs     []netip.Prefix
-	RAddrs     []netip.Prefix
-	States     []tcp.State // sockets in these states
-	CgroupID   uint64      // sockets of this cgroup v2 or below it
-	// NetNS limits the snapshot to one network namespace, by inode; by
+	// Filter.NetNS limits the snapshot to one network namespace; by
 	// default it covers every namespace.
-	NetNS uint32
+	tcp.Filter
 	// NetNSPath is the namespace file to enter when NetNS is set; without
 	// it the namespace is looked for among those of the processes and of
 	// /run/netns.

@@ -531,32 +531,32 @@ func TestSocketFilter(t *testing.T) {
 		Owners: []Owner{{Pid: 10, Comm: "nginx", FD: 3}, {Pid: 11, Comm: "worker", FD: 4}}}
 	cases := []struct {
 		name string
-		o    Options
+		f    tcp.Filter
 		want bool
 	}{
-		{"none", Options{}, true},
-		{"ipv4", Options{IPv4: true}, true},
-		{"ipv6", Options{IPv6: true}, false},
-		{"both families", Options{IPv4: true, IPv6: true}, true},
-		{"state", Options{States: []tcp.State{tcp.FinWait2, tcp.CloseWait}}, true},
-		{"other state", Options{States: []tcp.State{tcp.FinWait2}}, false},
-		{"lport", Options{LPorts: []uint16{80, 8080}}, true},
-		{"other lport", Options{LPorts: []uint16{80}}, false},
-		{"rport", Options{RPorts: []uint16{50000}}, true},
-		{"other rport", Options{RPorts: []uint16{8080}}, false},
-		{"laddr prefix", Options{LAddrs: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}, true},
-		{"other laddr", Options{LAddrs: []netip.Prefix{netip.MustParsePrefix("10.0.1.0/24")}}, false},
-		{"raddr", Options{RAddrs: []netip.Prefix{netip.MustParsePrefix("2001:db8::/32"), netip.MustParsePrefix("192.0.2.7/32")}}, true},
-		{"other raddr", Options{RAddrs: []netip.Prefix{netip.MustParsePrefix("192.0.2.8/32")}}, false},
-		{"second owner's pid", Options{PIDs: []uint32{11}}, true},
-		{"other pid", Options{PIDs: []uint32{12}}, false},
-		{"comm", Options{Comms: []string{"x", "worker"}}, true},
-		{"pid and comm of one owner", Options{PIDs: []uint32{10}, Comms: []string{"nginx"}}, true},
-		{"pid and comm of two owners", Options{PIDs: []uint32{10}, Comms: []string{"worker"}}, false},
-		{"all at once", Options{IPv4: true, States: []tcp.State{tcp.CloseWait}, LPorts: []uint16{8080}, PIDs: []uint32{10}}, true},
+		{"none", tcp.Filter{}, true},
+		{"ipv4", tcp.Filter{IPv4: true}, true},
+		{"ipv6", tcp.Filter{IPv6: true}, false},
+		{"both families", tcp.Filter{IPv4: true, IPv6: true}, true},
+		{"state", tcp.Filter{States: []tcp.State{tcp.FinWait2, tcp.CloseWait}}, true},
+		{"other state", tcp.Filter{States: []tcp.State{tcp.FinWait2}}, false},
+		{"lport", tcp.Filter{LPorts: []uint16{80, 8080}}, true},
+		{"other lport", tcp.Filter{LPorts: []uint16{80}}, false},
+		{"rport", tcp.Filter{RPorts: []uint16{50000}}, true},
+		{"other rport", tcp.Filter{RPorts: []uint16{8080}}, false},
+		{"laddr prefix", tcp.Filter{LAddrs: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}, true},
+		{"other laddr", tcp.Filter{LAddrs: []netip.Prefix{netip.MustParsePrefix("10.0.1.0/24")}}, false},
+		{"raddr", tcp.Filter{RAddrs: []netip.Prefix{netip.MustParsePrefix("2001:db8::/32"), netip.MustParsePrefix("192.0.2.7/32")}}, true},
+		{"other raddr", tcp.Filter{RAddrs: []netip.Prefix{netip.MustParsePrefix("192.0.2.8/32")}}, false},
+		{"second owner's pid", tcp.Filter{PIDs: []uint32{11}}, true},
+		{"other pid", tcp.Filter{PIDs: []uint32{12}}, false},
+		{"comm", tcp.Filter{Comms: []string{"x", "worker"}}, true},
+		{"pid and comm of one owner", tcp.Filter{PIDs: []uint32{10}, Comms: []string{"nginx"}}, true},
+		{"pid and comm of two owners", tcp.Filter{PIDs: []uint32{10}, Comms: []string{"worker"}}, false},
+		{"all at once", tcp.Filter{IPv4: true, States: []tcp.State{tcp.CloseWait}, LPorts: []uint16{8080}, PIDs: []uint32{10}}, true},
 	}
 	for _, c := range cases {
-		f, err := newSocketFilter(&c.o)
+		f, err := newSocketFilter(&Options{Filter: c.f})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -566,7 +566,7 @@ func TestSocketFilter(t *testing.T) {
 	}
 	noOwner := s
 	noOwner.Owners = nil
-	f, _ := newSocketFilter(&Options{PIDs: []uint32{10}})
+	f, _ := newSocketFilter(&Options{Filter: tcp.Filter{PIDs: []uint32{10}}})
 	if f.match(&noOwner) {
 		t.Error("a socket no process holds matches a pid filter")
 	}

@@ -320,7 +320,7 @@ func TestTransitions(t *testing.T) {
 			}
 			t.Run(name, func(t *testing.T) {
 				ns := testenv.NewNetns(t)
-				c := startTracer(t, tracer.Options{NetNS: ns.Inode, Raw: tc.raw, KernelBTF: tc.kernelBTF})
+				c := startTracer(t, tracer.Options{Filter: tcp.Filter{NetNS: ns.Inode}, Raw: tc.raw, KernelBTF: tc.kernelBTF})
 				r := runPair(t, ns, tc.scenario, network)
 				ls := waitLives(t, c, func(ls []life) bool {
 					return findLife(ls, clientSock, r.Client, r.Server).closed() &&
@@ -367,7 +367,7 @@ func TestTransitions(t *testing.T) {
 		}
 		t.Run("refused/"+network, func(t *testing.T) {
 			ns := testenv.NewNetns(t)
-			c := startTracer(t, tracer.Options{NetNS: ns.Inode})
+			c := startTracer(t, tracer.Options{Filter: tcp.Filter{NetNS: ns.Inode}})
 			r := runPair(t, ns, "refused", network)
 			ls := waitLives(t, c, func(ls []life) bool {
 				for _, l := range ls {
@@ -435,7 +435,7 @@ func TestOwnerAcrossProcesses(t *testing.T) {
 	for _, network := range []string{"tcp4", "tcp6"} {
 		t.Run(network, func(t *testing.T) {
 			ns := testenv.NewNetns(t)
-			c := startTracer(t, tracer.Options{NetNS: ns.Inode})
+			c := startTracer(t, tracer.Options{Filter: tcp.Filter{NetNS: ns.Inode}})
 			r := runOwners(t, ns, c, network, "", nil)
 			comm := filepath.Base(os.Args[0])
 			if len(comm) > 15 {
@@ -500,7 +500,7 @@ func TestFilters(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	all := startTracer(t, tracer.Options{NetNS: ns.Inode})
+	all := startTracer(t, tracer.Options{Filter: tcp.Filter{NetNS: ns.Inode}})
 	type filterCase struct {
 		name  string
 		opts  tracer.Options
@@ -512,19 +512,19 @@ func TestFilters(t *testing.T) {
 	var r4, r6 ownerRun
 	var pair2 helperReport
 	cases := []*filterCase{
-		{name: "ipv4", opts: tracer.Options{IPv4: true}, match: func(ev tracer.Event) bool { return ev.Family == tcp.IPv4 }},
-		{name: "ipv6", opts: tracer.Options{IPv6: true}, match: func(ev tracer.Event) bool { return ev.Family == tcp.IPv6 }},
-		{name: "state", opts: tracer.Options{States: []tcp.State{tcp.CloseWait}}, match: func(ev tracer.Event) bool {
+		{name: "ipv4", opts: tracer.Options{Filter: tcp.Filter{IPv4: true}}, match: func(ev tracer.Event) bool { return ev.Family == tcp.IPv4 }},
+		{name: "ipv6", opts: tracer.Options{Filter: tcp.Filter{IPv6: true}}, match: func(ev tracer.Event) bool { return ev.Family == tcp.IPv6 }},
+		{name: "state", opts: tracer.Options{Filter: tcp.Filter{States: []tcp.State{tcp.CloseWait}}}, match: func(ev tracer.Event) bool {
 			return ev.OldState == tcp.CloseWait || ev.NewState == tcp.CloseWait
 		}},
-		{name: "raddr", opts: tracer.Options{RAddrs: []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32")}}, match: func(ev tracer.Event) bool {
+		{name: "raddr", opts: tracer.Options{Filter: tcp.Filter{RAddrs: []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32")}}}, match: func(ev tracer.Event) bool {
 			return ev.RAddr == netip.MustParseAddr("127.0.0.2")
 		}},
-		{name: "laddr-v6", opts: tracer.Options{LAddrs: []netip.Prefix{netip.MustParsePrefix("::1/128")}}, match: func(ev tracer.Event) bool {
+		{name: "laddr-v6", opts: tracer.Options{Filter: tcp.Filter{LAddrs: []netip.Prefix{netip.MustParsePrefix("::1/128")}}}, match: func(ev tracer.Event) bool {
 			return ev.LAddr == netip.IPv6Loopback()
 		}},
-		{name: "cgroup", opts: tracer.Options{CgroupID: cgStat.Ino}, match: func(ev tracer.Event) bool { return ev.CgroupID == cgStat.Ino }},
-		{name: "comm", opts: tracer.Options{Comms: []string{"no-such-comm", commOf(os.Args[0])}}, match: func(ev tracer.Event) bool {
+		{name: "cgroup", opts: tracer.Options{Filter: tcp.Filter{CgroupID: cgStat.Ino}}, match: func(ev tracer.Event) bool { return ev.CgroupID == cgStat.Ino }},
+		{name: "comm", opts: tracer.Options{Filter: tcp.Filter{Comms: []string{"no-such-comm", commOf(os.Args[0])}}}, match: func(ev tracer.Event) bool {
 			return ev.Comm == commOf(os.Args[0])
 		}},
 	}
@@ -546,14 +546,14 @@ func TestFilters(t *testing.T) {
 
 	// Second round, for the filters that need the first round's values:
 	// same workload shape, new ports and pids.
-	lateAll := startTracer(t, tracer.Options{NetNS: ns.Inode})
+	lateAll := startTracer(t, tracer.Options{Filter: tcp.Filter{NetNS: ns.Inode}})
 	late := []*filterCase{}
 	srvProbe := startHelper(t, ns, "server", "tcp4", "")
 	sr := srvProbe.next(t)
 	late = append(late,
-		&filterCase{name: "lport", opts: tracer.Options{LPorts: []uint16{uint16(sr.Server)}}, match: func(ev tracer.Event) bool { return int(ev.LPort) == sr.Server }},
-		&filterCase{name: "rport", opts: tracer.Options{RPorts: []uint16{1, uint16(sr.Server)}}, match: func(ev tracer.Event) bool { return int(ev.RPort) == sr.Server }},
-		&filterCase{name: "pid", opts: tracer.Options{PIDs: []uint32{uint32(sr.Pid)}}, match: func(ev tracer.Event) bool { return int(ev.Pid) == sr.Pid }},
+		&filterCase{name: "lport", opts: tracer.Options{Filter: tcp.Filter{LPorts: []uint16{uint16(sr.Server)}}}, match: func(ev tracer.Event) bool { return int(ev.LPort) == sr.Server }},
+		&filterCase{name: "rport", opts: tracer.Options{Filter: tcp.Filter{RPorts: []uint16{1, uint16(sr.Server)}}}, match: func(ev tracer.Event) bool { return int(ev.RPort) == sr.Server }},
+		&filterCase{name: "pid", opts: tracer.Options{Filter: tcp.Filter{PIDs: []uint32{uint32(sr.Pid)}}}, match: func(ev tracer.Event) bool { return int(ev.Pid) == sr.Pid }},
 	)
 	for _, fc := range late {
 		fc.opts.NetNS = ns.Inode
@@ -624,7 +624,7 @@ func key(ev tracer.Event) string {
 // tp_btf programs load and TIME_WAIT is followed: no notice.
 func TestLoadsEverything(t *testing.T) {
 	testenv.RequireRoot(t)
-	tr, err := tracer.New(tracer.Options{})
+	tr, err := tracer.New(tracer.Options{Filter: tcp.Filter{}})
 	if err != nil {
 		t.Fatal(err)
 	}

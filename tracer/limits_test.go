@@ -169,7 +169,7 @@ func TestTimeWaitReuseLoop(t *testing.T) {
 				t.Skip("this kernel has no tcp_tw_reuse_delay")
 			}
 			ns := testenv.NewNetns(t)
-			c := startTracer(t, tracer.Options{NetNS: ns.Inode})
+			c := startTracer(t, tracer.Options{Filter: tcp.Filter{NetNS: ns.Inode}})
 			reuseLoop(t, ns, c, network, 40, 50*time.Millisecond, "10")
 		})
 	}
@@ -178,7 +178,7 @@ func TestTimeWaitReuseLoop(t *testing.T) {
 		// apart, three times over.
 		t.Run("default-delay/"+network, func(t *testing.T) {
 			ns := testenv.NewNetns(t)
-			c := startTracer(t, tracer.Options{NetNS: ns.Inode})
+			c := startTracer(t, tracer.Options{Filter: tcp.Filter{NetNS: ns.Inode}})
 			for round := 1; round <= 3; round++ {
 				t.Logf("round %d", round)
 				reuseLoop(t, ns, c, network, 2, 1500*time.Millisecond, "")
@@ -378,7 +378,7 @@ func TestTimeWaitChurnMatchesKernel(t *testing.T) {
 	for _, network := range []string{"tcp4", "tcp6"} {
 		t.Run(network, func(t *testing.T) {
 			ns := testenv.NewNetns(t)
-			c := startTracer(t, tracer.Options{NetNS: ns.Inode})
+			c := startTracer(t, tracer.Options{Filter: tcp.Filter{NetNS: ns.Inode}})
 			before := netstat(t, ns)
 			var hs []*helper
 			for range helpers {
@@ -477,7 +477,7 @@ func TestOrphanBurst(t *testing.T) {
 	for _, network := range []string{"tcp4", "tcp6"} {
 		t.Run(network, func(t *testing.T) {
 			ns := testenv.NewNetns(t)
-			c := startTracer(t, tracer.Options{NetNS: ns.Inode})
+			c := startTracer(t, tracer.Options{Filter: tcp.Filter{NetNS: ns.Inode}})
 			var hs []*helper
 			for range procs {
 				hs = append(hs, startHelper(t, ns, "orphan-burst", network, "", strconv.Itoa(perProc), strconv.Itoa(rate)))
@@ -679,7 +679,7 @@ func TestOwnersPastMapSize(t *testing.T) {
 		rate    = 1250 // connections made and closed a second, per process
 	)
 	ns := testenv.NewNetns(t)
-	c := startTracer(t, tracer.Options{NetNS: ns.Inode})
+	c := startTracer(t, tracer.Options{Filter: tcp.Filter{NetNS: ns.Inode}})
 	type proc struct {
 		h       *helper
 		pid     int
@@ -823,7 +823,7 @@ func TestNetnsDeletedWhileTracing(t *testing.T) {
 	// that the tracer filters on its cookie.
 	tracedPath := "/run/netns/" + traced.Name
 	cookie := netnsCookie(t, tracedPath)
-	c := startTracer(t, tracer.Options{NetNS: traced.Inode, NetNSCookie: cookie})
+	c := startTracer(t, tracer.Options{Filter: tcp.Filter{NetNS: traced.Inode}, NetNSCookie: cookie})
 	if alive, err := snapshot.NetNSAlive(tracedPath, traced.Inode, cookie); err != nil || !alive {
 		t.Fatalf("NetNSAlive before the namespace was deleted: %v, %v", alive, err)
 	}
@@ -899,7 +899,7 @@ func TestNetnsDeletedWhileTracing(t *testing.T) {
 	}
 	// A tracer of the new namespace tells when its events have been read;
 	// the first tracer reads on the same schedule.
-	control := startTracer(t, tracer.Options{NetNS: reused.Inode, NetNSCookie: netnsCookie(t, "/run/netns/"+reused.Name)})
+	control := startTracer(t, tracer.Options{Filter: tcp.Filter{NetNS: reused.Inode}, NetNSCookie: netnsCookie(t, "/run/netns/"+reused.Name)})
 	last := run(reused)
 	others = append(others, last...)
 	t.Logf("%s got inode %d of the deleted namespace; %d connections in %d new namespaces", reused.Name, traced.Inode, len(others), len(others)/2)

@@ -43,7 +43,7 @@ func TestTimeWaitEndsOnReuse(t *testing.T) {
 	for _, network := range []string{"tcp4", "tcp6"} {
 		t.Run(network, func(t *testing.T) {
 			ns := testenv.NewNetns(t)
-			c := startTracer(t, tracer.Options{NetNS: ns.Inode})
+			c := startTracer(t, tracer.Options{Filter: tcp.Filter{NetNS: ns.Inode}})
 			h := startHelper(t, ns, "tw-reuse", network)
 			first := h.next(t)
 			enteredAt := time.Now()
@@ -90,7 +90,7 @@ func TestOrphanFinWait2Timeout(t *testing.T) {
 	for _, network := range []string{"tcp4", "tcp6"} {
 		t.Run(network, func(t *testing.T) {
 			ns := testenv.NewNetns(t)
-			c := startTracer(t, tracer.Options{NetNS: ns.Inode})
+			c := startTracer(t, tracer.Options{Filter: tcp.Filter{NetNS: ns.Inode}})
 			h := startHelper(t, ns, "orphan-timeout", network)
 			r := h.next(t)
 			h.wait(t)
@@ -116,7 +116,7 @@ func TestSimultaneousClose(t *testing.T) {
 	for _, network := range []string{"tcp4", "tcp6"} {
 		t.Run(network, func(t *testing.T) {
 			ns := testenv.NewNetns(t)
-			c := startTracer(t, tracer.Options{NetNS: ns.Inode})
+			c := startTracer(t, tracer.Options{Filter: tcp.Filter{NetNS: ns.Inode}})
 			h := startHelper(t, ns, "simultaneous", network)
 			r := h.next(t)
 			h.wait(t)
@@ -139,7 +139,7 @@ func TestSequenceNumbers(t *testing.T) {
 	for _, network := range []string{"tcp4", "tcp6"} {
 		t.Run(network, func(t *testing.T) {
 			ns := testenv.NewNetns(t)
-			c := startTracer(t, tracer.Options{NetNS: ns.Inode})
+			c := startTracer(t, tracer.Options{Filter: tcp.Filter{NetNS: ns.Inode}})
 			r := runPair(t, ns, "client-closes", network) // the client sends "hello"
 			ls := waitLives(t, c, func(ls []life) bool {
 				return findLife(ls, clientSock, r.Client, r.Server).closed() && findLife(ls, childSock, r.Client, r.Server).closed()
@@ -229,7 +229,7 @@ func TestLife(t *testing.T) {
 		for _, tc := range cases {
 			t.Run(tc.scenario+"/"+network, func(t *testing.T) {
 				ns := testenv.NewNetns(t)
-				tr, err := tracer.New(tracer.Options{NetNS: ns.Inode})
+				tr, err := tracer.New(tracer.Options{Filter: tcp.Filter{NetNS: ns.Inode}})
 				if err != nil {
 					t.Fatal(err)
 				}

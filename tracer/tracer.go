@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net/netip"
 	"os"
 	"slices"
 	"strings"
@@ -43,19 +42,11 @@ const wakeupBytes = 1 << 20
 // Options select what to trace. Zero values mean "everything". Every
 // filter runs in the kernel.
 type Options struct {
-	IPv4, IPv6 bool // both or neither: either family
-	PIDs       []uint32
-	Comms      []string
-	LPorts     []uint16
-	RPorts     []uint16
-	LAddrs     []netip.Prefix
-	RAddrs     []netip.Prefix
-	States     []tcp.State // transitions into or out of these states
-	CgroupID   uint64      // this cgroup v2 or below it
-	// NetNS limits to one network namespace: by its cookie where the
-	// kernel has one (never reused), else by its inode.
-	NetNS       uint32 // network namespace inode
-	NetNSCookie uint64 // network namespace cookie (see snapshot.NetNSCookie)
+	tcp.Filter
+	// NetNSCookie is the cookie of the namespace of Filter.NetNS (see
+	// snapshot.NetNSCookie): where the kernel has cookies the filter
+	// matches it, since an inode is reused by a new namespace.
+	NetNSCookie uint64
 	// Seeds tells who holds the sockets that exist before the tracer
 	// (snapshot.SocketOwners reads it from /proc), so that their
 	// transitions carry an owner too. New calls it once, after loading

@@ -53,7 +53,7 @@ func (f *filterFlags) register(fs *pflag.FlagSet) {
 // options validates the flags and turns them into tracer options. Every
 // error is a usage error naming the flag.
 func (f *filterFlags) options() (tracer.Options, error) {
-	o := tracer.Options{IPv4: f.ipv4, IPv6: f.ipv6}
+	o := tracer.Options{Filter: tcp.Filter{IPv4: f.ipv4, IPv6: f.ipv6}}
 	if err := f.checkEmpty(); err != nil {
 		return o, err
 	}

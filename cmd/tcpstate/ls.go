@@ -11,7 +11,6 @@ import (
 	"github.com/tcpstate/tcpstate/output"
 	"github.com/tcpstate/tcpstate/snapshot"
 	"github.com/tcpstate/tcpstate/tcp"
-	"github.com/tcpstate/tcpstate/tracer"
 )
 
 const lsExamples = `  # Every TCP socket of the host, counted per state, with the oldest of each
@@ -123,14 +122,7 @@ func snapshotOptions(f *filterFlags) (snapshot.Options, error) {
 			o.States[i] = tcp.SynRecv
 		}
 	}
-	return snapshot.Options{IPv4: o.IPv4, IPv6: o.IPv6, PIDs: o.PIDs, Comms: o.Comms, LPorts: o.LPorts, RPorts: o.RPorts,
-		LAddrs: o.LAddrs, RAddrs: o.RAddrs, States: o.States, CgroupID: o.CgroupID, NetNS: o.NetNS, NetNSPath: f.netnsPath}, nil
-}
-
-// tracerOptions are the tracer's filters for the sockets o selects.
-func tracerOptions(o snapshot.Options) tracer.Options {
-	return tracer.Options{IPv4: o.IPv4, IPv6: o.IPv6, PIDs: o.PIDs, Comms: o.Comms, LPorts: o.LPorts, RPorts: o.RPorts,
-		LAddrs: o.LAddrs, RAddrs: o.RAddrs, States: o.States, CgroupID: o.CgroupID, NetNS: o.NetNS}
+	return snapshot.Options{Filter: o.Filter, NetNSPath: f.netnsPath}, nil
 }
 
 // holderUsage rewrites the help of --pid and --comm for snapshots, where

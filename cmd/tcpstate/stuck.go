@@ -269,7 +269,7 @@ func (m *maybeStuck) say(stderr io.Writer, threshold time.Duration) {
 func watchStuck(ctx context.Context, f *stuckFlags, opts snapshot.Options, w *output.StuckWriter, stdout, stderr io.Writer) (int, error) {
 	// The tracer also follows the states a TIME_WAIT socket comes from,
 	// to know exactly when it entered TIME_WAIT.
-	topts := tracerOptions(opts)
+	topts := tracer.Options{Filter: opts.Filter}
 	topts.States = slices.Clone(opts.States)
 	if slices.Contains(opts.States, tcp.TimeWait) {
 		topts.States = append(topts.States, tcp.FinWait1, tcp.FinWait2, tcp.Closing)

@@ -1,0 +1,22 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package tcp
+
+import "net/netip"
+
+// Filter selects sockets: the tracer applies it in the kernel, snapshots
+// in user space. Zero values mean "every socket".
+type Filter struct {
+	IPv4, IPv6 bool // both or neither: either family
+	PIDs       []uint32
+	Comms      []string
+	LPorts     []uint16
+	RPorts     []uint16
+	LAddrs     []netip.Prefix
+	RAddrs     []netip.Prefix
+	// States: for the tracer, transitions into or out of these states;
+	// for a snapshot, sockets in these states.
+	States   []State
+	CgroupID uint64 // this cgroup v2 or below it
+	NetNS    uint32 // one network namespace, by inode
+}
