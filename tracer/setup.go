@@ -145,6 +145,20 @@ func setFilters(spec *ebpf.CollectionSpec, o *Options) error {
 	return nil
 }
 
+// setVariable sets one of the object's constants, chosen from the
+// generated specs (so that a name the object lacks is an error, not a nil).
+func setVariable(spec *ebpf.CollectionSpec, which func(*tcpstateVariableSpecs) *ebpf.VariableSpec, value any) error {
+	var vars tcpstateVariableSpecs
+	if err := spec.Assign(&vars); err != nil {
+		return fmt.Errorf("BPF object: %w", err)
+	}
+	v := which(&vars)
+	if err := v.Set(value); err != nil {
+		return fmt.Errorf("set %s: %w", v.Name, err)
+	}
+	return nil
+}
+
 // fillFilterMaps writes the list filters into their maps.
 func (t *Tracer) fillFilterMaps(o *Options) error {
 	for _, pid := range o.PIDs {

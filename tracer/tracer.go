@@ -142,7 +142,7 @@ func New(opts Options) (*Tracer, error) {
 	if !opts.Raw {
 		fn, err := kallsym("tw_timer_handler")
 		if err == nil {
-			err = spec.Variables[tcpstateVarTwTimerFn].Set(fn)
+			err = setVariable(spec, func(v *tcpstateVariableSpecs) *ebpf.VariableSpec { return v.TwTimerFn }, fn)
 		}
 		if err != nil {
 			t.notices = append(t.notices, fmt.Sprintf("TIME_WAIT is not followed (as with --raw): %v", err))
@@ -200,7 +200,7 @@ func (t *Tracer) load(spec *ebpf.CollectionSpec, kernelTypes *btf.Spec, useBTF b
 	if !useBTF {
 		// Classic tracepoints cannot follow TIME_WAIT (no timer hooks, no
 		// cookies): the BPF side must not try, nor count what it misses.
-		if err := spec.Variables[tcpstateVarTwTimerFn].Set(uint64(0)); err != nil {
+		if err := setVariable(spec, func(v *tcpstateVariableSpecs) *ebpf.VariableSpec { return v.TwTimerFn }, uint64(0)); err != nil {
 			return fmt.Errorf("set tw_timer_fn: %w", err)
 		}
 	}
