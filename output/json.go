@@ -3,6 +3,7 @@
 package output
 
 import (
+	"net/netip"
 	"strconv"
 	"unicode/utf8"
 
@@ -115,4 +116,11 @@ func appendJSONString(dst []byte, s string) []byte {
 	}
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
+}
+
+func appendAddrJSON(b []byte, a netip.Addr) []byte {
+	if a.IsValid() {
+		b = a.AppendTo(b)
+	}
+	return b
 }

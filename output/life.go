@@ -109,11 +109,6 @@ func (f *lifeJSON) AppendConnection(dst []byte, c *conn.Connection) []byte {
 
 type lifeTable struct{ clock clock }
 
-const (
-	widthBytes = 9
-	widthDur   = 10
-)
-
 func (*lifeTable) Header() []byte {
 	var h header
 	h.col("TIME", widthTime, false)
