@@ -40,24 +40,10 @@ func (f *lifeJSON) AppendConnection(dst []byte, c *conn.Connection) []byte {
 	}
 	dst = append(dst, `{"time":"`...)
 	dst = f.clock.append(dst, c.Time)
-	dst = append(dst, `","pid":`...)
-	dst = strconv.AppendUint(dst, uint64(c.Pid), 10)
-	dst = append(dst, `,"comm":`...)
-	dst = appendJSONString(dst, c.Comm)
-	dst = append(dst, `,"family":"`...)
-	dst = append(dst, c.Family.String()...)
-	dst = append(dst, `","laddr":"`...)
-	if c.LAddr.IsValid() {
-		dst = c.LAddr.AppendTo(dst)
-	}
-	dst = append(dst, `","lport":`...)
-	dst = strconv.AppendUint(dst, uint64(c.LPort), 10)
-	dst = append(dst, `,"raddr":"`...)
-	if c.RAddr.IsValid() {
-		dst = c.RAddr.AppendTo(dst)
-	}
-	dst = append(dst, `","rport":`...)
-	dst = strconv.AppendUint(dst, uint64(c.RPort), 10)
+	dst = append(dst, `",`...)
+	dst = appendOwnerJSON(dst, c.Pid, c.Comm)
+	dst = append(dst, ',')
+	dst = appendTupleJSON(dst, c.Family.String(), c.LAddr, c.LPort, c.RAddr, c.RPort)
 	dst = append(dst, `,"start":"`...)
 	dst = f.start.append(dst, c.Start)
 	dst = append(dst, `","duration_us":`...)
@@ -100,10 +86,8 @@ func (f *lifeJSON) AppendConnection(dst []byte, c *conn.Connection) []byte {
 	if c.Partial {
 		dst = append(dst, `,"partial":true`...)
 	}
-	dst = append(dst, `,"netns":`...)
-	dst = strconv.AppendUint(dst, uint64(c.NetNS), 10)
-	dst = append(dst, `,"cgroup_id":`...)
-	dst = strconv.AppendUint(dst, c.CgroupID, 10)
+	dst = append(dst, ',')
+	dst = appendNetNSCgroupJSON(dst, c.NetNS, c.CgroupID)
 	return append(dst, "}\n"...)
 }
 

@@ -118,10 +118,8 @@ func appendSummaryJSON(b []byte, by GroupBy, r *SummaryRow) []byte {
 	b = append(b, '"')
 	switch by {
 	case ByProcess:
-		b = append(b, `,"pid":`...)
-		b = strconv.AppendUint(b, uint64(r.Pid), 10)
-		b = append(b, `,"comm":`...)
-		b = appendJSONString(b, r.Comm)
+		b = append(b, ',')
+		b = appendOwnerJSON(b, r.Pid, r.Comm)
 	case ByRemote:
 		b = append(b, `,"raddr":"`...)
 		b = appendAddrJSON(b, r.Addr)

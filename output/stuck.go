@@ -192,25 +192,15 @@ func AppendStuckJSON(b []byte, r *StuckRow) []byte {
 		b = append(b, `,"age_max_us":`...)
 		b = strconv.AppendInt(b, int64(s.AgeMax/time.Microsecond), 10)
 	}
-	b = append(b, `,"family":"`...)
-	b = append(b, s.Family.String()...)
-	b = append(b, `","laddr":"`...)
-	b = appendAddrJSON(b, s.LAddr)
-	b = append(b, `","lport":`...)
-	b = strconv.AppendUint(b, uint64(s.LPort), 10)
-	b = append(b, `,"raddr":"`...)
-	b = appendAddrJSON(b, s.RAddr)
-	b = append(b, `","rport":`...)
-	b = strconv.AppendUint(b, uint64(s.RPort), 10)
+	b = append(b, ',')
+	b = appendTupleJSON(b, s.Family.String(), s.LAddr, s.LPort, s.RAddr, s.RPort)
 	b = append(b, `,"owners":[`...)
 	for i, o := range s.Owners {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = append(b, `{"pid":`...)
-		b = strconv.AppendUint(b, uint64(o.Pid), 10)
-		b = append(b, `,"comm":`...)
-		b = appendJSONString(b, o.Comm)
+		b = append(b, '{')
+		b = appendOwnerJSON(b, o.Pid, o.Comm)
 		b = append(b, `,"fd":`...)
 		b = strconv.AppendInt(b, int64(o.FD), 10)
 		b = append(b, '}')
@@ -242,8 +232,8 @@ func AppendStuckJSON(b []byte, r *StuckRow) []byte {
 	} else {
 		b = appendJSONString(b, Why(s))
 	}
-	b = append(b, `,"netns":`...)
-	b = strconv.AppendUint(b, uint64(s.NetNS), 10)
+	b = append(b, ',')
+	b = appendNetNSJSON(b, s.NetNS)
 	if r.Event != "" {
 		b = append(b, `,"event":"`...)
 		b = append(b, r.Event...)
