@@ -13,13 +13,8 @@ import (
 	"github.com/tcpstate/tcpstate/tracer"
 )
 
-// Format turns events into bytes.
-type Format interface {
-	// Header is printed once before the first event; nil for none.
-	Header() []byte
-	// AppendEvent appends one event, including the trailing '\n', to dst.
-	AppendEvent(dst []byte, ev *tracer.Event) []byte
-}
+// Format turns the transitions of 'tcpstate trace' into bytes.
+type Format = RecordFormat[tracer.Event]
 
 // Options change what the formats show.
 type Options struct {

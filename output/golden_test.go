@@ -129,17 +129,17 @@ func TestGoldenLife(t *testing.T) {
 				t.Fatal(err)
 			}
 			var buf bytes.Buffer
-			p := NewLifePrinter(&buf, f)
+			p := NewPrinter(&buf, f)
 			for i := range conns {
-				if err := p.PrintConnection(&conns[i]); err != nil {
+				if err := p.Print(&conns[i]); err != nil {
 					t.Fatal(err)
 				}
 			}
 			if err := p.Flush(); err != nil {
 				t.Fatal(err)
 			}
-			if got := p.Events(); got != uint64(len(conns)) {
-				t.Errorf("Events() = %d, want %d", got, len(conns))
+			if got := p.Records(); got != uint64(len(conns)) {
+				t.Errorf("Records() = %d, want %d", got, len(conns))
 			}
 			checkGolden(t, "life-"+name, buf.Bytes())
 		})
@@ -274,7 +274,7 @@ func TestGoldenStuck(t *testing.T) {
 
 // benchConns prints connections like 'life' on a busy host.
 func benchConns(b *testing.B, f LifeFormat) {
-	p := NewLifePrinter(io.Discard, f)
+	p := NewPrinter(io.Discard, f)
 	conns := testConns()
 	start := time.Date(2026, 11, 25, 21, 0, 0, 0, time.UTC)
 	var c conn.Connection
@@ -283,7 +283,7 @@ func benchConns(b *testing.B, f LifeFormat) {
 		c = conns[i%len(conns)]
 		c.Time = start.Add(time.Duration(i) * 7 * time.Microsecond)
 		c.Start = c.Time.Add(-c.Duration)
-		if err := p.PrintConnection(&c); err != nil {
+		if err := p.Print(&c); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -25,7 +25,7 @@ func NewJSON() Format {
 
 func (*jsonFormat) Header() []byte { return nil }
 
-func (f *jsonFormat) AppendEvent(dst []byte, ev *tracer.Event) []byte {
+func (f *jsonFormat) Append(dst []byte, ev *tracer.Event) []byte {
 	dst = append(dst, `{"time":"`...)
 	dst = f.clock.append(dst, ev.Time)
 	dst = append(dst, `","skaddr":"0x`...)

@@ -10,10 +10,7 @@ import (
 )
 
 // LifeFormat turns whole connections (tcpstate life) into bytes.
-type LifeFormat interface {
-	Header() []byte
-	AppendConnection(dst []byte, c *conn.Connection) []byte
-}
+type LifeFormat = RecordFormat[conn.Connection]
 
 // NewLife returns the life format called name: "table" or "json".
 func NewLife(name string) (LifeFormat, error) {
@@ -33,7 +30,7 @@ type lifeJSON struct {
 
 func (*lifeJSON) Header() []byte { return nil }
 
-func (f *lifeJSON) AppendConnection(dst []byte, c *conn.Connection) []byte {
+func (f *lifeJSON) Append(dst []byte, c *conn.Connection) []byte {
 	if f.start.layout == "" {
 		f.start = f.clock
 		f.start.prefix = nil
@@ -107,7 +104,7 @@ func (*lifeTable) Header() []byte {
 	return append(h, '\n')
 }
 
-func (f *lifeTable) AppendConnection(dst []byte, c *conn.Connection) []byte {
+func (f *lifeTable) Append(dst []byte, c *conn.Connection) []byte {
 	start := len(dst)
 	dst = f.clock.append(dst, c.Time)
 	dst = padRight(dst, start, widthTime)

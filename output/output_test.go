@@ -134,7 +134,7 @@ func TestJSONLines(t *testing.T) {
 	}
 	for i := range testEvents {
 		ev := &testEvents[i]
-		line := f.AppendEvent(nil, ev)
+		line := f.Append(nil, ev)
 		if !bytes.HasSuffix(line, []byte("}\n")) || bytes.Count(line, []byte("\n")) != 1 {
 			t.Fatalf("event %d: not one line: %q", i, line)
 		}
@@ -233,7 +233,7 @@ func TestTableLines(t *testing.T) {
 	ev.Comm = "123456789012345"
 	ev.OldState, ev.NewState = tcp.NewSynRecv, tcp.Established
 	ev.InState = 9999999 * time.Microsecond
-	l := string(NewTable().AppendEvent(nil, &ev))
+	l := string(NewTable().Append(nil, &ev))
 	if n := utf8.RuneCountInString(l) - 1; n > 120 {
 		t.Errorf("widest IPv4 line is %d columns: %q", n, l)
 	}
@@ -274,8 +274,8 @@ func TestPrinter(t *testing.T) {
 	if err := p.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	if got := p.Events(); got != 3 {
-		t.Errorf("Events() = %d, want 3", got)
+	if got := p.Records(); got != 3 {
+		t.Errorf("Records() = %d, want 3", got)
 	}
 	if n := strings.Count(buf.String(), string(NewTable().Header())); n != 1 {
 		t.Errorf("header printed %d times", n)
@@ -296,8 +296,8 @@ func TestPrinter(t *testing.T) {
 	if err := p.Print(&testEvents[0]); err == nil {
 		t.Error("Print after a failed Flush succeeded")
 	}
-	if got := p.Events(); got != 1 {
-		t.Errorf("Events() = %d, want 1", got)
+	if got := p.Records(); got != 1 {
+		t.Errorf("Records() = %d, want 1", got)
 	}
 }
 
@@ -313,8 +313,8 @@ func TestZeroAllocs(t *testing.T) {
 		buf := make([]byte, 0, 1024)
 		for i := range testEvents {
 			ev := &testEvents[i]
-			if n := testing.AllocsPerRun(100, func() { buf = f.AppendEvent(buf[:0], ev) }); n != 0 {
-				t.Errorf("%T.AppendEvent(event %d): %v allocs, want 0", f, i, n)
+			if n := testing.AllocsPerRun(100, func() { buf = f.Append(buf[:0], ev) }); n != 0 {
+				t.Errorf("%T.Append(event %d): %v allocs, want 0", f, i, n)
 			}
 		}
 		p := NewPrinter(io.Discard, f)
@@ -351,7 +351,7 @@ func FuzzJSONComm(f *testing.F) {
 	f.Fuzz(func(t *testing.T, comm []byte) {
 		ev := testEvents[0]
 		ev.Comm = string(comm)
-		line := format.AppendEvent(nil, &ev)
+		line := format.Append(nil, &ev)
 		if !json.Valid(line) || !utf8.Valid(line) {
 			t.Fatalf("invalid JSON for comm %q: %s", comm, line)
 		}

@@ -38,7 +38,7 @@ func (f *tableFormat) Header() []byte {
 	return append(h, '\n')
 }
 
-func (f *tableFormat) AppendEvent(dst []byte, ev *tracer.Event) []byte {
+func (f *tableFormat) Append(dst []byte, ev *tracer.Event) []byte {
 	start := len(dst)
 	dst = f.clock.append(dst, ev.Time)
 	dst = padRight(dst, start, widthTime)
