@@ -36,7 +36,7 @@ const (
 	widthQueue = 6
 	widthOwner = 24
 	widthTimer = 18 // keepalive,59.9s,10
-	widthGroup = 22 // [2001:db8::1] is wider; printed whole
+	widthGroup = 22 // 255.255.255.255:65535 plus one; a wider IPv6 group is printed whole
 )
 
 // header lays out a table header, a column at a time.

@@ -18,9 +18,8 @@ type jsonFormat struct {
 	seq   bool
 }
 
-// NewJSON returns the NDJSON format.
-func NewJSON() Format {
-	return &jsonFormat{clock: clock{layout: "2006-01-02T15:04:05", zone: true, digits: 9}}
+func newJSON(o Options) *jsonFormat {
+	return &jsonFormat{clock: clock{layout: "2006-01-02T15:04:05", zone: true, digits: 9}, seq: o.Seq}
 }
 
 func (*jsonFormat) Header() []byte { return nil }

@@ -25,7 +25,7 @@ func NewLife(name string) (LifeFormat, error) {
 
 type lifeJSON struct {
 	clock clock
-	start clock // the start time is another second than the end
+	start clock // its own cache: the start is rarely in the end's second
 }
 
 func (*lifeJSON) Header() []byte { return nil }

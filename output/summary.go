@@ -120,9 +120,6 @@ func (sm *Summary) add(k summaryKey, s *snapshot.Socket) {
 	}
 }
 
-// Total returns how many sockets were added.
-func (sm *Summary) Total() int { return sm.total }
-
 // Namespaces returns in how many network namespaces they were.
 func (sm *Summary) Namespaces() int { return len(sm.namespaces) }
 

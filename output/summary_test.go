@@ -51,8 +51,8 @@ func TestSummaryByState(t *testing.T) {
 		{State: tcp.Listen, Count: 1},
 	}
 	checkRows(t, sm.Rows(), want)
-	if sm.Total() != len(groupSockets) || sm.Namespaces() != 1 {
-		t.Errorf("total %d in %d namespaces", sm.Total(), sm.Namespaces())
+	if sm.total != len(groupSockets) || sm.Namespaces() != 1 {
+		t.Errorf("total %d in %d namespaces", sm.total, sm.Namespaces())
 	}
 }
 

@@ -17,8 +17,9 @@ type tableFormat struct {
 	seq   bool
 }
 
-// NewTable returns the table format.
-func NewTable() Format { return &tableFormat{clock: clock{layout: "15:04:05", digits: 3}} }
+func newTable(o Options) *tableFormat {
+	return &tableFormat{clock: clock{layout: "15:04:05", digits: 3}, seq: o.Seq}
+}
 
 func (f *tableFormat) Header() []byte {
 	var h header
