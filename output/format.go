@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 
-// Package output turns tracer events into text: an aligned table for
-// people and NDJSON for programs. Both formats append into a caller's
-// buffer so that printing an event does not allocate.
+// Package output formats what tcpstate prints, as an aligned table for
+// people or NDJSON for programs: the transitions of 'trace' and the
+// connections of 'life' (through a Printer), the summary of 'ls' and the
+// rows of 'stuck'. It only formats: it reads no sockets and runs no BPF.
+// Transitions and connections are appended into a reused buffer, so that
+// printing one does not allocate.
 package output
 
 import (
@@ -13,34 +16,23 @@ import (
 	"github.com/tcpstate/tcpstate/tracer"
 )
 
-// Format turns events into bytes.
-type Format interface {
-	// Header is printed once before the first event; nil for none.
-	Header() []byte
-	// AppendEvent appends one event, including the trailing '\n', to dst.
-	AppendEvent(dst []byte, ev *tracer.Event) []byte
-}
+// Format turns the transitions of 'tcpstate trace' into bytes.
+type Format = RecordFormat[tracer.Event]
 
-// Options change what the formats show.
+// Options change what the event formats show.
 type Options struct {
 	// Seq adds the sequence numbers snd_una, snd_nxt and rcv_nxt.
 	Seq bool
 }
 
-// New returns the format called name: "table" or "json".
-func New(name string) (Format, error) { return NewWith(name, Options{}) }
-
-// NewWith returns the format called name with options o.
+// NewWith returns the event format called name ("table" or "json") with
+// options o.
 func NewWith(name string, o Options) (Format, error) {
 	switch name {
 	case "table":
-		f := NewTable().(*tableFormat)
-		f.seq = o.Seq
-		return f, nil
+		return newTable(o), nil
 	case "json":
-		f := NewJSON().(*jsonFormat)
-		f.seq = o.Seq
-		return f, nil
+		return newJSON(o), nil
 	}
 	return nil, fmt.Errorf("unknown output format %q (want table or json)", name)
 }

@@ -10,10 +10,7 @@ import (
 )
 
 // LifeFormat turns whole connections (tcpstate life) into bytes.
-type LifeFormat interface {
-	Header() []byte
-	AppendConnection(dst []byte, c *conn.Connection) []byte
-}
+type LifeFormat = RecordFormat[conn.Connection]
 
 // NewLife returns the life format called name: "table" or "json".
 func NewLife(name string) (LifeFormat, error) {
@@ -28,36 +25,22 @@ func NewLife(name string) (LifeFormat, error) {
 
 type lifeJSON struct {
 	clock clock
-	start clock // the start time is another second than the end
+	start clock // its own cache: the start is rarely in the end's second
 }
 
 func (*lifeJSON) Header() []byte { return nil }
 
-func (f *lifeJSON) AppendConnection(dst []byte, c *conn.Connection) []byte {
+func (f *lifeJSON) Append(dst []byte, c *conn.Connection) []byte {
 	if f.start.layout == "" {
 		f.start = f.clock
 		f.start.prefix = nil
 	}
 	dst = append(dst, `{"time":"`...)
 	dst = f.clock.append(dst, c.Time)
-	dst = append(dst, `","pid":`...)
-	dst = strconv.AppendUint(dst, uint64(c.Pid), 10)
-	dst = append(dst, `,"comm":`...)
-	dst = appendJSONString(dst, c.Comm)
-	dst = append(dst, `,"family":"`...)
-	dst = append(dst, c.Family.String()...)
-	dst = append(dst, `","laddr":"`...)
-	if c.LAddr.IsValid() {
-		dst = c.LAddr.AppendTo(dst)
-	}
-	dst = append(dst, `","lport":`...)
-	dst = strconv.AppendUint(dst, uint64(c.LPort), 10)
-	dst = append(dst, `,"raddr":"`...)
-	if c.RAddr.IsValid() {
-		dst = c.RAddr.AppendTo(dst)
-	}
-	dst = append(dst, `","rport":`...)
-	dst = strconv.AppendUint(dst, uint64(c.RPort), 10)
+	dst = append(dst, `",`...)
+	dst = appendOwnerJSON(dst, c.Pid, c.Comm)
+	dst = append(dst, ',')
+	dst = appendTupleJSON(dst, c.Family.String(), c.LAddr, c.LPort, c.RAddr, c.RPort)
 	dst = append(dst, `,"start":"`...)
 	dst = f.start.append(dst, c.Start)
 	dst = append(dst, `","duration_us":`...)
@@ -100,19 +83,12 @@ func (f *lifeJSON) AppendConnection(dst []byte, c *conn.Connection) []byte {
 	if c.Partial {
 		dst = append(dst, `,"partial":true`...)
 	}
-	dst = append(dst, `,"netns":`...)
-	dst = strconv.AppendUint(dst, uint64(c.NetNS), 10)
-	dst = append(dst, `,"cgroup_id":`...)
-	dst = strconv.AppendUint(dst, c.CgroupID, 10)
+	dst = append(dst, ',')
+	dst = appendNetNSCgroupJSON(dst, c.NetNS, c.CgroupID)
 	return append(dst, "}\n"...)
 }
 
 type lifeTable struct{ clock clock }
-
-const (
-	widthBytes = 9
-	widthDur   = 10
-)
 
 func (*lifeTable) Header() []byte {
 	var h header
@@ -128,7 +104,7 @@ func (*lifeTable) Header() []byte {
 	return append(h, '\n')
 }
 
-func (f *lifeTable) AppendConnection(dst []byte, c *conn.Connection) []byte {
+func (f *lifeTable) Append(dst []byte, c *conn.Connection) []byte {
 	start := len(dst)
 	dst = f.clock.append(dst, c.Time)
 	dst = padRight(dst, start, widthTime)

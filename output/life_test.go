@@ -5,6 +5,7 @@ package output
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"net/netip"
 	"strings"
 	"testing"
@@ -31,7 +32,7 @@ func TestLifeJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	line := f.AppendConnection(nil, &testConn)
+	line := f.Append(nil, &testConn)
 	want := `{"time":"2026-11-25T21:34:03.510346796Z","pid":24912,"comm":"python3","family":"ipv4",` +
 		`"laddr":"127.0.0.1","lport":47300,"raddr":"127.0.0.1","rport":7711,"start":"2026-11-25T21:34:03.330001358Z",` +
 		`"duration_us":180345,"path":[{"state":"SYN_SENT","us":70},{"state":"ESTABLISHED","us":78},` +
@@ -46,7 +47,7 @@ func TestLifeJSON(t *testing.T) {
 	}
 	c := testConn
 	c.ClosedBy, c.Reset, c.ISNKnown, c.Partial = "", 0, false, true
-	line = f.AppendConnection(nil, &c)
+	line = f.Append(nil, &c)
 	for _, gone := range []string{"closed_by", "reset", "isn"} {
 		if bytes.Contains(line, []byte(`"`+gone+`"`)) {
 			t.Errorf("%s present when unknown: %s", gone, line)
@@ -63,7 +64,7 @@ func TestLifeTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	header := string(f.Header())
-	line := string(f.AppendConnection(nil, &testConn))
+	line := string(f.Append(nil, &testConn))
 	want := "21:34:03.510   24912 python3         127.0.0.1:47300        127.0.0.1:7711            180.345         5         6 SYN_SENT>ESTABLISHED>FIN_WAIT1>FIN_WAIT2>TIME_WAIT (reset sent)\n"
 	if line != want {
 		t.Errorf("got\n%q\nwant\n%q", line, want)
@@ -77,5 +78,25 @@ func TestLifeTable(t *testing.T) {
 	}
 	if strings.Index(header, "PATH") != strings.Index(line, "SYN_SENT") {
 		t.Errorf("PATH column misaligned:\n%s%s", header, line)
+	}
+}
+
+func TestLifeZeroAllocs(t *testing.T) {
+	if testing.CoverMode() != "" {
+		t.Skip("coverage instrumentation allocates")
+	}
+	conns := testConns()
+	for _, name := range []string{"table", "json"} {
+		f, err := NewLife(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := NewPrinter(io.Discard, f)
+		for i := range conns {
+			c := &conns[i]
+			if n := testing.AllocsPerRun(100, func() { _ = p.Print(c) }); n != 0 {
+				t.Errorf("Printer.Print with life %s, connection %d: %v allocs, want 0", name, i, n)
+			}
+		}
 	}
 }

@@ -102,7 +102,7 @@ func render(t testing.TB, f Format) []byte {
 func TestGolden(t *testing.T) {
 	for _, name := range []string{"table", "json"} {
 		t.Run(name, func(t *testing.T) {
-			f, err := New(name)
+			f, err := NewWith(name, Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -128,13 +128,13 @@ var jsonKeys = []string{"time", "skaddr", "pid", "comm", "family", "laddr", "lpo
 	"oldstate", "newstate", "in_state_us", "netns", "cgroup_id"}
 
 func TestJSONLines(t *testing.T) {
-	f := NewJSON()
+	f := newJSON(Options{})
 	if h := f.Header(); h != nil {
 		t.Errorf("JSON header = %q, want nil", h)
 	}
 	for i := range testEvents {
 		ev := &testEvents[i]
-		line := f.AppendEvent(nil, ev)
+		line := f.Append(nil, ev)
 		if !bytes.HasSuffix(line, []byte("}\n")) || bytes.Count(line, []byte("\n")) != 1 {
 			t.Fatalf("event %d: not one line: %q", i, line)
 		}
@@ -210,7 +210,7 @@ func TestAppendState(t *testing.T) {
 }
 
 func TestTableLines(t *testing.T) {
-	out := render(t, NewTable())
+	out := render(t, newTable(Options{}))
 	lines := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
 	if len(lines) != len(testEvents)+1 {
 		t.Fatalf("%d lines, want header + %d", len(lines), len(testEvents))
@@ -233,7 +233,7 @@ func TestTableLines(t *testing.T) {
 	ev.Comm = "123456789012345"
 	ev.OldState, ev.NewState = tcp.NewSynRecv, tcp.Established
 	ev.InState = 9999999 * time.Microsecond
-	l := string(NewTable().AppendEvent(nil, &ev))
+	l := string(newTable(Options{}).Append(nil, &ev))
 	if n := utf8.RuneCountInString(l) - 1; n > 120 {
 		t.Errorf("widest IPv4 line is %d columns: %q", n, l)
 	}
@@ -247,19 +247,19 @@ func TestTableLines(t *testing.T) {
 
 func TestNew(t *testing.T) {
 	for _, name := range []string{"table", "json"} {
-		if f, err := New(name); err != nil || f == nil {
-			t.Errorf("New(%q) = %v, %v", name, f, err)
+		if f, err := NewWith(name, Options{}); err != nil || f == nil {
+			t.Errorf("NewWith(%q) = %v, %v", name, f, err)
 		}
 	}
-	_, err := New("xml")
+	_, err := NewWith("xml", Options{})
 	if err == nil || err.Error() != `unknown output format "xml" (want table or json)` {
-		t.Errorf("New(xml) error = %v", err)
+		t.Errorf("NewWith(xml) error = %v", err)
 	}
 }
 
 func TestPrinter(t *testing.T) {
 	var buf bytes.Buffer
-	p := NewPrinter(&buf, NewTable())
+	p := NewPrinter(&buf, newTable(Options{}))
 	if err := p.Flush(); err != nil || buf.Len() != 0 {
 		t.Fatalf("Flush before any event wrote %q, %v", buf.String(), err)
 	}
@@ -274,10 +274,10 @@ func TestPrinter(t *testing.T) {
 	if err := p.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	if got := p.Events(); got != 3 {
-		t.Errorf("Events() = %d, want 3", got)
+	if got := p.Records(); got != 3 {
+		t.Errorf("Records() = %d, want 3", got)
 	}
-	if n := strings.Count(buf.String(), string(NewTable().Header())); n != 1 {
+	if n := strings.Count(buf.String(), string(newTable(Options{}).Header())); n != 1 {
 		t.Errorf("header printed %d times", n)
 	}
 	if n := strings.Count(buf.String(), "\n"); n != 4 {
@@ -286,7 +286,7 @@ func TestPrinter(t *testing.T) {
 
 	// Write errors are reported, and once the buffer has failed no more
 	// events are counted.
-	p = NewPrinter(failWriter{}, NewJSON())
+	p = NewPrinter(failWriter{}, newJSON(Options{}))
 	if err := p.Print(&testEvents[0]); err != nil {
 		t.Fatal(err) // still buffered
 	}
@@ -296,8 +296,8 @@ func TestPrinter(t *testing.T) {
 	if err := p.Print(&testEvents[0]); err == nil {
 		t.Error("Print after a failed Flush succeeded")
 	}
-	if got := p.Events(); got != 1 {
-		t.Errorf("Events() = %d, want 1", got)
+	if got := p.Records(); got != 1 {
+		t.Errorf("Records() = %d, want 1", got)
 	}
 }
 
@@ -309,12 +309,12 @@ func TestZeroAllocs(t *testing.T) {
 	if testing.CoverMode() != "" {
 		t.Skip("coverage instrumentation allocates")
 	}
-	for _, f := range []Format{NewJSON(), NewTable()} {
+	for _, f := range []Format{newJSON(Options{}), newTable(Options{})} {
 		buf := make([]byte, 0, 1024)
 		for i := range testEvents {
 			ev := &testEvents[i]
-			if n := testing.AllocsPerRun(100, func() { buf = f.AppendEvent(buf[:0], ev) }); n != 0 {
-				t.Errorf("%T.AppendEvent(event %d): %v allocs, want 0", f, i, n)
+			if n := testing.AllocsPerRun(100, func() { buf = f.Append(buf[:0], ev) }); n != 0 {
+				t.Errorf("%T.Append(event %d): %v allocs, want 0", f, i, n)
 			}
 		}
 		p := NewPrinter(io.Discard, f)
@@ -340,18 +340,18 @@ func benchmark(b *testing.B, f Format) {
 	}
 }
 
-func BenchmarkJSON(b *testing.B)  { benchmark(b, NewJSON()) }
-func BenchmarkTable(b *testing.B) { benchmark(b, NewTable()) }
+func BenchmarkJSON(b *testing.B)  { benchmark(b, newJSON(Options{})) }
+func BenchmarkTable(b *testing.B) { benchmark(b, newTable(Options{})) }
 
 func FuzzJSONComm(f *testing.F) {
 	for _, s := range []string{"", "curl", `a"b\`, "\x00\x1f\x7f", "café", "\xff\xfe", "\u2028<>&", "\xe2\x82"} {
 		f.Add([]byte(s))
 	}
-	format := NewJSON()
+	format := newJSON(Options{})
 	f.Fuzz(func(t *testing.T, comm []byte) {
 		ev := testEvents[0]
 		ev.Comm = string(comm)
-		line := format.AppendEvent(nil, &ev)
+		line := format.Append(nil, &ev)
 		if !json.Valid(line) || !utf8.Valid(line) {
 			t.Fatalf("invalid JSON for comm %q: %s", comm, line)
 		}

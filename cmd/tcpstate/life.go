@@ -71,18 +71,22 @@ because the ring buffer was full, which may leave some records incomplete.`,
 }
 
 func runLife(ctx context.Context, f *traceFlags, opts tracer.Options, format output.LifeFormat, stdout, stderr io.Writer) error {
-	printer := output.NewLifePrinter(outputWriter{stdout}, format)
+	printer := output.NewPrinter(outputWriter{stdout}, format)
 	return runSession(ctx, stdout, stderr, sessionConfig{
 		duration: f.duration, opts: opts, netnsPath: f.netnsPath,
 		banner:  tracingBanner,
 		out:     printer,
 		handler: func() (tracer.Handler, error) { return conn.NewLifeTracker(lifeOut{printer}), nil },
-		summary: func(lost uint64) string { return fmt.Sprintf("%d connections, %d events lost", printer.Events(), lost) },
+		summary: func(lost uint64) string {
+			return fmt.Sprintf("%d connections, %d events lost", printer.Records(), lost)
+		},
 	})
 }
 
 // lifeOut prints the connections a LifeTracker reports.
-type lifeOut struct{ *output.Printer }
+type lifeOut struct {
+	*output.Printer[conn.Connection]
+}
 
-func (o lifeOut) Connection(c *conn.Connection) error { return o.PrintConnection(c) }
+func (o lifeOut) Connection(c *conn.Connection) error { return o.Print(c) }
 func (o lifeOut) Tick() error                         { return nil } // the session flushes

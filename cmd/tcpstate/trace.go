@@ -164,7 +164,7 @@ func runTrace(ctx context.Context, f *traceFlags, stdout, stderr io.Writer) erro
 		banner:  tracingBanner,
 		out:     printer,
 		handler: func() (tracer.Handler, error) { return eventPrinter{printer}, nil },
-		summary: func(lost uint64) string { return fmt.Sprintf("%d events, %d lost", printer.Events(), lost) },
+		summary: func(lost uint64) string { return fmt.Sprintf("%d events, %d lost", printer.Records(), lost) },
 	})
 }
 
@@ -172,7 +172,7 @@ func runTrace(ctx context.Context, f *traceFlags, stdout, stderr io.Writer) erro
 const tracingBanner = "Tracing TCP state transitions. Ctrl-C to end."
 
 // eventPrinter prints every transition (tcpstate trace).
-type eventPrinter struct{ *output.Printer }
+type eventPrinter struct{ *output.Printer[tracer.Event] }
 
 func (p eventPrinter) Event(ev *tracer.Event) error { return p.Print(ev) }
 func (p eventPrinter) Tick() error                  { return nil } // the session flushes
