@@ -107,6 +107,7 @@ type Tracer struct {
 	held     []Event
 	heldHead int
 	lastPoll time.Time
+	pollCost time.Duration              // how long the last poll took
 	limits   map[tcpstateCounter]uint32 // sizes of the tables behind the counters
 	// heldEarly counts timewait ends released before holdFor because too
 	// many were held.
@@ -399,16 +400,23 @@ func (t *Tracer) releaseOne(h Handler) error {
 }
 
 // poll runs the BPF program that notices orphans turned TIME_WAIT.
+// A poll walks every bucket of the orphans table while any orphan is
+// followed (about 1 ms for 64 Ki buckets): it waits pollCostFactor times
+// its own last run time, so that it never takes more than 1% of a CPU.
 func (t *Tracer) poll(now time.Time) error {
-	if !t.timewait || now.Sub(t.lastPoll) < PollInterval {
+	if !t.timewait || now.Sub(t.lastPoll) < max(PollInterval, pollCostFactor*t.pollCost) {
 		return nil
 	}
 	t.lastPoll = now
+	start := time.Now()
 	if _, err := t.progs[tcpstateProgPollOrphans].Run(&ebpf.RunOptions{}); err != nil {
 		return fmt.Errorf("poll orphaned FIN_WAIT2 sockets: %w", err)
 	}
+	t.pollCost = time.Since(start)
 	return nil
 }
+
+const pollCostFactor = 100
 
 // Notices are one-line remarks for the user about what this kernel does
 // not allow (e.g. TIME_WAIT is not followed).
