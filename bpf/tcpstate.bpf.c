@@ -94,7 +94,7 @@ struct lpm_key {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 16 << 20);
+	__uint(max_entries, 8 << 20);
 } events SEC(".maps");
 
 /* enum counter, per CPU. */
