@@ -323,3 +323,43 @@ func TestMetricsBadFlags(t *testing.T) {
 		})
 	}
 }
+
+// --web.config.file: basic authentication as the exporter-toolkit does it.
+func TestMetricsBasicAuth(t *testing.T) {
+	testenv.RequireRoot(t)
+	bin, ns := build(t), testenv.NewNetns(t)
+	config := filepath.Join(t.TempDir(), "web.yml")
+	// bcrypt of "s3cret" (cost 4)
+	if err := os.WriteFile(config, []byte("basic_auth_users:\n  prom: $2a$04$LLcLONKkDEDxx6V2udm0Se9a74fVSJ0wvMBghrLrdNGF3t6ecXj3y\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	addr := freePort(t)
+	startedWith(t, exec.Command(bin, "metrics", "--listen", addr, "--netns", ns.Path, "--web.config.file", config),
+		"Serving Prometheus metrics on "+addr)
+	get := func(user, password string) (int, string) {
+		t.Helper()
+		req, err := http.NewRequest("GET", "http://"+addr+"/metrics", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if user != "" {
+			req.SetBasicAuth(user, password)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if code, _ := get("", ""); code != http.StatusUnauthorized {
+		t.Errorf("no credentials: status %d, want 401", code)
+	}
+	if code, _ := get("prom", "wrong"); code != http.StatusUnauthorized {
+		t.Errorf("wrong password: status %d, want 401", code)
+	}
+	if code, body := get("prom", "s3cret"); code != http.StatusOK || !strings.Contains(body, "tcpstate_build_info") {
+		t.Errorf("good credentials: status %d, body without tcpstate_build_info", code)
+	}
+}
