@@ -363,3 +363,64 @@ func TestMetricsBasicAuth(t *testing.T) {
 		t.Errorf("good credentials: status %d, body without tcpstate_build_info", code)
 	}
 }
+
+// The scrape-time gauges: sockets per state, and stuck sockets per state
+// and holder's name, as tcpstate stuck counts them.
+func TestMetricsStuckGauges(t *testing.T) {
+	testenv.RequireRoot(t)
+	bin, ns := build(t), testenv.NewNetns(t)
+	// Two connections half-closed by the client: two CLOSE_WAIT server
+	// sockets (the first one shared with a child "sleep") and two
+	// FIN_WAIT2 client sockets, all held by the helper.
+	h := startStuckHelper(t, ns.Name, "tcp4", 2, 10, 0, true)
+	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", h.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	helper := strings.TrimSpace(string(comm))
+	addr := freePort(t)
+	startedWith(t, exec.Command(bin, "metrics", "--listen", addr, "--netns", ns.Path, "--stuck-for", "1s"),
+		"Serving Prometheus metrics on "+addr)
+	want := []string{
+		`tcpstate_sockets{state="CLOSE_WAIT"} 2`,
+		`tcpstate_sockets{state="FIN_WAIT2"} 2`,
+		`tcpstate_sockets{state="LISTEN"} 1`,
+		fmt.Sprintf(`tcpstate_stuck_sockets{comm=%q,state="CLOSE_WAIT"} 2`, helper),
+		`tcpstate_stuck_sockets{comm="sleep",state="CLOSE_WAIT"} 1`,
+		fmt.Sprintf(`tcpstate_stuck_sockets{comm=%q,state="FIN_WAIT2"} 2`, helper),
+	}
+	var missing []string
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := map[string]bool{}
+		var stuckSeries int
+		for l := range strings.Lines(string(body)) {
+			l = strings.TrimSuffix(l, "\n")
+			lines[l] = true
+			if strings.HasPrefix(l, "tcpstate_stuck_sockets{") {
+				stuckSeries++
+			}
+		}
+		missing = missing[:0]
+		for _, w := range want {
+			if !lines[w] {
+				missing = append(missing, w)
+			}
+		}
+		if stuckSeries != 3 {
+			missing = append(missing, fmt.Sprintf("%d tcpstate_stuck_sockets series, want 3", stuckSeries))
+		}
+		if len(missing) == 0 {
+			return
+		}
+	}
+	t.Fatalf("after 15s, missing:\n%s", strings.Join(missing, "\n"))
+}
