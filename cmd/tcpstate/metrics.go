@@ -118,6 +118,10 @@ func runMetrics(ctx context.Context, f *metricsFlags, stdout, stderr io.Writer) 
 	if err := checkSnapshotPrivileges("metrics"); err != nil {
 		return err
 	}
+	// Listen before loading the tracer, so that a port in use is one
+	// sentence and status 1 at once; then web.Serve (what
+	// web.ListenAndServe runs after its own net.Listen) serves it with
+	// the TLS and basic authentication of --web.config.file.
 	ln, err := net.Listen("tcp", f.listen)
 	if err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) {
