@@ -26,8 +26,9 @@ import (
 
 func TestMain(m *testing.M) {
 	testenv.Main(m, map[string]func([]string) error{
-		"connect": func([]string) error { return connectAndClose() },
-		"stuck":   stuckHelper,
+		"connect":           func([]string) error { return connectAndClose() },
+		"stuck":             stuckHelper,
+		"metrics-scenarios": metricsScenarios,
 	})
 }
 

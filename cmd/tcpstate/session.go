@@ -196,6 +196,12 @@ func (s *session) Note(ev *tracer.Event) error {
 	return nil
 }
 
+// lostSetter is a handler that wants the count of events the kernel
+// dropped (tcpstate metrics), updated every second.
+type lostSetter interface {
+	SetLost(total uint64)
+}
+
 func (s *session) Tick() error {
 	if err := s.h.Tick(); err != nil {
 		return err
@@ -211,6 +217,9 @@ func (s *session) Tick() error {
 		lost, err := s.tracer.Lost()
 		if err != nil {
 			return err
+		}
+		if ls, ok := s.h.(lostSetter); ok {
+			ls.SetLost(lost)
 		}
 		if lost > s.lost {
 			fmt.Fprintf(s.stderr, "tcpstate: lost %d events (ring buffer full; %d lost in all)\n", lost-s.lost, lost)

@@ -1,0 +1,426 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package main
+
+// tcpstate metrics scraped by a real Prometheus, and its command line.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tcpstate/tcpstate/internal/testenv"
+)
+
+// metricsScenarios runs, in the test's namespace, a refused connect, a
+// connection reset by the client (SO_LINGER 0) and a half-closed one
+// (the client shuts down its side, the server still sends, then closes).
+func metricsScenarios([]string) error {
+	// Refused: nothing listens on the port a closed listener had.
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	closed := ln.Addr().String()
+	ln.Close()
+	if c, err := net.Dial("tcp4", closed); !errors.Is(err, syscall.ECONNREFUSED) {
+		if c != nil {
+			c.Close()
+		}
+		return fmt.Errorf("connect to a closed port: %v, want ECONNREFUSED", err)
+	}
+
+	ln, err = net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	pair := func() (*net.TCPConn, *net.TCPConn, error) {
+		c, err := net.Dial("tcp4", ln.Addr().String())
+		if err != nil {
+			return nil, nil, err
+		}
+		s, err := ln.Accept()
+		if err != nil {
+			return nil, nil, err
+		}
+		return c.(*net.TCPConn), s.(*net.TCPConn), nil
+	}
+	pause := func() { time.Sleep(50 * time.Millisecond) }
+
+	// Reset.
+	client, server, err := pair()
+	if err != nil {
+		return err
+	}
+	if err := client.SetLinger(0); err != nil {
+		return err
+	}
+	client.Close()
+	if _, err := server.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) {
+		return fmt.Errorf("server read after reset: %v, want ECONNRESET", err)
+	}
+	server.Close()
+	pause()
+
+	// Half-close.
+	client, server, err = pair()
+	if err != nil {
+		return err
+	}
+	if err := client.CloseWrite(); err != nil {
+		return err
+	}
+	if _, err := io.ReadAll(server); err != nil {
+		return err
+	}
+	pause()
+	if _, err := server.Write([]byte("after fin")); err != nil {
+		return err
+	}
+	buf := make([]byte, 9)
+	if _, err := io.ReadFull(client, buf); err != nil || string(buf) != "after fin" {
+		return fmt.Errorf("half-close read %q, %v", buf, err)
+	}
+	server.Close()
+	if _, err := io.ReadAll(client); err != nil {
+		return err
+	}
+	client.Close()
+	pause()
+	return nil
+}
+
+// freePort returns a loopback address with a port nothing listens on now.
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// waitHTTP waits until url answers 200.
+func waitHTTP(t *testing.T, url string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not ready after 30s: %v", url, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// promQuery returns the value of the one series a PromQL query gives, ""
+// when it gives none.
+func promQuery(t *testing.T, prom, query string) string {
+	t.Helper()
+	resp, err := http.Get(prom + "/api/v1/query?query=" + url.QueryEscape(query))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var r struct {
+		Status string
+		Error  string
+		Data   struct {
+			Result []struct {
+				Metric map[string]string
+				Value  [2]any
+			}
+		}
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		t.Fatalf("query %s: %v", query, err)
+	}
+	if r.Status != "success" {
+		t.Fatalf("query %s: %s %s", query, r.Status, r.Error)
+	}
+	switch len(r.Data.Result) {
+	case 0:
+		return ""
+	case 1:
+		s, _ := r.Data.Result[0].Value[1].(string)
+		return s
+	}
+	t.Fatalf("query %s: %d series, want one: %v", query, len(r.Data.Result), r.Data.Result)
+	return ""
+}
+
+func TestMetricsScrapedByPrometheus(t *testing.T) {
+	testenv.RequireRoot(t)
+	for _, name := range []string{"prometheus", "promtool"} {
+		if _, err := exec.LookPath(name); err != nil {
+			t.Fatalf("%s not installed (make test installs it: .ci/deps)", name)
+		}
+	}
+	bin, ns := build(t), testenv.NewNetns(t)
+
+	addr := freePort(t)
+	tool := exec.Command(bin, "metrics", "--listen", addr, "--netns", ns.Path, "--stuck-for", "1h")
+	startedWith(t, tool, "Serving Prometheus metrics on "+addr)
+	waitHTTP(t, "http://"+addr+"/-/ready")
+	waitHTTP(t, "http://"+addr+"/-/healthy")
+
+	dir := t.TempDir()
+	config := filepath.Join(dir, "prometheus.yml")
+	if err := os.WriteFile(config, []byte(fmt.Sprintf(`global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: tcpstate
+    static_configs:
+      - targets: [%q]
+`, addr)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	promAddr := freePort(t)
+	var promLog bytes.Buffer
+	prom := exec.Command("prometheus", "--config.file="+config, "--storage.tsdb.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+promAddr)
+	prom.Stdout, prom.Stderr = &promLog, &promLog
+	if err := prom.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { prom.Process.Kill(); prom.Wait() })
+	promURL := "http://" + promAddr
+	waitHTTP(t, promURL+"/-/ready")
+
+	if out, err := testenv.Helper(ns.Name, "metrics-scenarios").CombinedOutput(); err != nil {
+		t.Fatalf("scenarios: %v %s", err, out)
+	}
+
+	// Exact values: each scenario's transitions, once.
+	want := map[string]string{
+		`up{job="tcpstate"}`: "1",
+		`tcpstate_connect_failures_total{reason="refused"}`:                            "1",
+		`tcpstate_transitions_total{from="SYN_SENT",to="CLOSE"}`:                       "1",
+		`tcpstate_transitions_total{from="SYN_SENT",to="ESTABLISHED"}`:                 "2",
+		`tcpstate_transitions_total{from="CLOSE",to="SYN_SENT"}`:                       "3",
+		`tcpstate_transitions_total{from="ESTABLISHED",to="CLOSE_WAIT"}`:               "1",
+		`tcpstate_transitions_total{from="FIN_WAIT2",to="TIME_WAIT"}`:                  "1",
+		`tcpstate_transitions_total{from="LISTEN",to="CLOSE"}`:                         "2",
+		`tcpstate_resets_total{state="SYN_SENT",direction="received"}`:                 "1",
+		`tcpstate_resets_total{state="ESTABLISHED",direction="sent"}`:                  "1",
+		`tcpstate_resets_total{state="ESTABLISHED",direction="received"}`:              "1",
+		`tcpstate_state_duration_seconds_count{state="CLOSE_WAIT"}`:                    "1",
+		`tcpstate_state_duration_seconds_count{state="SYN_SENT"}`:                      "3",
+		`tcpstate_connection_duration_seconds_count{role="client",closed_by="local"}`:  "1",
+		`tcpstate_connection_duration_seconds_count{role="server",closed_by="remote"}`: "1",
+		`tcpstate_connection_duration_seconds_count{role="client",closed_by="reset"}`:  "1",
+		`tcpstate_connection_duration_seconds_count{role="server",closed_by="reset"}`:  "1",
+		`sum(tcpstate_connection_duration_seconds_count)`:                              "4",
+		`tcpstate_sockets{state="TIME_WAIT"}`:                                          "1",
+		`count(tcpstate_sockets)`:                                                      "1",
+		`tcpstate_events_lost_total`:                                                   "0",
+		`count(tcpstate_stuck_sockets)`:                                                "",
+		`tcpstate_build_info`:                                                          "1",
+	}
+	check := func() []string {
+		var bad []string
+		for q, v := range want {
+			if got := promQuery(t, promURL, q); got != v {
+				bad = append(bad, fmt.Sprintf("%s = %q, want %q", q, got, v))
+			}
+		}
+		return bad
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for bad := check(); len(bad) > 0; bad = check() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 20s:\n%s\nprometheus:\n%s", strings.Join(bad, "\n"), promLog.String())
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	// And they stay so: nothing was counted twice.
+	time.Sleep(2500 * time.Millisecond)
+	if bad := check(); len(bad) > 0 {
+		t.Fatalf("later:\n%s", strings.Join(bad, "\n"))
+	}
+
+	// The exposition passes promtool's checks.
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	scrape, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lint := exec.Command("promtool", "check", "metrics")
+	lint.Stdin = bytes.NewReader(scrape)
+	if out, err := lint.CombinedOutput(); err != nil {
+		t.Fatalf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
+// The port already in use is one sentence and status 1, before the tracer
+// is loaded.
+func TestMetricsPortInUse(t *testing.T) {
+	testenv.RequireRoot(t)
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"metrics", "--listen", ln.Addr().String()}, &stdout, &stderr)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1; stderr: %s", code, stderr.String())
+	}
+	want := "tcpstate: cannot listen on " + ln.Addr().String() + ": the address is already in use"
+	if lines := strings.Split(strings.TrimSuffix(stderr.String(), "\n"), "\n"); len(lines) != 1 || !strings.HasPrefix(lines[0], want) {
+		t.Errorf("stderr %q, want one line starting %q", stderr.String(), want)
+	}
+}
+
+// Bad metrics flags fail with status 2 and a line naming the flag.
+func TestMetricsBadFlags(t *testing.T) {
+	badConfig := filepath.Join(t.TempDir(), "web.yml")
+	if err := os.WriteFile(badConfig, []byte("tls_server_config:\n  cert_file: /nonexistent\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for flag, args := range map[string][]string{
+		"--listen":          {"--listen", "9969"},
+		"--stuck-for":       {"--stuck-for", "-1s"},
+		"stuck-for":         {"--stuck-for", "soon"},
+		"--web.config.file": {"--web.config.file", badConfig},
+		"--lport":           {"--lport", "0"},
+	} {
+		t.Run(flag, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(context.Background(), append([]string{"metrics"}, args...), &stdout, &stderr)
+			if code != 2 {
+				t.Fatalf("exit %d, want 2; stderr: %s", code, stderr.String())
+			}
+			if first, _, _ := strings.Cut(stderr.String(), "\n"); !strings.Contains(first, flag) {
+				t.Errorf("first line %q does not name %s", first, flag)
+			}
+		})
+	}
+}
+
+// --web.config.file: basic authentication as the exporter-toolkit does it.
+func TestMetricsBasicAuth(t *testing.T) {
+	testenv.RequireRoot(t)
+	bin, ns := build(t), testenv.NewNetns(t)
+	config := filepath.Join(t.TempDir(), "web.yml")
+	// bcrypt of "s3cret" (cost 4)
+	if err := os.WriteFile(config, []byte("basic_auth_users:\n  prom: $2a$04$LLcLONKkDEDxx6V2udm0Se9a74fVSJ0wvMBghrLrdNGF3t6ecXj3y\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	addr := freePort(t)
+	startedWith(t, exec.Command(bin, "metrics", "--listen", addr, "--netns", ns.Path, "--web.config.file", config),
+		"Serving Prometheus metrics on "+addr)
+	get := func(user, password string) (int, string) {
+		t.Helper()
+		req, err := http.NewRequest("GET", "http://"+addr+"/metrics", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if user != "" {
+			req.SetBasicAuth(user, password)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if code, _ := get("", ""); code != http.StatusUnauthorized {
+		t.Errorf("no credentials: status %d, want 401", code)
+	}
+	if code, _ := get("prom", "wrong"); code != http.StatusUnauthorized {
+		t.Errorf("wrong password: status %d, want 401", code)
+	}
+	if code, body := get("prom", "s3cret"); code != http.StatusOK || !strings.Contains(body, "tcpstate_build_info") {
+		t.Errorf("good credentials: status %d, body without tcpstate_build_info", code)
+	}
+}
+
+// The scrape-time gauges: sockets per state, and stuck sockets per state
+// and holder's name, as tcpstate stuck counts them.
+func TestMetricsStuckGauges(t *testing.T) {
+	testenv.RequireRoot(t)
+	bin, ns := build(t), testenv.NewNetns(t)
+	// Two connections half-closed by the client: two CLOSE_WAIT server
+	// sockets (the first one shared with a child "sleep") and two
+	// FIN_WAIT2 client sockets, all held by the helper.
+	h := startStuckHelper(t, ns.Name, "tcp4", 2, 10, 0, true)
+	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", h.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	helper := strings.TrimSpace(string(comm))
+	addr := freePort(t)
+	startedWith(t, exec.Command(bin, "metrics", "--listen", addr, "--netns", ns.Path, "--stuck-for", "1s"),
+		"Serving Prometheus metrics on "+addr)
+	want := []string{
+		`tcpstate_sockets{state="CLOSE_WAIT"} 2`,
+		`tcpstate_sockets{state="FIN_WAIT2"} 2`,
+		`tcpstate_sockets{state="LISTEN"} 1`,
+		fmt.Sprintf(`tcpstate_stuck_sockets{comm=%q,state="CLOSE_WAIT"} 2`, helper),
+		`tcpstate_stuck_sockets{comm="sleep",state="CLOSE_WAIT"} 1`,
+		fmt.Sprintf(`tcpstate_stuck_sockets{comm=%q,state="FIN_WAIT2"} 2`, helper),
+	}
+	var missing []string
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := map[string]bool{}
+		var stuckSeries int
+		for l := range strings.Lines(string(body)) {
+			l = strings.TrimSuffix(l, "\n")
+			lines[l] = true
+			if strings.HasPrefix(l, "tcpstate_stuck_sockets{") {
+				stuckSeries++
+			}
+		}
+		missing = missing[:0]
+		for _, w := range want {
+			if !lines[w] {
+				missing = append(missing, w)
+			}
+		}
+		if stuckSeries != 3 {
+			missing = append(missing, fmt.Sprintf("%d tcpstate_stuck_sockets series, want 3", stuckSeries))
+		}
+		if len(missing) == 0 {
+			return
+		}
+	}
+	t.Fatalf("after 15s, missing:\n%s", strings.Join(missing, "\n"))
+}
