@@ -11,13 +11,17 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
+	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -28,11 +32,14 @@ const tcpstatesPath = "/usr/sbin/tcpstates" // Debian libbpf-tools
 
 // mode is one configuration to measure. A mode without argv is a baseline.
 type mode struct {
-	name    string
-	argv    []string
-	toFile  bool  // stdout to a temporary file, else /dev/null
-	header  int64 // lines of the output that are not events
-	libbpf  bool  // libbpf-tools: no attach line, perf buffer lost lines
+	name   string
+	argv   []string
+	toFile bool  // stdout to a temporary file, else /dev/null
+	header int64 // lines of the output that are not events
+	libbpf bool  // libbpf-tools: no attach line, perf buffer lost lines
+	// scrape is the /metrics URL of tcpstate metrics: its transitions
+	// and lost counters are read there at the end of the load.
+	scrape  string
 	skipped string
 }
 
@@ -74,6 +81,7 @@ func run() error {
 		{name: "json-file-raw", argv: []string{*tcpstate, "-o", "json", "--raw"}, toFile: true},
 		{name: "table-devnull", argv: []string{*tcpstate}},
 		{name: "life-json", argv: []string{*tcpstate, "life", "-o", "json"}, toFile: true},
+		{name: "metrics", argv: []string{*tcpstate, "metrics", "--listen", metricsAddr}, scrape: "http://" + metricsAddr + "/metrics"},
 		{name: "libbpf-tools-tcpstates", argv: []string{tcpstatesPath}, toFile: true, header: 1, libbpf: true},
 	}
 	skip := func(name, why string) {
@@ -85,6 +93,9 @@ func run() error {
 	}
 	if !hasLife(*tcpstate) {
 		skip("life-json", "'tcpstate life --help' does not describe a life command")
+	}
+	if !hasCommand(*tcpstate, "metrics") {
+		skip("metrics", "'tcpstate metrics --help' does not describe a metrics command")
 	}
 	if _, err := os.Stat(tcpstatesPath); err != nil {
 		skip("libbpf-tools-tcpstates", tcpstatesPath+" not found (apt-get install libbpf-tools)")
@@ -164,9 +175,46 @@ func run() error {
 // hasLife reports whether tcpstate has a life subcommand. The exit status
 // alone does not tell: cobra prints the root help, successfully, for
 // "--help" after an unknown subcommand.
-func hasLife(tcpstate string) bool {
-	out, err := exec.Command(tcpstate, "life", "--help").CombinedOutput()
-	return err == nil && strings.Contains(string(out), "tcpstate life")
+func hasLife(tcpstate string) bool { return hasCommand(tcpstate, "life") }
+
+// hasCommand says whether the binary has the subcommand.
+func hasCommand(tcpstate, name string) bool {
+	out, err := exec.Command(tcpstate, name, "--help").CombinedOutput()
+	return err == nil && strings.Contains(string(out), "tcpstate "+name)
+}
+
+// metricsAddr is where the metrics mode serves, on loopback.
+const metricsAddr = "127.0.0.1:19969"
+
+// scrapeCounters reads the sum of tcpstate_transitions_total and
+// tcpstate_events_lost_total from a metrics endpoint.
+func scrapeCounters(url string) (events, lost int64, err error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, 0, fmt.Errorf("status %s", resp.Status)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		name, rest, _ := strings.Cut(line, " ")
+		if i := strings.IndexByte(name, '{'); i >= 0 {
+			name, rest = line[:i], line[strings.LastIndexByte(line, '}')+2:]
+		}
+		v, perr := strconv.ParseFloat(strings.Fields(rest + " 0")[0], 64)
+		switch {
+		case perr != nil:
+		case name == "tcpstate_transitions_total":
+			events += int64(v)
+		case name == "tcpstate_events_lost_total":
+			lost += int64(v)
+		}
+	}
+	return events, lost, sc.Err()
 }
 
 // runMode starts the mode's tracer, if any, waits until it is attached,
@@ -228,6 +276,13 @@ func runMode(m mode, cfg loadConfig) (result, error) {
 	r.StartupMs = ptr(float64(time.Since(start).Microseconds()) / 1e3)
 
 	load, loadErr := runLoad(cfg)
+	var scraped struct {
+		events, lost int64
+		err          error
+	}
+	if m.scrape != "" && loadErr == nil {
+		scraped.events, scraped.lost, scraped.err = scrapeCounters(m.scrape)
+	}
 
 	cmd.Process.Signal(syscall.SIGINT)
 	var waitErr error
@@ -253,6 +308,12 @@ func runMode(m mode, cfg loadConfig) (result, error) {
 	events, lost, ok := parseEventsLost(stderr.String())
 	if m.libbpf {
 		lost, ok = sumPerfLost(stderr.String()), true
+	}
+	if m.scrape != "" {
+		if scraped.err != nil {
+			return r, fmt.Errorf("scrape %s: %w", m.scrape, scraped.err)
+		}
+		events, lost, ok = scraped.events, scraped.lost, true
 	}
 	if ok {
 		r.Lost = &lost
@@ -297,6 +358,10 @@ func waitForFD(pid int, target string, timeout time.Duration) bool {
 	return false
 }
 
+// attachedLine is the line tcpstate prints once attached: "Tracing ..."
+// (trace, life), "Serving Prometheus metrics ..." (metrics).
+var attachedLine = regexp.MustCompile(`(?m)^(Tracing|Serving Prometheus metrics) `)
+
 // stderrWatch keeps a tracer's stderr and closes attached at the first line
 // that says it is tracing. exec copies into it, and Wait returns only after
 // the copy is complete, so nothing at the end is lost.
@@ -311,7 +376,7 @@ func (w *stderrWatch) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.buf.Write(p)
-	if !w.seen && (strings.HasPrefix(w.buf.String(), "Tracing ") || strings.Contains(w.buf.String(), "\nTracing ")) {
+	if !w.seen && attachedLine.MatchString(w.buf.String()) {
 		w.seen = true
 		close(w.attached)
 	}
