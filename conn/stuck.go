@@ -13,6 +13,13 @@ import (
 	"github.com/tcpstate/tcpstate/tracer"
 )
 
+// StuckStates are the states a socket should pass through quickly: the
+// ones tcpstate stuck lists, and tcpstate_stuck_sockets counts, by default.
+var StuckStates = []tcp.State{
+	tcp.CloseWait, tcp.FinWait1, tcp.FinWait2, tcp.LastAck,
+	tcp.Closing, tcp.SynSent, tcp.SynRecv,
+}
+
 // StuckReport is a socket that has been in its state for the threshold
 // (Event "stuck"), or one reported so that left it (Event "left", with
 // Why).

@@ -33,13 +33,6 @@ var DurationBuckets = []float64{
 	1, 5, 10, 30, 60, 120, 300, 900, 3600,
 }
 
-// StuckStates are the states a socket should pass through quickly, as
-// tcpstate stuck lists them by default.
-var StuckStates = []tcp.State{
-	tcp.CloseWait, tcp.FinWait1, tcp.FinWait2, tcp.LastAck,
-	tcp.Closing, tcp.SynSent, tcp.SynRecv,
-}
-
 // Connect failure reasons (tcpstate_connect_failures_total).
 const (
 	// Refused: the peer answered the SYN with a RST.
@@ -65,7 +58,7 @@ type Config struct {
 	// Owners fills the Owners of the stuck sockets (snapshot.FillOwners);
 	// nil when the snapshot sets them already.
 	Owners func([]snapshot.Socket) error
-	// StuckFor is how long a socket must have been in one of StuckStates
+	// StuckFor is how long a socket must have been in one of conn.StuckStates
 	// to count as stuck.
 	StuckFor time.Duration
 	// Version is the build_info version label; the module's when "".
@@ -354,7 +347,7 @@ func (g *gauges) stuckKeys() []stuckKey {
 }
 
 // gauges reads a snapshot: the sockets per state, and those stuck (as
-// tcpstate stuck lists them: in StuckStates with an age known to be at
+// tcpstate stuck lists them: in conn.StuckStates with an age known to be at
 // least StuckFor) per state and holder's name. A socket held by several
 // processes counts once for each distinct name; one held by none counts
 // for "".
@@ -363,7 +356,7 @@ func (c *Collector) gauges() (*gauges, error) {
 	var stuck []snapshot.Socket
 	err := c.cfg.Snapshot(func(s *snapshot.Socket) error {
 		g.sockets[s.State]++
-		if slices.Contains(StuckStates, s.State) && s.AgeKnown && s.Age >= c.cfg.StuckFor {
+		if slices.Contains(conn.StuckStates, s.State) && s.AgeKnown && s.Age >= c.cfg.StuckFor {
 			stuck = append(stuck, *s)
 		}
 		return nil

@@ -18,6 +18,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/tcpstate/tcpstate/internal/testenv"
 )
 
 // helperReport is what a helper prints on stdout, one JSON object a line.
@@ -156,7 +158,7 @@ func pair(scenario, network, addr string, say func(helperReport) error) error {
 	if err := say(ports(ln, c)); err != nil {
 		return err
 	}
-	pause := func() { time.Sleep(20 * time.Millisecond) }
+	pause := testenv.Pause
 	switch scenario {
 	case "client-closes", "server-closes":
 		first, second := client, server
@@ -173,36 +175,13 @@ func pair(scenario, network, addr string, say func(helperReport) error) error {
 		pause() // the first closer reaches FIN_WAIT2
 		second.Close()
 	case "half-close":
-		if err := client.CloseWrite(); err != nil { // shutdown(SHUT_WR)
+		if err := testenv.HalfClose(client, server); err != nil {
 			return err
 		}
-		if _, err := io.ReadAll(server); err != nil {
-			return err
-		}
-		pause()
-		// In CLOSE_WAIT the server may still send.
-		if _, err := server.Write([]byte("after fin")); err != nil {
-			return err
-		}
-		buf := make([]byte, 9)
-		if _, err := io.ReadFull(client, buf); err != nil || string(buf) != "after fin" {
-			return fmt.Errorf("half-close read %q, %v", buf, err)
-		}
-		server.Close()
-		if _, err := io.ReadAll(client); err != nil {
-			return err
-		}
-		client.Close()
 	case "reset":
-		if err := client.SetLinger(0); err != nil {
+		if err := testenv.Reset(client, server); err != nil {
 			return err
 		}
-		client.Close() // RST instead of FIN
-		_, err := server.Read(make([]byte, 1))
-		if !errors.Is(err, syscall.ECONNRESET) {
-			return fmt.Errorf("server read after reset: %v, want ECONNRESET", err)
-		}
-		server.Close()
 	}
 	pause()
 	return nil

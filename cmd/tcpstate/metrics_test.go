@@ -66,14 +66,9 @@ func metricsScenarios([]string) error {
 	if err != nil {
 		return err
 	}
-	if err := client.SetLinger(0); err != nil {
+	if err := testenv.Reset(client, server); err != nil {
 		return err
 	}
-	client.Close()
-	if _, err := server.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) {
-		return fmt.Errorf("server read after reset: %v, want ECONNRESET", err)
-	}
-	server.Close()
 	pause()
 
 	// Half-close.
@@ -81,25 +76,9 @@ func metricsScenarios([]string) error {
 	if err != nil {
 		return err
 	}
-	if err := client.CloseWrite(); err != nil {
+	if err := testenv.HalfClose(client, server); err != nil {
 		return err
 	}
-	if _, err := io.ReadAll(server); err != nil {
-		return err
-	}
-	pause()
-	if _, err := server.Write([]byte("after fin")); err != nil {
-		return err
-	}
-	buf := make([]byte, 9)
-	if _, err := io.ReadFull(client, buf); err != nil || string(buf) != "after fin" {
-		return fmt.Errorf("half-close read %q, %v", buf, err)
-	}
-	server.Close()
-	if _, err := io.ReadAll(client); err != nil {
-		return err
-	}
-	client.Close()
 	pause()
 	return nil
 }

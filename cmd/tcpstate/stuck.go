@@ -34,12 +34,6 @@ const stuckExamples = `  # Sockets stuck for over 30 s in CLOSE_WAIT, FIN_WAIT1/
   # For scripts: which processes hold stuck sockets
   sudo tcpstate stuck -o json | jq -r '.owners[] | "\(.pid) \(.comm)"' | sort | uniq -c`
 
-// defaultStuckStates are the states a socket should pass through quickly.
-var defaultStuckStates = []tcp.State{
-	tcp.CloseWait, tcp.FinWait1, tcp.FinWait2, tcp.LastAck,
-	tcp.Closing, tcp.SynSent, tcp.SynRecv,
-}
-
 type stuckFlags struct {
 	filterFlags
 	output    string
@@ -148,7 +142,7 @@ func (f *stuckFlags) validate() (snapshot.Options, error) {
 		return o, err
 	}
 	if len(o.States) == 0 {
-		o.States = slices.Clone(defaultStuckStates)
+		o.States = slices.Clone(conn.StuckStates)
 	}
 	slices.Sort(o.States)
 	o.States = slices.Compact(o.States)
