@@ -274,6 +274,12 @@ type Options struct {
 	Owners bool
 }
 
+// ReadsOwners says whether a snapshot with o fills Socket.Owners: when
+// asked to, and when a PIDs or Comms filter needs them.
+func (o *Options) ReadsOwners() bool {
+	return o.Owners || len(o.PIDs) > 0 || len(o.Comms) > 0
+}
+
 // Snapshotter reads snapshots repeatedly, keeping one sock_diag socket per
 // network namespace open between them.
 type Snapshotter struct {
@@ -325,7 +331,7 @@ func (sn *Snapshotter) Snapshot(visit func(*Socket) error) error {
 		return err
 	}
 	var owners map[uint64][]Owner
-	if sn.opts.Owners || len(sn.opts.PIDs) > 0 || len(sn.opts.Comms) > 0 {
+	if sn.opts.ReadsOwners() {
 		var err error
 		if owners, err = socketOwners(nil); err != nil {
 			return err

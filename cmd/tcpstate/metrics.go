@@ -135,7 +135,7 @@ func runMetrics(ctx context.Context, f *metricsFlags, stdout, stderr io.Writer) 
 		StuckFor: f.stuckFor,
 		Snapshot: func(visit func(*snapshot.Socket) error) error { return snapshot.Snapshot(sopts, visit) },
 	}
-	if len(sopts.PIDs) == 0 && len(sopts.Comms) == 0 { // else the snapshot sets them
+	if !sopts.ReadsOwners() {
 		cfg.Owners = snapshot.FillOwners
 	}
 	col := metrics.New(cfg)

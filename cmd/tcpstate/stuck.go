@@ -200,7 +200,7 @@ func listStuck(opts snapshot.Options, threshold time.Duration, w *output.StuckWr
 		return 0, err
 	}
 	defer maybe.say(stderr, threshold)
-	if len(opts.PIDs) == 0 && len(opts.Comms) == 0 { // else the snapshot found them
+	if !opts.ReadsOwners() {
 		if err := snapshot.FillOwners(socks); err != nil {
 			return 0, err
 		}
