@@ -145,16 +145,15 @@ func setFilters(spec *ebpf.CollectionSpec, o *Options) error {
 	return nil
 }
 
-// setVariable sets one of the object's constants, chosen from the
-// generated specs (so that a name the object lacks is an error, not a nil).
-func setVariable(spec *ebpf.CollectionSpec, which func(*tcpstateVariableSpecs) *ebpf.VariableSpec, value any) error {
+// setTwTimerFn sets tw_timer_fn, the address of tw_timer_handler (0: do
+// not follow TIME_WAIT), through the generated specs.
+func setTwTimerFn(spec *ebpf.CollectionSpec, addr uint64) error {
 	var vars tcpstateVariableSpecs
 	if err := spec.Assign(&vars); err != nil {
 		return fmt.Errorf("BPF object: %w", err)
 	}
-	v := which(&vars)
-	if err := v.Set(value); err != nil {
-		return fmt.Errorf("set %s: %w", v.Name, err)
+	if err := vars.TwTimerFn.Set(addr); err != nil {
+		return fmt.Errorf("set tw_timer_fn: %w", err)
 	}
 	return nil
 }

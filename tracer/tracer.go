@@ -143,7 +143,7 @@ func New(opts Options) (*Tracer, error) {
 	if !opts.Raw {
 		fn, err := kallsym("tw_timer_handler")
 		if err == nil {
-			err = setVariable(spec, func(v *tcpstateVariableSpecs) *ebpf.VariableSpec { return v.TwTimerFn }, fn)
+			err = setTwTimerFn(spec, fn)
 		}
 		if err != nil {
 			t.notices = append(t.notices, fmt.Sprintf("TIME_WAIT is not followed (as with --raw): %v", err))
@@ -201,8 +201,8 @@ func (t *Tracer) load(spec *ebpf.CollectionSpec, kernelTypes *btf.Spec, useBTF b
 	if !useBTF {
 		// Classic tracepoints cannot follow TIME_WAIT (no timer hooks, no
 		// cookies): the BPF side must not try, nor count what it misses.
-		if err := setVariable(spec, func(v *tcpstateVariableSpecs) *ebpf.VariableSpec { return v.TwTimerFn }, uint64(0)); err != nil {
-			return fmt.Errorf("set tw_timer_fn: %w", err)
+		if err := setTwTimerFn(spec, 0); err != nil {
+			return err
 		}
 	}
 	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{KernelTypes: kernelTypes}})
