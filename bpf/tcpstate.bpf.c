@@ -10,12 +10,16 @@
 #define AF_INET 2
 #define AF_INET6 10
 #define IPPROTO_TCP 6
+#define TCP_ESTABLISHED 1
 #define TCP_SYN_SENT 2
 #define TCP_SYN_RECV 3
+#define TCP_FIN_WAIT1 4
 #define TCP_FIN_WAIT2 5
 #define TCP_TIME_WAIT 6
 #define TCP_CLOSE 7
+#define TCP_CLOSE_WAIT 8
 #define TCP_LISTEN 10
+#define TCP_CLOSING 11
 #define MAX_COMMS 8
 #define MAX_CGROUP_LEVEL 32
 /* Free ring space a tentative TIME_WAIT end needs: itself, and room for
@@ -27,6 +31,10 @@ char LICENSE[] SEC("license") = "GPL";
 /* Not used by the programs: keeps enum ev_flag in the BTF, so that
  * bpf2go generates its values for the Go decoder. */
 const volatile enum ev_flag ev_flag_btf = 0;
+const volatile enum tally_layout tally_layout_btf = 0;
+const volatile enum connect_failure connect_failure_btf = 0;
+const volatile enum role role_btf = 0;
+const volatile enum closed_by closed_by_btf = 0;
 
 /* Filters, set by the loader before the program is loaded. */
 const volatile __u16 filter_family = 0;     /* 0: any */
@@ -48,6 +56,35 @@ const volatile __u64 wakeup_bytes = 0;
 const volatile bool raw_mode = false;
 /* Address of tw_timer_handler, from /proc/kallsyms: marks timewait timers. */
 const volatile __u64 tw_timer_fn = 0;
+/* Tally mode: count and observe in maps tallies and hists, send nothing. */
+const volatile bool tally_mode = false;
+/* The reset hooks and the poll run (tp_btf flavour): a connection's end
+ * may wait for a late RST in map closed. */
+const volatile bool late_resets = false;
+/* Histogram bucket bounds in ns, set by the loader: native_bounds[0] is
+ * the zero bucket's, native_bounds[i] the upper bound of native bucket
+ * i - 1; classic_bounds the classic buckets' upper bounds. Ascending. */
+const volatile __u64 native_bounds[NATIVE_BUCKETS + 1] = {};
+const volatile __u64 classic_bounds[CLASSIC_BUCKETS] = {};
+/* How long a connection that may still send the RST of an abortive
+ * close() waits for it before its end is observed (tally mode). */
+#define LATE_RESET_WAIT_NS (10 * 1000 * 1000ULL)
+
+/* What tally mode needs of a connection's path (sock_info.life.flags). */
+enum life_flag {
+	LIFE_CLIENT = 1,        /* began with CLOSE -> SYN_SENT */
+	LIFE_SERVER = 2,        /* began with LISTEN -> SYN_RECV */
+	LIFE_ESTABLISHED = 4,
+	LIFE_FIN_LOCAL = 8,     /* the first FIN was ours (-> FIN_WAIT1) */
+	LIFE_FIN_REMOTE = 16,   /* the first FIN was the peer's (-> CLOSE_WAIT) */
+	LIFE_SIMULTANEOUS = 32, /* went through CLOSING */
+};
+
+struct conn_life {
+	__u64 start_ts; /* its first transition */
+	__u8 flags;     /* LIFE_* */
+	__u8 _pad[7];
+};
 
 /* What we remember per socket between transitions. */
 struct sock_info {
@@ -56,6 +93,7 @@ struct sock_info {
 	__u8 reset; /* RESET_* */
 	__u8 _pad[3];
 	char comm[TASK_COMM_LEN];
+	struct conn_life life;
 };
 
 /* A timewait socket we follow, by the cookie it shares with the full
@@ -65,6 +103,7 @@ struct tw_info {
 	struct event tmpl; /* the full socket's last event */
 	__u64 twaddr;      /* struct inet_timewait_sock * */
 	__u64 enter_ts;    /* when its current (sub)state began */
+	struct conn_life life; /* of the full socket */
 	__u8 substate;     /* TCP_TIME_WAIT, or TCP_FIN_WAIT2 for an orphan */
 	__u8 cgroup_ok;    /* passes the --cgroup filter */
 	__u8 paired;       /* tmpl is filled in */
@@ -78,7 +117,18 @@ struct tw_info {
  * no other program can overwrite this slot in between. */
 struct rearm_note {
 	__u64 cookie;
+	__u64 ts; /* of the cancel */
 	struct tw_info info;
+};
+
+/* A connection closed from a state where close() may send a RST right
+ * after reporting CLOSE (tally mode): its end waits for that RST. */
+struct closed_conn {
+	struct conn_life life;
+	__u64 end_ts;
+	__u8 from;  /* the state it left for CLOSE */
+	__u8 reset; /* RESET_* counted so far */
+	__u8 _pad[6];
 };
 
 /* A process that holds a socket, as found in /proc at start-up. */
@@ -175,6 +225,31 @@ struct {
 	__type(value, struct rearm_note);
 } rearm_notes SEC(".maps");
 
+/* Tally mode: the counters and histograms, per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tallies);
+} tally_counts SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, NR_HISTS);
+	__type(key, __u32);
+	__type(value, struct hist);
+} hists SEC(".maps");
+
+/* Tally mode: connections waiting for a late RST, by cookie. Entries live
+ * for microseconds (the RST follows at once) or LATE_RESET_WAIT_NS. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1 << 14);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u64);
+	__type(value, struct closed_conn);
+} closed SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1024);
@@ -238,6 +313,168 @@ static __always_inline void orphan_del(__u64 *cookie)
 {
 	if (!bpf_map_delete_elem(&orphans, cookie))
 		__sync_fetch_and_sub(&orphans_live, 1);
+}
+
+/* Tally mode. Additions are atomic: a program interrupted on its CPU by
+ * another (a packet in softirq during a connect()) must not lose one. */
+#define ADD(var, n) __sync_fetch_and_add(&(var), n)
+
+/* The first of n ascending bounds that v does not exceed; n if none.
+ * n <= 512. */
+static __always_inline __u32 bucket_of(const volatile __u64 *bounds, __u32 n, __u64 v)
+{
+	__u32 lo = 0;
+
+	for (__u32 step = 256; step; step >>= 1) {
+		__u32 i = lo + step;
+
+		if (i <= n && v > bounds[i - 1])
+			lo = i;
+	}
+	return lo;
+}
+
+static __always_inline void observe(__u32 series, __u64 ns)
+{
+	struct hist *h = bpf_map_lookup_elem(&hists, &series);
+	__u32 i;
+
+	if (!h)
+		return;
+	ADD(h->count, 1);
+	ADD(h->sum_ns, ns);
+	i = bucket_of(native_bounds, NATIVE_BUCKETS + 1, ns);
+	if (i == 0)
+		ADD(h->zero, 1);
+	else if (i - 1 < NATIVE_BUCKETS)
+		ADD(h->native[i - 1], 1);
+	else
+		ADD(h->native[NATIVE_BUCKETS - 1], 1); /* longer than 194 days */
+	i = bucket_of(classic_bounds, CLASSIC_BUCKETS, ns);
+	if (i < CLASSIC_BUCKETS)
+		ADD(h->classic[i], 1);
+}
+
+/* Who closed, as `tcpstate life` says it. */
+static __always_inline __u32 closer_of(__u8 flags, __u8 reset)
+{
+	if (reset)
+		return CLOSED_RESET;
+	if (flags & LIFE_SIMULTANEOUS)
+		return CLOSED_SIMULTANEOUS;
+	if (flags & LIFE_FIN_REMOTE)
+		return CLOSED_REMOTE;
+	return CLOSED_LOCAL; /* our FIN, or no FIN: this host ended it */
+}
+
+/* A connection ended (CLOSE, or TIME_WAIT entered): its lifetime, if it
+ * was established and began while we watched. */
+static __always_inline void observe_end(const struct conn_life *life, __u64 end_ts, __u8 reset)
+{
+	__u32 role;
+
+	if (!(life->flags & LIFE_ESTABLISHED))
+		return;
+	if (life->flags & LIFE_CLIENT)
+		role = ROLE_CLIENT;
+	else if (life->flags & LIFE_SERVER)
+		role = ROLE_SERVER;
+	else
+		return;
+	observe(HIST_CONN + role * NR_CLOSED_BY + closer_of(life->flags, reset), end_ts - life->start_ts);
+}
+
+static __always_inline void count_resets(struct tallies *t, __u8 state, __u8 reset)
+{
+	if (reset & RESET_SENT)
+		ADD(t->resets[state][0], 1);
+	if (reset & RESET_RECEIVED)
+		ADD(t->resets[state][1], 1);
+}
+
+/* Entries in closed: a sweep with none to look at costs nothing. */
+__u64 closed_live = 0;
+
+/* The states close() may leave with CLOSE and then send a RST: abortive
+ * close (SO_LINGER 0, unread data) and tcp_disconnect(). */
+static __always_inline bool late_reset_possible(__u8 from)
+{
+	return from == TCP_ESTABLISHED || from == TCP_CLOSE_WAIT || from == TCP_FIN_WAIT1 ||
+	       from == TCP_FIN_WAIT2 || from == TCP_SYN_RECV;
+}
+
+/* Count one transition; life is the connection's when the transition
+ * may end it (NULL otherwise), full when it is a full socket's (which may
+ * send a RST after its CLOSE). */
+static __always_inline void tally(__u8 from, __u8 to, __u64 ts, __u64 prev_ts, __u8 reset, __u32 retrans,
+				  const struct conn_life *life, __u64 cookie)
+{
+	__u32 zero = 0;
+	struct tallies *t = bpf_map_lookup_elem(&tally_counts, &zero);
+
+	if (!t)
+		return;
+	from &= NR_STATES - 1;
+	to &= NR_STATES - 1;
+	ADD(t->transitions[from][to], 1);
+	if (prev_ts && from != TCP_CLOSE)
+		observe(HIST_STATE + from, ts - prev_ts);
+	if (to == TCP_CLOSE) {
+		if (from == TCP_SYN_SENT) {
+			__u32 reason = reset & RESET_RECEIVED ? FAIL_REFUSED : retrans ? FAIL_TIMEOUT : FAIL_OTHER;
+
+			ADD(t->connect_failures[reason], 1);
+		}
+		count_resets(t, from, reset);
+	}
+	if (!life || (to != TCP_CLOSE && to != TCP_TIME_WAIT))
+		return;
+	if (late_resets && cookie && to == TCP_CLOSE && !(reset & RESET_SENT) && late_reset_possible(from)) {
+		struct closed_conn c = { .life = *life, .end_ts = ts, .from = from, .reset = reset };
+
+		if (!bpf_map_update_elem(&closed, &cookie, &c, BPF_NOEXIST)) {
+			__sync_fetch_and_add(&closed_live, 1);
+			return;
+		}
+		count(COUNT_CLOSED_FULL);
+	}
+	observe_end(life, ts, reset);
+}
+
+/* Observe the end of a closed connection, once: the one that deletes its
+ * entry does it. */
+static __always_inline void closed_end(__u64 *cookie, struct closed_conn *c)
+{
+	struct closed_conn copy = *c;
+
+	if (bpf_map_delete_elem(&closed, cookie))
+		return;
+	__sync_fetch_and_sub(&closed_live, 1);
+	observe_end(&copy.life, copy.end_ts, copy.reset);
+}
+
+/* The RST sent after CLOSE by close(): count it, and end the connection
+ * as reset. */
+static __always_inline void tally_late_reset(__u64 cookie, __u8 how)
+{
+	struct closed_conn *c = bpf_map_lookup_elem(&closed, &cookie);
+	__u32 zero = 0;
+	struct tallies *t;
+
+	if (!c)
+		return;
+	t = bpf_map_lookup_elem(&tally_counts, &zero);
+	if (t)
+		count_resets(t, c->from & (NR_STATES - 1), how & ~c->reset);
+	c->reset |= how;
+	closed_end(&cookie, c);
+}
+
+static long sweep_one(struct bpf_map *map, __u64 *cookie, struct closed_conn *c, __u64 *now)
+{
+	if (c->end_ts + LATE_RESET_WAIT_NS <= *now)
+		closed_end(cookie, c);
+	return 0;
 }
 
 static __always_inline __u64 wakeup_flags(void)
@@ -482,6 +719,50 @@ static __always_inline void send(struct event *e)
 		count(COUNT_LOST);
 }
 
+/* A transition that passed the filters: to user space, or tallied. */
+static __always_inline void emit(struct event *e, const struct conn_life *life)
+{
+	if (tally_mode)
+		tally(e->oldstate, e->newstate, e->ts_ns, e->prev_ts_ns, e->reset, e->retrans, life, e->cookie);
+	else
+		send(e);
+}
+
+/* Whether the filters look at the 4-tuple or family, which are final only
+ * after SYN_SENT (local port) and SYN_RECV (peer) are reported. */
+static __always_inline bool tuple_filtered(void)
+{
+	return filter_family || filter_lport || filter_rport || filter_laddr || filter_raddr;
+}
+
+/* Whether events need the tuple and counters read from the socket: always
+ * for user space; in tally mode only for the filters. */
+static __always_inline bool need_tuple(void)
+{
+	return !tally_mode || tuple_filtered() || filter_netns || filter_netns_cookie;
+}
+
+/* Follow the path of a connection for tally mode. */
+static __always_inline void life_step(struct conn_life *l, __u8 oldstate, __u8 newstate, __u64 now)
+{
+	if (oldstate == TCP_CLOSE && newstate == TCP_SYN_SENT) {
+		l->start_ts = now;
+		l->flags = LIFE_CLIENT;
+	} else if (oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV) {
+		l->start_ts = now;
+		l->flags = LIFE_SERVER;
+	} else if (newstate == TCP_ESTABLISHED) {
+		l->flags |= LIFE_ESTABLISHED;
+	} else if (newstate == TCP_CLOSING) {
+		l->flags |= LIFE_SIMULTANEOUS;
+	} else if (!(l->flags & (LIFE_FIN_LOCAL | LIFE_FIN_REMOTE))) {
+		if (newstate == TCP_FIN_WAIT1)
+			l->flags |= LIFE_FIN_LOCAL;
+		else if (newstate == TCP_CLOSE_WAIT)
+			l->flags |= LIFE_FIN_REMOTE;
+	}
+}
+
 /* Send the held-back event of sk, if any, with its tuple read now. The
  * winner of the delete sends it, so it goes out once even when connect()
  * returns on one CPU while the next transition runs on another. */
@@ -501,7 +782,7 @@ static __always_inline void flush_pending(const struct sock *sk, __u64 key, bool
 	 * socket's cookie just after LISTEN -> SYN_RECV. */
 	e.cookie = sock_cookie(sk, btf);
 	if (wanted(&e))
-		send(&e);
+		emit(&e, NULL);
 }
 
 static __always_inline bool state_ok(__u8 oldstate, __u8 newstate)
@@ -529,7 +810,8 @@ static __always_inline struct sock_info *sock_info_of(const struct sock *sk, __u
 /* The timewait socket tcp_time_wait() made for the closing sk just now,
  * found by the cookie they share. Its timer started just before this
  * CLOSE; the entry is filled in with e, the full socket's last event. */
-static __always_inline bool pair_timewait(bool had_cookie, struct event *e, bool cgroup_ok, __u8 *substate)
+static __always_inline bool pair_timewait(bool had_cookie, struct event *e, const struct conn_life *life, bool cgroup_ok,
+					  __u8 *substate)
 {
 	struct tw_info *info;
 
@@ -550,6 +832,7 @@ static __always_inline bool pair_timewait(bool had_cookie, struct event *e, bool
 	}
 	__builtin_memcpy(&info->tmpl, e, sizeof(*e));
 	info->tmpl.newstate = TCP_CLOSE;
+	info->life = *life;
 	info->cgroup_ok = cgroup_ok;
 	/* An orphan stays in FIN_WAIT2: its age counts from there. */
 	if (info->substate != TCP_TIME_WAIT) {
@@ -566,6 +849,7 @@ static __always_inline int on_set_state(const struct sock *sk, int oldstate, int
 {
 	__u64 key = (__u64)sk;
 	struct sock_info *si, fresh = {};
+	struct conn_life life;
 	struct event e = {};
 	__u8 substate = 0;
 	bool cgroup_ok, had_cookie, tw = false;
@@ -584,7 +868,7 @@ static __always_inline int on_set_state(const struct sock *sk, int oldstate, int
 
 	/* Keep the per-socket order: what was held back goes first. Only
 	 * SYN_SENT and SYN_RECV are held back, so only they need a look. */
-	if (oldstate == TCP_SYN_SENT || oldstate == TCP_SYN_RECV)
+	if ((oldstate == TCP_SYN_SENT || oldstate == TCP_SYN_RECV) && (!tally_mode || tuple_filtered()))
 		flush_pending(sk, key, btf);
 
 	if (oldstate == TCP_CLOSE || (oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV)) {
@@ -596,6 +880,7 @@ static __always_inline int on_set_state(const struct sock *sk, int oldstate, int
 			bpf_get_current_comm(fresh.comm, sizeof(fresh.comm));
 		}
 		fresh.last_ts = e.ts_ns;
+		life_step(&fresh.life, oldstate, newstate, e.ts_ns);
 		if (bpf_map_update_elem(&socks, &key, &fresh, BPF_ANY))
 			count(COUNT_SOCKS_FULL);
 		si = &fresh;
@@ -611,15 +896,27 @@ static __always_inline int on_set_state(const struct sock *sk, int oldstate, int
 	e.pid = si->pid;
 	e.reset = si->reset;
 	__builtin_memcpy(e.comm, si->comm, sizeof(e.comm));
+	if (si != &fresh)
+		life_step(&si->life, oldstate, newstate, e.ts_ns);
+	life = si->life;
 	if (newstate == TCP_CLOSE)
 		bpf_map_delete_elem(&socks, &key);
 
 	cgroup_ok = !filter_cgroup || in_cgroup(sk);
-	e.cgroup_id = sock_cgroup_id(sk, btf);
+	if (!tally_mode)
+		e.cgroup_id = sock_cgroup_id(sk, btf);
 
 	if (newstate == TCP_SYN_SENT || (oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV)) {
 		if (!cgroup_ok || !state_ok(e.oldstate, e.newstate))
 			return 0;
+		if (tally_mode && !tuple_filtered()) {
+			/* Nothing waits for the final tuple. */
+			if (need_tuple())
+				fill_tuple(&e, sk, btf);
+			if (wanted(&e))
+				emit(&e, NULL);
+			return 0;
+		}
 		/* The local port (SYN_SENT) or the peer (SYN_RECV) is set just
 		 * after this tracepoint; send at connect() exit or the next
 		 * transition, whichever comes first. If it cannot wait, send
@@ -635,22 +932,30 @@ static __always_inline int on_set_state(const struct sock *sk, int oldstate, int
 		count(COUNT_HELD_FULL);
 	}
 
-	fill_tuple(&e, sk, btf);
-	fill_tcp(&e, sk, btf);
+	if (need_tuple()) {
+		fill_tuple(&e, sk, btf);
+		fill_tcp(&e, sk, btf);
+	} else if (oldstate == TCP_SYN_SENT && newstate == TCP_CLOSE) {
+		/* Timeout or not: the reason of a failed connect. */
+		const struct tcp_sock *tp = tcp_sk_of(sk, btf);
+
+		if (tp)
+			e.retrans = READ(btf, tp, total_retrans);
+	}
 	if (!raw_mode && tw_timer_fn && newstate == TCP_CLOSE &&
 	    (oldstate == TCP_FIN_WAIT1 || oldstate == TCP_FIN_WAIT2 || oldstate == TCP_CLOSING)) {
-		tw = pair_timewait(had_cookie, &e, cgroup_ok, &substate);
+		tw = pair_timewait(had_cookie, &e, &life, cgroup_ok, &substate);
 		if (tw && substate != TCP_TIME_WAIT) {
 			/* An orphan: still FIN_WAIT2 as far as anyone can tell.
 			 * Tell user space that the connection lives on. */
 			e.flags = EV_ORPHAN_NOTE;
-			if (cgroup_ok && wanted(&e))
+			if (!tally_mode && cgroup_ok && wanted(&e))
 				send(&e);
 			return 0;
 		}
 	}
 	if (cgroup_ok && state_ok(e.oldstate, e.newstate) && wanted(&e))
-		send(&e);
+		emit(&e, &life);
 	return 0;
 }
 
@@ -661,6 +966,13 @@ static __always_inline void send_tw(const struct tw_info *info, __u8 newstate, _
 
 	if (!info->paired || !info->cgroup_ok || !state_ok(info->substate, newstate) || !wanted(&info->tmpl))
 		return;
+	if (tally_mode) {
+		/* An orphan's connection ends now; a TIME_WAIT's ended when
+		 * it entered TIME_WAIT. */
+		tally(info->substate, newstate, now, info->enter_ts, info->tmpl.reset, 0,
+		      info->substate == TCP_FIN_WAIT2 ? &info->life : NULL, 0);
+		return;
+	}
 	/* A tentative end goes out only with room behind it for the re-arm
 	 * that may retract it: without that, it could stand wrongly. */
 	if ((flags & EV_TENTATIVE) && bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) + TENTATIVE_ROOM >
@@ -712,6 +1024,17 @@ static __always_inline __u64 tw_cookie(const struct inet_timewait_sock *tw)
 	return BPF_CORE_READ(tw, __tw_common.skc_cookie.counter);
 }
 
+/* The timewait timer cancelled last on this CPU was not re-armed: in
+ * tally mode its end counts now (user space was sent it at the cancel).
+ * Only programs that run with interrupts off on this CPU touch the note:
+ * the timer hooks, and flush_note through an IPI. */
+static __always_inline void end_noted(struct rearm_note *note)
+{
+	if (tally_mode && note->cookie)
+		send_tw(&note->info, TCP_CLOSE, 0, note->ts);
+	note->cookie = 0;
+}
+
 SEC("tp_btf/timer_start")
 int BPF_PROG(tw_timer_start, struct timer_list *timer)
 {
@@ -732,7 +1055,8 @@ int BPF_PROG(tw_timer_start, struct timer_list *timer)
 	if (note && note->cookie == cookie) {
 		/* mod_timer() of a pending timer: cancel + start. Not an end. */
 		note->cookie = 0;
-		send_tw(&note->info, TCP_CLOSE, EV_REARM, now);
+		if (!tally_mode)
+			send_tw(&note->info, TCP_CLOSE, EV_REARM, now);
 		check_substate(&note->info, cookie, now);
 		if (bpf_map_update_elem(&tws, &cookie, &note->info, BPF_ANY)) {
 			count(COUNT_TW_FULL);
@@ -743,7 +1067,7 @@ int BPF_PROG(tw_timer_start, struct timer_list *timer)
 		return 0;
 	}
 	if (note)
-		note->cookie = 0;
+		end_noted(note);
 	info = bpf_map_lookup_elem(&tws, &cookie);
 	if (info) {
 		check_substate(info, cookie, now);
@@ -776,11 +1100,15 @@ int BPF_PROG(tw_timer_cancel, struct timer_list *timer)
 	if (!info || !note)
 		return 0;
 	/* Reuse of the 4-tuple, a reset, or a reschedule: user space holds
-	 * this end back until it knows no re-arm follows. */
+	 * this end back until it knows no re-arm follows; tally mode keeps
+	 * it in the note until then. */
 	now = bpf_ktime_get_ns();
 	check_substate(info, cookie, now);
-	send_tw(info, TCP_CLOSE, EV_TENTATIVE, now);
+	end_noted(note);
+	if (!tally_mode)
+		send_tw(info, TCP_CLOSE, EV_TENTATIVE, now);
 	__builtin_memcpy(&note->info, info, sizeof(*info));
+	note->ts = now;
 	note->cookie = cookie;
 	bpf_map_delete_elem(&tws, &cookie);
 	orphan_del(&cookie);
@@ -822,12 +1150,33 @@ static long poll_one(struct bpf_map *map, __u64 *cookie, __u64 *twaddr, void *ct
 }
 
 /* Run by user space (BPF_PROG_TEST_RUN, never attached) every poll
- * period: orphans that got their FIN. */
+ * period: orphans that got their FIN; in tally mode also the ends of
+ * connections that waited long enough for a late RST. */
 SEC("raw_tp")
 int poll_orphans(void *ctx)
 {
+	__u64 now;
+
 	if (orphans_live)
 		bpf_for_each_map_elem(&orphans, poll_one, NULL, 0);
+	if (tally_mode && closed_live) {
+		now = bpf_ktime_get_ns();
+		bpf_for_each_map_elem(&closed, sweep_one, &now, 0);
+	}
+	return 0;
+}
+
+/* Run by user space on each CPU through an IPI (BPF_F_TEST_RUN_ON_CPU,
+ * from another CPU: interrupts are off, as in the timer hooks) before a
+ * scrape in tally mode: a timewait end noted there is final by now. */
+SEC("raw_tp")
+int flush_note(void *ctx)
+{
+	__u32 zero = 0;
+	struct rearm_note *note = bpf_map_lookup_elem(&rearm_notes, &zero);
+
+	if (note)
+		end_noted(note);
 	return 0;
 }
 
@@ -941,6 +1290,10 @@ static __always_inline void note_reset(const struct sock *sk, __u8 how)
 	}
 	if (sk->__sk_common.skc_state != TCP_CLOSE)
 		return; /* a timewait or request socket: nothing we report */
+	if (tally_mode) {
+		tally_late_reset(sk->__sk_common.skc_cookie.counter, how);
+		return;
+	}
 	e.ts_ns = bpf_ktime_get_ns();
 	e.skaddr = key;
 	e.cookie = sk->__sk_common.skc_cookie.counter;

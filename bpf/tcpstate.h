@@ -72,7 +72,55 @@ enum counter {
 	COUNT_NESTED,       /* not a loss: transitions handled by the second
 	                     * set_state program because the first was busy on
 	                     * the CPU (the kernel counts a miss for it) */
+	COUNT_CLOSED_FULL,  /* late-reset table full (tally mode): a
+	                     * connection's end observed without waiting for
+	                     * the RST that may follow its CLOSE */
 	NR_COUNTERS,
+};
+
+/* Tally mode (tcpstate metrics): the BPF side counts and observes in
+ * per-CPU maps that user space reads at each scrape; no event crosses the
+ * ring. Sums over the CPUs are the totals. */
+enum tally_layout {
+	NR_STATES = 16,       /* TCP states are 1..13; index by state */
+	NR_DIRECTIONS = 2,    /* resets: 0 sent, 1 received */
+	NR_REASONS = 3,       /* connect failures, enum connect_failure */
+	NR_ROLES = 2,         /* enum role */
+	NR_CLOSED_BY = 4,     /* enum closed_by */
+	/* Native histogram buckets (Prometheus schema NATIVE_SCHEMA: bucket
+	 * k holds (2^((k-1)/8), 2^(k/8)] seconds), for keys NATIVE_MIN_KEY
+	 * .. NATIVE_MIN_KEY + NATIVE_BUCKETS - 1, i.e. from 2^-20 s (1 us)
+	 * to 2^24 s (194 days); longer is counted in the last bucket, and
+	 * 1 us or less in the zero bucket. */
+	NATIVE_SCHEMA = 3,
+	NATIVE_MIN_KEY = -159,
+	NATIVE_BUCKETS = 352,
+	CLASSIC_BUCKETS = 17, /* finite upper bounds, set by the loader */
+	/* Histogram series (map hists): time in each state, then connection
+	 * lifetimes by role and closed_by. */
+	HIST_STATE = 0,
+	HIST_CONN = NR_STATES,
+	NR_HISTS = HIST_CONN + NR_ROLES * NR_CLOSED_BY,
+};
+
+enum connect_failure { FAIL_REFUSED, FAIL_TIMEOUT, FAIL_OTHER };
+enum role { ROLE_CLIENT, ROLE_SERVER };
+enum closed_by { CLOSED_LOCAL, CLOSED_REMOTE, CLOSED_SIMULTANEOUS, CLOSED_RESET };
+
+/* The counters of tally mode, per CPU (map tallies, one entry). */
+struct tallies {
+	__u64 transitions[NR_STATES][NR_STATES]; /* [from][to] */
+	__u64 resets[NR_STATES][NR_DIRECTIONS];  /* [state left for CLOSE] */
+	__u64 connect_failures[NR_REASONS];
+};
+
+/* One histogram, per CPU. Buckets are not cumulative. */
+struct hist {
+	__u64 count;
+	__u64 sum_ns;
+	__u64 zero;                       /* 1 us or less */
+	__u64 native[NATIVE_BUCKETS];
+	__u64 classic[CLASSIC_BUCKETS];   /* above the last bound: count only */
 };
 
 #endif

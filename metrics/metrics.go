@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 
-// Package metrics turns the tracer's transitions into Prometheus metrics
-// (tcpstate metrics): counters and histograms kept in memory as events
-// come, and gauges computed from a socket snapshot at each scrape.
+// Package metrics serves the tracer's tallies as Prometheus metrics
+// (tcpstate metrics): counters and duration histograms kept by the BPF
+// side in per-CPU maps (tracer.Tallies), and gauges computed from a socket
+// snapshot, all read at each scrape. Nothing is done per event in user
+// space.
 //
 // Every label value comes from a small fixed set (state names, roles,
 // closed_by, reasons, directions) or is a process name (comm of a stuck
@@ -19,6 +21,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/tcpstate/tcpstate/conn"
 	"github.com/tcpstate/tcpstate/snapshot"
@@ -26,31 +30,28 @@ import (
 	"github.com/tcpstate/tcpstate/tracer"
 )
 
-// DurationBuckets are the classic buckets of the duration histograms, in
-// seconds: from a loopback handshake (100 µs) to an hour in CLOSE_WAIT.
-var DurationBuckets = []float64{
-	0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5,
-	1, 5, 10, 30, 60, 120, 300, 900, 3600,
-}
-
-// Connect failure reasons (tcpstate_connect_failures_total).
-const (
-	// Refused: the peer answered the SYN with a RST.
-	ReasonRefused = "refused"
-	// Timeout: the SYN was retransmitted at least once and never
-	// answered, then the kernel (tcp_syn_retries) or the application
-	// gave up.
-	ReasonTimeout = "timeout"
-	// Other: neither, such as a connect() abandoned by the application
-	// before the first retransmission (about 1 s) or an ICMP error.
-	ReasonOther = "other"
+// Label values of tcpstate_connect_failures_total{reason},
+// tcpstate_connection_duration_seconds{role,closed_by} and
+// tcpstate_resets_total{direction}, indexed by the tracer's enums.
+var (
+	reasons    = [tracer.NumConnectFailures]string{tracer.FailRefused: "refused", tracer.FailTimeout: "timeout", tracer.FailOther: "other"}
+	roles      = [tracer.NumRoles]string{tracer.RoleClient: "client", tracer.RoleServer: "server"}
+	closers    = [tracer.NumClosers]string{tracer.ClosedLocal: "local", tracer.ClosedRemote: "remote", tracer.ClosedSimultaneous: "simultaneous", tracer.ClosedReset: "reset"}
+	directions = [2]string{"sent", "received"}
 )
 
 // Snapshot reads the sockets that exist now, calling visit for each (the
 // Socket may be reused after visit returns).
 type Snapshot func(visit func(*snapshot.Socket) error) error
 
-// Config is what a Collector needs besides the events.
+// Source is where the counters come from: a tracer in tally mode.
+type Source interface {
+	Tallies() (*tracer.Tallies, error)
+	// Lost counts transitions the kernel did not let the tracer see.
+	Lost() (uint64, error)
+}
+
+// Config is what a Collector needs besides its Source.
 type Config struct {
 	// Snapshot reads the sockets for tcpstate_sockets and the stuck
 	// gauges; nil leaves those gauges out.
@@ -65,63 +66,31 @@ type Config struct {
 	Version string
 }
 
-// Collector is a prometheus.Collector and a tracer.Handler (also a
-// tracer.Noter). Event, Note and Tick are called by the tracer's
-// goroutine; Collect may run at the same time in others.
+// Collector is a prometheus.Collector. The counters and histograms appear
+// once a Source is attached.
 type Collector struct {
-	cfg         Config
-	transitions *prometheus.CounterVec
-	stateDur    *prometheus.HistogramVec
-	connDur     *prometheus.HistogramVec
-	resets      *prometheus.CounterVec
-	connectFail *prometheus.CounterVec
-	lost        atomic.Uint64
+	cfg    Config
+	source atomic.Pointer[Source]
 
-	socketsDesc, stuckDesc, stuckOldestDesc, lostDesc, buildDesc *prometheus.Desc
-	version                                                      string
-
-	life *conn.LifeTracker
-	// closed remembers, for one or two ticks, the connections that just
-	// went to CLOSE: the state they left and the resets counted, for the
-	// RST the kernel sends after CLOSE (NoteLateReset).
-	closed, closedBefore map[uint64]*closedConn
-}
-
-type closedConn struct {
-	from   tcp.State
-	counts tracer.Reset
+	transitionsDesc, stateDurDesc, connDurDesc, resetsDesc, connectFailDesc *prometheus.Desc
+	socketsDesc, stuckDesc, stuckOldestDesc, lostDesc, buildDesc            *prometheus.Desc
+	version                                                                 string
 }
 
 // New returns a Collector.
 func New(cfg Config) *Collector {
-	histogram := func(name, help string, labels ...string) *prometheus.HistogramVec {
-		return prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:                            name,
-			Help:                            help,
-			Buckets:                         DurationBuckets,
-			NativeHistogramBucketFactor:     1.1,
-			NativeHistogramMaxBucketNumber:  160,
-			NativeHistogramMinResetDuration: time.Hour,
-		}, labels)
-	}
 	c := &Collector{
 		cfg: cfg,
-		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tcpstate_transitions_total",
-			Help: "TCP state transitions seen, TIME_WAIT in and out included (kernel state names).",
-		}, []string{"from", "to"}),
-		stateDur: histogram("tcpstate_state_duration_seconds",
-			"Time a socket spent in a state, observed when it leaves it.", "state"),
-		connDur: histogram("tcpstate_connection_duration_seconds",
-			"Connection lifetime, observed at its end (as tcpstate life).", "role", "closed_by"),
-		resets: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tcpstate_resets_total",
-			Help: "Resets sent or received, by the state the connection was in.",
-		}, []string{"state", "direction"}),
-		connectFail: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tcpstate_connect_failures_total",
-			Help: "Connections that went from SYN_SENT to CLOSE: refused (RST received), timeout (SYN retransmitted, no answer) or other.",
-		}, []string{"reason"}),
+		transitionsDesc: prometheus.NewDesc("tcpstate_transitions_total",
+			"TCP state transitions seen, TIME_WAIT in and out included (kernel state names).", []string{"from", "to"}, nil),
+		stateDurDesc: prometheus.NewDesc("tcpstate_state_duration_seconds",
+			"Time a socket spent in a state, observed when it leaves it.", []string{"state"}, nil),
+		connDurDesc: prometheus.NewDesc("tcpstate_connection_duration_seconds",
+			"Connection lifetime, observed at its end (as tcpstate life).", []string{"role", "closed_by"}, nil),
+		resetsDesc: prometheus.NewDesc("tcpstate_resets_total",
+			"Resets sent or received, by the state the connection was in.", []string{"state", "direction"}, nil),
+		connectFailDesc: prometheus.NewDesc("tcpstate_connect_failures_total",
+			"Connections that went from SYN_SENT to CLOSE: refused (RST received), timeout (SYN retransmitted, no answer) or other.", []string{"reason"}, nil),
 		socketsDesc: prometheus.NewDesc("tcpstate_sockets",
 			"TCP sockets that exist now, by state, read at scrape time.", []string{"state"}, nil),
 		stuckDesc: prometheus.NewDesc("tcpstate_stuck_sockets",
@@ -129,12 +98,10 @@ func New(cfg Config) *Collector {
 		stuckOldestDesc: prometheus.NewDesc("tcpstate_stuck_oldest_seconds",
 			"Age of the oldest stuck socket (a lower bound, as tcpstate stuck shows it).", []string{"state", "comm"}, nil),
 		lostDesc: prometheus.NewDesc("tcpstate_events_lost_total",
-			"Events the kernel dropped because the ring buffer was full.", nil, nil),
+			"Transitions the kernel did not let tcpstate see (a BPF program still busy on the CPU).", nil, nil),
 		buildDesc: prometheus.NewDesc("tcpstate_build_info",
 			"tcpstate's version and the Go version it was built with.", []string{"version", "goversion"}, nil),
-		version:      cfg.Version,
-		closed:       map[uint64]*closedConn{},
-		closedBefore: map[uint64]*closedConn{},
+		version: cfg.Version,
 	}
 	if c.version == "" {
 		c.version = "unknown"
@@ -142,163 +109,27 @@ func New(cfg Config) *Collector {
 			c.version = bi.Main.Version
 		}
 	}
-	c.life = conn.NewLifeTracker(lifeOut{c})
 	return c
 }
 
-// Event counts one transition.
-func (c *Collector) Event(ev *tracer.Event) error {
-	from, to := ev.OldState.String(), ev.NewState.String()
-	c.transitions.WithLabelValues(from, to).Inc()
-	if ev.InStateKnown && ev.OldState != tcp.Close {
-		c.stateDur.WithLabelValues(from).Observe(ev.InState.Seconds())
-	}
-	if ev.OldState == tcp.SynSent && ev.NewState == tcp.Close {
-		c.connectFail.WithLabelValues(ConnectFailure(ev)).Inc()
-	}
-	if ev.NewState == tcp.Close {
-		cc := &closedConn{from: ev.OldState}
-		c.countResets(cc, ev.Reset)
-		c.closed[ev.ConnID()] = cc
-	}
-	return c.life.Event(ev)
-}
-
-// Note counts the RST the kernel sends after CLOSE (an abortive close()),
-// in the state the connection left for CLOSE.
-func (c *Collector) Note(ev *tracer.Event) error {
-	if ev.Note == tracer.NoteLateReset {
-		cc := c.closed[ev.ConnID()]
-		if cc == nil {
-			cc = c.closedBefore[ev.ConnID()]
-		}
-		if cc != nil {
-			c.countResets(cc, ev.Reset)
-		}
-	}
-	return c.life.Note(ev)
-}
-
-// countResets counts the directions of r not counted yet for cc.
-func (c *Collector) countResets(cc *closedConn, r tracer.Reset) {
-	state := cc.from.String()
-	if r&tracer.ResetSent != 0 && cc.counts&tracer.ResetSent == 0 {
-		c.resets.WithLabelValues(state, "sent").Inc()
-	}
-	if r&tracer.ResetReceived != 0 && cc.counts&tracer.ResetReceived == 0 {
-		c.resets.WithLabelValues(state, "received").Inc()
-	}
-	cc.counts |= r
-}
-
-// Tick observes the connections that ended.
-func (c *Collector) Tick() error {
-	c.closedBefore, c.closed = c.closed, c.closedBefore
-	clear(c.closed)
-	return c.life.Tick()
-}
-
-// SetLost sets the events the kernel dropped so far.
-func (c *Collector) SetLost(n uint64) {
-	for {
-		old := c.lost.Load()
-		if n <= old || c.lost.CompareAndSwap(old, n) {
-			return
-		}
-	}
-}
-
-// ConnectFailure says why a connection went from SYN_SENT to CLOSE.
-func ConnectFailure(ev *tracer.Event) string {
-	switch {
-	case ev.Reset&tracer.ResetReceived != 0:
-		return ReasonRefused
-	case ev.Retrans > 0:
-		return ReasonTimeout
-	}
-	return ReasonOther
-}
-
-// Role is "client" for a connection we opened (its path starts in
-// SYN_SENT), "server" for one a listener accepted (SYN_RECV); "" when
-// unknown (older than the tracer).
-func Role(c *conn.Connection) string {
-	if c.Partial || len(c.Path) == 0 {
-		return ""
-	}
-	switch c.Path[0].State {
-	case tcp.SynSent:
-		return "client"
-	case tcp.SynRecv, tcp.NewSynRecv:
-		return "server"
-	}
-	return ""
-}
-
-// ClosedBy is "reset" when a RST was sent or received, else who sent the
-// first FIN (local, remote, simultaneous); a connection that ended with
-// neither (a retransmission timeout, a socket destroyed by ss -K) is
-// "local": this host ended it.
-func ClosedBy(c *conn.Connection) string {
-	switch {
-	case c.Reset != 0:
-		return "reset"
-	case c.ClosedBy != "":
-		return c.ClosedBy
-	}
-	return "local"
-}
-
-// lifeOut observes the connections the LifeTracker reports. Connections
-// that never reached ESTABLISHED (failed handshakes, counted by
-// tcpstate_connect_failures_total) and those older than the tracer
-// (unknown role and start) are left out.
-type lifeOut struct{ c *Collector }
-
-func (o lifeOut) Connection(c *conn.Connection) error {
-	role := Role(c)
-	if role == "" || !established(c) {
-		return nil
-	}
-	o.c.connDur.WithLabelValues(role, ClosedBy(c)).Observe(c.Duration.Seconds())
-	return nil
-}
-
-func (o lifeOut) Tick() error { return nil }
-
-func established(c *conn.Connection) bool {
-	for _, s := range c.Path {
-		if s.State == tcp.Established {
-			return true
-		}
-	}
-	return false
-}
+// Attach makes src the source of the counters and histograms.
+func (c *Collector) Attach(src Source) { c.source.Store(&src) }
 
 // Describe sends the descriptors of every metric.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	c.transitions.Describe(ch)
-	c.stateDur.Describe(ch)
-	c.connDur.Describe(ch)
-	c.resets.Describe(ch)
-	c.connectFail.Describe(ch)
-	ch <- c.socketsDesc
-	ch <- c.stuckDesc
-	ch <- c.stuckOldestDesc
-	ch <- c.lostDesc
-	ch <- c.buildDesc
+	for _, d := range []*prometheus.Desc{c.transitionsDesc, c.stateDurDesc, c.connDurDesc, c.resetsDesc,
+		c.connectFailDesc, c.socketsDesc, c.stuckDesc, c.stuckOldestDesc, c.lostDesc, c.buildDesc} {
+		ch <- d
+	}
 }
 
-// Collect sends the counters and histograms, and the gauges of a snapshot
-// read now.
+// Collect sends the tallies read now, and the gauges of a snapshot read
+// now.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
-	c.transitions.Collect(ch)
-	c.stateDur.Collect(ch)
-	c.connDur.Collect(ch)
-	c.resets.Collect(ch)
-	c.connectFail.Collect(ch)
-	ch <- prometheus.MustNewConstMetric(c.lostDesc, prometheus.CounterValue, float64(c.lost.Load()))
 	ch <- prometheus.MustNewConstMetric(c.buildDesc, prometheus.GaugeValue, 1, c.version, runtime.Version())
+	if src := c.source.Load(); src != nil {
+		c.collectTallies(ch, *src)
+	}
 	if c.cfg.Snapshot == nil {
 		return
 	}
@@ -317,6 +148,104 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.stuckDesc, prometheus.GaugeValue, float64(st.n), k.state.String(), k.comm)
 		ch <- prometheus.MustNewConstMetric(c.stuckOldestDesc, prometheus.GaugeValue, st.oldest.Seconds(), k.state.String(), k.comm)
 	}
+}
+
+// collectTallies sends the counters and histograms: every connect failure
+// reason, and of the rest the series that counted something.
+func (c *Collector) collectTallies(ch chan<- prometheus.Metric, src Source) {
+	lost, err := src.Lost()
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(c.lostDesc, err)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(c.lostDesc, prometheus.CounterValue, float64(lost))
+	t, err := src.Tallies()
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(c.transitionsDesc, err)
+		return
+	}
+	state := func(i int) string { return tcp.State(i).String() }
+	for from := range tracer.NumStates {
+		for to := range tracer.NumStates {
+			if n := t.Transitions[from][to]; n > 0 {
+				ch <- prometheus.MustNewConstMetric(c.transitionsDesc, prometheus.CounterValue, float64(n), state(from), state(to))
+			}
+		}
+		for dir, n := range t.Resets[from] {
+			if n > 0 {
+				ch <- prometheus.MustNewConstMetric(c.resetsDesc, prometheus.CounterValue, float64(n), state(from), directions[dir])
+			}
+		}
+		if h := &t.StateDurations[from]; h.Count > 0 {
+			ch <- &histogram{desc: c.stateDurDesc, h: h, labels: []string{state(from)}}
+		}
+	}
+	for r, n := range t.ConnectFailures {
+		ch <- prometheus.MustNewConstMetric(c.connectFailDesc, prometheus.CounterValue, float64(n), reasons[r])
+	}
+	for role := range tracer.NumRoles {
+		for by := range tracer.NumClosers {
+			if h := &t.ConnDurations[role][by]; h.Count > 0 {
+				ch <- &histogram{desc: c.connDurDesc, h: h, labels: []string{roles[role], closers[by]}}
+			}
+		}
+	}
+}
+
+// histogram is a tracer.Histogram as a Prometheus histogram with both
+// classic buckets (tracer.ClassicBounds) and native ones (schema
+// tracer.NativeSchema), as client_golang's own would have with both.
+type histogram struct {
+	desc   *prometheus.Desc
+	h      *tracer.Histogram
+	labels []string
+}
+
+func (m *histogram) Desc() *prometheus.Desc { return m.desc }
+
+func (m *histogram) Write(out *dto.Metric) error {
+	h := m.h
+	d := &dto.Histogram{
+		SampleCount:   proto.Uint64(h.Count),
+		SampleSum:     proto.Float64(h.Sum.Seconds()),
+		Schema:        proto.Int32(tracer.NativeSchema),
+		ZeroThreshold: proto.Float64(tracer.NativeZeroThreshold()),
+		ZeroCount:     proto.Uint64(h.Zero),
+	}
+	var cum uint64
+	for i, b := range tracer.ClassicBounds {
+		cum += h.Classic[i]
+		d.Bucket = append(d.Bucket, &dto.Bucket{CumulativeCount: proto.Uint64(cum), UpperBound: proto.Float64(b.Seconds())})
+	}
+	// Spans of consecutive buckets in use, counts as deltas from the
+	// previous bucket in use.
+	var prev int64
+	next := tracer.NativeMinKey // key after the last span
+	for i := 0; i < len(h.Native); i++ {
+		if h.Native[i] == 0 {
+			continue
+		}
+		key := tracer.NativeMinKey + i
+		d.PositiveSpan = append(d.PositiveSpan, &dto.BucketSpan{Offset: proto.Int32(int32(key - next)), Length: proto.Uint32(0)})
+		if len(d.PositiveSpan) == 1 {
+			d.PositiveSpan[0].Offset = proto.Int32(int32(key))
+		}
+		span := d.PositiveSpan[len(d.PositiveSpan)-1]
+		for ; i < len(h.Native) && h.Native[i] != 0; i++ {
+			n := int64(h.Native[i])
+			d.PositiveDelta = append(d.PositiveDelta, n-prev)
+			prev = n
+			*span.Length++
+		}
+		next = tracer.NativeMinKey + i
+	}
+	if len(d.PositiveSpan) == 0 && h.Zero == 0 {
+		// Says "native histogram" to a scraper even when empty.
+		d.PositiveSpan = []*dto.BucketSpan{{Offset: proto.Int32(0), Length: proto.Uint32(0)}}
+	}
+	out.Histogram = d
+	out.Label = prometheus.MakeLabelPairs(m.desc, m.labels)
+	return nil
 }
 
 // Gauges are the values of the scrape-time gauges.

@@ -3,8 +3,11 @@
 package metrics
 
 import (
+	"fmt"
+	"maps"
 	"math"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -18,145 +21,131 @@ import (
 	"github.com/tcpstate/tcpstate/tracer"
 )
 
-var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-
-// feed passes the transitions of one connection (cookie) to c, ms apart,
-// with the time in the old state known except for the first.
-type step struct {
-	from, to tcp.State
-	ms       int
-	reset    tracer.Reset
-	retrans  uint32
-	synth    bool
+// source is a Source with fixed tallies.
+type source struct {
+	t    tracer.Tallies
+	lost uint64
 }
 
-func feed(t *testing.T, c *Collector, cookie uint64, steps ...step) {
-	t.Helper()
-	at := t0
-	for i, s := range steps {
-		at = at.Add(time.Duration(s.ms) * time.Millisecond)
-		ev := &tracer.Event{Time: at, Cookie: cookie, OldState: s.from, NewState: s.to,
-			InState: time.Duration(s.ms) * time.Millisecond, InStateKnown: i > 0,
-			Reset: s.reset, Retrans: s.retrans, Synthesized: s.synth, Pid: 42, Comm: "app"}
-		if err := c.Event(ev); err != nil {
-			t.Fatal(err)
-		}
+func (s *source) Tallies() (*tracer.Tallies, error) { t := s.t; return &t, nil }
+func (s *source) Lost() (uint64, error)             { return s.lost, nil }
+
+// observe adds d to h in the bucket the BPF side would (see
+// tracer/tally_test.go for the check against the kernel).
+func observe(h *tracer.Histogram, d time.Duration, nativeIndex int, classicIndex int) {
+	h.Count++
+	h.Sum += d
+	h.Native[nativeIndex]++
+	if classicIndex < len(h.Classic) {
+		h.Classic[classicIndex]++
 	}
 }
 
-func TestCounters(t *testing.T) {
+func TestTallies(t *testing.T) {
+	src := &source{lost: 5}
+	tl := &src.t
+	tl.Transitions[tcp.Close][tcp.SynSent] = 5
+	tl.Transitions[tcp.SynSent][tcp.Close] = 3
+	tl.Transitions[tcp.TimeWait][tcp.Close] = 1
+	tl.Resets[tcp.Established][0] = 2
+	tl.Resets[tcp.SynSent][1] = 1
+	tl.ConnectFailures[tracer.FailRefused] = 1
+	tl.ConnectFailures[tracer.FailTimeout] = 4
+	// Native key k holds (2^((k-1)/8), 2^(k/8)] s: 1 s is key 0, 2 s key
+	// 8, 3 s key 13 (2^(12/8) = 2.83 < 3 <= 2^(13/8) = 3.08).
+	key := func(k int) int { return k - tracer.NativeMinKey }
+	cw := &tl.StateDurations[tcp.CloseWait]
+	observe(cw, time.Second, key(0), 8)    // classic bound 1 s
+	observe(cw, 2*time.Second, key(8), 9)  // 5 s
+	observe(cw, 3*time.Second, key(13), 9) // 5 s
+	observe(cw, 2*time.Hour, key(104), 17) // above the last bound
+	observe(&tl.ConnDurations[tracer.RoleServer][tracer.ClosedRemote], time.Second, key(0), 8)
+
 	c := New(Config{})
-	// A client that connects, closes first and goes through TIME_WAIT.
-	feed(t, c, 1,
-		step{from: tcp.Close, to: tcp.SynSent},
-		step{from: tcp.SynSent, to: tcp.Established, ms: 2},
-		step{from: tcp.Established, to: tcp.FinWait1, ms: 100},
-		step{from: tcp.FinWait1, to: tcp.FinWait2, ms: 1},
-		step{from: tcp.FinWait2, to: tcp.TimeWait, ms: 1, synth: true},
-		step{from: tcp.TimeWait, to: tcp.Close, ms: 60000, synth: true})
-	// The server side of it.
-	feed(t, c, 2,
-		step{from: tcp.Listen, to: tcp.SynRecv},
-		step{from: tcp.SynRecv, to: tcp.Established, ms: 1},
-		step{from: tcp.Established, to: tcp.CloseWait, ms: 100},
-		step{from: tcp.CloseWait, to: tcp.LastAck, ms: 3000},
-		step{from: tcp.LastAck, to: tcp.Close, ms: 1})
-	// Refused, timed out, abandoned connects.
-	feed(t, c, 3, step{from: tcp.Close, to: tcp.SynSent}, step{from: tcp.SynSent, to: tcp.Close, ms: 1, reset: tracer.ResetReceived})
-	feed(t, c, 4, step{from: tcp.Close, to: tcp.SynSent}, step{from: tcp.SynSent, to: tcp.Close, ms: 3000, retrans: 2})
-	feed(t, c, 5, step{from: tcp.Close, to: tcp.SynSent}, step{from: tcp.SynSent, to: tcp.Close, ms: 10})
-	// A client reset by the peer while established.
-	feed(t, c, 6,
-		step{from: tcp.Close, to: tcp.SynSent},
-		step{from: tcp.SynSent, to: tcp.Established, ms: 1},
-		step{from: tcp.Established, to: tcp.Close, ms: 5, reset: tracer.ResetReceived})
-	// An abortive close: the RST is sent after CLOSE.
-	feed(t, c, 7,
-		step{from: tcp.Listen, to: tcp.SynRecv},
-		step{from: tcp.SynRecv, to: tcp.Established, ms: 1},
-		step{from: tcp.Established, to: tcp.Close, ms: 5})
-	if err := c.Note(&tracer.Event{Cookie: 7, Note: tracer.NoteLateReset, Reset: tracer.ResetSent, OldState: tcp.Close, NewState: tcp.Close}); err != nil {
-		t.Fatal(err)
+	if err := testutil.CollectAndCompare(c, strings.NewReader(""), "tcpstate_transitions_total"); err != nil {
+		t.Errorf("before Attach: %v", err)
 	}
-	if err := c.Tick(); err != nil {
-		t.Fatal(err)
-	}
-	c.SetLost(5)
-	c.SetLost(3) // never goes back
-
-	for _, tc := range []struct {
-		name string
-		got  float64
-		want float64
-	}{
-		{"SYN_SENT->CLOSE", testutil.ToFloat64(c.transitions.WithLabelValues("SYN_SENT", "CLOSE")), 3},
-		{"CLOSE->SYN_SENT", testutil.ToFloat64(c.transitions.WithLabelValues("CLOSE", "SYN_SENT")), 5},
-		{"TIME_WAIT->CLOSE", testutil.ToFloat64(c.transitions.WithLabelValues("TIME_WAIT", "CLOSE")), 1},
-		{"refused", testutil.ToFloat64(c.connectFail.WithLabelValues("refused")), 1},
-		{"timeout", testutil.ToFloat64(c.connectFail.WithLabelValues("timeout")), 1},
-		{"other", testutil.ToFloat64(c.connectFail.WithLabelValues("other")), 1},
-		{"reset received in SYN_SENT", testutil.ToFloat64(c.resets.WithLabelValues("SYN_SENT", "received")), 1},
-		{"reset received in ESTABLISHED", testutil.ToFloat64(c.resets.WithLabelValues("ESTABLISHED", "received")), 1},
-		{"reset sent in ESTABLISHED", testutil.ToFloat64(c.resets.WithLabelValues("ESTABLISHED", "sent")), 1},
-	} {
-		if tc.got != tc.want {
-			t.Errorf("%s: got %v, want %v", tc.name, tc.got, tc.want)
-		}
-	}
-	if n := testutil.CollectAndCount(c.transitions); n != 13 {
-		t.Errorf("transition series: got %d, want 13", n)
-	}
-
-	hist := func(v *prometheus.HistogramVec, labels ...string) *dto.Histogram {
-		t.Helper()
-		var m dto.Metric
-		if err := v.WithLabelValues(labels...).(prometheus.Metric).Write(&m); err != nil {
-			t.Fatal(err)
-		}
-		return m.Histogram
-	}
-	h := hist(c.stateDur, "SYN_SENT")
-	if h.GetSampleCount() != 5 || h.GetSampleSum() != 0.002+0.001+3+0.01+0.001 {
-		t.Errorf("SYN_SENT durations: count %d sum %v, want 5 and 3.014", h.GetSampleCount(), h.GetSampleSum())
-	}
-	if h.GetSchema() == 0 && len(h.GetPositiveSpan()) == 0 {
-		t.Errorf("SYN_SENT durations: no native buckets")
-	}
-	if len(h.GetBucket()) != len(DurationBuckets) {
-		t.Errorf("SYN_SENT durations: %d classic buckets, want %d", len(h.GetBucket()), len(DurationBuckets))
-	}
-	if h := hist(c.stateDur, "TIME_WAIT"); h.GetSampleCount() != 1 || h.GetSampleSum() != 60 {
-		t.Errorf("TIME_WAIT durations: count %d sum %v, want 1 and 60", h.GetSampleCount(), h.GetSampleSum())
-	}
-	if h := hist(c.stateDur, "CLOSE_WAIT"); h.GetSampleCount() != 1 || h.GetSampleSum() != 3 {
-		t.Errorf("CLOSE_WAIT durations: count %d sum %v, want 1 and 3", h.GetSampleCount(), h.GetSampleSum())
-	}
-	for _, tc := range []struct {
-		role, closedBy string
-		count          uint64
-	}{
-		{"client", "local", 1}, {"server", "remote", 1}, {"client", "reset", 1}, {"server", "reset", 1},
-	} {
-		if h := hist(c.connDur, tc.role, tc.closedBy); h.GetSampleCount() != tc.count {
-			t.Errorf("connection durations %s/%s: count %d, want %d", tc.role, tc.closedBy, h.GetSampleCount(), tc.count)
-		}
-	}
-	// Failed connects are not connections: 4 series only.
-	if n := testutil.CollectAndCount(c.connDur); n != 4 {
-		t.Errorf("connection duration series: got %d, want 4", n)
-	}
-	// The client's life ends when it enters TIME_WAIT.
-	if h := hist(c.connDur, "client", "local"); math.Abs(h.GetSampleSum()-0.104) > 1e-9 {
-		t.Errorf("client lifetime: got %v, want 0.104", h.GetSampleSum())
-	}
-
+	c.Attach(src)
 	want := `
-# HELP tcpstate_events_lost_total Events the kernel dropped because the ring buffer was full.
+# HELP tcpstate_transitions_total TCP state transitions seen, TIME_WAIT in and out included (kernel state names).
+# TYPE tcpstate_transitions_total counter
+tcpstate_transitions_total{from="CLOSE",to="SYN_SENT"} 5
+tcpstate_transitions_total{from="SYN_SENT",to="CLOSE"} 3
+tcpstate_transitions_total{from="TIME_WAIT",to="CLOSE"} 1
+# HELP tcpstate_resets_total Resets sent or received, by the state the connection was in.
+# TYPE tcpstate_resets_total counter
+tcpstate_resets_total{direction="received",state="SYN_SENT"} 1
+tcpstate_resets_total{direction="sent",state="ESTABLISHED"} 2
+# HELP tcpstate_connect_failures_total Connections that went from SYN_SENT to CLOSE: refused (RST received), timeout (SYN retransmitted, no answer) or other.
+# TYPE tcpstate_connect_failures_total counter
+tcpstate_connect_failures_total{reason="other"} 0
+tcpstate_connect_failures_total{reason="refused"} 1
+tcpstate_connect_failures_total{reason="timeout"} 4
+# HELP tcpstate_events_lost_total Transitions the kernel did not let tcpstate see (a BPF program still busy on the CPU).
 # TYPE tcpstate_events_lost_total counter
 tcpstate_events_lost_total 5
+# HELP tcpstate_connection_duration_seconds Connection lifetime, observed at its end (as tcpstate life).
+# TYPE tcpstate_connection_duration_seconds histogram
 `
-	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "tcpstate_events_lost_total"); err != nil {
+	for i, b := range tracer.ClassicBounds {
+		n := 0
+		if i >= 8 {
+			n = 1
+		}
+		want += fmt.Sprintf("tcpstate_connection_duration_seconds_bucket{closed_by=\"remote\",role=\"server\",le=\"%v\"} %d\n", b.Seconds(), n)
+	}
+	want += `tcpstate_connection_duration_seconds_bucket{closed_by="remote",role="server",le="+Inf"} 1
+tcpstate_connection_duration_seconds_sum{closed_by="remote",role="server"} 1
+tcpstate_connection_duration_seconds_count{closed_by="remote",role="server"} 1
+`
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "tcpstate_transitions_total", "tcpstate_resets_total",
+		"tcpstate_connect_failures_total", "tcpstate_events_lost_total", "tcpstate_connection_duration_seconds"); err != nil {
 		t.Error(err)
+	}
+
+	// The CLOSE_WAIT histogram, native side as a scraper decodes it.
+	var h *dto.Histogram
+	ch := make(chan prometheus.Metric, 64)
+	c.Collect(ch)
+	close(ch)
+	for m := range ch {
+		var d dto.Metric
+		if err := m.Write(&d); err != nil {
+			t.Fatal(err)
+		}
+		if m.Desc() == c.stateDurDesc && d.GetLabel()[0].GetValue() == "CLOSE_WAIT" {
+			h = d.Histogram
+		}
+	}
+	if h == nil {
+		t.Fatal("no CLOSE_WAIT duration histogram")
+	}
+	if h.GetSampleCount() != 4 || h.GetSampleSum() != 7206 || h.GetSchema() != 3 || h.GetZeroThreshold() != math.Exp2(-20) {
+		t.Errorf("CLOSE_WAIT: count %d sum %v schema %d zero threshold %v, want 4, 7206, 3, 2^-20",
+			h.GetSampleCount(), h.GetSampleSum(), h.GetSchema(), h.GetZeroThreshold())
+	}
+	buckets := map[int]int64{}
+	k, n := 0, int64(0)
+	for _, span := range h.GetPositiveSpan() {
+		k += int(span.GetOffset()) // the first's is a key, the others' a gap
+		for range span.GetLength() {
+			n += h.GetPositiveDelta()[len(buckets)]
+			buckets[k] = n
+			k++
+		}
+	}
+	if want := map[int]int64{0: 1, 8: 1, 13: 1, 104: 1}; !maps.Equal(buckets, want) {
+		t.Errorf("CLOSE_WAIT native buckets: %v, want %v", buckets, want)
+	}
+	var cum []uint64
+	for _, b := range h.GetBucket() {
+		cum = append(cum, b.GetCumulativeCount())
+	}
+	if want := []uint64{0, 0, 0, 0, 0, 0, 0, 0, 1, 3, 3, 3, 3, 3, 3, 3, 3}; !slices.Equal(cum, want) {
+		t.Errorf("CLOSE_WAIT classic cumulative counts: %v, want %v", cum, want)
+	}
+	if problems, err := testutil.CollectAndLint(c); err != nil || len(problems) > 0 {
+		t.Errorf("lint: %v %v", err, problems)
 	}
 }
 

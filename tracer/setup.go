@@ -137,23 +137,26 @@ func setFilters(spec *ebpf.CollectionSpec, o *Options) error {
 		{vars.FilterComms, comms},
 		{vars.WakeupBytes, uint64(wakeupBytes)},
 		{vars.RawMode, o.Raw},
+		{vars.TallyMode, o.Tally},
 	} {
 		if err := v.spec.Set(v.value); err != nil {
 			return fmt.Errorf("set %s: %w", v.spec.Name, err)
 		}
 	}
-	return nil
+	return setTallyBounds(&vars)
 }
 
-// setTwTimerFn sets tw_timer_fn, the address of tw_timer_handler (0: do
-// not follow TIME_WAIT), through the generated specs.
-func setTwTimerFn(spec *ebpf.CollectionSpec, addr uint64) error {
-	var vars tcpstateVariableSpecs
-	if err := spec.Assign(&vars); err != nil {
-		return fmt.Errorf("BPF object: %w", err)
+// setVariable sets one of the BPF object's constants that is known only
+// after setFilters: tw_timer_fn (the address of tw_timer_handler, 0: do not
+// follow TIME_WAIT) and late_resets (the tp_btf flavour's reset hooks and
+// poll run, so tally mode may wait for a late RST).
+func setVariable(spec *ebpf.CollectionSpec, name string, value any) error {
+	v, ok := spec.Variables[name]
+	if !ok {
+		return fmt.Errorf("BPF object: no variable %s", name)
 	}
-	if err := vars.TwTimerFn.Set(addr); err != nil {
-		return fmt.Errorf("set tw_timer_fn: %w", err)
+	if err := v.Set(value); err != nil {
+		return fmt.Errorf("set %s: %w", name, err)
 	}
 	return nil
 }

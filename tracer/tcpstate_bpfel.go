@@ -13,6 +13,37 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type tcpstateClosedBy uint32
+
+const (
+	tcpstateClosedByCLOSED_LOCAL        tcpstateClosedBy = 0
+	tcpstateClosedByCLOSED_REMOTE       tcpstateClosedBy = 1
+	tcpstateClosedByCLOSED_SIMULTANEOUS tcpstateClosedBy = 2
+	tcpstateClosedByCLOSED_RESET        tcpstateClosedBy = 3
+)
+
+type tcpstateClosedConn struct {
+	_    structs.HostLayout
+	Life struct {
+		_       structs.HostLayout
+		StartTs uint64
+		Flags   uint8
+		Pad     [7]uint8
+	}
+	EndTs uint64
+	From  uint8
+	Reset uint8
+	Pad   [6]uint8
+}
+
+type tcpstateConnectFailure uint32
+
+const (
+	tcpstateConnectFailureFAIL_REFUSED tcpstateConnectFailure = 0
+	tcpstateConnectFailureFAIL_TIMEOUT tcpstateConnectFailure = 1
+	tcpstateConnectFailureFAIL_OTHER   tcpstateConnectFailure = 2
+)
+
 type tcpstateCounter uint32
 
 const (
@@ -24,7 +55,8 @@ const (
 	tcpstateCounterCOUNT_TW_UNKNOWN   tcpstateCounter = 5
 	tcpstateCounterCOUNT_REARM_LOST   tcpstateCounter = 6
 	tcpstateCounterCOUNT_NESTED       tcpstateCounter = 7
-	tcpstateCounterNR_COUNTERS        tcpstateCounter = 8
+	tcpstateCounterCOUNT_CLOSED_FULL  tcpstateCounter = 8
+	tcpstateCounterNR_COUNTERS        tcpstateCounter = 9
 )
 
 type tcpstateEvFlag uint32
@@ -66,6 +98,15 @@ type tcpstateEvent struct {
 	NetnsCookie uint64
 }
 
+type tcpstateHist struct {
+	_       structs.HostLayout
+	Count   uint64
+	SumNs   uint64
+	Zero    uint64
+	Native  [352]uint64
+	Classic [17]uint64
+}
+
 type tcpstateLpmKey struct {
 	_         structs.HostLayout
 	Prefixlen uint32
@@ -81,8 +122,16 @@ type tcpstateOwner struct {
 type tcpstateRearmNote struct {
 	_      structs.HostLayout
 	Cookie uint64
+	Ts     uint64
 	Info   tcpstateTwInfo
 }
+
+type tcpstateRole uint32
+
+const (
+	tcpstateRoleROLE_CLIENT tcpstateRole = 0
+	tcpstateRoleROLE_SERVER tcpstateRole = 1
+)
 
 type tcpstateSockInfo struct {
 	_      structs.HostLayout
@@ -91,13 +140,49 @@ type tcpstateSockInfo struct {
 	Reset  uint8
 	Pad    [3]uint8
 	Comm   [16]int8
+	Life   struct {
+		_       structs.HostLayout
+		StartTs uint64
+		Flags   uint8
+		Pad     [7]uint8
+	}
 }
 
+type tcpstateTallies struct {
+	_               structs.HostLayout
+	Transitions     [16][16]uint64
+	Resets          [16][2]uint64
+	ConnectFailures [3]uint64
+}
+
+type tcpstateTallyLayout int32
+
+const (
+	tcpstateTallyLayoutNR_STATES       tcpstateTallyLayout = 16
+	tcpstateTallyLayoutNR_DIRECTIONS   tcpstateTallyLayout = 2
+	tcpstateTallyLayoutNR_REASONS      tcpstateTallyLayout = 3
+	tcpstateTallyLayoutNR_ROLES        tcpstateTallyLayout = 2
+	tcpstateTallyLayoutNR_CLOSED_BY    tcpstateTallyLayout = 4
+	tcpstateTallyLayoutNATIVE_SCHEMA   tcpstateTallyLayout = 3
+	tcpstateTallyLayoutNATIVE_MIN_KEY  tcpstateTallyLayout = -159
+	tcpstateTallyLayoutNATIVE_BUCKETS  tcpstateTallyLayout = 352
+	tcpstateTallyLayoutCLASSIC_BUCKETS tcpstateTallyLayout = 17
+	tcpstateTallyLayoutHIST_STATE      tcpstateTallyLayout = 0
+	tcpstateTallyLayoutHIST_CONN       tcpstateTallyLayout = 16
+	tcpstateTallyLayoutNR_HISTS        tcpstateTallyLayout = 24
+)
+
 type tcpstateTwInfo struct {
-	_        structs.HostLayout
-	Tmpl     tcpstateEvent
-	Twaddr   uint64
-	EnterTs  uint64
+	_       structs.HostLayout
+	Tmpl    tcpstateEvent
+	Twaddr  uint64
+	EnterTs uint64
+	Life    struct {
+		_       structs.HostLayout
+		StartTs uint64
+		Flags   uint8
+		Pad     [7]uint8
+	}
 	Substate uint8
 	CgroupOk uint8
 	Paired   uint8
@@ -108,9 +193,11 @@ type tcpstateTwInfo struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	tcpstateMapClosed             = "closed"
 	tcpstateMapConnecting         = "connecting"
 	tcpstateMapCounters           = "counters"
 	tcpstateMapEvents             = "events"
+	tcpstateMapHists              = "hists"
 	tcpstateMapLaddrs             = "laddrs"
 	tcpstateMapLports             = "lports"
 	tcpstateMapOrphans            = "orphans"
@@ -122,10 +209,12 @@ const (
 	tcpstateMapSeeds              = "seeds"
 	tcpstateMapSetStateBusy       = "set_state_busy"
 	tcpstateMapSocks              = "socks"
+	tcpstateMapTallyCounts        = "tally_counts"
 	tcpstateMapTws                = "tws"
 	tcpstateProgAccept4Exit       = "accept4_exit"
 	tcpstateProgAcceptExit        = "accept_exit"
 	tcpstateProgConnectExit       = "connect_exit"
+	tcpstateProgFlushNote         = "flush_note"
 	tcpstateProgPollOrphans       = "poll_orphans"
 	tcpstateProgReceiveReset      = "receive_reset"
 	tcpstateProgRetransmitBtf     = "retransmit_btf"
@@ -138,6 +227,10 @@ const (
 	tcpstateProgTwTimerCancel     = "tw_timer_cancel"
 	tcpstateProgTwTimerExpire     = "tw_timer_expire"
 	tcpstateProgTwTimerStart      = "tw_timer_start"
+	tcpstateVarClassicBounds      = "classic_bounds"
+	tcpstateVarClosedByBtf        = "closed_by_btf"
+	tcpstateVarClosedLive         = "closed_live"
+	tcpstateVarConnectFailureBtf  = "connect_failure_btf"
 	tcpstateVarEvFlagBtf          = "ev_flag_btf"
 	tcpstateVarFilterCgroup       = "filter_cgroup"
 	tcpstateVarFilterComms        = "filter_comms"
@@ -151,8 +244,13 @@ const (
 	tcpstateVarFilterRaddr        = "filter_raddr"
 	tcpstateVarFilterRport        = "filter_rport"
 	tcpstateVarFilterStates       = "filter_states"
+	tcpstateVarLateResets         = "late_resets"
+	tcpstateVarNativeBounds       = "native_bounds"
 	tcpstateVarOrphansLive        = "orphans_live"
 	tcpstateVarRawMode            = "raw_mode"
+	tcpstateVarRoleBtf            = "role_btf"
+	tcpstateVarTallyLayoutBtf     = "tally_layout_btf"
+	tcpstateVarTallyMode          = "tally_mode"
 	tcpstateVarTwTimerFn          = "tw_timer_fn"
 	tcpstateVarWakeupBytes        = "wakeup_bytes"
 )
@@ -202,6 +300,7 @@ type tcpstateProgramSpecs struct {
 	Accept4Exit       *ebpf.ProgramSpec `ebpf:"accept4_exit"`
 	AcceptExit        *ebpf.ProgramSpec `ebpf:"accept_exit"`
 	ConnectExit       *ebpf.ProgramSpec `ebpf:"connect_exit"`
+	FlushNote         *ebpf.ProgramSpec `ebpf:"flush_note"`
 	PollOrphans       *ebpf.ProgramSpec `ebpf:"poll_orphans"`
 	ReceiveReset      *ebpf.ProgramSpec `ebpf:"receive_reset"`
 	RetransmitBtf     *ebpf.ProgramSpec `ebpf:"retransmit_btf"`
@@ -220,9 +319,11 @@ type tcpstateProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpstateMapSpecs struct {
+	Closed       *ebpf.MapSpec `ebpf:"closed"`
 	Connecting   *ebpf.MapSpec `ebpf:"connecting"`
 	Counters     *ebpf.MapSpec `ebpf:"counters"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
+	Hists        *ebpf.MapSpec `ebpf:"hists"`
 	Laddrs       *ebpf.MapSpec `ebpf:"laddrs"`
 	Lports       *ebpf.MapSpec `ebpf:"lports"`
 	Orphans      *ebpf.MapSpec `ebpf:"orphans"`
@@ -234,6 +335,7 @@ type tcpstateMapSpecs struct {
 	Seeds        *ebpf.MapSpec `ebpf:"seeds"`
 	SetStateBusy *ebpf.MapSpec `ebpf:"set_state_busy"`
 	Socks        *ebpf.MapSpec `ebpf:"socks"`
+	TallyCounts  *ebpf.MapSpec `ebpf:"tally_counts"`
 	Tws          *ebpf.MapSpec `ebpf:"tws"`
 }
 
@@ -241,6 +343,10 @@ type tcpstateMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpstateVariableSpecs struct {
+	ClassicBounds     *ebpf.VariableSpec `ebpf:"classic_bounds"`
+	ClosedByBtf       *ebpf.VariableSpec `ebpf:"closed_by_btf"`
+	ClosedLive        *ebpf.VariableSpec `ebpf:"closed_live"`
+	ConnectFailureBtf *ebpf.VariableSpec `ebpf:"connect_failure_btf"`
 	EvFlagBtf         *ebpf.VariableSpec `ebpf:"ev_flag_btf"`
 	FilterCgroup      *ebpf.VariableSpec `ebpf:"filter_cgroup"`
 	FilterComms       *ebpf.VariableSpec `ebpf:"filter_comms"`
@@ -254,8 +360,13 @@ type tcpstateVariableSpecs struct {
 	FilterRaddr       *ebpf.VariableSpec `ebpf:"filter_raddr"`
 	FilterRport       *ebpf.VariableSpec `ebpf:"filter_rport"`
 	FilterStates      *ebpf.VariableSpec `ebpf:"filter_states"`
+	LateResets        *ebpf.VariableSpec `ebpf:"late_resets"`
+	NativeBounds      *ebpf.VariableSpec `ebpf:"native_bounds"`
 	OrphansLive       *ebpf.VariableSpec `ebpf:"orphans_live"`
 	RawMode           *ebpf.VariableSpec `ebpf:"raw_mode"`
+	RoleBtf           *ebpf.VariableSpec `ebpf:"role_btf"`
+	TallyLayoutBtf    *ebpf.VariableSpec `ebpf:"tally_layout_btf"`
+	TallyMode         *ebpf.VariableSpec `ebpf:"tally_mode"`
 	TwTimerFn         *ebpf.VariableSpec `ebpf:"tw_timer_fn"`
 	WakeupBytes       *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
@@ -280,9 +391,11 @@ func (o *tcpstateObjects) Close() error {
 //
 // It can be passed to loadTcpstateObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpstateMaps struct {
+	Closed       *ebpf.Map `ebpf:"closed"`
 	Connecting   *ebpf.Map `ebpf:"connecting"`
 	Counters     *ebpf.Map `ebpf:"counters"`
 	Events       *ebpf.Map `ebpf:"events"`
+	Hists        *ebpf.Map `ebpf:"hists"`
 	Laddrs       *ebpf.Map `ebpf:"laddrs"`
 	Lports       *ebpf.Map `ebpf:"lports"`
 	Orphans      *ebpf.Map `ebpf:"orphans"`
@@ -294,14 +407,17 @@ type tcpstateMaps struct {
 	Seeds        *ebpf.Map `ebpf:"seeds"`
 	SetStateBusy *ebpf.Map `ebpf:"set_state_busy"`
 	Socks        *ebpf.Map `ebpf:"socks"`
+	TallyCounts  *ebpf.Map `ebpf:"tally_counts"`
 	Tws          *ebpf.Map `ebpf:"tws"`
 }
 
 func (m *tcpstateMaps) Close() error {
 	return _TcpstateClose(
+		m.Closed,
 		m.Connecting,
 		m.Counters,
 		m.Events,
+		m.Hists,
 		m.Laddrs,
 		m.Lports,
 		m.Orphans,
@@ -313,6 +429,7 @@ func (m *tcpstateMaps) Close() error {
 		m.Seeds,
 		m.SetStateBusy,
 		m.Socks,
+		m.TallyCounts,
 		m.Tws,
 	)
 }
@@ -321,6 +438,10 @@ func (m *tcpstateMaps) Close() error {
 //
 // It can be passed to loadTcpstateObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpstateVariables struct {
+	ClassicBounds     *ebpf.Variable `ebpf:"classic_bounds"`
+	ClosedByBtf       *ebpf.Variable `ebpf:"closed_by_btf"`
+	ClosedLive        *ebpf.Variable `ebpf:"closed_live"`
+	ConnectFailureBtf *ebpf.Variable `ebpf:"connect_failure_btf"`
 	EvFlagBtf         *ebpf.Variable `ebpf:"ev_flag_btf"`
 	FilterCgroup      *ebpf.Variable `ebpf:"filter_cgroup"`
 	FilterComms       *ebpf.Variable `ebpf:"filter_comms"`
@@ -334,8 +455,13 @@ type tcpstateVariables struct {
 	FilterRaddr       *ebpf.Variable `ebpf:"filter_raddr"`
 	FilterRport       *ebpf.Variable `ebpf:"filter_rport"`
 	FilterStates      *ebpf.Variable `ebpf:"filter_states"`
+	LateResets        *ebpf.Variable `ebpf:"late_resets"`
+	NativeBounds      *ebpf.Variable `ebpf:"native_bounds"`
 	OrphansLive       *ebpf.Variable `ebpf:"orphans_live"`
 	RawMode           *ebpf.Variable `ebpf:"raw_mode"`
+	RoleBtf           *ebpf.Variable `ebpf:"role_btf"`
+	TallyLayoutBtf    *ebpf.Variable `ebpf:"tally_layout_btf"`
+	TallyMode         *ebpf.Variable `ebpf:"tally_mode"`
 	TwTimerFn         *ebpf.Variable `ebpf:"tw_timer_fn"`
 	WakeupBytes       *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
@@ -347,6 +473,7 @@ type tcpstatePrograms struct {
 	Accept4Exit       *ebpf.Program `ebpf:"accept4_exit"`
 	AcceptExit        *ebpf.Program `ebpf:"accept_exit"`
 	ConnectExit       *ebpf.Program `ebpf:"connect_exit"`
+	FlushNote         *ebpf.Program `ebpf:"flush_note"`
 	PollOrphans       *ebpf.Program `ebpf:"poll_orphans"`
 	ReceiveReset      *ebpf.Program `ebpf:"receive_reset"`
 	RetransmitBtf     *ebpf.Program `ebpf:"retransmit_btf"`
@@ -366,6 +493,7 @@ func (p *tcpstatePrograms) Close() error {
 		p.Accept4Exit,
 		p.AcceptExit,
 		p.ConnectExit,
+		p.FlushNote,
 		p.PollOrphans,
 		p.ReceiveReset,
 		p.RetransmitBtf,

@@ -59,6 +59,10 @@ type Options struct {
 	// Raw reports only what the kernel reports: no TIME_WAIT tracking, the
 	// kernel's FIN_WAIT2 -> CLOSE where the socket really lives on.
 	Raw bool
+	// Tally counts transitions and observes durations in the kernel
+	// instead of sending events (see Tallies): Run delivers none. The cost
+	// of an always-on exporter.
+	Tally bool
 }
 
 // Handler receives what the tracer reads.
@@ -82,7 +86,12 @@ var (
 	timewaitHooks = []string{tcpstateProgTwTimerStart, tcpstateProgTwTimerCancel, tcpstateProgTwTimerExpire}
 	// runOnly programs are run by the tracer (BPF_PROG_TEST_RUN), never
 	// attached.
-	runOnly = []string{tcpstateProgPollOrphans}
+	runOnly = []string{tcpstateProgPollOrphans, tcpstateProgFlushNote}
+	// tupleHooks only help to report the final 4-tuple of SYN_SENT and
+	// SYN_RECV events; ownerHooks record who owns accepted sockets. Tally
+	// mode needs them only for the filters that look at these.
+	tupleHooks = []string{tcpstateProgConnectExit, tcpstateProgRetransmitBtf, tcpstateProgRetransmitTp}
+	ownerHooks = []string{tcpstateProgAcceptExit, tcpstateProgAccept4Exit}
 )
 
 // Tracer is a loaded and attached set of BPF programs.
@@ -101,7 +110,10 @@ type Tracer struct {
 	// timewait is set when TIME_WAIT is followed (not --raw, and the
 	// kernel allows it).
 	timewait bool
-	notices  []string
+	tally    bool // Options.Tally
+	// skip are programs not attached (not needed in tally mode).
+	skip    []string
+	notices []string
 	// held are timewait ends waiting to be confirmed, oldest first from
 	// heldHead; a retracted one is marked with evRearm.
 	held     []Event
@@ -134,16 +146,31 @@ func New(opts Options) (*Tracer, error) {
 	if err := setFilters(spec, &opts); err != nil {
 		return nil, err
 	}
-	t := &Tracer{limits: map[tcpstateCounter]uint32{
+	t := &Tracer{tally: opts.Tally, limits: map[tcpstateCounter]uint32{
 		tcpstateCounterCOUNT_SOCKS_FULL:   spec.Maps[tcpstateMapSocks].MaxEntries,
 		tcpstateCounterCOUNT_HELD_FULL:    spec.Maps[tcpstateMapPending].MaxEntries,
 		tcpstateCounterCOUNT_TW_FULL:      spec.Maps[tcpstateMapTws].MaxEntries,
 		tcpstateCounterCOUNT_ORPHANS_FULL: spec.Maps[tcpstateMapOrphans].MaxEntries,
+		tcpstateCounterCOUNT_CLOSED_FULL:  spec.Maps[tcpstateMapClosed].MaxEntries,
 	}}
+	seeds := opts.Seeds
+	if opts.Tally {
+		// Nothing goes through the ring: the smallest there is.
+		spec.Maps[tcpstateMapEvents].MaxEntries = uint32(os.Getpagesize())
+		// Owners matter to tally mode only for the owner filters, and the
+		// final tuple only for the tuple filters.
+		if len(opts.PIDs) == 0 && len(opts.Comms) == 0 {
+			t.skip = append(t.skip, ownerHooks...)
+			seeds = nil
+		}
+		if !opts.IPv4 && !opts.IPv6 && len(opts.LPorts)+len(opts.RPorts)+len(opts.LAddrs)+len(opts.RAddrs) == 0 {
+			t.skip = append(t.skip, tupleHooks...)
+		}
+	}
 	if !opts.Raw {
 		fn, err := kallsym("tw_timer_handler")
 		if err == nil {
-			err = setTwTimerFn(spec, fn)
+			err = setVariable(spec, tcpstateVarTwTimerFn, fn)
 		}
 		if err != nil {
 			t.notices = append(t.notices, fmt.Sprintf("TIME_WAIT is not followed (as with --raw): %v", err))
@@ -173,7 +200,7 @@ func New(opts Options) (*Tracer, error) {
 		t.Close()
 		return nil, err
 	}
-	if t.unseeded, err = seedOwners(t.maps.Seeds, opts.Seeds); err != nil {
+	if t.unseeded, err = seedOwners(t.maps.Seeds, seeds); err != nil {
 		t.Close()
 		return nil, err
 	}
@@ -201,9 +228,12 @@ func (t *Tracer) load(spec *ebpf.CollectionSpec, kernelTypes *btf.Spec, useBTF b
 	if !useBTF {
 		// Classic tracepoints cannot follow TIME_WAIT (no timer hooks, no
 		// cookies): the BPF side must not try, nor count what it misses.
-		if err := setTwTimerFn(spec, 0); err != nil {
+		if err := setVariable(spec, tcpstateVarTwTimerFn, uint64(0)); err != nil {
 			return err
 		}
+	}
+	if err := setVariable(spec, tcpstateVarLateResets, useBTF && t.tally); err != nil {
+		return err
 	}
 	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{KernelTypes: kernelTypes}})
 	if err != nil {
@@ -237,7 +267,7 @@ func (t *Tracer) attach() error {
 	slices.SortStableFunc(names, func(a, b string) int { return cmp.Compare(first(a), first(b)) })
 	for _, name := range names {
 		prog := t.progs[name]
-		if slices.Contains(runOnly, name) || !t.timewait && slices.Contains(timewaitHooks, name) {
+		if slices.Contains(runOnly, name) || slices.Contains(t.skip, name) || !t.timewait && slices.Contains(timewaitHooks, name) {
 			continue
 		}
 		var l link.Link
@@ -399,12 +429,13 @@ func (t *Tracer) releaseOne(h Handler) error {
 	return err
 }
 
-// poll runs the BPF program that notices orphans turned TIME_WAIT.
+// poll runs the BPF program that notices orphans turned TIME_WAIT (and, in
+// tally mode, ends connections that waited long enough for a late RST).
 // A poll walks every bucket of the orphans table while any orphan is
 // followed (about 1 ms for 64 Ki buckets): it waits pollCostFactor times
 // its own last run time, so that it never takes more than 1% of a CPU.
 func (t *Tracer) poll(now time.Time) error {
-	if !t.timewait || now.Sub(t.lastPoll) < max(PollInterval, pollCostFactor*t.pollCost) {
+	if !(t.timewait || t.tally && t.btf) || now.Sub(t.lastPoll) < max(PollInterval, pollCostFactor*t.pollCost) {
 		return nil
 	}
 	t.lastPoll = now
@@ -478,6 +509,7 @@ func (t *Tracer) Shortfalls() ([]Shortfall, error) {
 		{counts[tcpstateCounterCOUNT_TW_UNKNOWN], "sockets older than tcpstate closed from FIN_WAIT1/FIN_WAIT2/CLOSING: a TIME_WAIT they left is not followed"},
 		{t.heldEarly, "TIME_WAIT ends released before their re-arm check (too many at once)"},
 		{counts[tcpstateCounterCOUNT_REARM_LOST], "TIME_WAIT ends shown that a lost event would have retracted (the timer was re-armed)"},
+		full(tcpstateCounterCOUNT_CLOSED_FULL, "connection ends counted before the RST that may follow (closed_by may say local, not reset)", "late-reset"),
 	}, nil
 }
 

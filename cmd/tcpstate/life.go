@@ -76,7 +76,7 @@ func runLife(ctx context.Context, f *traceFlags, opts tracer.Options, format out
 		duration: f.duration, opts: opts, netnsPath: f.netnsPath,
 		banner:  tracingBanner,
 		out:     printer,
-		handler: func() (tracer.Handler, error) { return conn.NewLifeTracker(lifeOut{printer}), nil },
+		handler: func(*tracer.Tracer) (tracer.Handler, error) { return conn.NewLifeTracker(lifeOut{printer}), nil },
 		summary: func(lost uint64) string {
 			return fmt.Sprintf("%d connections, %d events lost", printer.Records(), lost)
 		},

@@ -52,8 +52,8 @@ func newMetricsCmd(stdout, stderr io.Writer) *cobra.Command {
 		Short: "Serve Prometheus metrics of TCP state transitions, connections and stuck sockets",
 		Long: `Serve Prometheus metrics on --listen (default ` + defaultListen + `) at /metrics, until
 Ctrl-C or SIGTERM: transitions, time spent in each state, connection
-lifetimes, resets and failed connects counted from the tracer's events, and
-at each scrape the sockets that exist now per state and those stuck in a
+lifetimes, resets and failed connects, counted in the kernel (no event is
+copied to user space, so the cost stays low on busy hosts), and at each scrape the sockets that exist now per state and those stuck in a
 closing or connecting state for over --stuck-for, per holding process name.
 /-/healthy answers 200 while tcpstate runs, /-/ready once the tracer is
 attached.
@@ -65,8 +65,8 @@ https://github.com/prometheus/exporter-toolkit/blob/master/docs/web-configuratio
 The filters are those of 'tcpstate trace' and also select the sockets the
 gauges count. Labels are state names, roles, reasons and process names
 only: no pid, address or port, so the number of series stays bounded.
-Events the kernel dropped are counted in tcpstate_events_lost_total and
-reported on stderr.`,
+Transitions the kernel did not let tcpstate see (a BPF program still busy
+on the CPU) are counted in tcpstate_events_lost_total and said on stderr.`,
 		Example:      metricsExamples,
 		Args:         noArgs,
 		SilenceUsage: true,
@@ -84,6 +84,13 @@ reported on stderr.`,
 	return cmd
 }
 
+// tallyOnly is the handler of a tracer in tally mode, which delivers no
+// events.
+type tallyOnly struct{}
+
+func (tallyOnly) Event(*tracer.Event) error { return nil }
+func (tallyOnly) Tick() error               { return nil }
+
 func (f *metricsFlags) validate() (tracer.Options, snapshot.Options, error) {
 	if _, port, err := net.SplitHostPort(f.listen); err != nil || port == "" {
 		return tracer.Options{}, snapshot.Options{}, usagef("invalid --listen %q: want host:port, such as :9969 or 127.0.0.1:9969", f.listen)
@@ -100,6 +107,7 @@ func (f *metricsFlags) validate() (tracer.Options, snapshot.Options, error) {
 	if err != nil {
 		return topts, snapshot.Options{}, err
 	}
+	topts.Tally = true
 	if f.kernelBTF != "" {
 		if err := checkKernelBTF(f.kernelBTF); err != nil {
 			return topts, snapshot.Options{}, err
@@ -183,11 +191,12 @@ func runMetrics(ctx context.Context, f *metricsFlags, stdout, stderr io.Writer) 
 		opts: topts, netnsPath: f.netnsPath,
 		banner: fmt.Sprintf("Serving Prometheus metrics on %s/metrics. Ctrl-C to end.", f.listen),
 		out:    nopOutput{},
-		handler: func() (tracer.Handler, error) {
+		handler: func(t *tracer.Tracer) (tracer.Handler, error) {
+			col.Attach(t)
 			ready.Store(true)
-			return col, nil
+			return tallyOnly{}, nil
 		},
-		summary: func(lost uint64) string { return fmt.Sprintf("%d events lost", lost) },
+		summary: func(lost uint64) string { return fmt.Sprintf("%d transitions lost", lost) },
 	})
 	shutdown, done := context.WithTimeout(context.Background(), 5*time.Second)
 	defer done()

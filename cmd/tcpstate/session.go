@@ -27,8 +27,9 @@ type sessionConfig struct {
 	banner    string // the first line on stderr, once the tracer is attached
 	out       sessionOutput
 	// handler builds what receives the tracer's events, once the tracer
-	// is attached (stuck --watch takes its first snapshot then).
-	handler func() (tracer.Handler, error)
+	// is attached (stuck --watch takes its first snapshot then; metrics
+	// reads the tracer's tallies).
+	handler func(*tracer.Tracer) (tracer.Handler, error)
 	// summary is the last line on stderr, given the events lost; none
 	// when nil.
 	summary func(lost uint64) string
@@ -105,7 +106,7 @@ func runSession(ctx context.Context, stdout, stderr io.Writer, cfg sessionConfig
 		netns: cfg.netnsPath, nsInode: opts.NetNS, nsCookie: opts.NetNSCookie}
 	err = s.out.Begin()
 	if err == nil {
-		s.h, err = cfg.handler()
+		s.h, err = cfg.handler(t)
 	}
 	if err == nil {
 		err = s.Tick()
@@ -196,12 +197,6 @@ func (s *session) Note(ev *tracer.Event) error {
 	return nil
 }
 
-// lostSetter is a handler that wants the count of events the kernel
-// dropped (tcpstate metrics), updated every second.
-type lostSetter interface {
-	SetLost(total uint64)
-}
-
 func (s *session) Tick() error {
 	if err := s.h.Tick(); err != nil {
 		return err
@@ -218,11 +213,8 @@ func (s *session) Tick() error {
 		if err != nil {
 			return err
 		}
-		if ls, ok := s.h.(lostSetter); ok {
-			ls.SetLost(lost)
-		}
 		if lost > s.lost {
-			fmt.Fprintf(s.stderr, "tcpstate: lost %d events (ring buffer full; %d lost in all)\n", lost-s.lost, lost)
+			fmt.Fprintf(s.stderr, "tcpstate: lost %d events (ring buffer full, or a BPF program busy on the CPU; %d lost in all)\n", lost-s.lost, lost)
 			s.lost = lost
 		}
 		if err := s.reportShortfalls(false); err != nil {

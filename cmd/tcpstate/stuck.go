@@ -286,7 +286,7 @@ func watchStuck(ctx context.Context, f *stuckFlags, opts snapshot.Options, w *ou
 		out:    w,
 		// The tracer is attached first, so that nothing happens unseen
 		// between it and the first snapshot.
-		handler: func() (tracer.Handler, error) {
+		handler: func(*tracer.Tracer) (tracer.Handler, error) {
 			refresh := opts
 			refresh.PIDs, refresh.Comms, refresh.CgroupID, refresh.Owners = nil, nil, 0, false
 			var err error

@@ -163,7 +163,7 @@ func runTrace(ctx context.Context, f *traceFlags, stdout, stderr io.Writer) erro
 		duration: f.duration, opts: opts, netnsPath: f.netnsPath,
 		banner:  tracingBanner,
 		out:     printer,
-		handler: func() (tracer.Handler, error) { return eventPrinter{printer}, nil },
+		handler: func(*tracer.Tracer) (tracer.Handler, error) { return eventPrinter{printer}, nil },
 		summary: func(lost uint64) string { return fmt.Sprintf("%d events, %d lost", printer.Records(), lost) },
 	})
 }

@@ -1,0 +1,236 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package tracer
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"runtime"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+)
+
+// Tally mode (Options.Tally) counts transitions and observes durations in
+// the kernel, in per-CPU maps read by Tallies; no event reaches user space.
+// The layout is bpf/tcpstate.h's enum tally_layout.
+const (
+	// NumStates bounds the state index of Tallies' arrays.
+	NumStates = int(tcpstateTallyLayoutNR_STATES)
+	// NativeSchema is the Prometheus native histogram schema of the
+	// duration histograms: bucket key k holds (2^((k-1)/8), 2^(k/8)] s.
+	NativeSchema = int32(tcpstateTallyLayoutNATIVE_SCHEMA)
+	// NativeMinKey is the key of Histogram.Native[0].
+	NativeMinKey = int(tcpstateTallyLayoutNATIVE_MIN_KEY)
+	// NativeBuckets is the number of native buckets: 1 µs to 194 days.
+	NativeBuckets = int(tcpstateTallyLayoutNATIVE_BUCKETS)
+)
+
+// ClassicBounds are the upper bounds of the classic buckets of the duration
+// histograms: from a loopback handshake (100 µs) to an hour in CLOSE_WAIT.
+var ClassicBounds = [tcpstateTallyLayoutCLASSIC_BUCKETS]time.Duration{
+	100 * time.Microsecond, 500 * time.Microsecond, time.Millisecond, 5 * time.Millisecond,
+	10 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond, 500 * time.Millisecond,
+	time.Second, 5 * time.Second, 10 * time.Second, 30 * time.Second, time.Minute,
+	2 * time.Minute, 5 * time.Minute, 15 * time.Minute, time.Hour,
+}
+
+// NativeZeroThreshold is the upper bound of the zero bucket: the lower
+// bound of the first native bucket, 2^-20 s.
+func NativeZeroThreshold() float64 { return nativeBound(NativeMinKey - 1) }
+
+// nativeBound is the upper bound of native bucket key k, in seconds.
+func nativeBound(k int) float64 { return math.Exp2(float64(k) / float64(int(1)<<NativeSchema)) }
+
+// Role says who opened a connection.
+type Role int
+
+// Roles, as bpf/tcpstate.h's enum role.
+const (
+	RoleClient Role = Role(tcpstateRoleROLE_CLIENT) // began with connect()
+	RoleServer Role = Role(tcpstateRoleROLE_SERVER) // accepted by a listener
+	NumRoles        = int(tcpstateTallyLayoutNR_ROLES)
+)
+
+// Closer says who ended a connection: the side that sent the first FIN,
+// both at once, or a RST (either way).
+type Closer int
+
+// Closers, as bpf/tcpstate.h's enum closed_by.
+const (
+	ClosedLocal        Closer = Closer(tcpstateClosedByCLOSED_LOCAL)
+	ClosedRemote       Closer = Closer(tcpstateClosedByCLOSED_REMOTE)
+	ClosedSimultaneous Closer = Closer(tcpstateClosedByCLOSED_SIMULTANEOUS)
+	ClosedReset        Closer = Closer(tcpstateClosedByCLOSED_RESET)
+	NumClosers                = int(tcpstateTallyLayoutNR_CLOSED_BY)
+)
+
+// ConnectFailure says why a connection went from SYN_SENT to CLOSE.
+type ConnectFailure int
+
+// Connect failures, as bpf/tcpstate.h's enum connect_failure.
+const (
+	// FailRefused: the peer answered the SYN with a RST.
+	FailRefused ConnectFailure = ConnectFailure(tcpstateConnectFailureFAIL_REFUSED)
+	// FailTimeout: the SYN was retransmitted and never answered.
+	FailTimeout ConnectFailure = ConnectFailure(tcpstateConnectFailureFAIL_TIMEOUT)
+	// FailOther: neither, such as a connect() abandoned before the first
+	// retransmission, or an ICMP error.
+	FailOther          ConnectFailure = ConnectFailure(tcpstateConnectFailureFAIL_OTHER)
+	NumConnectFailures                = int(tcpstateTallyLayoutNR_REASONS)
+)
+
+// Tallies are the totals counted in tally mode since the tracer started.
+// Every count only grows.
+type Tallies struct {
+	Transitions [NumStates][NumStates]uint64 // [from][to]
+	// Resets are counted when a connection goes to CLOSE, by the state it
+	// left and direction ([0] sent, [1] received), once per direction.
+	Resets          [NumStates][2]uint64
+	ConnectFailures [NumConnectFailures]uint64
+	// StateDurations: time spent in a state, observed when leaving it.
+	StateDurations [NumStates]Histogram
+	// ConnDurations: lifetime of connections that were established and
+	// began while traced, at their end (CLOSE, or entering TIME_WAIT).
+	ConnDurations [NumRoles][NumClosers]Histogram
+}
+
+// Histogram is one duration histogram; buckets are not cumulative.
+type Histogram struct {
+	Count  uint64
+	Sum    time.Duration
+	Zero   uint64                // up to NativeZeroThreshold
+	Native [NativeBuckets]uint64 // [i]: key NativeMinKey+i (the last also holds longer)
+	// Classic[i] counts observations above ClassicBounds[i-1] and up to
+	// ClassicBounds[i]; those above the last bound are in Count only.
+	Classic [len(ClassicBounds)]uint64
+}
+
+// setTallyBounds writes the histogram bounds, in ns, into the BPF object.
+func setTallyBounds(vars *tcpstateVariableSpecs) error {
+	var native [NativeBuckets + 1]uint64
+	for i := range native {
+		native[i] = uint64(nativeBound(NativeMinKey-1+i) * 1e9) // floor: bounds are inclusive
+	}
+	var classic [len(ClassicBounds)]uint64
+	for i, b := range ClassicBounds {
+		classic[i] = uint64(b)
+	}
+	if err := vars.NativeBounds.Set(native); err != nil {
+		return fmt.Errorf("set native_bounds: %w", err)
+	}
+	if err := vars.ClassicBounds.Set(classic); err != nil {
+		return fmt.Errorf("set classic_bounds: %w", err)
+	}
+	return nil
+}
+
+// ErrNotTallying is returned by Tallies when the tracer sends events.
+var ErrNotTallying = errors.New("the tracer was not started in tally mode")
+
+// Tallies reads the totals. It first makes final the TIME_WAIT ends each
+// CPU holds back for a re-arm check (see flushNotes), so that they count.
+func (t *Tracer) Tallies() (*Tallies, error) {
+	if !t.tally {
+		return nil, ErrNotTallying
+	}
+	if err := t.flushNotes(); err != nil {
+		return nil, err
+	}
+	out := &Tallies{}
+	var counts []tcpstateTallies
+	if err := t.maps.TallyCounts.Lookup(uint32(0), &counts); err != nil {
+		return nil, fmt.Errorf("read BPF tallies: %w", err)
+	}
+	for i := range counts {
+		c := &counts[i]
+		for from := range NumStates {
+			for to := range NumStates {
+				out.Transitions[from][to] += c.Transitions[from][to]
+			}
+			out.Resets[from][0] += c.Resets[from][0]
+			out.Resets[from][1] += c.Resets[from][1]
+		}
+		for r := range NumConnectFailures {
+			out.ConnectFailures[r] += c.ConnectFailures[r]
+		}
+	}
+	var hists []tcpstateHist
+	for series := range int(tcpstateTallyLayoutNR_HISTS) {
+		if err := t.maps.Hists.Lookup(uint32(series), &hists); err != nil {
+			return nil, fmt.Errorf("read BPF histograms: %w", err)
+		}
+		var h *Histogram
+		if conn := series - int(tcpstateTallyLayoutHIST_CONN); conn >= 0 {
+			h = &out.ConnDurations[conn/NumClosers][conn%NumClosers]
+		} else {
+			h = &out.StateDurations[series]
+		}
+		for i := range hists {
+			h.add(&hists[i])
+		}
+	}
+	return out, nil
+}
+
+// add sums one CPU's histogram into h.
+func (h *Histogram) add(c *tcpstateHist) {
+	h.Count += c.Count
+	h.Sum += time.Duration(c.SumNs)
+	h.Zero += c.Zero
+	for i := range h.Native {
+		h.Native[i] += c.Native[i]
+	}
+	for i := range h.Classic {
+		h.Classic[i] += c.Classic[i]
+	}
+}
+
+// flushNotes runs flush_note on every CPU. A timewait timer cancelled on a
+// CPU is an end only if the next timewait timer started there is not the
+// same (a re-arm); the BPF side keeps it in a per-CPU note meanwhile, and
+// only programs running with interrupts off on that CPU may touch it. An
+// IPI sent from another CPU (BPF_F_TEST_RUN_ON_CPU) is such a program; so
+// this thread moves to another CPU for each. A CPU that has no other CPU
+// this process may run on keeps its note until its next timewait timer.
+func (t *Tracer) flushNotes() error {
+	if !t.timewait {
+		return nil
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var allowed unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &allowed); err != nil {
+		return fmt.Errorf("read CPU affinity: %w", err)
+	}
+	defer unix.SchedSetaffinity(0, &allowed)
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		return fmt.Errorf("count CPUs: %w", err)
+	}
+	prog := t.progs[tcpstateProgFlushNote]
+	for cpu := range cpus {
+		from := -1
+		for c := range cpus {
+			if c != cpu && allowed.IsSet(c) {
+				from = c
+				break
+			}
+		}
+		if from < 0 {
+			continue
+		}
+		var one unix.CPUSet
+		one.Set(from)
+		if err := unix.SchedSetaffinity(0, &one); err != nil {
+			continue // that CPU went offline
+		}
+		_, err := prog.Run(&ebpf.RunOptions{CPU: uint32(cpu), Flags: unix.BPF_F_TEST_RUN_ON_CPU})
+		if err != nil && !errors.Is(err, unix.ENXIO) { // ENXIO: offline
+			return fmt.Errorf("flush timewait notes on CPU %d: %w", cpu, err)
+		}
+	}
+	return nil
+}
