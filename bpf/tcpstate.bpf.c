@@ -63,9 +63,13 @@ const volatile bool tally_mode = false;
 const volatile bool late_resets = false;
 /* Histogram bucket bounds in ns, set by the loader: native_bounds[0] is
  * the zero bucket's, native_bounds[i] the upper bound of native bucket
- * i - 1; classic_bounds the classic buckets' upper bounds. Ascending. */
-const volatile __u64 native_bounds[NATIVE_BUCKETS + 1] = {};
-const volatile __u64 classic_bounds[CLASSIC_BUCKETS] = {};
+ * i - 1; classic_bounds the classic buckets' upper bounds. Ascending, and
+ * padded to a power of two with BOUND_PAD, above any duration. */
+#define NATIVE_BOUNDS 512
+#define CLASSIC_BOUNDS 32
+#define BOUND_PAD (1ULL << 62) /* ns: 146 years */
+const volatile __u64 native_bounds[NATIVE_BOUNDS] = {};
+const volatile __u64 classic_bounds[CLASSIC_BOUNDS] = {};
 /* How long a connection that may still send the RST of an abortive
  * close() waits for it before its end is observed (tally mode). */
 #define LATE_RESET_WAIT_NS (10 * 1000 * 1000ULL)
@@ -319,18 +323,15 @@ static __always_inline void orphan_del(__u64 *cookie)
  * another (a packet in softirq during a connect()) must not lose one. */
 #define ADD(var, n) __sync_fetch_and_add(&(var), n)
 
-/* The first of n ascending bounds that v does not exceed; n if none.
- * n <= 512. */
-static __always_inline __u32 bucket_of(const volatile __u64 *bounds, __u32 n, __u64 v)
+/* The index of the first of the ascending bounds (2 * half of them) that
+ * v, below BOUND_PAD, does not exceed. A binary search without branches:
+ * (bound - v) >> 63 is 1 when v exceeds it. One path for the verifier. */
+static __always_inline __u32 bucket_of(const volatile __u64 *bounds, __u32 half, __u64 v)
 {
 	__u32 lo = 0;
 
-	for (__u32 step = 256; step; step >>= 1) {
-		__u32 i = lo + step;
-
-		if (i <= n && v > bounds[i - 1])
-			lo = i;
-	}
+	for (__u32 step = half; step; step >>= 1)
+		lo += step & -(__u32)((bounds[(lo + step - 1) & (2 * half - 1)] - v) >> 63);
 	return lo;
 }
 
@@ -341,16 +342,23 @@ static __always_inline void observe(__u32 series, __u64 ns)
 
 	if (!h)
 		return;
+	if (ns >= BOUND_PAD)
+		ns = BOUND_PAD - 1;
 	ADD(h->count, 1);
 	ADD(h->sum_ns, ns);
-	i = bucket_of(native_bounds, NATIVE_BUCKETS + 1, ns);
-	if (i == 0)
+	i = bucket_of(native_bounds, NATIVE_BOUNDS / 2, ns);
+	if (i == 0) {
 		ADD(h->zero, 1);
-	else if (i - 1 < NATIVE_BUCKETS)
-		ADD(h->native[i - 1], 1);
-	else
-		ADD(h->native[NATIVE_BUCKETS - 1], 1); /* longer than 194 days */
-	i = bucket_of(classic_bounds, CLASSIC_BUCKETS, ns);
+	} else {
+		i = i - 1;
+		if (i > NATIVE_BUCKETS - 1)
+			i = NATIVE_BUCKETS - 1; /* longer than 194 days */
+		barrier_var(i); /* keep the bound the verifier needs to see */
+		if (i < NATIVE_BUCKETS)
+			ADD(h->native[i], 1);
+	}
+	i = bucket_of(classic_bounds, CLASSIC_BOUNDS / 2, ns);
+	barrier_var(i);
 	if (i < CLASSIC_BUCKETS)
 		ADD(h->classic[i], 1);
 }
@@ -373,7 +381,7 @@ static __always_inline void observe_end(const struct conn_life *life, __u64 end_
 {
 	__u32 role;
 
-	if (!(life->flags & LIFE_ESTABLISHED))
+	if (!(life->flags & LIFE_ESTABLISHED) || life->start_ts > end_ts)
 		return;
 	if (life->flags & LIFE_CLIENT)
 		role = ROLE_CLIENT;
@@ -417,7 +425,7 @@ static __always_inline void tally(__u8 from, __u8 to, __u64 ts, __u64 prev_ts, _
 	from &= NR_STATES - 1;
 	to &= NR_STATES - 1;
 	ADD(t->transitions[from][to], 1);
-	if (prev_ts && from != TCP_CLOSE)
+	if (prev_ts && prev_ts <= ts && from != TCP_CLOSE)
 		observe(HIST_STATE + from, ts - prev_ts);
 	if (to == TCP_CLOSE) {
 		if (from == TCP_SYN_SENT) {

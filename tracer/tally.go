@@ -108,15 +108,28 @@ type Histogram struct {
 	Classic [len(ClassicBounds)]uint64
 }
 
+// boundPad pads the bucket bounds: above any duration (BOUND_PAD).
+const boundPad = 1 << 62
+
 // setTallyBounds writes the histogram bounds, in ns, into the BPF object.
 func setTallyBounds(vars *tcpstateVariableSpecs) error {
-	var native [NativeBuckets + 1]uint64
-	for i := range native {
-		native[i] = uint64(nativeBound(NativeMinKey-1+i) * 1e9) // floor: bounds are inclusive
+	// As many as the BPF side has room for, padded with boundPad.
+	native := make([]uint64, vars.NativeBounds.Size()/8)
+	classic := make([]uint64, vars.ClassicBounds.Size()/8)
+	if len(native) < NativeBuckets+1 || len(classic) < len(ClassicBounds) {
+		return fmt.Errorf("BPF object: room for %d and %d bucket bounds, want %d and %d", len(native), len(classic), NativeBuckets+1, len(ClassicBounds))
 	}
-	var classic [len(ClassicBounds)]uint64
-	for i, b := range ClassicBounds {
-		classic[i] = uint64(b)
+	for i := range native {
+		native[i] = boundPad
+		if i <= NativeBuckets {
+			native[i] = uint64(nativeBound(NativeMinKey-1+i) * 1e9) // floor: bounds are inclusive
+		}
+	}
+	for i := range classic {
+		classic[i] = boundPad
+		if i < len(ClassicBounds) {
+			classic[i] = uint64(ClassicBounds[i])
+		}
 	}
 	if err := vars.NativeBounds.Set(native); err != nil {
 		return fmt.Errorf("set native_bounds: %w", err)
