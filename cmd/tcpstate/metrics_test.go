@@ -11,12 +11,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -164,29 +166,10 @@ func TestMetricsScrapedByPrometheus(t *testing.T) {
 	waitHTTP(t, "http://"+addr+"/-/ready")
 	waitHTTP(t, "http://"+addr+"/-/healthy")
 
-	dir := t.TempDir()
-	config := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(config, []byte(fmt.Sprintf(`global:
-  scrape_interval: 1s
-  evaluation_interval: 1s
-scrape_configs:
-  - job_name: tcpstate
-    static_configs:
-      - targets: [%q]
-`, addr)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	promAddr := freePort(t)
-	var promLog bytes.Buffer
-	prom := exec.Command("prometheus", "--config.file="+config, "--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+promAddr)
-	prom.Stdout, prom.Stderr = &promLog, &promLog
-	if err := prom.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { prom.Process.Kill(); prom.Wait() })
-	promURL := "http://" + promAddr
-	waitHTTP(t, promURL+"/-/ready")
+	// One Prometheus reads the classic histograms, the other the native
+	// ones (a feature flag in Debian's 2.42).
+	promURL, promLog := startPrometheus(t, addr)
+	nativeURL, nativeLog := startPrometheus(t, addr, "--enable-feature=native-histograms")
 
 	if out, err := testenv.Helper(ns.Name, "metrics-scenarios").CombinedOutput(); err != nil {
 		t.Fatalf("scenarios: %v %s", err, out)
@@ -234,6 +217,34 @@ scrape_configs:
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+
+	// The native histograms say the same: counts and sums, and a single
+	// observation's bucket (native key k holds (2^((k-1)/8), 2^(k/8)] s)
+	// has the value as its upper bound or just below it.
+	nativeCheck := func() []string {
+		var bad []string
+		for _, series := range []string{`tcpstate_state_duration_seconds{state="SYN_SENT"}`, `tcpstate_state_duration_seconds{state="CLOSE_WAIT"}`,
+			`tcpstate_connection_duration_seconds{role="client",closed_by="reset"}`} {
+			count, sum := promQuery(t, nativeURL, "histogram_count("+series+")"), promQuery(t, nativeURL, "histogram_sum("+series+")")
+			wantCount, wantSum := promQuery(t, promURL, strings.Replace(series, "{", "_count{", 1)), promQuery(t, promURL, strings.Replace(series, "{", "_sum{", 1))
+			if count != wantCount || sum != wantSum {
+				bad = append(bad, fmt.Sprintf("native %s: count %q sum %q, classic %q %q", series, count, sum, wantCount, wantSum))
+			}
+		}
+		series := `tcpstate_state_duration_seconds{state="CLOSE_WAIT"}`
+		top, _ := strconv.ParseFloat(promQuery(t, nativeURL, "histogram_quantile(1, "+series+")"), 64)
+		value, _ := strconv.ParseFloat(promQuery(t, promURL, strings.Replace(series, "{", "_sum{", 1)), 64)
+		if !(value > 0 && value <= top && top <= value*math.Exp2(1.0/8)*(1+1e-9)) {
+			bad = append(bad, fmt.Sprintf("native bucket of the CLOSE_WAIT of %vs: upper bound %v", value, top))
+		}
+		return bad
+	}
+	for bad := nativeCheck(); len(bad) > 0; bad = nativeCheck() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 20s:\n%s\nprometheus:\n%s", strings.Join(bad, "\n"), nativeLog.String())
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 	// And they stay so: nothing was counted twice.
 	time.Sleep(2500 * time.Millisecond)
 	if bad := check(); len(bad) > 0 {
@@ -255,6 +266,36 @@ scrape_configs:
 	if out, err := lint.CombinedOutput(); err != nil {
 		t.Fatalf("promtool check metrics: %v\n%s", err, out)
 	}
+}
+
+// startPrometheus runs a Prometheus server with args that scrapes target
+// every second, until the test ends; it returns its URL and log.
+func startPrometheus(t *testing.T, target string, args ...string) (string, *bytes.Buffer) {
+	t.Helper()
+	dir := t.TempDir()
+	config := filepath.Join(dir, "prometheus.yml")
+	if err := os.WriteFile(config, []byte(fmt.Sprintf(`global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: tcpstate
+    static_configs:
+      - targets: [%q]
+`, target)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	addr := freePort(t)
+	var log bytes.Buffer
+	prom := exec.Command("prometheus", append([]string{"--config.file=" + config, "--storage.tsdb.path=" + filepath.Join(dir, "data"),
+		"--web.listen-address=" + addr}, args...)...)
+	prom.Stdout, prom.Stderr = &log, &log
+	if err := prom.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { prom.Process.Kill(); prom.Wait() })
+	url := "http://" + addr
+	waitHTTP(t, url+"/-/ready")
+	return url, &log
 }
 
 // The port already in use is one sentence and status 1, before the tracer
