@@ -140,3 +140,18 @@ func AppendAge(b []byte, d time.Duration) []byte {
 	b = strconv.AppendInt(b, h/24, 10)
 	return append(b, 'd', byte('0'+h%24/10), byte('0'+h%24%10), 'h')
 }
+
+// appendPrintable appends s, read from files a user controls (pod
+// names), with control characters and invalid UTF-8 as '?'.
+func appendPrintable(b []byte, s string) []byte {
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if (r == utf8.RuneError && size == 1) || unicode.IsControl(r) {
+			b = append(b, '?')
+		} else {
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
+	}
+	return b
+}

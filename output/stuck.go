@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/tcpstate/tcpstate/container"
 	"github.com/tcpstate/tcpstate/snapshot"
 )
 
@@ -25,6 +26,9 @@ type StuckRow struct {
 	AgeEstimated bool
 	// Why overrides the explanation (used for "left").
 	Why string
+	// Identity is the container and pod of the socket's holders (of
+	// the first holder in one); nil outside containers.
+	Identity *container.Identity
 }
 
 // StuckWriter writes stuck rows as "table" or "json".
@@ -177,7 +181,8 @@ const stuckTimeJSON = "2006-01-02T15:04:05.000000000Z07:00"
 // bound of an estimated age, when the kernel gives one), family, laddr,
 // lport, raddr, rport, owners, recv_q, send_q, timer, expires_us (when a
 // timer is pending), retrans, retransmits, probes, backoff (when the
-// kernel gave tcp_info), why, netns, and event (with --watch).
+// kernel gave tcp_info), why, netns, container_id, pod_uid, namespace, pod,
+// container (those known, in a container), and event (with --watch).
 func AppendStuckJSON(b []byte, r *StuckRow) []byte {
 	s := r.Sock
 	b = append(b, `{"time":"`...)
@@ -234,6 +239,7 @@ func AppendStuckJSON(b []byte, r *StuckRow) []byte {
 	}
 	b = append(b, ',')
 	b = appendNetNSJSON(b, s.NetNS)
+	b = appendIdentityJSON(b, r.Identity)
 	if r.Event != "" {
 		b = append(b, `,"event":"`...)
 		b = append(b, r.Event...)
