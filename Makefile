@@ -3,11 +3,14 @@
 GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 CLANG ?= clang-19
 BIN := bin/tcpstate
+# Baked into the binary (tcpstate --version, tcpstate_build_info).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo unknown)
+LDFLAGS := -s -w -X main.version=$(VERSION)
 
 .PHONY: build generate check-generate test deps vet unit bench clean
 
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/tcpstate
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/tcpstate
 
 # Regenerate the committed bpf2go output (needs clang-19, llvm-19, libbpf-dev).
 generate:
