@@ -30,8 +30,14 @@ vet:
 
 # Every test; the integration tests need root (they fail under CI=true
 # without it, and skip otherwise). Installs what they need first.
-test: deps vet check-generate
+test: deps vet check-generate manifests
 	$(GO) test -count=1 ./...
+
+# The Kubernetes manifests, decoded strictly into the API types: a module
+# of its own (deploy/validate), so that tcpstate does not depend on them.
+.PHONY: manifests
+manifests:
+	cd deploy/validate && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 # On a fresh Debian machine as root: install what the tests need.
 deps:
@@ -49,3 +55,20 @@ clean:
 .PHONY: vmtest
 vmtest:
 	GO=$(GO) bash vmtest/vmtest.sh
+
+# The container image: bin/tcpstate alone, FROM scratch (deploy/image).
+# Installs docker.io and starts dockerd if needed (.ci/docker).
+IMAGE ?= tcpstate:$(VERSION)
+.PHONY: image
+image: build
+	@bash .ci/docker
+	rm -rf bin/image && mkdir -p bin/image && cp $(BIN) bin/image/tcpstate
+	docker build -q -t $(IMAGE) -t tcpstate:latest --build-arg VERSION=$(VERSION) -f deploy/image/Dockerfile bin/image
+	@echo "$(IMAGE): $$(docker image inspect -f '{{.Size}}' $(IMAGE)) bytes"
+
+# The image under Docker with the DaemonSet's capabilities, hostPID and
+# mounts read from deploy/kubernetes (as root): TIME_WAIT followed inside,
+# pods named; prints the measured CPU and memory.
+.PHONY: imagetest
+imagetest: image
+	cd deploy/validate && TCPSTATE_IMAGE=$(IMAGE) $(GO) test -tags imagetest -count=1 -v -run '^TestImage' ./...
