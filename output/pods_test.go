@@ -31,9 +31,14 @@ var pods = testPods{
 	10:    shopPod,
 	11:    {ContainerID: strings.Repeat("ab", 32), PodUID: "11111111-2222-3333-4444-555555555555"},
 	42:    {ContainerID: strings.Repeat("0f", 32), Runtime: container.RuntimeDocker},
-	99: {ContainerID: testCID, PodUID: testUID, Namespace: "ns", Pod: "x\x1b[31m\"\\\xffpod",
-		Container: "c\u2028"},
+	99: hostilePod,
+	1:  hostilePod,
 }
+
+// hostilePod has names with control characters and invalid UTF-8 (a
+// directory name under /var/log/pods may hold anything).
+var hostilePod = &container.Identity{ContainerID: testCID, PodUID: testUID, Namespace: "ns", Pod: "x\x1b[31m\"\\\xffpod",
+	Container: "c\u2028"}
 
 func (p testPods) Lookup(pid uint32, _ uint64, _ time.Time) *container.Identity { return p[pid] }
 

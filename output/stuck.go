@@ -93,6 +93,7 @@ func appendStuckHeader(b []byte, watch bool) []byte {
 	col("RECV-Q", widthQueue, true)
 	col("SEND-Q", widthQueue, true)
 	col("PID/COMM:FD", widthOwner, false)
+	col("NAMESPACE/POD", widthStuckPod, false)
 	col("TIMER", widthTimer, false)
 	return append(h, " WHY\n"...)
 }
@@ -146,6 +147,15 @@ func appendStuckLine(b []byte, r *StuckRow, watch bool) []byte {
 		b = strconv.AppendInt(b, int64(o.FD), 10)
 	}
 	b = padRight(b, start, widthOwner)
+	b = append(b, ' ')
+
+	start = len(b)
+	if name := podName(r.Identity); name != "" {
+		b = appendPrintable(b, name)
+	} else {
+		b = append(b, '-')
+	}
+	b = padRight(b, start, widthStuckPod)
 	b = append(b, ' ')
 
 	start = len(b)

@@ -31,6 +31,9 @@ const stuckExamples = `  # Sockets stuck for over 30 s in CLOSE_WAIT, FIN_WAIT1/
   # and when it finally leaves the state
   sudo tcpstate stuck --watch --for 10s
 
+  # CLOSE_WAIT sockets of the pods of one Kubernetes namespace
+  sudo tcpstate stuck --state close-wait --namespace shop
+
   # For scripts: which processes hold stuck sockets
   sudo tcpstate stuck -o json | jq -r '.owners[] | "\(.pid) \(.comm)"' | sort | uniq -c`
 
@@ -53,8 +56,11 @@ func newStuckCmd(stdout, stderr io.Writer) *cobra.Command {
 LAST_ACK, CLOSING, SYN_SENT or SYN_RECV for longer than --for (30s), in every
 network namespace, with the processes holding them (PID/COMM:FD, every holder
 of a shared socket, found in /proc/PID/fd as ss -p does), the queues as ss
-shows them, the pending timer and one line saying why. TIME_WAIT is normal
-and listed only when named in --state.
+shows them, the pod of the holders (NAMESPACE/POD, from their
+/proc/PID/cgroup and kubelet's /var/log/pods; '-' outside pods), the
+pending timer and one line saying why. TIME_WAIT is normal and listed only
+when named in --state. With -o json a row in a container adds container_id
+and, in a pod, pod_uid, namespace, pod and container (those known).
 
 AGE is exact when tcpstate saw the transition (--watch). Otherwise it is a
 lower bound, marked '>=' (age_estimated in JSON), from the kernel's own
