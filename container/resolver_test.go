@@ -28,7 +28,7 @@ func newNode(t *testing.T) *node {
 	return n
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
@@ -258,8 +258,8 @@ func TestSplitNames(t *testing.T) {
 // BenchmarkLookupCached is the cost per event: a cached answer.
 func BenchmarkLookupCached(b *testing.B) {
 	d := b.TempDir()
-	must(&testing.T{}, os.MkdirAll(d+"/proc/100", 0o755))
-	must(&testing.T{}, os.WriteFile(d+"/proc/100/cgroup", []byte("0::/kubepods/besteffort/pod"+uid+"/"+cid+"\n"), 0o644))
+	must(b, os.MkdirAll(d+"/proc/100", 0o755))
+	must(b, os.WriteFile(d+"/proc/100/cgroup", []byte("0::/kubepods/besteffort/pod"+uid+"/"+cid+"\n"), 0o644))
 	r := New(Options{ProcRoot: d + "/proc", PodLogDir: d, ContainerLogDir: d})
 	now := time.Unix(1000, 0)
 	r.Lookup(100, 0, now)
@@ -268,5 +268,32 @@ func BenchmarkLookupCached(b *testing.B) {
 		if r.Lookup(100, 0, now) == nil {
 			b.Fatal("no identity")
 		}
+	}
+}
+
+// TestResolverConcurrent: the metrics collector asks from its scrapes while
+// events come in (go test -race).
+func TestResolverConcurrent(t *testing.T) {
+	n := newNode(t)
+	n.process(1, "0::/kubepods/besteffort/pod"+uid+"/"+cid+"\n")
+	n.pod("shop", "cart", uid, map[string]string{"app": cid})
+	r := n.resolver()
+	start := time.Unix(1000, 0)
+	done := make(chan bool)
+	for g := range 4 {
+		go func() {
+			defer func() { done <- true }()
+			for i := range 2000 {
+				// Past the TTL and the rescans now and then.
+				now := start.Add(time.Duration(g*2000+i) * 20 * time.Millisecond)
+				if id := r.Lookup(1, 0, now); id == nil || id.Pod != "cart" {
+					t.Errorf("lookup %d: %+v", i, id)
+					return
+				}
+			}
+		}()
+	}
+	for range 4 {
+		<-done
 	}
 }
