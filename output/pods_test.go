@@ -31,8 +31,8 @@ var pods = testPods{
 	10:    shopPod,
 	11:    {ContainerID: strings.Repeat("ab", 32), PodUID: "11111111-2222-3333-4444-555555555555"},
 	42:    {ContainerID: strings.Repeat("0f", 32), Runtime: container.RuntimeDocker},
-	99: hostilePod,
-	1:  hostilePod,
+	99:    hostilePod,
+	1:     hostilePod,
 }
 
 // hostilePod has names with control characters and invalid UTF-8 (a

@@ -142,7 +142,19 @@ func startPod(t *testing.T) *pod {
 	// Created first, so that its names are there before it runs.
 	p.id = docker(t, "create", "--cgroup-parent", parent, "--network", "none", "--cap-drop", "ALL",
 		"-v", bin+":/workload:ro", "--entrypoint", "/workload", image())
-	t.Cleanup(func() { exec.Command("docker", "rm", "-f", p.id).Run() })
+	t.Cleanup(func() {
+		exec.Command("docker", "rm", "-f", p.id).Run()
+		// Docker leaves the parent cgroups: remove the pod's, and
+		// kubepods/besteffort when nothing else is in them.
+		for _, pat := range []string{"/sys/fs/cgroup/*/kubepods/besteffort/pod" + p.uid, "/sys/fs/cgroup/kubepods/besteffort/pod" + p.uid} {
+			dirs, _ := filepath.Glob(pat)
+			for _, d := range dirs {
+				os.Remove(d)
+				os.Remove(filepath.Dir(d))
+				os.Remove(filepath.Dir(filepath.Dir(d)))
+			}
+		}
+	})
 	podDir := filepath.Join("/var/log/pods", p.ns+"_"+p.name+"_"+p.uid)
 	link := filepath.Join("/var/log/containers", p.name+"_"+p.ns+"_"+p.container+"-"+p.id+".log")
 	t.Cleanup(func() { os.RemoveAll(podDir); os.Remove(link) })
