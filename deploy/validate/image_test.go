@@ -130,7 +130,11 @@ func startPod(t *testing.T) *pod {
 	t.Helper()
 	p := &pod{ns: "tcpstate-imagetest", name: "stuck-" + randHex(3), uid: newUID(), container: "server"}
 	bin := filepath.Join(t.TempDir(), "workload")
-	build := exec.Command("go", "build", "-o", bin, "./internal/workload")
+	gotool := os.Getenv("GO") // make's, which finds go outside PATH too
+	if gotool == "" {
+		gotool = "go"
+	}
+	build := exec.Command(gotool, "build", "-o", bin, "./internal/workload")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build the workload: %v\n%s", err, out)
