@@ -52,11 +52,16 @@ func requireRoot(t *testing.T) {
 	t.Skip("privileged test: run as root (make imagetest)")
 }
 
+// docker runs a docker command and returns its standard output (that of
+// the container, for docker run).
 func docker(t *testing.T, args ...string) string {
 	t.Helper()
-	out, err := exec.Command("docker", args...).CombinedOutput()
+	cmd := exec.Command("docker", args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, out)
+		t.Fatalf("docker %s: %v\n%s%s", strings.Join(args, " "), err, out, stderr.Bytes())
 	}
 	return strings.TrimSpace(string(out))
 }
@@ -246,6 +251,11 @@ func TestImage(t *testing.T) {
 	if strings.Contains(banner, "not followed") {
 		t.Fatalf("inside the container TIME_WAIT is not followed:\n%s", banner)
 	}
+	// And life, likewise.
+	life := "tcpstate-imagetest-life-" + randHex(4)
+	docker(t, append(append([]string{"run", "-d", "--name", life}, opts...), image(), "life", "-d", "60s", "-o", "json", "--namespace", ns)...)
+	t.Cleanup(func() { exec.Command("docker", "rm", "-f", life).Run() })
+	waitLogs(t, life, "Tracing TCP state transitions", true)
 
 	p := startPod(t)
 	want := map[string]any{"container_id": p.id, "pod_uid": p.uid, "namespace": p.ns, "pod": p.name, "container": p.container}
@@ -281,6 +291,31 @@ func TestImage(t *testing.T) {
 	}
 	t.Logf("trace: %d events of namespace %s", events, ns)
 
+	// life: the connection that ended in TIME_WAIT, with its pod.
+	out = waitLogs(t, life, fmt.Sprintf(`"lport":%d,`, p.timeWaitPort), false)
+	docker(t, "stop", life)
+	found := false
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var c map[string]any
+		if err := json.Unmarshal([]byte(line), &c); err != nil {
+			t.Fatalf("life line %q: %v", line, err)
+		}
+		if c["namespace"] != ns {
+			t.Errorf("--namespace %s let through %v", ns, c)
+		}
+		if c["lport"] == float64(p.timeWaitPort) {
+			found = true
+			path, _ := c["path"].([]any)
+			if len(path) == 0 || path[len(path)-1].(map[string]any)["state"] != "TIME_WAIT" || c["closed_by"] != "local" {
+				t.Errorf("life record %v: want a path to TIME_WAIT, closed here", c)
+			}
+			checkPod("life record", c)
+		}
+	}
+	if !found {
+		t.Errorf("life printed no record of port %d:\n%s", p.timeWaitPort, out)
+	}
+
 	// stuck: the CLOSE_WAIT socket, its owner and its pod.
 	time.Sleep(1500 * time.Millisecond)
 	stuck := docker(t, append(append([]string{"run", "--rm"}, opts...), image(), "stuck", "--state", "close-wait", "--for", "1s", "-o", "json", "--pod", p.ns+"/"+p.name)...)
@@ -300,6 +335,18 @@ func TestImage(t *testing.T) {
 	// Another pod's name selects nothing.
 	if other := docker(t, append(append([]string{"run", "--rm"}, opts...), image(), "stuck", "--state", "close-wait", "--for", "1s", "-o", "json", "--pod", "no-such-pod")...); other != "" {
 		t.Errorf("stuck --pod no-such-pod printed %q", other)
+	}
+
+	// stuck --watch lists it at once, with its pod.
+	watch := docker(t, append(append([]string{"run", "--rm"}, opts...), image(), "stuck", "--watch", "-d", "2s", "--state", "close-wait", "--for", "1s", "-o", "json", "--pod", p.name)...)
+	lines = strings.Split(watch, "\n")
+	row = nil
+	if len(lines) != 1 || json.Unmarshal([]byte(lines[0]), &row) != nil || row["lport"] != float64(p.closeWaitL) {
+		t.Fatalf("stuck --watch --pod printed %q, want its one row", watch)
+	}
+	checkPod("stuck --watch row", row)
+	if other := docker(t, append(append([]string{"run", "--rm"}, opts...), image(), "stuck", "--watch", "-d", "2s", "--state", "close-wait", "--for", "1s", "-o", "json", "--pod", "no-such-pod")...); other != "" {
+		t.Errorf("stuck --watch --pod no-such-pod printed %q", other)
 	}
 
 	// ls --by pod counts it under its pod.
