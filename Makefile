@@ -3,11 +3,14 @@
 GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 CLANG ?= clang-19
 BIN := bin/tcpstate
+# Baked into the binary (tcpstate --version, tcpstate_build_info).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo unknown)
+LDFLAGS := -s -w -X main.version=$(VERSION)
 
 .PHONY: build generate check-generate test deps vet unit bench clean
 
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/tcpstate
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/tcpstate
 
 # Regenerate the committed bpf2go output (needs clang-19, llvm-19, libbpf-dev).
 generate:
@@ -27,8 +30,14 @@ vet:
 
 # Every test; the integration tests need root (they fail under CI=true
 # without it, and skip otherwise). Installs what they need first.
-test: deps vet check-generate
+test: deps vet check-generate manifests
 	$(GO) test -count=1 ./...
+
+# The Kubernetes manifests, decoded strictly into the API types: a module
+# of its own (deploy/validate), so that tcpstate does not depend on them.
+.PHONY: manifests
+manifests:
+	cd deploy/validate && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 # On a fresh Debian machine as root: install what the tests need.
 deps:
@@ -46,3 +55,20 @@ clean:
 .PHONY: vmtest
 vmtest:
 	GO=$(GO) bash vmtest/vmtest.sh
+
+# The container image: bin/tcpstate alone, FROM scratch (deploy/image).
+# Installs docker.io and starts dockerd if needed (.ci/docker).
+IMAGE ?= tcpstate:$(VERSION)
+.PHONY: image
+image: build
+	@bash .ci/docker
+	rm -rf bin/image && mkdir -p bin/image && cp $(BIN) bin/image/tcpstate
+	docker build -q -t $(IMAGE) -t tcpstate:latest --build-arg VERSION=$(VERSION) -f deploy/image/Dockerfile bin/image
+	@echo "$(IMAGE): $$(docker image inspect -f '{{.Size}}' $(IMAGE)) bytes"
+
+# The image under Docker with the DaemonSet's capabilities, hostPID and
+# mounts read from deploy/kubernetes (as root): TIME_WAIT followed inside,
+# pods named; prints the measured CPU and memory.
+.PHONY: imagetest
+imagetest: image
+	cd deploy/validate && GO=$(GO) TCPSTATE_IMAGE=$(IMAGE) $(GO) test -tags imagetest -count=1 -v -run '^TestImage' ./...

@@ -76,13 +76,19 @@ func appendComm(dst []byte, comm string) ([]byte, int) {
 	if comm == "" {
 		return append(dst, '-'), 1
 	}
+	return appendSafe(dst, comm, widthComm)
+}
+
+// appendSafe appends at most max characters of s, with control characters
+// and invalid UTF-8 as '?', and returns how many it wrote.
+func appendSafe(dst []byte, s string, max int) ([]byte, int) {
 	n := 0
-	for i := 0; i < len(comm) && n < widthComm; n++ {
-		r, size := utf8.DecodeRuneInString(comm[i:])
+	for i := 0; i < len(s) && n < max; n++ {
+		r, size := utf8.DecodeRuneInString(s[i:])
 		if (r == utf8.RuneError && size == 1) || unicode.IsControl(r) {
 			dst = append(dst, '?')
 		} else {
-			dst = append(dst, comm[i:i+size]...)
+			dst = append(dst, s[i:i+size]...)
 		}
 		i += size
 	}
@@ -139,4 +145,11 @@ func AppendAge(b []byte, d time.Duration) []byte {
 	h := int64(d / time.Hour)
 	b = strconv.AppendInt(b, h/24, 10)
 	return append(b, 'd', byte('0'+h%24/10), byte('0'+h%24%10), 'h')
+}
+
+// appendPrintable appends s, read from files a user controls (pod
+// names), with control characters and invalid UTF-8 as '?'.
+func appendPrintable(b []byte, s string) []byte {
+	b, _ = appendSafe(b, s, len(s))
+	return b
 }

@@ -37,6 +37,10 @@ const (
 	widthOwner = 24
 	widthTimer = 18 // keepalive,59.9s,10
 	widthGroup = 22 // 255.255.255.255:65535 plus one; a wider IPv6 group is printed whole
+	widthPod   = 40 // namespace/pod; a longer one is printed whole
+	// widthStuckPod is the pod column of stuck, narrower: its lines
+	// are long already.
+	widthStuckPod = 30
 )
 
 // header lays out a table header, a column at a time.

@@ -11,7 +11,9 @@ package output
 import (
 	"fmt"
 	"strconv"
+	"time"
 
+	"github.com/tcpstate/tcpstate/container"
 	"github.com/tcpstate/tcpstate/tcp"
 	"github.com/tcpstate/tcpstate/tracer"
 )
@@ -23,6 +25,16 @@ type Format = RecordFormat[tracer.Event]
 type Options struct {
 	// Seq adds the sequence numbers snd_una, snd_nxt and rcv_nxt.
 	Seq bool
+	// Pods, when set, adds the container and pod of the socket's owner
+	// to JSON records (container.Resolver).
+	Pods Identifier
+}
+
+// Identifier tells who runs a socket's owner, from its pid or the
+// socket's cgroup, at the time of a record: a container.Resolver. A
+// cached answer costs a map lookup, so it can be asked for every record.
+type Identifier interface {
+	Lookup(pid uint32, cgroupID uint64, now time.Time) *container.Identity
 }
 
 // NewWith returns the event format called name ("table" or "json") with

@@ -64,7 +64,7 @@ func TestGoldenSeq(t *testing.T) {
 	evs := seqEvents()
 	for _, name := range []string{"table", "json"} {
 		t.Run(name, func(t *testing.T) {
-			f, err := NewWith(name, Options{Seq: true})
+			f, err := NewWith(name, Options{Seq: true, Pods: pods})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -124,7 +124,7 @@ func TestGoldenLife(t *testing.T) {
 	conns := testConns()
 	for _, name := range []string{"table", "json"} {
 		t.Run(name, func(t *testing.T) {
-			f, err := NewLife(name)
+			f, err := NewLifeWith(name, Options{Pods: pods})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -166,13 +166,17 @@ func TestGoldenLs(t *testing.T) {
 	socks := lsSockets()
 	var out bytes.Buffer
 	for _, format := range []string{"table", "json"} {
-		for _, by := range []string{"state", "process", "remote", "local"} {
+		for _, by := range []string{"state", "process", "remote", "local", "pod"} {
 			fmt.Fprintf(&out, "== %s by %s\n", format, by)
 			g, err := ParseGroupBy(by)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := WriteSummary(&out, format, summaryOf(g, socks)); err != nil {
+			sm := NewSummaryWith(g, pods)
+			for i := range socks {
+				sm.Add(&socks[i])
+			}
+			if err := WriteSummary(&out, format, sm); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -190,7 +194,11 @@ func stuckRows() []StuckRow {
 	at := time.Date(2026, 11, 25, 21, 23, 5, 123456789, time.UTC)
 	var rows []StuckRow
 	add := func(s snapshot.Socket, age time.Duration, estimated bool, event, why string) {
-		rows = append(rows, StuckRow{Time: at, Event: event, Sock: &s, Age: age, AgeEstimated: estimated, Why: why})
+		r := StuckRow{Time: at, Event: event, Sock: &s, Age: age, AgeEstimated: estimated, Why: why}
+		if len(s.Owners) > 0 {
+			r.Identity = pods[s.Owners[0].Pid]
+		}
+		rows = append(rows, r)
 		at = at.Add(1234567 * time.Microsecond)
 	}
 

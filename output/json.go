@@ -16,10 +16,11 @@ import (
 type jsonFormat struct {
 	clock clock
 	seq   bool
+	pods  Identifier
 }
 
 func newJSON(o Options) *jsonFormat {
-	return &jsonFormat{clock: clock{layout: "2006-01-02T15:04:05", zone: true, digits: 9}, seq: o.Seq}
+	return &jsonFormat{clock: clock{layout: "2006-01-02T15:04:05", zone: true, digits: 9}, seq: o.Seq, pods: o.Pods}
 }
 
 func (*jsonFormat) Header() []byte { return nil }
@@ -45,6 +46,9 @@ func (f *jsonFormat) Append(dst []byte, ev *tracer.Event) []byte {
 	}
 	dst = append(dst, ',')
 	dst = appendNetNSCgroupJSON(dst, ev.NetNS, ev.CgroupID)
+	if f.pods != nil {
+		dst = appendIdentityJSON(dst, f.pods.Lookup(ev.Pid, ev.CgroupID, ev.Time))
+	}
 	if ev.Synthesized {
 		dst = append(dst, `,"synthesized":true`...)
 	}

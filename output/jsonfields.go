@@ -6,11 +6,14 @@ import (
 	"net/netip"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/tcpstate/tcpstate/container"
 )
 
 // This file writes what the JSON records say alike about a socket, so that
 // they say it with the same keys and the same text: its owner (pid, comm),
-// its 4-tuple and family, and where it lives (netns, cgroup_id). The event
+// its 4-tuple and family, where it lives (netns, cgroup_id) and its owner's
+// container and pod. The event
 // of 'trace', the connection of 'life', the row of 'stuck' (and, for the
 // owner and addresses, the row of 'ls') all write these through here.
 //
@@ -54,6 +57,26 @@ func appendNetNSCgroupJSON(b []byte, netns uint32, cgroup uint64) []byte {
 	b = appendNetNSJSON(b, netns)
 	b = append(b, `,"cgroup_id":`...)
 	return strconv.AppendUint(b, cgroup, 10)
+}
+
+// appendIdentityJSON appends the container and pod of a socket's owner,
+// each key with a comma before it and only when known:
+// ,"container_id":"C","pod_uid":"U","namespace":"N","pod":"P","container":"C".
+// Nothing for nil (not in a container), so scripts test a key's presence.
+func appendIdentityJSON(b []byte, id *container.Identity) []byte {
+	if id == nil {
+		return b
+	}
+	for _, kv := range [...]struct{ key, val string }{
+		{`,"container_id":`, id.ContainerID}, {`,"pod_uid":`, id.PodUID},
+		{`,"namespace":`, id.Namespace}, {`,"pod":`, id.Pod}, {`,"container":`, id.Container},
+	} {
+		if kv.val != "" {
+			b = append(b, kv.key...)
+			b = appendJSONString(b, kv.val)
+		}
+	}
+	return b
 }
 
 // appendAddrJSON appends the text of an address inside a JSON string

@@ -13,12 +13,16 @@ import (
 type LifeFormat = RecordFormat[conn.Connection]
 
 // NewLife returns the life format called name: "table" or "json".
-func NewLife(name string) (LifeFormat, error) {
+func NewLife(name string) (LifeFormat, error) { return NewLifeWith(name, Options{}) }
+
+// NewLifeWith returns the life format called name with options o (Pods;
+// Seq does not apply).
+func NewLifeWith(name string, o Options) (LifeFormat, error) {
 	switch name {
 	case "table":
 		return &lifeTable{clock: clock{layout: "15:04:05", digits: 3}}, nil
 	case "json":
-		return &lifeJSON{clock: clock{layout: "2006-01-02T15:04:05", zone: true, digits: 9}}, nil
+		return &lifeJSON{clock: clock{layout: "2006-01-02T15:04:05", zone: true, digits: 9}, pods: o.Pods}, nil
 	}
 	return nil, fmt.Errorf("unknown output format %q (want table or json)", name)
 }
@@ -26,6 +30,7 @@ func NewLife(name string) (LifeFormat, error) {
 type lifeJSON struct {
 	clock clock
 	start clock // its own cache: the start is rarely in the end's second
+	pods  Identifier
 }
 
 func (*lifeJSON) Header() []byte { return nil }
@@ -85,6 +90,9 @@ func (f *lifeJSON) Append(dst []byte, c *conn.Connection) []byte {
 	}
 	dst = append(dst, ',')
 	dst = appendNetNSCgroupJSON(dst, c.NetNS, c.CgroupID)
+	if f.pods != nil {
+		dst = appendIdentityJSON(dst, f.pods.Lookup(c.Pid, c.CgroupID, c.Time))
+	}
 	return append(dst, "}\n"...)
 }
 

@@ -57,8 +57,11 @@ func WriteSummary(w io.Writer, format string, sm *Summary) error {
 }
 
 func groupWidth(by GroupBy) int {
-	if by == ByProcess {
+	switch by {
+	case ByProcess:
 		return widthName + 8 // pid/comm
+	case ByPod:
+		return widthPod
 	}
 	return widthGroup
 }
@@ -70,7 +73,7 @@ func appendSummaryHeader(b []byte, by GroupBy) []byte {
 	b = append(b, ' ')
 	if by != ByState {
 		start = len(b)
-		b = append(b, [...]string{"", "PID/COMM", "RADDR", "LADDR:LPORT"}[by]...)
+		b = append(b, [...]string{"", "PID/COMM", "RADDR", "LADDR:LPORT", "NAMESPACE/POD"}[by]...)
 		b = padRight(b, start, groupWidth(by))
 		b = append(b, ' ')
 	}
@@ -95,6 +98,12 @@ func appendSummaryLine(b []byte, by GroupBy, r *SummaryRow) []byte {
 			b = appendAddr(b, r.Addr)
 		case ByLocal:
 			b = appendEndpoint(b, r.Addr, r.Port)
+		case ByPod:
+			if name := podName(r.Identity); name != "" {
+				b = appendPrintable(b, name)
+			} else {
+				b = append(b, '-')
+			}
 		}
 		b = padRight(b, start, groupWidth(by))
 		b = append(b, ' ')
@@ -120,6 +129,9 @@ func appendSummaryJSON(b []byte, by GroupBy, r *SummaryRow) []byte {
 	case ByProcess:
 		b = append(b, ',')
 		b = appendOwnerJSON(b, r.Pid, r.Comm)
+		b = appendIdentityJSON(b, r.Identity)
+	case ByPod:
+		b = appendIdentityJSON(b, r.Identity)
 	case ByRemote:
 		b = append(b, `,"raddr":"`...)
 		b = appendAddrJSON(b, r.Addr)

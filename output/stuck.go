@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/tcpstate/tcpstate/container"
 	"github.com/tcpstate/tcpstate/snapshot"
 )
 
@@ -25,6 +26,9 @@ type StuckRow struct {
 	AgeEstimated bool
 	// Why overrides the explanation (used for "left").
 	Why string
+	// Identity is the container and pod of the socket's holders (of
+	// the first holder in one); nil outside containers.
+	Identity *container.Identity
 }
 
 // StuckWriter writes stuck rows as "table" or "json".
@@ -89,6 +93,7 @@ func appendStuckHeader(b []byte, watch bool) []byte {
 	col("RECV-Q", widthQueue, true)
 	col("SEND-Q", widthQueue, true)
 	col("PID/COMM:FD", widthOwner, false)
+	col("NAMESPACE/POD", widthStuckPod, false)
 	col("TIMER", widthTimer, false)
 	return append(h, " WHY\n"...)
 }
@@ -145,6 +150,15 @@ func appendStuckLine(b []byte, r *StuckRow, watch bool) []byte {
 	b = append(b, ' ')
 
 	start = len(b)
+	if name := podName(r.Identity); name != "" {
+		b = appendPrintable(b, name)
+	} else {
+		b = append(b, '-')
+	}
+	b = padRight(b, start, widthStuckPod)
+	b = append(b, ' ')
+
+	start = len(b)
 	b = appendTimer(b, s)
 	b = padRight(b, start, widthTimer)
 	b = append(b, ' ')
@@ -177,7 +191,8 @@ const stuckTimeJSON = "2006-01-02T15:04:05.000000000Z07:00"
 // bound of an estimated age, when the kernel gives one), family, laddr,
 // lport, raddr, rport, owners, recv_q, send_q, timer, expires_us (when a
 // timer is pending), retrans, retransmits, probes, backoff (when the
-// kernel gave tcp_info), why, netns, and event (with --watch).
+// kernel gave tcp_info), why, netns, container_id, pod_uid, namespace, pod,
+// container (those known, in a container), and event (with --watch).
 func AppendStuckJSON(b []byte, r *StuckRow) []byte {
 	s := r.Sock
 	b = append(b, `{"time":"`...)
@@ -234,6 +249,7 @@ func AppendStuckJSON(b []byte, r *StuckRow) []byte {
 	}
 	b = append(b, ',')
 	b = appendNetNSJSON(b, s.NetNS)
+	b = appendIdentityJSON(b, r.Identity)
 	if r.Event != "" {
 		b = append(b, `,"event":"`...)
 		b = append(b, r.Event...)

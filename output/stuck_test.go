@@ -79,12 +79,12 @@ func TestStuckTable(t *testing.T) {
 	s := stuckSock()
 	shared := stuckSock()
 	shared.Owners = []snapshot.Owner{{Pid: 1, Comm: "a", FD: 3}, {Pid: 2, Comm: "b\x1b", FD: 4}}
-	w.Write(&StuckRow{Sock: &s, Age: 5 * time.Second, AgeEstimated: true})
+	w.Write(&StuckRow{Sock: &s, Age: 5 * time.Second, AgeEstimated: true, Identity: shopPod})
 	w.Write(&StuckRow{Sock: &shared, Age: 5 * time.Second})
 	w.Flush()
-	want := `STATE              AGE LADDR:LPORT            RADDR:RPORT            RECV-Q SEND-Q PID/COMM:FD              TIMER              WHY
-CLOSE_WAIT      >=5.0s 127.0.0.1:7000         127.0.0.1:59278           101      0 29835/python3:5          -                  the peer closed and this process has not called close()
-CLOSE_WAIT        5.0s 127.0.0.1:7000         127.0.0.1:59278           101      0 1/a:3,2/b?:4             -                  the peer closed and this process has not called close()
+	want := `STATE              AGE LADDR:LPORT            RADDR:RPORT            RECV-Q SEND-Q PID/COMM:FD              NAMESPACE/POD                  TIMER              WHY
+CLOSE_WAIT      >=5.0s 127.0.0.1:7000         127.0.0.1:59278           101      0 29835/python3:5          shop/cart-7d9f8b6c5-x2x4z      -                  the peer closed and this process has not called close()
+CLOSE_WAIT        5.0s 127.0.0.1:7000         127.0.0.1:59278           101      0 1/a:3,2/b?:4             -                              -                  the peer closed and this process has not called close()
 `
 	if buf.String() != want {
 		t.Errorf("table:\n%s\nwant:\n%s", buf.String(), want)

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/tcpstate/tcpstate/container"
 	"github.com/tcpstate/tcpstate/snapshot"
 	"github.com/tcpstate/tcpstate/tcp"
 )
@@ -26,6 +27,7 @@ const (
 	ByProcess                // owning process (pid and comm)
 	ByRemote                 // remote address
 	ByLocal                  // local address and port
+	ByPod                    // pod of the holding processes
 )
 
 // ParseGroupBy accepts "", "state", "process", "remote" and "local".
@@ -39,8 +41,10 @@ func ParseGroupBy(s string) (GroupBy, error) {
 		return ByRemote, nil
 	case "local":
 		return ByLocal, nil
+	case "pod":
+		return ByPod, nil
 	}
-	return 0, fmt.Errorf("unknown grouping %q (want process, remote or local)", s)
+	return 0, fmt.Errorf("unknown grouping %q (want process, remote, local or pod)", s)
 }
 
 // SummaryRow is one line of the summary: the sockets of one state (and
@@ -51,7 +55,10 @@ type SummaryRow struct {
 	Comm  string
 	Addr  netip.Addr // ByRemote: remote address; ByLocal: local address
 	Port  uint16     // ByLocal: local port
-	Count int
+	// Identity is the container and pod of the process (ByProcess), or
+	// the pod (ByPod: PodUID, Namespace, Pod); nil outside containers.
+	Identity *container.Identity
+	Count    int
 	// Oldest is the largest age lower bound in the group (see
 	// snapshot.Socket.Age); OldestKnown is false when no socket of the
 	// group has one.
@@ -65,19 +72,32 @@ type summaryKey struct {
 	comm  string
 	addr  netip.Addr
 	port  uint16
+	pod   container.Identity // ByPod
 }
 
 // Summary counts sockets per state, and per group within a state.
 type Summary struct {
 	by         GroupBy
+	pods       Identifier
 	rows       map[summaryKey]*SummaryRow
 	total      int
 	namespaces map[uint32]bool
 }
 
 // NewSummary returns an empty summary grouping by by.
-func NewSummary(by GroupBy) *Summary {
-	return &Summary{by: by, rows: map[summaryKey]*SummaryRow{}, namespaces: map[uint32]bool{}}
+func NewSummary(by GroupBy) *Summary { return NewSummaryWith(by, nil) }
+
+// NewSummaryWith returns an empty summary grouping by by, naming the
+// containers and pods of the holders with pods (needed for ByPod).
+func NewSummaryWith(by GroupBy, pods Identifier) *Summary {
+	return &Summary{by: by, pods: pods, rows: map[summaryKey]*SummaryRow{}, namespaces: map[uint32]bool{}}
+}
+
+func (sm *Summary) identity(pid uint32, s *snapshot.Socket) *container.Identity {
+	if sm.pods == nil {
+		return nil
+	}
+	return sm.pods.Lookup(pid, s.CgroupID, s.Seen)
 }
 
 // Add counts s. With ByProcess a socket held by several processes counts
@@ -104,14 +124,48 @@ func (sm *Summary) Add(s *snapshot.Socket) {
 		if len(s.Owners) > 0 {
 			return
 		}
+	case ByPod:
+		// Each pod once, whatever number of its processes hold it.
+		var seen [4]container.Identity
+		n := 0
+		for _, o := range s.Owners {
+			k.pod = podOf(sm.identity(o.Pid, s))
+			if slices.Contains(seen[:min(n, len(seen))], k.pod) {
+				continue
+			}
+			if n < len(seen) {
+				seen[n] = k.pod
+			}
+			n++
+			sm.add(k, s)
+		}
+		if n > 0 {
+			return
+		}
+		k.pod = podOf(sm.identity(0, s))
 	}
 	sm.add(k, s)
+}
+
+// podOf keeps what names a pod of id.
+func podOf(id *container.Identity) container.Identity {
+	if id == nil || id.PodUID == "" {
+		return container.Identity{}
+	}
+	return container.Identity{PodUID: id.PodUID, Namespace: id.Namespace, Pod: id.Pod}
 }
 
 func (sm *Summary) add(k summaryKey, s *snapshot.Socket) {
 	r := sm.rows[k]
 	if r == nil {
 		r = &SummaryRow{State: k.state, Pid: k.pid, Comm: k.comm, Addr: k.addr, Port: k.port}
+		switch {
+		case sm.by == ByProcess && k.pid != 0:
+			r.Identity = sm.identity(k.pid, s)
+		case sm.by == ByPod && k.pod.PodUID != "":
+			pod := k.pod
+			r.Identity = &pod
+		}
 		sm.rows[k] = r
 	}
 	r.Count++
@@ -138,7 +192,20 @@ func (sm *Summary) Rows() []SummaryRow {
 			cmp.Compare(a.Comm, b.Comm),
 			a.Addr.Compare(b.Addr),
 			cmp.Compare(a.Port, b.Port),
+			cmp.Compare(podName(a.Identity), podName(b.Identity)),
 		)
 	})
 	return out
+}
+
+// podName is how a table names a pod: namespace/pod, its uid when
+// kubelet's logs do not name it, "" outside pods.
+func podName(id *container.Identity) string {
+	switch {
+	case id == nil || id.PodUID == "":
+		return ""
+	case id.Pod == "":
+		return id.PodUID
+	}
+	return id.Namespace + "/" + id.Pod
 }

@@ -272,12 +272,16 @@ type Options struct {
 	// Owners asks for the processes holding each socket (reading every
 	// /proc/PID/fd, as ss -p does).
 	Owners bool
+	// Holders, when set, selects sockets by their holders (Owners are
+	// read for it) beyond what PIDs and Comms can say: by the holders'
+	// pod, say.
+	Holders func(*Socket) bool
 }
 
 // ReadsOwners says whether a snapshot with o fills Socket.Owners: when
-// asked to, and when a PIDs or Comms filter needs them.
+// asked to, and when a PIDs, Comms or Holders filter needs them.
 func (o *Options) ReadsOwners() bool {
-	return o.Owners || len(o.PIDs) > 0 || len(o.Comms) > 0
+	return o.Owners || len(o.PIDs) > 0 || len(o.Comms) > 0 || o.Holders != nil
 }
 
 // Snapshotter reads snapshots repeatedly, keeping one sock_diag socket per
@@ -579,7 +583,7 @@ func (f *socketFilter) match(s *Socket) bool {
 			return false
 		}
 	}
-	return true
+	return o.Holders == nil || o.Holders(s)
 }
 
 func inPrefixes(a netip.Addr, list []netip.Prefix) bool {

@@ -3,14 +3,18 @@
 package main
 
 import (
+	"fmt"
+	"io"
 	"net/netip"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 
+	"github.com/tcpstate/tcpstate/container"
 	"github.com/tcpstate/tcpstate/snapshot"
 	"github.com/tcpstate/tcpstate/tcp"
 	"github.com/tcpstate/tcpstate/tracer"
@@ -26,6 +30,13 @@ type filterFlags struct {
 	states         []string
 	cgroup         string
 	netns          string
+	// namespaces and pods select by the owner's pod, in user space;
+	// options checks them into pods.
+	namespaces, podNames []string
+	pods                 container.Filter
+	// resolver names the containers and pods of owners; made on first
+	// use, one per command.
+	res *container.Resolver
 	// netnsPath is the file through which the namespace of --netns can
 	// be entered (--netns itself, or the file found for its inode); set
 	// by options.
@@ -48,6 +59,96 @@ func (f *filterFlags) register(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&f.states, "state", nil, "only transitions into or out of these states (e.g. CLOSE_WAIT,fin-wait-2)")
 	fs.StringVar(&f.cgroup, "cgroup", "", "only sockets of this cgroup v2 directory or below it (e.g. /sys/fs/cgroup/system.slice/nginx.service)")
 	fs.StringVar(&f.netns, "netns", "", "only this network namespace: its file (/run/netns/NAME, /proc/PID/ns/net) or the inode number of one in use")
+	fs.StringSliceVar(&f.namespaces, "namespace", nil, "only sockets of processes in pods of these Kubernetes namespaces (comma-separated)")
+	fs.StringSliceVar(&f.podNames, "pod", nil, "only sockets of processes in these Kubernetes pods: NAME, NAMESPACE/NAME or pod uid (comma-separated)")
+}
+
+// resolver returns the command's container.Resolver.
+func (f *filterFlags) resolver() *container.Resolver {
+	if f.res == nil {
+		f.res = container.New(container.Options{CgroupRoot: snapshot.Cgroup2Root()})
+	}
+	return f.res
+}
+
+// podFilter checks --namespace and --pod.
+func (f *filterFlags) podFilter() (container.Filter, error) {
+	var pf container.Filter
+	for _, s := range f.namespaces {
+		s = strings.TrimSpace(s)
+		if err := container.CheckName(s); err != nil {
+			return pf, usagef("invalid --namespace %q: %v", s, err)
+		}
+		pf.Namespaces = append(pf.Namespaces, s)
+	}
+	for _, s := range f.podNames {
+		s = strings.TrimSpace(s)
+		ns, name, qualified := strings.Cut(s, "/")
+		if !qualified {
+			name = ns
+		}
+		if err := container.CheckName(name); err != nil {
+			return pf, usagef("invalid --pod %q: %v", s, err)
+		}
+		if qualified {
+			if err := container.CheckName(ns); err != nil {
+				return pf, usagef("invalid --pod %q: namespace: %v", s, err)
+			}
+		}
+		pf.Pods = append(pf.Pods, s)
+	}
+	if len(pf.Namespaces)+len(pf.Pods) > maxPodFilters {
+		return pf, usagef("invalid --namespace/--pod: at most %d names in all", maxPodFilters)
+	}
+	return pf, nil
+}
+
+// maxPodFilters bounds --namespace and --pod: each is compared with every
+// owner's names.
+const maxPodFilters = 64
+
+// matchPod says whether the owner pid (or, failing that, the socket's
+// cgroup) is in a pod --namespace and --pod select.
+func (f *filterFlags) matchPod(pid uint32, cgroupID uint64, now time.Time) bool {
+	return f.pods.Empty() || f.pods.Match(f.resolver().Lookup(pid, cgroupID, now))
+}
+
+// matchHolders is matchPod for a snapshot's socket: any holder, or the
+// socket's cgroup when nobody holds it.
+func (f *filterFlags) matchHolders(s *snapshot.Socket) bool {
+	for _, o := range s.Owners {
+		if f.matchPod(o.Pid, s.CgroupID, s.Seen) {
+			return true
+		}
+	}
+	return len(s.Owners) == 0 && f.matchPod(0, s.CgroupID, s.Seen)
+}
+
+// holderIdentity is the container and pod of a snapshot's socket: its
+// first holder's in one, else its cgroup's.
+func (f *filterFlags) holderIdentity(s *snapshot.Socket) *container.Identity {
+	res := f.resolver()
+	for _, o := range s.Owners {
+		if id := res.Lookup(o.Pid, 0, s.Seen); id != nil {
+			return id
+		}
+	}
+	return res.Lookup(0, s.CgroupID, s.Seen)
+}
+
+// reportResolver says on stderr what the resolver had to forget.
+func (f *filterFlags) reportResolver(stderr io.Writer) {
+	if f.res == nil {
+		return
+	}
+	st := f.res.Stats()
+	if st.Evictions > 0 {
+		fmt.Fprintf(stderr, "tcpstate: %d processes' and cgroups' containers forgotten before their time and read again (cache full: %d entries)\n",
+			st.Evictions, container.DefaultMaxEntries)
+	}
+	if st.NamesDropped > 0 {
+		fmt.Fprintf(stderr, "tcpstate: %d pods or containers left unnamed (more than %d in kubelet's logs)\n", st.NamesDropped, 1<<16)
+	}
 }
 
 // options validates the flags and turns them into tracer options. Every
@@ -102,6 +203,9 @@ func (f *filterFlags) options() (tracer.Options, error) {
 			return o, err
 		}
 	}
+	if f.pods, err = f.podFilter(); err != nil {
+		return o, err
+	}
 	f.netnsPath = ""
 	if f.netns != "" {
 		if o.NetNS, f.netnsPath, err = resolveNetns(f.netns); err != nil {
@@ -122,8 +226,9 @@ func (f *filterFlags) checkEmpty() error {
 		"lport": len(f.lports) == 0, "rport": len(f.rports) == 0,
 		"laddr": len(f.laddrs) == 0, "raddr": len(f.raddrs) == 0,
 		"state": len(f.states) == 0, "cgroup": f.cgroup == "", "netns": f.netns == "",
+		"namespace": len(f.namespaces) == 0, "pod": len(f.podNames) == 0,
 	}
-	for _, name := range []string{"pid", "comm", "lport", "rport", "laddr", "raddr", "state", "cgroup", "netns"} {
+	for _, name := range []string{"pid", "comm", "lport", "rport", "laddr", "raddr", "state", "cgroup", "netns", "namespace", "pod"} {
 		if empty[name] && f.set.Changed(name) {
 			return usagef("invalid --%s: empty value; give a value, or leave --%s out for no filter", name, name)
 		}

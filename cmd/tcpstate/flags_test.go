@@ -39,6 +39,12 @@ func TestBadFlagsExitTwo(t *testing.T) {
 		"duration":             {"-d", "soon"},
 		"--kernel-btf":         {"--kernel-btf", "/nonexistent/vmlinux"},
 		"bogus":                {"--bogus"},
+		"--namespace":          {"--namespace", "Shop"},
+		"--pod":                {"--pod", "shop/cart/x"},
+		"pod":                  {"ls", "--pod", "cart_1"},
+		"namespace":            {"stuck", "--namespace", "-shop"},
+		"--pod ":               {"life", "--pod", "shop/"},
+		"--by":                 {"ls", "--by", "pods"},
 		"argument":             {"extra"},
 		`for "tcpstate trace"`: {"trace", "extra"},
 	}
@@ -207,7 +213,7 @@ func TestNetnsMustBeANetworkNamespace(t *testing.T) {
 // A filter flag given an empty value is a usage error naming it, as
 // "--lport 80,,443" is: it used to mean no filter at all.
 func TestEmptyFilterValueIsAnError(t *testing.T) {
-	flags := []string{"pid", "comm", "lport", "rport", "laddr", "raddr", "state", "cgroup", "netns"}
+	flags := []string{"pid", "comm", "lport", "rport", "laddr", "raddr", "state", "cgroup", "netns", "namespace", "pod"}
 	for _, cmd := range [][]string{{"-d", "1s"}, {"trace", "-d", "1s"}, {"life", "-d", "1s"}, {"ls"}, {"stuck"}} {
 		for _, name := range flags {
 			for _, args := range [][]string{
@@ -261,5 +267,16 @@ func TestAddressFilterRefusesWhatCannotMatch(t *testing.T) {
 	o, err := f.options()
 	if err != nil || len(o.LAddrs) != 2 || o.LAddrs[0] != netip.MustParsePrefix("0.0.0.0/0") || o.LAddrs[1] != netip.MustParsePrefix("10.1.2.3/32") {
 		t.Errorf("laddrs %v, %v; want 0.0.0.0/0 and 10.1.2.3/32", o.LAddrs, err)
+	}
+}
+
+// --version prints the version baked in at build time.
+func TestVersion(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"--version"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	if got, want := stdout.String(), "tcpstate "+buildVersion()+"\n"; got != want || buildVersion() == "" {
+		t.Errorf("--version printed %q, want %q", got, want)
 	}
 }

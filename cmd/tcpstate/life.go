@@ -43,7 +43,11 @@ the initial sequence numbers (isn, peer_isn) when the handshake was seen.
 Connections older than tcpstate have "partial": true: their path starts at
 the first state seen. Listening sockets are not connections and are left out.
 
-Filters are those of 'tcpstate trace' and run in the kernel. At exit
+With -o json, an owner running in a container adds container_id and, in a
+Kubernetes pod, pod_uid, namespace, pod and container (as 'tcpstate trace').
+
+Filters are those of 'tcpstate trace' and run in the kernel (--namespace
+and --pod on the connection's owner, in tcpstate). At exit
 "N connections, M events lost" goes to stderr: M counts the transitions lost
 because the ring buffer was full, which may leave some records incomplete.`,
 		Example:      lifeExamples,
@@ -54,7 +58,7 @@ because the ring buffer was full, which may leave some records incomplete.`,
 			if err != nil {
 				return err
 			}
-			format, err := output.NewLife(f.output)
+			format, err := output.NewLifeWith(f.output, output.Options{Pods: f.resolver()})
 			if err != nil {
 				return usagef("invalid --output %q: want table or json", f.output)
 			}
@@ -72,21 +76,30 @@ because the ring buffer was full, which may leave some records incomplete.`,
 
 func runLife(ctx context.Context, f *traceFlags, opts tracer.Options, format output.LifeFormat, stdout, stderr io.Writer) error {
 	printer := output.NewPrinter(outputWriter{stdout}, format)
+	defer f.reportResolver(stderr)
 	return runSession(ctx, stdout, stderr, sessionConfig{
 		duration: f.duration, opts: opts, netnsPath: f.netnsPath,
 		banner:  tracingBanner,
 		out:     printer,
-		handler: func(*tracer.Tracer) (tracer.Handler, error) { return conn.NewLifeTracker(lifeOut{printer}), nil },
+		handler: func(*tracer.Tracer) (tracer.Handler, error) { return conn.NewLifeTracker(lifeOut{printer, &f.filterFlags}), nil },
 		summary: func(lost uint64) string {
 			return fmt.Sprintf("%d connections, %d events lost", printer.Records(), lost)
 		},
 	})
 }
 
-// lifeOut prints the connections a LifeTracker reports.
+// lifeOut prints the connections a LifeTracker reports, of the pods
+// --namespace and --pod select: whole connections, so that a path is not
+// cut where its socket had no owner yet.
 type lifeOut struct {
 	*output.Printer[conn.Connection]
+	f *filterFlags
 }
 
-func (o lifeOut) Connection(c *conn.Connection) error { return o.Print(c) }
-func (o lifeOut) Tick() error                         { return nil } // the session flushes
+func (o lifeOut) Connection(c *conn.Connection) error {
+	if !o.f.matchPod(c.Pid, c.CgroupID, c.Time) {
+		return nil
+	}
+	return o.Print(c)
+}
+func (o lifeOut) Tick() error { return nil } // the session flushes

@@ -22,6 +22,9 @@ const lsExamples = `  # Every TCP socket of the host, counted per state, with th
   # TIME_WAIT pile-up per remote address
   sudo tcpstate ls --state time-wait --by remote
 
+  # Which pods hold sockets in CLOSE_WAIT
+  sudo tcpstate ls --state close-wait --by pod
+
   # Sockets of one service, per state, as JSON
   sudo tcpstate ls --lport 8080 -o json`
 
@@ -55,12 +58,16 @@ state, from the kernel's own timestamps and timers on each socket:
 
 --by groups the counts within each state: process (PID/COMM of the holder:
 a socket shared by several processes counts for each; '-' for sockets no
-process holds, such as TIME_WAIT), remote (remote address) or local (local
-address and port).
+process holds, such as TIME_WAIT), remote (remote address), local (local
+address and port) or pod (NAMESPACE/POD of the holders, read from their
+/proc/PID/cgroup and kubelet's /var/log/pods; the pod's uid when kubelet's
+logs do not name it; '-' outside pods). With -o json, --by process and
+--by pod rows carry container_id, pod_uid, namespace, pod and container,
+those known, when the holder runs in a container.
 
 Filters are those of 'tcpstate trace', applied to each socket: --state
-selects sockets in these states, --pid and --comm match any process
-holding the socket, --netns reads one namespace only.
+selects sockets in these states, --pid, --comm, --namespace and --pod match
+any process holding the socket, --netns reads one namespace only.
 
 It needs root: CAP_SYS_PTRACE to read which processes hold each socket
 (/proc/PID/fd), CAP_SYS_ADMIN to read other network namespaces.`,
@@ -73,7 +80,7 @@ It needs root: CAP_SYS_PTRACE to read which processes hold each socket
 	}
 	fs := cmd.Flags()
 	fs.StringVarP(&f.output, "output", "o", "table", "output format: table or json (one object per line)")
-	fs.StringVar(&f.by, "by", "", "group the counts of each state by process, remote or local")
+	fs.StringVar(&f.by, "by", "", "group the counts of each state by process, remote, local or pod")
 	f.register(fs)
 	stateUsage(fs, "only sockets in these states (e.g. CLOSE_WAIT,time-wait)")
 	holderUsage(fs)
@@ -87,7 +94,7 @@ func runLs(f *lsFlags, stdout, _ io.Writer) error {
 	}
 	by, err := output.ParseGroupBy(f.by)
 	if err != nil {
-		return usagef("invalid --by %q: want process, remote or local", f.by)
+		return usagef("invalid --by %q: want process, remote, local or pod", f.by)
 	}
 	opts, err := snapshotOptions(&f.filterFlags)
 	if err != nil {
@@ -99,8 +106,8 @@ func runLs(f *lsFlags, stdout, _ io.Writer) error {
 	if err := checkOutput(stdout); err != nil {
 		return err
 	}
-	opts.Owners = by == output.ByProcess
-	sum := output.NewSummary(by)
+	opts.Owners = by == output.ByProcess || by == output.ByPod
+	sum := output.NewSummaryWith(by, f.resolver())
 	if err := snapshot.Snapshot(opts, func(s *snapshot.Socket) error {
 		sum.Add(s)
 		return nil
@@ -122,7 +129,11 @@ func snapshotOptions(f *filterFlags) (snapshot.Options, error) {
 			o.States[i] = tcp.SynRecv
 		}
 	}
-	return snapshot.Options{Filter: o.Filter, NetNSPath: f.netnsPath}, nil
+	so := snapshot.Options{Filter: o.Filter, NetNSPath: f.netnsPath}
+	if !f.pods.Empty() {
+		so.Holders = f.matchHolders
+	}
+	return so, nil
 }
 
 // holderUsage rewrites the help of --pid and --comm for snapshots, where
@@ -133,6 +144,12 @@ func holderUsage(fs *pflag.FlagSet) {
 	}
 	if fl := fs.Lookup("comm"); fl != nil {
 		fl.Usage = "only sockets held by processes with these names (comma-separated, as in /proc/PID/comm)"
+	}
+	if fl := fs.Lookup("namespace"); fl != nil {
+		fl.Usage = "only sockets held by processes in pods of these Kubernetes namespaces (comma-separated)"
+	}
+	if fl := fs.Lookup("pod"); fl != nil {
+		fl.Usage = "only sockets held by processes in these Kubernetes pods: NAME, NAMESPACE/NAME or pod uid (comma-separated)"
 	}
 }
 

@@ -22,7 +22,9 @@ another task. Without a subcommand it runs 'tcpstate trace'.`,
 		SilenceErrors: true,
 		Args:          noArgs,
 		RunE:          trace.RunE,
+		Version:       buildVersion(),
 	}
+	root.SetVersionTemplate("tcpstate {{.Version}}\n")
 	root.Flags().AddFlagSet(trace.Flags())
 	root.SetOut(stdout)
 	root.SetErr(stderr)

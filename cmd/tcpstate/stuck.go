@@ -31,6 +31,9 @@ const stuckExamples = `  # Sockets stuck for over 30 s in CLOSE_WAIT, FIN_WAIT1/
   # and when it finally leaves the state
   sudo tcpstate stuck --watch --for 10s
 
+  # CLOSE_WAIT sockets of the pods of one Kubernetes namespace
+  sudo tcpstate stuck --state close-wait --namespace shop
+
   # For scripts: which processes hold stuck sockets
   sudo tcpstate stuck -o json | jq -r '.owners[] | "\(.pid) \(.comm)"' | sort | uniq -c`
 
@@ -53,8 +56,11 @@ func newStuckCmd(stdout, stderr io.Writer) *cobra.Command {
 LAST_ACK, CLOSING, SYN_SENT or SYN_RECV for longer than --for (30s), in every
 network namespace, with the processes holding them (PID/COMM:FD, every holder
 of a shared socket, found in /proc/PID/fd as ss -p does), the queues as ss
-shows them, the pending timer and one line saying why. TIME_WAIT is normal
-and listed only when named in --state.
+shows them, the pod of the holders (NAMESPACE/POD, from their
+/proc/PID/cgroup and kubelet's /var/log/pods; '-' outside pods), the
+pending timer and one line saying why. TIME_WAIT is normal and listed only
+when named in --state. With -o json a row in a container adds container_id
+and, in a pod, pod_uid, namespace, pod and container (those known).
 
 AGE is exact when tcpstate saw the transition (--watch). Otherwise it is a
 lower bound, marked '>=' (age_estimated in JSON), from the kernel's own
@@ -168,8 +174,9 @@ func runStuck(ctx context.Context, f *stuckFlags, stdout, stderr io.Writer) erro
 	if f.watch {
 		found, err = watchStuck(ctx, f, opts, w, stdout, stderr)
 	} else {
-		found, err = listStuck(opts, f.threshold, w, stderr)
+		found, err = listStuck(opts, f.threshold, &f.filterFlags, w, stderr)
 	}
+	f.reportResolver(stderr)
 	if isReaderGone(err) {
 		return nil
 	}
@@ -184,7 +191,7 @@ func runStuck(ctx context.Context, f *stuckFlags, stdout, stderr io.Writer) erro
 
 // listStuck prints the sockets of one snapshot that have been in their
 // state for at least threshold, oldest first.
-func listStuck(opts snapshot.Options, threshold time.Duration, w *output.StuckWriter, stderr io.Writer) (int, error) {
+func listStuck(opts snapshot.Options, threshold time.Duration, f *filterFlags, w *output.StuckWriter, stderr io.Writer) (int, error) {
 	var socks []snapshot.Socket
 	var maybe maybeStuck
 	err := snapshot.Snapshot(opts, func(s *snapshot.Socket) error {
@@ -211,7 +218,7 @@ func listStuck(opts snapshot.Options, threshold time.Duration, w *output.StuckWr
 	}
 	for i := range socks {
 		s := &socks[i]
-		if err := w.Write(&output.StuckRow{Time: s.Seen, Sock: s, Age: s.Age, AgeEstimated: true}); err != nil {
+		if err := w.Write(&output.StuckRow{Time: s.Seen, Sock: s, Age: s.Age, AgeEstimated: true, Identity: f.holderIdentity(s)}); err != nil {
 			return 0, err
 		}
 	}
@@ -275,6 +282,8 @@ func watchStuck(ctx context.Context, f *stuckFlags, opts snapshot.Options, w *ou
 	}
 	var sw *conn.StuckWatch
 	var snap *snapshot.Snapshotter
+	found := 0
+	shown := map[*snapshot.Socket]bool{} // reported stuck, with --namespace or --pod
 	defer func() {
 		if snap != nil {
 			snap.Close()
@@ -288,23 +297,40 @@ func watchStuck(ctx context.Context, f *stuckFlags, opts snapshot.Options, w *ou
 		// between it and the first snapshot.
 		handler: func(*tracer.Tracer) (tracer.Handler, error) {
 			refresh := opts
-			refresh.PIDs, refresh.Comms, refresh.CgroupID, refresh.Owners = nil, nil, 0, false
+			refresh.PIDs, refresh.Comms, refresh.CgroupID, refresh.Owners, refresh.Holders = nil, nil, 0, false, nil
 			var err error
 			if snap, err = snapshot.NewSnapshotter(refresh); err != nil {
 				return nil, err
 			}
-			strict := len(opts.PIDs) > 0 || len(opts.Comms) > 0 || opts.CgroupID != 0
+			strict := len(opts.PIDs) > 0 || len(opts.Comms) > 0 || opts.CgroupID != 0 || opts.Holders != nil
 			sw = conn.NewStuckWatch(opts, f.threshold, strict, func(states []tcp.State, visit func(*snapshot.Socket) error) error {
 				snap.SetStates(states)
 				return snap.Snapshot(visit)
 			}, func(r *conn.StuckReport) error {
-				return w.Write(&output.StuckRow{Time: r.Time, Event: r.Event, Sock: r.Sock, Age: r.Age, AgeEstimated: r.AgeEstimated, Why: r.Why})
+				// The tracer cannot filter on pods: sockets it adds are
+				// checked here, against their holders when reported
+				// stuck; when they leave, their holders may be gone,
+				// so the first report decides.
+				if opts.Holders != nil {
+					if r.Event == "left" {
+						if !shown[r.Sock] {
+							return nil
+						}
+						delete(shown, r.Sock)
+					} else if !opts.Holders(r.Sock) {
+						return nil
+					} else {
+						shown[r.Sock] = true
+					}
+				}
+				if r.Event != "left" {
+					found++
+				}
+				return w.Write(&output.StuckRow{Time: r.Time, Event: r.Event, Sock: r.Sock, Age: r.Age, AgeEstimated: r.AgeEstimated, Why: r.Why,
+					Identity: f.holderIdentity(r.Sock)})
 			})
 			return sw, sw.Start(func(visit func(*snapshot.Socket) error) error { return snapshot.Snapshot(opts, visit) })
 		},
 	})
-	if sw == nil {
-		return 0, err
-	}
-	return sw.Found(), err
+	return found, err
 }

@@ -37,6 +37,10 @@ const traceExamples = `  # Every transition on the host, as a table, until Ctrl-
   # Sequence numbers at each transition, to line up with tcpdump -S
   sudo tcpstate --seq --rport 443
 
+  # Transitions of the sockets of one pod, and the pod of each CLOSE_WAIT owner
+  sudo tcpstate --pod shop/cart-7d9f8b6c5-x2x4z
+  sudo tcpstate -o json --state close-wait | jq -r 'select(.newstate=="CLOSE_WAIT") | "\(.namespace)/\(.pod)"'
+
   # Slow handshakes: SYN_SENT lasting over 100 ms
   sudo tcpstate -o json | jq -c 'select(.oldstate=="SYN_SENT" and .in_state_us > 100000)'`
 
@@ -80,7 +84,15 @@ handshake snd_una is the ISN + 1 and rcv_nxt the peer's ISN + 1; the FIN
 takes one sequence number, so the peer's rcv_nxt at CLOSE_WAIT is one past
 our last byte.
 
-Filters run in the kernel; list flags take comma-separated values and may be
+In JSON, an owner running in a container adds container_id and, in a
+Kubernetes pod, pod_uid, namespace, pod and container (those known): read
+from the owner's /proc/PID/cgroup (or the socket's cgroup when the owner is
+gone) and kubelet's /var/log/pods and /var/log/containers, cached. Outside
+containers these keys are absent.
+
+Filters run in the kernel, except --namespace and --pod (in tcpstate, on
+the owner's pod; a socket nobody owns yet matches them only through its
+cgroup); list flags take comma-separated values and may be
 repeated; an empty value (--lport "") is an error, not "no filter". At exit
 "N events, M lost" goes to stderr; lost events (the ring buffer was full) are
 also reported as they happen.`,
@@ -105,7 +117,7 @@ also reported as they happen.`,
 }
 
 func (f *traceFlags) validate() (tracer.Options, output.Format, error) {
-	format, err := output.NewWith(f.output, output.Options{Seq: f.seq})
+	format, err := output.NewWith(f.output, output.Options{Seq: f.seq, Pods: f.resolver()})
 	if err != nil {
 		return tracer.Options{}, nil, usagef("invalid --output %q: want table or json", f.output)
 	}
@@ -159,11 +171,12 @@ func runTrace(ctx context.Context, f *traceFlags, stdout, stderr io.Writer) erro
 		defer stop()
 	}
 	printer := output.NewPrinter(outputWriter{stdout}, format)
+	defer f.reportResolver(stderr)
 	return runSession(ctx, stdout, stderr, sessionConfig{
 		duration: f.duration, opts: opts, netnsPath: f.netnsPath,
 		banner:  tracingBanner,
 		out:     printer,
-		handler: func(*tracer.Tracer) (tracer.Handler, error) { return eventPrinter{printer}, nil },
+		handler: func(*tracer.Tracer) (tracer.Handler, error) { return eventPrinter{printer, &f.filterFlags}, nil },
 		summary: func(lost uint64) string { return fmt.Sprintf("%d events, %d lost", printer.Records(), lost) },
 	})
 }
@@ -171,11 +184,20 @@ func runTrace(ctx context.Context, f *traceFlags, stdout, stderr io.Writer) erro
 // tracingBanner is the first line on stderr of trace and life.
 const tracingBanner = "Tracing TCP state transitions. Ctrl-C to end."
 
-// eventPrinter prints every transition (tcpstate trace).
-type eventPrinter struct{ *output.Printer[tracer.Event] }
+// eventPrinter prints every transition (tcpstate trace) of the pods
+// --namespace and --pod select: the kernel cannot tell pods apart.
+type eventPrinter struct {
+	*output.Printer[tracer.Event]
+	f *filterFlags
+}
 
-func (p eventPrinter) Event(ev *tracer.Event) error { return p.Print(ev) }
-func (p eventPrinter) Tick() error                  { return nil } // the session flushes
+func (p eventPrinter) Event(ev *tracer.Event) error {
+	if !p.f.matchPod(ev.Pid, ev.CgroupID, ev.Time) {
+		return nil
+	}
+	return p.Print(ev)
+}
+func (p eventPrinter) Tick() error { return nil } // the session flushes
 
 // startProfile writes a CPU profile until the returned function is called.
 func startProfile(path string) (func(), error) {
