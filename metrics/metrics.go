@@ -25,6 +25,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tcpstate/tcpstate/conn"
+	"github.com/tcpstate/tcpstate/container"
 	"github.com/tcpstate/tcpstate/snapshot"
 	"github.com/tcpstate/tcpstate/tcp"
 	"github.com/tcpstate/tcpstate/tracer"
@@ -62,6 +63,11 @@ type Config struct {
 	// StuckFor is how long a socket must have been in one of conn.StuckStates
 	// to count as stuck.
 	StuckFor time.Duration
+	// Identify names the container and pod of a socket of the snapshot
+	// (nil outside one); when set, tcpstate_sockets and the stuck gauges
+	// have namespace, pod and container labels, and every socket's
+	// holders are read at each scrape.
+	Identify func(*snapshot.Socket) *container.Identity
 	// Version is the build_info version label; the module's when "".
 	Version string
 }
@@ -77,8 +83,15 @@ type Collector struct {
 	version                                                                 string
 }
 
+// podLabels are the labels Config.Identify adds.
+var podLabels = []string{"namespace", "pod", "container"}
+
 // New returns a Collector.
 func New(cfg Config) *Collector {
+	var pod []string
+	if cfg.Identify != nil {
+		pod = podLabels
+	}
 	c := &Collector{
 		cfg: cfg,
 		transitionsDesc: prometheus.NewDesc("tcpstate_transitions_total",
@@ -92,11 +105,11 @@ func New(cfg Config) *Collector {
 		connectFailDesc: prometheus.NewDesc("tcpstate_connect_failures_total",
 			"Connections that went from SYN_SENT to CLOSE: refused (RST received), timeout (SYN retransmitted, no answer) or other.", []string{"reason"}, nil),
 		socketsDesc: prometheus.NewDesc("tcpstate_sockets",
-			"TCP sockets that exist now, by state, read at scrape time.", []string{"state"}, nil),
+			"TCP sockets that exist now, by state, read at scrape time.", append([]string{"state"}, pod...), nil),
 		stuckDesc: prometheus.NewDesc("tcpstate_stuck_sockets",
-			"Sockets in a closing or connecting state for longer than --stuck-for, per holding process name.", []string{"state", "comm"}, nil),
+			"Sockets in a closing or connecting state for longer than --stuck-for, per holding process name.", append([]string{"state", "comm"}, pod...), nil),
 		stuckOldestDesc: prometheus.NewDesc("tcpstate_stuck_oldest_seconds",
-			"Age of the oldest stuck socket (a lower bound, as tcpstate stuck shows it).", []string{"state", "comm"}, nil),
+			"Age of the oldest stuck socket (a lower bound, as tcpstate stuck shows it).", append([]string{"state", "comm"}, pod...), nil),
 		lostDesc: prometheus.NewDesc("tcpstate_events_lost_total",
 			"Transitions the kernel did not let tcpstate see (a BPF program still busy on the CPU).", nil, nil),
 		buildDesc: prometheus.NewDesc("tcpstate_build_info",
@@ -138,16 +151,24 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.NewInvalidMetric(c.socketsDesc, err)
 		return
 	}
-	for _, s := range tcp.States() {
-		if n, ok := g.sockets[s]; ok {
-			ch <- prometheus.MustNewConstMetric(c.socketsDesc, prometheus.GaugeValue, float64(n), s.String())
-		}
+	for _, k := range sortedKeys(g.sockets) {
+		ch <- prometheus.MustNewConstMetric(c.socketsDesc, prometheus.GaugeValue, float64(g.sockets[k]), c.labels(k, k.state.String())...)
 	}
-	for _, k := range g.stuckKeys() {
+	for _, k := range sortedKeys(g.stuck) {
 		st := g.stuck[k]
-		ch <- prometheus.MustNewConstMetric(c.stuckDesc, prometheus.GaugeValue, float64(st.n), k.state.String(), k.comm)
-		ch <- prometheus.MustNewConstMetric(c.stuckOldestDesc, prometheus.GaugeValue, st.oldest.Seconds(), k.state.String(), k.comm)
+		values := c.labels(k.where, k.state.String(), k.comm)
+		ch <- prometheus.MustNewConstMetric(c.stuckDesc, prometheus.GaugeValue, float64(st.n), values...)
+		ch <- prometheus.MustNewConstMetric(c.stuckOldestDesc, prometheus.GaugeValue, st.oldest.Seconds(), values...)
 	}
+}
+
+// labels are the label values of a gauge series: first, then the pod
+// labels when they are on.
+func (c *Collector) labels(w where, first ...string) []string {
+	if c.cfg.Identify == nil {
+		return first
+	}
+	return append(first, w.namespace, w.pod, w.container)
 }
 
 // collectTallies sends the counters and histograms: every connect failure
@@ -248,15 +269,30 @@ func (m *histogram) Write(out *dto.Metric) error {
 	return nil
 }
 
-// Gauges are the values of the scrape-time gauges.
+// gauges are the values of the scrape-time gauges.
 type gauges struct {
-	sockets map[tcp.State]int
+	sockets map[where]int // with where.state
 	stuck   map[stuckKey]*stuckGroup
 }
 
+// where is a state and, with pod labels, a pod's container.
+type where struct {
+	state                     tcp.State
+	namespace, pod, container string
+}
+
+func (w where) compare(o where) int {
+	return cmp.Or(cmp.Compare(w.state, o.state), cmp.Compare(w.namespace, o.namespace),
+		cmp.Compare(w.pod, o.pod), cmp.Compare(w.container, o.container))
+}
+
 type stuckKey struct {
-	state tcp.State
-	comm  string
+	where
+	comm string
+}
+
+func (k stuckKey) compare(o stuckKey) int {
+	return cmp.Or(k.where.compare(o.where), cmp.Compare(k.comm, o.comm))
 }
 
 type stuckGroup struct {
@@ -264,14 +300,17 @@ type stuckGroup struct {
 	oldest time.Duration
 }
 
-func (g *gauges) stuckKeys() []stuckKey {
-	keys := make([]stuckKey, 0, len(g.stuck))
-	for k := range g.stuck {
+// sortedKeys returns the keys of m in order, so that the exposition does
+// not change order from scrape to scrape.
+func sortedKeys[K interface {
+	comparable
+	compare(K) int
+}, V any](m map[K]V) []K {
+	keys := make([]K, 0, len(m))
+	for k := range m {
 		keys = append(keys, k)
 	}
-	slices.SortFunc(keys, func(a, b stuckKey) int {
-		return cmp.Or(cmp.Compare(a.state, b.state), cmp.Compare(a.comm, b.comm))
-	})
+	slices.SortFunc(keys, func(a, b K) int { return a.compare(b) })
 	return keys
 }
 
@@ -279,14 +318,17 @@ func (g *gauges) stuckKeys() []stuckKey {
 // tcpstate stuck lists them: in conn.StuckStates with an age known to be at
 // least StuckFor) per state and holder's name. A socket held by several
 // processes counts once for each distinct name; one held by none counts
-// for "".
+// for "". With pod labels, each socket counts for its container's pod.
 func (c *Collector) gauges() (*gauges, error) {
-	g := &gauges{sockets: map[tcp.State]int{}, stuck: map[stuckKey]*stuckGroup{}}
-	var stuck []snapshot.Socket
+	g := &gauges{sockets: map[where]int{}, stuck: map[stuckKey]*stuckGroup{}}
+	var keep []snapshot.Socket // whose holders are needed
 	err := c.cfg.Snapshot(func(s *snapshot.Socket) error {
-		g.sockets[s.State]++
-		if slices.Contains(conn.StuckStates, s.State) && s.AgeKnown && s.Age >= c.cfg.StuckFor {
-			stuck = append(stuck, *s)
+		stuck := slices.Contains(conn.StuckStates, s.State) && s.AgeKnown && s.Age >= c.cfg.StuckFor
+		switch {
+		case c.cfg.Identify != nil || stuck:
+			keep = append(keep, *s)
+		default:
+			g.sockets[where{state: s.State}]++
 		}
 		return nil
 	})
@@ -294,12 +336,22 @@ func (c *Collector) gauges() (*gauges, error) {
 		return nil, err
 	}
 	if c.cfg.Owners != nil {
-		if err := c.cfg.Owners(stuck); err != nil {
+		if err := c.cfg.Owners(keep); err != nil {
 			return nil, err
 		}
 	}
-	for i := range stuck {
-		s := &stuck[i]
+	for i := range keep {
+		s := &keep[i]
+		w := where{state: s.State}
+		if c.cfg.Identify != nil {
+			if id := c.cfg.Identify(s); id != nil {
+				w.namespace, w.pod, w.container = id.Namespace, id.Pod, id.Container
+			}
+		}
+		g.sockets[w]++
+		if !slices.Contains(conn.StuckStates, s.State) || !s.AgeKnown || s.Age < c.cfg.StuckFor {
+			continue
+		}
 		comms := make([]string, 0, len(s.Owners)+1)
 		for _, o := range s.Owners {
 			comms = append(comms, o.Comm)
@@ -309,7 +361,7 @@ func (c *Collector) gauges() (*gauges, error) {
 		}
 		slices.Sort(comms)
 		for _, comm := range slices.Compact(comms) {
-			k := stuckKey{s.State, comm}
+			k := stuckKey{w, comm}
 			sg := g.stuck[k]
 			if sg == nil {
 				sg = &stuckGroup{}

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/tcpstate/tcpstate/container"
 	"github.com/tcpstate/tcpstate/snapshot"
 	"github.com/tcpstate/tcpstate/tcp"
 	"github.com/tcpstate/tcpstate/tracer"
@@ -212,5 +213,55 @@ tcpstate_stuck_oldest_seconds{comm="",state="FIN_WAIT2"} 35
 	}
 	if problems, err := testutil.CollectAndLint(c); err != nil || len(problems) > 0 {
 		t.Errorf("lint: %v %v", err, problems)
+	}
+}
+
+func TestGaugesByPod(t *testing.T) {
+	socks := []snapshot.Socket{
+		{State: tcp.Established, Inode: 1},
+		{State: tcp.Established, Inode: 2},
+		{State: tcp.CloseWait, Inode: 3, Age: time.Minute, AgeKnown: true},
+		{State: tcp.CloseWait, Inode: 4, Age: 2 * time.Minute, AgeKnown: true},
+		{State: tcp.CloseWait, Inode: 5, Age: time.Second, AgeKnown: true}, // not yet stuck
+	}
+	api := &container.Identity{Namespace: "shop", Pod: "api-7d9", Container: "api"}
+	pods := map[uint64]*container.Identity{2: api, 3: api, 4: api, 5: api}
+	c := New(Config{
+		StuckFor: 30 * time.Second,
+		Snapshot: func(visit func(*snapshot.Socket) error) error {
+			for i := range socks {
+				s := socks[i]
+				if err := visit(&s); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+		Owners: func(ss []snapshot.Socket) error {
+			for i := range ss {
+				if ss[i].Inode != 1 {
+					ss[i].Owners = []snapshot.Owner{{Pid: 10, Comm: "api"}}
+				}
+			}
+			return nil
+		},
+		Identify: func(s *snapshot.Socket) *container.Identity { return pods[s.Inode] },
+	})
+	want := `
+# HELP tcpstate_sockets TCP sockets that exist now, by state, read at scrape time.
+# TYPE tcpstate_sockets gauge
+tcpstate_sockets{container="",namespace="",pod="",state="ESTABLISHED"} 1
+tcpstate_sockets{container="api",namespace="shop",pod="api-7d9",state="ESTABLISHED"} 1
+tcpstate_sockets{container="api",namespace="shop",pod="api-7d9",state="CLOSE_WAIT"} 3
+# HELP tcpstate_stuck_sockets Sockets in a closing or connecting state for longer than --stuck-for, per holding process name.
+# TYPE tcpstate_stuck_sockets gauge
+tcpstate_stuck_sockets{comm="api",container="api",namespace="shop",pod="api-7d9",state="CLOSE_WAIT"} 2
+# HELP tcpstate_stuck_oldest_seconds Age of the oldest stuck socket (a lower bound, as tcpstate stuck shows it).
+# TYPE tcpstate_stuck_oldest_seconds gauge
+tcpstate_stuck_oldest_seconds{comm="api",container="api",namespace="shop",pod="api-7d9",state="CLOSE_WAIT"} 120
+`
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want),
+		"tcpstate_sockets", "tcpstate_stuck_sockets", "tcpstate_stuck_oldest_seconds"); err != nil {
+		t.Error(err)
 	}
 }

@@ -43,6 +43,7 @@ type metricsFlags struct {
 	webConfig string
 	stuckFor  time.Duration
 	kernelBTF string
+	podLabels bool
 }
 
 func newMetricsCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -78,6 +79,7 @@ on the CPU) are counted in tcpstate_events_lost_total and said on stderr.`,
 	fs.StringVar(&f.listen, "listen", defaultListen, "address to serve /metrics on (host:port; :9969 is every address)")
 	fs.StringVar(&f.webConfig, "web.config.file", "", "exporter-toolkit web configuration file for TLS and basic authentication")
 	fs.DurationVar(&f.stuckFor, "stuck-for", 30*time.Second, "count sockets as stuck after this long in a closing or connecting state")
+	fs.BoolVar(&f.podLabels, "pod-labels", true, "namespace, pod and container labels on tcpstate_sockets and the stuck gauges (reads every socket's holders at each scrape; false: fewer series, cheaper scrapes)")
 	fs.StringVar(&f.kernelBTF, "kernel-btf", "", "BTF file for this kernel, when /sys/kernel/btf/vmlinux is missing")
 	f.register(fs)
 	fs.SortFlags = false
@@ -140,11 +142,18 @@ func runMetrics(ctx context.Context, f *metricsFlags, stdout, stderr io.Writer) 
 	defer ln.Close()
 
 	cfg := metrics.Config{
+		Version:  buildVersion(),
 		StuckFor: f.stuckFor,
 		Snapshot: func(visit func(*snapshot.Socket) error) error { return snapshot.Snapshot(sopts, visit) },
 	}
 	if !sopts.ReadsOwners() {
 		cfg.Owners = snapshot.FillOwners
+	}
+	if f.podLabels {
+		cfg.Identify = f.holderIdentity
+	}
+	if !f.pods.Empty() {
+		fmt.Fprintln(stderr, "tcpstate: --namespace and --pod select the sockets of tcpstate_sockets and the stuck gauges; the counters and histograms, kept in the kernel, count every pod (--cgroup selects for them too)")
 	}
 	col := metrics.New(cfg)
 	reg := prometheus.NewRegistry()

@@ -401,13 +401,15 @@ func TestMetricsStuckGauges(t *testing.T) {
 	addr := freePort(t)
 	startedWith(t, exec.Command(bin, "metrics", "--listen", addr, "--netns", ns.Path, "--stuck-for", "1s"),
 		"Serving Prometheus metrics on "+addr)
+	// Not in a pod: the pod labels (on by default) are empty.
+	const noPod = `container="",namespace="",pod="",`
 	want := []string{
-		`tcpstate_sockets{state="CLOSE_WAIT"} 2`,
-		`tcpstate_sockets{state="FIN_WAIT2"} 2`,
-		`tcpstate_sockets{state="LISTEN"} 1`,
-		fmt.Sprintf(`tcpstate_stuck_sockets{comm=%q,state="CLOSE_WAIT"} 2`, helper),
-		`tcpstate_stuck_sockets{comm="sleep",state="CLOSE_WAIT"} 1`,
-		fmt.Sprintf(`tcpstate_stuck_sockets{comm=%q,state="FIN_WAIT2"} 2`, helper),
+		`tcpstate_sockets{` + noPod + `state="CLOSE_WAIT"} 2`,
+		`tcpstate_sockets{` + noPod + `state="FIN_WAIT2"} 2`,
+		`tcpstate_sockets{` + noPod + `state="LISTEN"} 1`,
+		fmt.Sprintf(`tcpstate_stuck_sockets{comm=%q,`+noPod+`state="CLOSE_WAIT"} 2`, helper),
+		`tcpstate_stuck_sockets{comm="sleep",` + noPod + `state="CLOSE_WAIT"} 1`,
+		fmt.Sprintf(`tcpstate_stuck_sockets{comm=%q,`+noPod+`state="FIN_WAIT2"} 2`, helper),
 	}
 	var missing []string
 	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {

@@ -21,6 +21,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -349,12 +350,95 @@ func TestImage(t *testing.T) {
 		t.Errorf("stuck --watch --pod no-such-pod printed %q", other)
 	}
 
+	// metrics, as the DaemonSet runs it (stuck after 1 s here), scraped by
+	// a real Prometheus: the stuck CLOSE_WAIT socket under its pod's
+	// labels, and the sockets of the pod.
+	c := &ds.Spec.Template.Spec.Containers[0]
+	metrics := "tcpstate-imagetest-metrics-" + randHex(4)
+	docker(t, append(append(append([]string{"run", "-d", "--name", metrics}, opts...), image()), append(c.Args[:len(c.Args):len(c.Args)], "--stuck-for", "1s")...)...)
+	t.Cleanup(func() { exec.Command("docker", "rm", "-f", metrics).Run() })
+	ip := docker(t, "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", metrics)
+	prom := startPrometheus(t, fmt.Sprintf("%s:%d", ip, c.Ports[0].ContainerPort))
+	podLabels := fmt.Sprintf(`namespace=%q,pod=%q,container=%q`, p.ns, p.name, p.container)
+	for query, want := range map[string]string{
+		`tcpstate_stuck_sockets{state="CLOSE_WAIT",comm="workload",` + podLabels + `}`: "1",
+		`tcpstate_sockets{state="CLOSE_WAIT",` + podLabels + `}`:                      "1",
+	} {
+		deadline := time.Now().Add(60 * time.Second)
+		for got := promQuery(t, prom, query); got != want; got = promQuery(t, prom, query) {
+			if time.Now().After(deadline) {
+				out, _ := exec.Command("docker", "logs", metrics).CombinedOutput()
+				t.Fatalf("Prometheus: %s = %q after 60 s, want %q; tcpstate:\n%s", query, got, want, out)
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+	}
+
 	// ls --by pod counts it under its pod.
 	ls := docker(t, append(append([]string{"run", "--rm"}, opts...), image(), "ls", "--by", "pod", "--state", "close-wait", "--namespace", ns, "-o", "json")...)
 	wantLs := fmt.Sprintf(`{"state":"CLOSE_WAIT","pod_uid":"%s","namespace":"%s","pod":"%s","count":1`, p.uid, p.ns, p.name)
 	if !strings.HasPrefix(ls, wantLs) || strings.Count(ls, "\n") != 0 {
 		t.Errorf("ls --by pod printed %q, want one row %s...", ls, wantLs)
 	}
+}
+
+// startPrometheus runs Debian's Prometheus (make test installs it)
+// scraping target every second until the test ends, and returns its URL.
+func startPrometheus(t *testing.T, target string) string {
+	t.Helper()
+	dir := t.TempDir()
+	config := filepath.Join(dir, "prometheus.yml")
+	if err := os.WriteFile(config, []byte(fmt.Sprintf("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: tcpstate\n    static_configs:\n      - targets: [%q]\n", target)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	var log bytes.Buffer
+	cmd := exec.Command("prometheus", "--config.file="+config, "--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+addr)
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("prometheus (make test installs it): %v", err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	url := "http://" + addr
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if resp, err := http.Get(url + "/-/ready"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return url
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("prometheus not ready after 30 s:\n%s", log.String())
+		}
+	}
+}
+
+// promQuery returns the value of the one series a PromQL query gives, ""
+// when none.
+func promQuery(t *testing.T, prom, query string) string {
+	t.Helper()
+	resp, err := http.Get(prom + "/api/v1/query?query=" + url.QueryEscape(query))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var r struct {
+		Status string
+		Data   struct{ Result []struct{ Value [2]any } }
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || r.Status != "success" {
+		t.Fatalf("query %s: %v %s", query, err, r.Status)
+	}
+	if len(r.Data.Result) != 1 {
+		return fmt.Sprintf("%d series", len(r.Data.Result))
+	}
+	v, _ := r.Data.Result[0].Value[1].(string)
+	return v
 }
 
 // TestImageResources runs tcpstate metrics as the DaemonSet does under
