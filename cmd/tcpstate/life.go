@@ -79,9 +79,11 @@ func runLife(ctx context.Context, f *traceFlags, opts tracer.Options, format out
 	defer f.reportResolver(stderr)
 	return runSession(ctx, stdout, stderr, sessionConfig{
 		duration: f.duration, opts: opts, netnsPath: f.netnsPath,
-		banner:  tracingBanner,
-		out:     printer,
-		handler: func(*tracer.Tracer) (tracer.Handler, error) { return conn.NewLifeTracker(lifeOut{printer, &f.filterFlags}), nil },
+		banner: tracingBanner,
+		out:    printer,
+		handler: func(*tracer.Tracer) (tracer.Handler, error) {
+			return conn.NewLifeTracker(lifeOut{printer, &f.filterFlags}), nil
+		},
 		summary: func(lost uint64) string {
 			return fmt.Sprintf("%d connections, %d events lost", printer.Records(), lost)
 		},

@@ -362,7 +362,7 @@ func TestImage(t *testing.T) {
 	podLabels := fmt.Sprintf(`namespace=%q,pod=%q,container=%q`, p.ns, p.name, p.container)
 	for query, want := range map[string]string{
 		`tcpstate_stuck_sockets{state="CLOSE_WAIT",comm="workload",` + podLabels + `}`: "1",
-		`tcpstate_sockets{state="CLOSE_WAIT",` + podLabels + `}`:                      "1",
+		`tcpstate_sockets{state="CLOSE_WAIT",` + podLabels + `}`:                       "1",
 	} {
 		deadline := time.Now().Add(60 * time.Second)
 		for got := promQuery(t, prom, query); got != want; got = promQuery(t, prom, query) {
