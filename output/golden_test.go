@@ -50,6 +50,9 @@ func seqEvents() []tracer.Event {
 		evs[i].SndUna = uint32(i) * 1000003
 		evs[i].SndNxt = evs[i].SndUna + uint32(i)*7
 		evs[i].RcvNxt = ^uint32(0) - uint32(i)
+		evs[i].Cookie = uint64(i) << 33
+		evs[i].Retrans = uint32(i % 3)
+		evs[i].Reset = tracer.Reset(i % 4)
 	}
 	tw := testEvents[0]
 	tw.OldState, tw.NewState, tw.Synthesized = tcp.FinWait2, tcp.TimeWait, true

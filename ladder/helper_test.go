@@ -1,0 +1,113 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package ladder_test
+
+// The socket workloads of the live tests: each path of the reference
+// article on one connection, run as a process of its own (this test binary
+// again) inside the test's network namespace.
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+
+	"github.com/tcpstate/tcpstate/internal/testenv"
+)
+
+// ports is what a scenario prints: the client's local port and the
+// server's port.
+type ports struct {
+	Client int `json:"client"`
+	Server int `json:"server"`
+}
+
+// runScenario is the helper's main; args: scenario, network.
+func runScenario(args []string) error {
+	if len(args) != 2 {
+		return errors.New("usage: scenario network")
+	}
+	scenario, network := args[0], args[1]
+	addr := "127.0.0.1"
+	if network == "tcp6" {
+		addr = "::1"
+	}
+	say := func(p ports) error { return json.NewEncoder(os.Stdout).Encode(p) }
+	switch scenario {
+	case "refused":
+		ln, err := net.Listen(network, net.JoinHostPort(addr, "0"))
+		if err != nil {
+			return err
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		c, err := net.Dial(network, net.JoinHostPort(addr, strconv.Itoa(port)))
+		if err == nil {
+			c.Close()
+			return errors.New("connect to a closed port succeeded")
+		}
+		return say(ports{Server: port})
+	case "syn-timeout":
+		// One retransmission, then ETIMEDOUT: about 3 s.
+		if err := os.WriteFile("/proc/sys/net/ipv4/tcp_syn_retries", []byte("1"), 0o644); err != nil {
+			return err
+		}
+		const port = 7999
+		if err := testenv.DropSYNs(port); err != nil {
+			return err
+		}
+		c, err := net.Dial(network, net.JoinHostPort(addr, strconv.Itoa(port)))
+		if err == nil {
+			c.Close()
+			return errors.New("connect through a SYN drop succeeded")
+		}
+		return say(ports{Server: port})
+	}
+	ln, err := net.Listen(network, net.JoinHostPort(addr, "0"))
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	c, err := net.Dial(network, ln.Addr().String())
+	if err != nil {
+		return err
+	}
+	s, err := ln.Accept()
+	if err != nil {
+		return err
+	}
+	client, server := c.(*net.TCPConn), s.(*net.TCPConn)
+	p := ports{Client: client.LocalAddr().(*net.TCPAddr).Port, Server: ln.Addr().(*net.TCPAddr).Port}
+	switch scenario {
+	case "client-closes", "server-closes":
+		first, second := client, server
+		if scenario == "server-closes" {
+			first, second = server, client
+		}
+		if _, err := first.Write([]byte("hello")); err != nil {
+			return err
+		}
+		first.Close()
+		if b, err := io.ReadAll(second); err != nil || string(b) != "hello" {
+			return fmt.Errorf("read %q, %v", b, err)
+		}
+		testenv.Pause() // the first closer reaches FIN_WAIT2
+		second.Close()
+	case "half-close":
+		err = testenv.HalfClose(client, server)
+	case "reset":
+		err = testenv.Reset(client, server)
+	case "simultaneous":
+		err = testenv.SimultaneousClose(client, server)
+	default:
+		err = fmt.Errorf("unknown scenario %q", scenario)
+	}
+	if err != nil {
+		return err
+	}
+	testenv.Pause()
+	return say(p)
+}
