@@ -236,22 +236,30 @@ func merge(views [2]sockView, inferred [2]bool) []Row {
 			q := &inflight[pick.other()]
 			r := (*q)[k]
 			*q = append((*q)[:k], (*q)[k+1:]...)
-			if !inferred[pick] && answeredSince(rows[r+1:], pick) && (o.seq != rows[r].Seq || o.hasAck && o.ack != rows[r].Ack) {
+			if answeredSince(rows[r+1:], pick) {
 				// The receiver sent segments of its own before this one
-				// reached it, and it was not the segment first sent: it
-				// was retransmitted later (acknowledging more). Drawn
-				// again where it arrived, as the receiver saw it; FINs
-				// that merely cross are drawn once.
-				rows = append(rows, Row{Kind: Arrow, Time: o.time, From: pick.other(), Seg: o.seg, Seq: o.seq, Ack: o.ack, HasAck: o.hasAck,
-					Note: "retransmitted: the first was lost"})
-				r = len(rows) - 1
+				// reached it: drawn where it arrived.
+				if !inferred[pick] && (o.seq != rows[r].Seq || o.hasAck && o.ack != rows[r].Ack) {
+					// Not as first sent: a retransmission, acknowledging
+					// more, as the receiver saw it.
+					rows = append(rows, Row{Kind: Arrow, Time: o.time, From: pick.other(), Seg: o.seg, Seq: o.seq, Ack: o.ack,
+						HasAck: o.hasAck, Note: "retransmitted: the first was lost"})
+				} else {
+					row := Row{Kind: Local, Time: o.time, From: pick, Note: "receives the " + o.seg.String() + " sent above: they crossed"}
+					if inferred[pick] {
+						row.Time = time.Time{} // when is not known
+					}
+					rows = append(rows, row)
+				}
+				rows[len(rows)-1].Enter[pick] = ch
+				continue
 			}
 			row := &rows[r]
 			row.Enter[pick] = ch
-			if o.time.Before(row.Time) {
-				// The kernel reports a server child's SYN_RECV only when
-				// the handshake's last ACK arrives: the receiver's time
-				// is the better one.
+			if !inferred[pick] && o.enter.State != tcp.SynRecv {
+				// The time it arrived, when its effect is seen; a server
+				// child's SYN_RECV is reported only at the handshake's
+				// last ACK, so there the sender's time is better.
 				row.Time = o.time
 			}
 			if row.Note == "" {

@@ -166,9 +166,9 @@ func (c *capture) stop(t *testing.T) []packet {
 // diagrams collects what a Tracker draws.
 type diagrams struct{ ds []ladder.Diagram }
 
-func (d *diagrams) Diagram(x *ladder.Diagram) error              { d.ds = append(d.ds, *x); return nil }
-func (d *diagrams) Follow(int, *ladder.Diagram, int) error        { return nil }
-func (d *diagrams) find(port int) *ladder.Diagram                 { return findDiagram(d.ds, port) }
+func (d *diagrams) Diagram(x *ladder.Diagram) error        { d.ds = append(d.ds, *x); return nil }
+func (d *diagrams) Follow(int, *ladder.Diagram, int) error { return nil }
+func (d *diagrams) find(port int) *ladder.Diagram          { return findDiagram(d.ds, port) }
 func findDiagram(ds []ladder.Diagram, port int) *ladder.Diagram {
 	for i := range ds {
 		for _, e := range ds[i].Ends {
@@ -304,6 +304,18 @@ func TestLive(t *testing.T) {
 				}
 				// The simultaneous close drops the client's first FIN.
 				checkPackets(t, d, packets, sc.name == "simultaneous")
+				if sc.name == "syn-timeout" {
+					// As many retransmissions drawn as tcpdump saw.
+					syns := 0
+					for _, p := range packets {
+						if p.flags == "S" {
+							syns++
+						}
+					}
+					if want := fmt.Sprintf("SYN retransmitted %d times", syns-1); d.Rows[0].Note != want {
+						t.Errorf("SYN note %q, want %q", d.Rows[0].Note, want)
+					}
+				}
 				if t.Failed() {
 					t.Logf("diagram:\n%s", ladder.Render{}.Text(d))
 					for _, p := range packets {

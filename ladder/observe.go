@@ -34,8 +34,8 @@ type sockView struct {
 	isnKnown bool
 	// peerKnown: the handshake was seen, so peerISN is known too.
 	peerKnown bool
-	client   bool // it sent the first SYN
-	open     bool // its last transition did not end it
+	client    bool // it sent the first SYN
+	open      bool // its last transition did not end it
 }
 
 // observe derives the segments one socket sent and received from its

@@ -50,14 +50,14 @@ type Tracker struct {
 	out      Output
 	opt      Options
 	sel      selector
-	socks    map[uint64]*sock    // by tracer.Event.ConnID, until CLOSE
-	unpaired map[tupleKey]*sock  // sockets whose peer may still come
-	ended    []*conn             // ended since the last Tick
-	waiting  []*conn             // ended before it: drawn at the next
-	lingers  []*conn             // in TIME_WAIT only: drawn first when full
-	conns    int                 // connections followed now
-	num      int                 // connections numbered so far (Follow)
-	notes    map[uint64]*sock    // ended sockets a late RST may still come for
+	socks    map[uint64]*sock   // by tracer.Event.ConnID, until CLOSE
+	unpaired map[tupleKey]*sock // sockets whose peer may still come
+	ended    []*conn            // ended since the last Tick
+	waiting  []*conn            // ended before it: drawn at the next
+	lingers  []*conn            // in TIME_WAIT only: drawn first when full
+	conns    int                // connections followed now
+	num      int                // connections numbered so far (Follow)
+	notes    map[uint64]*sock   // ended sockets a late RST may still come for
 	// Dropped counts connections not followed because MaxConns were.
 	Dropped uint64
 }

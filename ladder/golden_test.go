@@ -1,0 +1,153 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package ladder_test
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tcpstate/tcpstate/ladder"
+	"github.com/tcpstate/tcpstate/tracer"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden")
+
+// checkGolden compares got with testdata/name.golden (rewritten with
+// -update).
+func checkGolden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name+".golden")
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("output differs from %s (run with -update after checking):\ngot:\n%s\nwant:\n%s", path, got, want)
+	}
+}
+
+// recordings are the live tests' events (go test -record), one file per
+// path of the article and family.
+func recordings(t *testing.T) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join("testdata", "*.jsonl"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no recordings in testdata: %v", err)
+	}
+	return files
+}
+
+// replayFile draws the connections of a recording.
+func replayFile(t *testing.T, path string, keep func(*tracer.Event) bool) []ladder.Diagram {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out diagrams
+	tr := ladder.NewTracker(&out, ladder.Options{})
+	var h tracerHandler = tr
+	if keep != nil {
+		h = filtered{tr, keep}
+	}
+	if err := ladder.Replay(context.Background(), f, h); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if len(out.ds) != 1 {
+		t.Fatalf("%s: %d diagrams, want 1", path, len(out.ds))
+	}
+	return out.ds
+}
+
+type tracerHandler interface {
+	Event(*tracer.Event) error
+	Tick() error
+}
+
+// filtered passes on the events keep accepts.
+type filtered struct {
+	h    tracerHandler
+	keep func(*tracer.Event) bool
+}
+
+func (f filtered) Event(ev *tracer.Event) error {
+	if f.keep(ev) {
+		return f.h.Event(ev)
+	}
+	return nil
+}
+func (f filtered) Tick() error { return f.h.Tick() }
+
+// TestGolden draws every recording in every format.
+func TestGolden(t *testing.T) {
+	for _, path := range recordings(t) {
+		name := strings.TrimSuffix(filepath.Base(path), ".jsonl")
+		t.Run(name, func(t *testing.T) {
+			d := &replayFile(t, path, nil)[0]
+			checkGolden(t, name+".txt", []byte(ladder.Render{}.Text(d)))
+			checkGolden(t, name+"-ascii-relative.txt", []byte(ladder.Render{ASCII: true, Relative: true}.Text(d)))
+			checkGolden(t, name+".mmd", []byte(ladder.Render{}.Mermaid(d)))
+			checkGolden(t, name+".svg", []byte(ladder.Render{}.SVG(d)))
+		})
+	}
+}
+
+// TestInferredPeer draws each recording from one socket alone, as for a
+// peer on another host: the peer's inferred states must be the ones it
+// really went through, at the same rows.
+func TestInferredPeer(t *testing.T) {
+	for _, path := range recordings(t) {
+		name := strings.TrimSuffix(filepath.Base(path), ".jsonl")
+		t.Run(name, func(t *testing.T) {
+			both := &replayFile(t, path, nil)[0]
+			client := both.Ends[ladder.Left].Addr
+			alone := &replayFile(t, path, func(ev *tracer.Event) bool {
+				return ev.LPort == client.Port()
+			})[0]
+			checkGolden(t, name+"-alone.txt", []byte(ladder.Render{}.Text(alone)))
+			if !alone.Ends[ladder.Right].Inferred {
+				t.Errorf("peer not marked inferred")
+			}
+			if both.Ends[ladder.Right].Inferred || strings.HasPrefix(name, "simultaneous") {
+				// The peer was not on this host in the recording either;
+				// or, for the simultaneous close, the client's first FIN
+				// was dropped, so the server saw no crossing, which the
+				// client alone cannot tell.
+				return
+			}
+			got, want := stateRows(alone), stateRows(both)
+			if strings.Join(got, "\n") != strings.Join(want, "\n") {
+				t.Errorf("inferred:\n%s\nseen:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+			}
+		})
+	}
+}
+
+// stateRows are the rows as rowString gives them, with each side's
+// states (inferred or not).
+func stateRows(d *ladder.Diagram) []string {
+	var out []string
+	for i := range d.Rows {
+		r := d.Rows[i]
+		for s := range r.Enter {
+			r.Enter[s].Inferred = false
+		}
+		out = append(out, rowString(&r))
+	}
+	return out
+}
+
