@@ -86,6 +86,11 @@ func stateName(s tcp.State) string {
 	return s.String()
 }
 
+// msSince is t - start in milliseconds with 3 decimals.
+func msSince(t, start time.Time) string {
+	return strconv.FormatFloat(float64(since(t, start))/float64(time.Millisecond), 'f', 3, 64)
+}
+
 // fmtDuration is a duration in ms with 3 decimals below 10 s, else in s.
 func fmtDuration(d time.Duration) string {
 	if d < 10*time.Second && d > -10*time.Second {
@@ -128,7 +133,7 @@ func title(d *Diagram) string {
 	if d.Family == tcp.IPv6 {
 		fam = "IPv6"
 	}
-	s := fmt.Sprintf("TCP %s ⇄ %s (%s, %s)", l, r, fam, where)
+	s := fmt.Sprintf("TCP %s ↔ %s (%s, %s)", l, r, fam, where)
 	if d.Open {
 		s += ", still open when drawn"
 	}

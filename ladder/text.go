@@ -33,7 +33,7 @@ func (r Render) Text(d *Diagram) string {
 	ttl := title(d)
 	if r.ASCII {
 		g = asciiGlyphs
-		ttl = strings.ReplaceAll(ttl, "⇄", "<->")
+		ttl = strings.ReplaceAll(ttl, "↔", "<->")
 	}
 	b.WriteString(ttl)
 	b.WriteByte('\n')
@@ -47,13 +47,7 @@ func (r Render) Text(d *Diagram) string {
 		r.row(&b, g, d, row)
 	}
 	b.WriteString(Footer)
-	b.WriteString("\n[STATE]: inferred. (ms): time spent in the previous state.")
-	if !r.Relative {
-		b.WriteString(" Numbers are absolute (as tcpdump -S).")
-	} else {
-		b.WriteString(" Numbers are relative to each side's ISN.")
-	}
-	b.WriteByte('\n')
+	b.WriteString("\n[STATE]: inferred. (ms): time spent in the previous state. " + numbersNote(r) + "\n")
 	return b.String()
 }
 
@@ -78,7 +72,7 @@ func (r Render) FollowText(num int, d *Diagram, from int) string {
 	if from == 0 {
 		ttl := title(d)
 		if r.ASCII {
-			ttl = strings.ReplaceAll(ttl, "⇄", "<->")
+			ttl = strings.ReplaceAll(ttl, "↔", "<->")
 		}
 		b.WriteString(prefix + ttl + "\n")
 	}
@@ -93,7 +87,7 @@ func (r Render) FollowText(num int, d *Diagram, from int) string {
 func (r Render) row(b *strings.Builder, g glyphs, d *Diagram, row *Row) {
 	t := ""
 	if !row.Time.IsZero() {
-		t = strconv.FormatFloat(float64(since(row.Time, d.Start).Microseconds())/1000, 'f', 3, 64)
+		t = msSince(row.Time, d.Start)
 	}
 	left := leftState(row.Enter[Left])
 	right := rightState(row.Enter[Right])
