@@ -150,4 +150,3 @@ func stateRows(d *ladder.Diagram) []string {
 	}
 	return out
 }
-

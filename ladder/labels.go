@@ -23,6 +23,8 @@ type Render struct {
 	Relative bool
 	// ASCII draws with plain characters (text only).
 	ASCII bool
+	// Follow draws rows one by one, each prefixed with #Num (text only).
+	Follow bool
 }
 
 // Footer says what a diagram is.

@@ -166,9 +166,9 @@ func (c *capture) stop(t *testing.T) []packet {
 // diagrams collects what a Tracker draws.
 type diagrams struct{ ds []ladder.Diagram }
 
-func (d *diagrams) Diagram(x *ladder.Diagram) error        { d.ds = append(d.ds, *x); return nil }
-func (d *diagrams) Follow(int, *ladder.Diagram, int) error { return nil }
-func (d *diagrams) find(port int) *ladder.Diagram          { return findDiagram(d.ds, port) }
+func (d *diagrams) Diagram(x *ladder.Diagram) error                  { d.ds = append(d.ds, *x); return nil }
+func (d *diagrams) Follow(*ladder.Diagram, []ladder.Row, bool) error { return nil }
+func (d *diagrams) find(port int) *ladder.Diagram                    { return findDiagram(d.ds, port) }
 func findDiagram(ds []ladder.Diagram, port int) *ladder.Diagram {
 	for i := range ds {
 		for _, e := range ds[i].Ends {

@@ -124,6 +124,8 @@ type Row struct {
 
 // Diagram is one connection, ready to draw.
 type Diagram struct {
+	// Num numbers the connections a Tracker follows, from 1.
+	Num    int
 	Family tcp.Family
 	// Ends are the Left and Right endpoints: the client (the side that
 	// sent the first SYN) on the left when both are known.

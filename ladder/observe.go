@@ -61,11 +61,15 @@ func observe(evs events) sockView {
 	}
 	if !v.isnKnown {
 		// Not past the handshake yet (--follow): what the first event
-		// holds. At connect() return snd_una is the ISN; a server
-		// child's numbers are set when it is created.
+		// holds. At connect() return snd_una is the ISN, or ISN+1 if the
+		// SYN+ACK came first (snd_nxt tells); a server child's numbers
+		// are set when it is created.
 		switch first := evs[0]; {
 		case v.client:
 			v.isn = first.SndUna
+			if first.SndUna == first.SndNxt {
+				v.isn--
+			}
 		case first.OldState == tcp.Listen:
 			v.isn, v.peerISN = first.SndUna-1, first.RcvNxt-1
 		}

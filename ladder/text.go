@@ -60,28 +60,40 @@ func initialRight(d *Diagram) string {
 	return s
 }
 
-// FollowText draws rows d.Rows[from:] of connection num for --follow,
-// each line prefixed with #num; the first time (from 0) with a title.
-func (r Render) FollowText(num int, d *Diagram, from int) string {
+// FollowText draws rows of d for --follow, each line prefixed with
+// #d.Num; the first time with a title.
+func (r Render) FollowText(d *Diagram, rows []Row, first bool) string {
 	var b strings.Builder
 	g := unicodeGlyphs
 	if r.ASCII {
 		g = asciiGlyphs
 	}
-	prefix := "#" + strconv.Itoa(num) + " "
-	if from == 0 {
-		ttl := title(d)
+	prefix := "#" + strconv.Itoa(d.Num) + " "
+	if first {
+		// Whether the peer is on this host and when the connection
+		// ends are not known yet.
+		la, lo := endpointLabel(&d.Ends[Left])
+		ra, _ := endpointLabel(&d.Ends[Right])
+		ttl := "TCP " + la + " (" + lo + ") ↔ " + ra
 		if r.ASCII {
 			ttl = strings.ReplaceAll(ttl, "↔", "<->")
 		}
 		b.WriteString(prefix + ttl + "\n")
 	}
-	for i := from; i < len(d.Rows); i++ {
+	for i := range rows {
 		var line strings.Builder
-		r.row(&line, g, d, &d.Rows[i])
+		r.row(&line, g, d, &rows[i])
 		b.WriteString(prefix + line.String())
 	}
 	return b.String()
+}
+
+// FollowEnd is the line --follow ends a connection with.
+func (r Render) FollowEnd(d *Diagram) string {
+	if d.Open {
+		return "#" + strconv.Itoa(d.Num) + " still open when drawn (in TIME_WAIT, or tracing ended)\n"
+	}
+	return "#" + strconv.Itoa(d.Num) + " ended\n"
 }
 
 func (r Render) row(b *strings.Builder, g glyphs, d *Diagram, row *Row) {

@@ -16,9 +16,10 @@ type Output interface {
 	// included), or at Flush for one still in TIME_WAIT.
 	Diagram(d *Diagram) error
 	// Follow is called, with Options.Follow, whenever a connection has
-	// new rows: d.Rows[from:]. num numbers the connections followed, from
-	// 1; from is 0 the first time.
-	Follow(num int, d *Diagram, from int) error
+	// rows to print: new ones, or states a printed row gained since
+	// (first: the first time for d). Diagram is still called when the
+	// connection ends.
+	Follow(d *Diagram, rows []Row, first bool) error
 }
 
 // Options change what a Tracker follows.
@@ -74,7 +75,8 @@ type sock struct {
 type conn struct {
 	socks    [2]*sock
 	num      int
-	printed  int
+	printed  map[rowKey][2]Change // --follow: rows printed, with their states
+	begun    bool
 	selected bool
 	drawn    bool
 }
@@ -261,7 +263,9 @@ func (c *conn) build() Diagram {
 	if c.socks[1] != nil {
 		b = c.socks[1].evs
 	}
-	return Build(c.socks[0].evs, b)
+	d := Build(c.socks[0].evs, b)
+	d.Num = c.num
+	return d
 }
 
 func (t *Tracker) matches(c *conn) bool {
@@ -276,12 +280,49 @@ func (t *Tracker) follow(c *conn) error {
 		return nil
 	}
 	d := c.build()
-	if c.printed > 0 && len(d.Rows) <= c.printed {
+	// Rows change as transitions come (a peer's states join, a FIN's
+	// number is refined): print the rows not printed yet, and for a row
+	// printed before, the states it gained since, on a line of their own.
+	if c.printed == nil {
+		c.printed = map[rowKey][2]Change{}
+	}
+	var rows []Row
+	for _, r := range d.Rows {
+		k := rowKey{r.Kind, r.From, r.Seg, r.Seq, r.Ack, r.Bytes}
+		was, ok := c.printed[k]
+		switch {
+		case !ok:
+			rows = append(rows, r)
+		default:
+			s := Row{Kind: Local, Time: r.Time, From: r.From}
+			gained := false
+			for i := range r.Enter {
+				if st := r.Enter[i].State; st != 0 && st != was[i].State {
+					s.Enter[i], gained = r.Enter[i], true
+				}
+			}
+			if !gained {
+				continue
+			}
+			rows = append(rows, s)
+		}
+		c.printed[k] = r.Enter
+	}
+	if len(rows) == 0 {
 		return nil
 	}
-	from := c.printed
-	c.printed = len(d.Rows)
-	return t.out.Follow(c.num, &d, from)
+	first := !c.begun
+	c.begun = true
+	return t.out.Follow(&d, rows, first)
+}
+
+// rowKey identifies a row across rebuilds of a diagram.
+type rowKey struct {
+	kind     RowKind
+	from     Side
+	seg      Segment
+	seq, ack uint32
+	bytes    uint64
 }
 
 // Tick draws the connections that ended before the last tick: the RST
@@ -299,7 +340,7 @@ func (t *Tracker) draw(ready []*conn) error {
 				delete(t.notes, s.id)
 			}
 		}
-		if t.opt.Follow || !t.matches(c) {
+		if !t.matches(c) {
 			continue
 		}
 		d := c.build()

@@ -29,6 +29,9 @@ type sessionConfig struct {
 	// handler builds what receives the tracer's events, once the tracer
 	// is attached (stuck --watch takes its first snapshot then).
 	handler func() (tracer.Handler, error)
+	// finish, when set, runs once the tracer has stopped, before the
+	// last flush (ladder draws what waits for TIME_WAIT's end).
+	finish func() error
 	// summary is the last line on stderr, given the events lost; none
 	// when nil.
 	summary func(lost uint64) string
@@ -112,6 +115,9 @@ func runSession(ctx context.Context, stdout, stderr io.Writer, cfg sessionConfig
 	}
 	if err == nil {
 		err = t.Run(ctx, s)
+	}
+	if err == nil && cfg.finish != nil {
+		err = cfg.finish()
 	}
 	if err == nil {
 		err = s.out.Flush()
