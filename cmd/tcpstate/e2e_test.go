@@ -27,6 +27,7 @@ import (
 func TestMain(m *testing.M) {
 	testenv.Main(m, map[string]func([]string) error{
 		"connect":           func([]string) error { return connectAndClose() },
+		"reset":             func([]string) error { return connectAndReset() },
 		"stuck":             stuckHelper,
 		"metrics-scenarios": metricsScenarios,
 	})
@@ -51,6 +52,24 @@ func connectAndClose() error {
 	io.ReadAll(s)
 	time.Sleep(10 * time.Millisecond)
 	return s.Close()
+}
+
+// connectAndReset makes one IPv4 connection on loopback and resets it.
+func connectAndReset() error {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp4", ln.Addr().String())
+	if err != nil {
+		return err
+	}
+	s, err := ln.Accept()
+	if err != nil {
+		return err
+	}
+	return testenv.Reset(c.(*net.TCPConn), s.(*net.TCPConn))
 }
 
 // build compiles the tool once per test binary run.

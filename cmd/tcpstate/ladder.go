@@ -184,17 +184,20 @@ func (f *ladderFlags) validateFrom(p *ladderPlan, stdin io.Reader) error {
 	if f.kernelBTF != "" || f.duration != 0 {
 		return usagef("invalid --kernel-btf or --duration with --from: they are for tracing")
 	}
-	netns := f.netns
-	f.netns = ""
-	defer func() { f.netns = netns }()
-	if netns != "" {
-		n, err := strconv.ParseUint(netns, 10, 32)
+	if err := f.checkEmpty(); err != nil {
+		return err
+	}
+	if f.netns != "" {
+		n, err := strconv.ParseUint(f.netns, 10, 32)
 		if err != nil || n == 0 {
-			return usagef("invalid --netns %q with --from: want the inode number recorded in the events' \"netns\"", netns)
+			return usagef("invalid --netns %q with --from: want the inode number recorded in the events' \"netns\"", f.netns)
 		}
 		p.netns = uint32(n)
 	}
-	opts, err := f.options()
+	// No namespace to resolve on this host: the rest as for tracing.
+	rest := f.filterFlags
+	rest.netns, rest.set = "", nil
+	opts, err := rest.options()
 	if err != nil {
 		return err
 	}
