@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"time"
 
 	"github.com/tcpstate/tcpstate/internal/testenv"
 )
@@ -27,10 +28,16 @@ type ports struct {
 
 // runScenario is the helper's main; args: scenario, network.
 func runScenario(args []string) error {
-	if len(args) != 2 {
-		return errors.New("usage: scenario network")
+	if len(args) < 2 {
+		return errors.New("usage: scenario network [address [port]]")
 	}
 	scenario, network := args[0], args[1]
+	switch scenario {
+	case "ns-server":
+		return nsServer(network, args)
+	case "ns-client":
+		return nsClient(network, args)
+	}
 	addr := "127.0.0.1"
 	if network == "tcp6" {
 		addr = "::1"
@@ -110,4 +117,43 @@ func runScenario(args []string) error {
 	}
 	testenv.Pause()
 	return say(p)
+}
+
+// nsServer listens on args[2] in its namespace, says its port, then
+// takes one connection, reads it to the end and closes (the client
+// closes first).
+func nsServer(network string, args []string) error {
+	ln, err := net.Listen(network, net.JoinHostPort(args[2], "0"))
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	if err := json.NewEncoder(os.Stdout).Encode(ports{Server: ln.Addr().(*net.TCPAddr).Port}); err != nil {
+		return err
+	}
+	s, err := ln.Accept()
+	if err != nil {
+		return err
+	}
+	if b, err := io.ReadAll(s); err != nil || string(b) != "hello" {
+		return fmt.Errorf("read %q, %v", b, err)
+	}
+	testenv.Pause()
+	return s.Close()
+}
+
+// nsClient connects to args[2] port args[3] from its namespace, sends
+// "hello", closes, and says its port.
+func nsClient(network string, args []string) error {
+	c, err := net.Dial(network, net.JoinHostPort(args[2], args[3]))
+	if err != nil {
+		return err
+	}
+	port := c.LocalAddr().(*net.TCPAddr).Port
+	if _, err := c.Write([]byte("hello")); err != nil {
+		return err
+	}
+	c.Close()
+	time.Sleep(100 * time.Millisecond)
+	return json.NewEncoder(os.Stdout).Encode(ports{Client: port})
 }

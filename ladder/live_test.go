@@ -81,17 +81,17 @@ func (p packet) String() string {
 
 var packetRe = regexp.MustCompile(`IP6? \S+\.(\d+) > \S+\.(\d+): Flags \[([^\]]*)\](?:, seq (\d+)(?::\d+)?)?(?:, ack (\d+))?`)
 
-// capture runs tcpdump -S on the namespace's loopback until stopped.
+// capture runs tcpdump -S on an interface of a namespace until stopped.
 type capture struct {
 	cmd  *exec.Cmd
 	out  strings.Builder
 	done chan struct{}
 }
 
-func startCapture(t *testing.T, ns *testenv.Netns) *capture {
+func startCapture(t *testing.T, ns *testenv.Netns, iface string) *capture {
 	t.Helper()
 	c := &capture{done: make(chan struct{})}
-	c.cmd = exec.Command("ip", "netns", "exec", ns.Name, "tcpdump", "-i", "lo", "-n", "-S", "-l", "tcp")
+	c.cmd = exec.Command("ip", "netns", "exec", ns.Name, "tcpdump", "-i", iface, "-n", "-S", "-l", "tcp")
 	stdout, err := c.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -262,7 +262,7 @@ func TestLive(t *testing.T) {
 			t.Run(sc.name+"/"+network, func(t *testing.T) {
 				t.Parallel()
 				ns := testenv.NewNetns(t)
-				cap := startCapture(t, ns)
+				cap := startCapture(t, ns, "lo")
 				tr, err := tracer.New(tracer.Options{Filter: tcp.Filter{NetNS: ns.Inode}})
 				if err != nil {
 					t.Fatal(err)
@@ -442,5 +442,102 @@ func writeRecording(t *testing.T, name string, evs []tracer.Event) {
 	}
 	if err := p.Flush(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// veth joins two fresh namespaces with a veth pair: a at .1/fd00::1, b at
+// .2/fd00::2.
+func veth(t *testing.T, a, b *testenv.Netns) (bName string) {
+	t.Helper()
+	n := fmt.Sprintf("tsl%d", time.Now().UnixNano()%1e8)
+	for _, args := range [][]string{
+		{"link", "add", n + "a", "type", "veth", "peer", "name", n + "b"},
+		{"link", "set", n + "a", "netns", a.Name},
+		{"link", "set", n + "b", "netns", b.Name},
+		{"-n", a.Name, "addr", "add", "10.201.0.1/24", "dev", n + "a"},
+		{"-n", b.Name, "addr", "add", "10.201.0.2/24", "dev", n + "b"},
+		{"-n", a.Name, "-6", "addr", "add", "fd00:201::1/64", "dev", n + "a", "nodad"},
+		{"-n", b.Name, "-6", "addr", "add", "fd00:201::2/64", "dev", n + "b", "nodad"},
+		{"-n", a.Name, "link", "set", n + "a", "up"},
+		{"-n", b.Name, "link", "set", n + "b", "up"},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	return n + "b"
+}
+
+// TestLiveTwoNamespaces: client and server in two namespaces joined by a
+// veth pair are both on this host: one diagram, both sides real, matched
+// by 4-tuple across the namespaces, agreeing with tcpdump.
+func TestLiveTwoNamespaces(t *testing.T) {
+	testenv.RequireRoot(t)
+	for _, network := range []string{"tcp4", "tcp6"} {
+		t.Run(network, func(t *testing.T) {
+			a, b := testenv.NewNetns(t), testenv.NewNetns(t)
+			cap := startCapture(t, b, veth(t, a, b))
+			srvAddr := "10.201.0.2"
+			if network == "tcp6" {
+				srvAddr = "fd00:201::2"
+			}
+			tr, err := tracer.New(tracer.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tr.Close()
+			col := &collector{}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- tr.Run(ctx, col) }()
+			srv := testenv.Helper(b.Name, "scenario", "ns-server", network, srvAddr)
+			srvOut, err := srv.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := srv.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
+			var sp ports
+			if _, err := fmt.Fscanf(bufio.NewReader(srvOut), "{\"client\":0,\"server\":%d}\n", &sp.Server); err != nil {
+				t.Fatalf("server: %v", err)
+			}
+			out, err := testenv.Helper(a.Name, "scenario", "ns-client", network, srvAddr, strconv.Itoa(sp.Server)).Output()
+			if err != nil {
+				t.Fatalf("client: %v: %s", err, stderrOf(err))
+			}
+			var cp ports
+			if _, err := fmt.Sscanf(string(out), "{\"client\":%d,\"server\":0}", &cp.Client); err != nil {
+				t.Fatalf("client said %q: %v", out, err)
+			}
+			if err := srv.Wait(); err != nil {
+				t.Fatalf("server: %v", err)
+			}
+			waitSettled(col, ports{Client: cp.Client, Server: sp.Server})
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			packets := cap.stop(t)
+			var evs []tracer.Event
+			for _, ev := range col.snapshot() {
+				if ev.NetNS == a.Inode || ev.NetNS == b.Inode {
+					evs = append(evs, ev)
+				}
+			}
+			d := findDiagram(draw(t, evs), cp.Client)
+			if d == nil {
+				t.Fatalf("no diagram for port %d", cp.Client)
+			}
+			if d.Ends[0].Inferred || d.Ends[1].Inferred || d.Ends[0].NetNS != a.Inode || d.Ends[1].NetNS != b.Inode {
+				t.Errorf("ends %+v, want both real, in namespaces %d and %d", d.Ends, a.Inode, b.Inode)
+			}
+			want := scenarios[0].rows // client-closes
+			if got := rowStrings(d); strings.Join(got, "\n") != strings.Join(want, "\n") {
+				t.Errorf("rows:\n%s\nwant:\n%s\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"), ladder.Render{}.Text(d))
+			}
+			checkPackets(t, d, packets, false)
+		})
 	}
 }
