@@ -262,8 +262,11 @@ func merge(views [2]sockView, inferred [2]bool) []Row {
 				// last ACK, so there the sender's time is better.
 				row.Time = o.time
 			}
-			if row.Note == "" {
+			switch {
+			case row.Note == "":
 				row.Note, row.Warn = o.note, o.warn
+			case row.Note == noteAbortInferred && o.seg == RST && !inferred[pick]:
+				row.Note = noteAbort // the peer saw it
 			}
 		}
 	}

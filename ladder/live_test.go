@@ -31,40 +31,39 @@ func TestMain(m *testing.M) {
 	testenv.Main(m, map[string]func([]string) error{"scenario": runScenario})
 }
 
-// collector keeps the tracer's events, and its late-reset notes in place.
+// collector keeps the tracer's events and notes, in order.
 type collector struct {
-	mu     sync.Mutex
-	events []tracer.Event
+	mu    sync.Mutex
+	items []tracer.Event // notes have Note set
 }
 
 func (c *collector) Event(ev *tracer.Event) error {
 	c.mu.Lock()
-	c.events = append(c.events, *ev)
+	c.items = append(c.items, *ev)
 	c.mu.Unlock()
 	return nil
 }
 
-func (c *collector) Note(ev *tracer.Event) error {
-	if ev.Note != tracer.NoteLateReset {
-		return nil
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for i := len(c.events) - 1; i >= 0; i-- {
-		if c.events[i].ConnID() == ev.ConnID() {
-			c.events[i].Reset |= ev.Reset
-			break
-		}
-	}
-	return nil
-}
+func (c *collector) Note(ev *tracer.Event) error { return c.Event(ev) }
 
 func (c *collector) Tick() error { return nil }
 
+// snapshot returns the events and notes so far.
 func (c *collector) snapshot() []tracer.Event {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return append([]tracer.Event(nil), c.events...)
+	return append([]tracer.Event(nil), c.items...)
+}
+
+// events leaves the notes out: what 'tcpstate --seq -o json' prints.
+func events(items []tracer.Event) []tracer.Event {
+	var out []tracer.Event
+	for _, ev := range items {
+		if ev.Note == tracer.NoteNone {
+			out = append(out, ev)
+		}
+	}
+	return out
 }
 
 // packet is a line of tcpdump -S -n.
@@ -180,13 +179,19 @@ func findDiagram(ds []ladder.Diagram, port int) *ladder.Diagram {
 	return nil
 }
 
-// draw runs events through a Tracker and returns what it drew.
+// draw runs events and notes through a Tracker and returns what it drew.
 func draw(t *testing.T, evs []tracer.Event) []ladder.Diagram {
 	t.Helper()
 	var out diagrams
 	tr := ladder.NewTracker(&out, ladder.Options{})
 	for i := range evs {
-		if err := tr.Event(&evs[i]); err != nil {
+		var err error
+		if evs[i].Note != tracer.NoteNone {
+			err = tr.Note(&evs[i])
+		} else {
+			err = tr.Event(&evs[i])
+		}
+		if err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -289,7 +294,7 @@ func TestLive(t *testing.T) {
 				packets := cap.stop(t)
 				evs := col.snapshot()
 				if *record {
-					writeRecording(t, sc.name+"-"+network, evs)
+					writeRecording(t, sc.name+"-"+network, events(evs))
 				}
 				port := p.Client
 				if port == 0 {
@@ -340,7 +345,7 @@ func waitSettled(c *collector, p ports) {
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		last := map[uint64]tcp.State{}
-		for _, ev := range c.snapshot() {
+		for _, ev := range events(c.snapshot()) {
 			if int(ev.LPort) == p.Client || int(ev.RPort) == p.Client || p.Client == 0 && int(ev.RPort) == p.Server {
 				last[ev.ConnID()] = ev.NewState
 			}

@@ -195,11 +195,22 @@ func (v *sockView) transition(evs events, i int) []obs {
 		// sends a RST just after CLOSE.
 		s := send(RST, ev.SndNxt, ev.RcvNxt, true)
 		s.enter = enter
-		s.note, s.warn = "reset: abortive close", true
+		s.note, s.warn = noteAbort, true
+		if ev.Reset&tracer.ResetSent == 0 {
+			// Live, the tracer notes the RST; a recording has no notes.
+			s.note = noteAbortInferred
+		}
 		return []obs{s}
 	}
 	return local("", false)
 }
+
+// Notes of an abortive close: the RST seen sent (live) or received by
+// the peer, or only inferred from a CLOSE without a FIN.
+const (
+	noteAbort         = "reset: abortive close"
+	noteAbortInferred = "closed without a FIN: abortive close, RST inferred"
+)
 
 // synRetrans is how many times the SYN sent at evs[i] was retransmitted:
 // the socket's retransmission count when it left SYN_SENT.

@@ -5,6 +5,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"encoding/xml"
 	"io"
 	"os"
@@ -98,8 +99,8 @@ func TestLadderFrom(t *testing.T) {
 		{[]string{"-o", "mermaid"}, golden("half-close-tcp4.mmd.golden")},
 		{[]string{"-o", "svg"}, golden("half-close-tcp4.svg.golden")},
 		// The server's port selects the connection through either socket.
-		{[]string{"--rport", "44061"}, golden("half-close-tcp4.txt.golden")},
-		{[]string{"--lport", "44061", "--state", "last-ack"}, golden("half-close-tcp4.txt.golden")},
+		{[]string{"--rport", serverPort(t)}, golden("half-close-tcp4.txt.golden")},
+		{[]string{"--lport", serverPort(t), "--state", "last-ack"}, golden("half-close-tcp4.txt.golden")},
 		{[]string{"--lport", "1"}, ""},
 		{[]string{"--netns", "1"}, ""},
 	} {
@@ -127,6 +128,26 @@ func TestLadderFrom(t *testing.T) {
 	if code != 0 || strings.Count(stdout, "\nTCP ")+strings.Count(stdout[:4], "TCP ") != 2 {
 		t.Errorf("two connections: exit %d:\n%s", code, stdout)
 	}
+}
+
+// serverPort is the server's port in the recording: the client's rport.
+func serverPort(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile(recording)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		var ev struct {
+			NewState string `json:"newstate"`
+			RPort    int    `json:"rport"`
+		}
+		if json.Unmarshal([]byte(line), &ev) == nil && ev.NewState == "SYN_SENT" {
+			return strconv.Itoa(ev.RPort)
+		}
+	}
+	t.Fatal("no SYN_SENT in the recording")
+	return ""
 }
 
 // The picture is well-formed XML, and rsvg-convert renders it.
