@@ -51,14 +51,15 @@ type Tracker struct {
 	out      Output
 	opt      Options
 	sel      selector
-	socks    map[uint64]*sock   // by tracer.Event.ConnID, until CLOSE
-	unpaired map[tupleKey]*sock // sockets whose peer may still come
-	ended    []*conn            // ended since the last Tick
-	waiting  []*conn            // ended before it: drawn at the next
-	lingers  []*conn            // in TIME_WAIT only: drawn first when full
-	conns    int                // connections followed now
-	num      int                // connections numbered so far (Follow)
-	notes    map[uint64]*sock   // ended sockets a late RST may still come for
+	socks    map[uint64]*sock    // by tracer.Event.ConnID, until CLOSE
+	unpaired map[tupleKey]*sock  // sockets whose peer may still come
+	ended    []*conn             // ended since the last Tick
+	waiting  []*conn             // ended before it: drawn at the next
+	lingers  []*conn             // in TIME_WAIT only: drawn first when full
+	conns    int                 // connections followed now
+	num      int                 // connections numbered so far (Follow)
+	notes    map[uint64]*sock    // ended sockets a late RST may still come for
+	dropped  map[uint64]struct{} // sockets not followed, until their CLOSE
 	// Dropped counts connections not followed because MaxConns were.
 	Dropped uint64
 }
@@ -104,7 +105,7 @@ func NewTracker(out Output, o Options) *Tracker {
 		o.MaxConns = DefaultMaxConns
 	}
 	return &Tracker{out: out, opt: o, sel: newSelector(o.Filter),
-		socks: map[uint64]*sock{}, unpaired: map[tupleKey]*sock{}, notes: map[uint64]*sock{}}
+		socks: map[uint64]*sock{}, unpaired: map[tupleKey]*sock{}, notes: map[uint64]*sock{}, dropped: map[uint64]struct{}{}}
 }
 
 // Event follows one transition.
@@ -121,6 +122,12 @@ func (t *Tracker) Event(ev *tracer.Event) error {
 		s = nil
 	}
 	if s == nil {
+		if _, ok := t.dropped[id]; ok {
+			if ev.NewState == tcp.Close {
+				delete(t.dropped, id)
+			}
+			return nil // not followed from its start: not at all
+		}
 		if ev.OldState == tcp.TimeWait || ev.Synthesized && ev.NewState == tcp.Close {
 			return nil // the end of a connection not seen before
 		}
@@ -171,6 +178,10 @@ func (t *Tracker) start(ev *tracer.Event, partial bool) *sock {
 	}
 	if t.conns >= t.opt.MaxConns && !t.evict() {
 		t.Dropped++
+		if len(t.dropped) >= t.opt.MaxConns {
+			clear(t.dropped) // bounded too; the forgotten may show up partial
+		}
+		t.dropped[s.id] = struct{}{}
 		return nil
 	}
 	t.conns++
@@ -328,6 +339,11 @@ type rowKey struct {
 // Tick draws the connections that ended before the last tick: the RST
 // of an abortive close comes just after its CLOSE, as a note.
 func (t *Tracker) Tick() error {
+	if len(t.lingers) > 2*t.conns+64 {
+		// Those drawn since (TIME_WAIT over) stay in the queue until
+		// here: it stays within twice the connections followed.
+		t.lingers = slices.DeleteFunc(t.lingers, func(c *conn) bool { return c.drawn })
+	}
 	ready := t.waiting
 	t.waiting, t.ended = t.ended, nil
 	return t.draw(ready)
