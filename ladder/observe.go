@@ -4,6 +4,7 @@ package ladder
 
 import (
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/tcpstate/tcpstate/tcp"
@@ -136,7 +137,7 @@ func (v *sockView) transition(evs events, i int) []obs {
 			return []obs{r}
 		}
 		if n := ev.Retrans; n > 0 {
-			return local(fmt.Sprintf("no answer: connect timed out after %s, SYN retransmitted %d times", round(ev.InState), n), true)
+			return local(fmt.Sprintf("no answer: connect timed out after %s, SYN retransmitted %d times", human(ev.InState), n), true)
 		}
 		return local("connect abandoned before an answer", true)
 	case old == tcp.SynRecv && new == tcp.Established:
@@ -145,7 +146,7 @@ func (v *sockView) transition(evs events, i int) []obs {
 		s := send(FIN, finSeq(evs, i), ev.RcvNxt, true)
 		s.enter = enter
 		if old == tcp.CloseWait && ev.InStateKnown && ev.InState >= longCloseWait {
-			s.note, s.warn = fmt.Sprintf("close() %s after the peer's FIN", round(ev.InState)), true
+			s.note, s.warn = fmt.Sprintf("close() %s after the peer's FIN", human(ev.InState)), true
 		}
 		return []obs{s}
 	case old == tcp.Established && new == tcp.CloseWait:
@@ -169,12 +170,12 @@ func (v *sockView) transition(evs events, i int) []obs {
 	case old == tcp.TimeWait && new == tcp.Close:
 		note, warn := "TIME_WAIT over (2MSL)", false
 		if ev.InStateKnown {
-			note = fmt.Sprintf("TIME_WAIT over after %s", round(ev.InState))
+			note = fmt.Sprintf("TIME_WAIT over after %s", human(ev.InState))
 			switch {
 			case ev.InState < timeWaitLen-timeWaitSlack:
-				note, warn = fmt.Sprintf("TIME_WAIT cut short after %s (4-tuple reused, or a RST)", round(ev.InState)), true
+				note, warn = fmt.Sprintf("TIME_WAIT cut short after %s (4-tuple reused, or a RST)", human(ev.InState)), true
 			case ev.InState > timeWaitLen+timeWaitSlack:
-				note, warn = fmt.Sprintf("TIME_WAIT lasted %s (restarted by a retransmitted FIN)", round(ev.InState)), true
+				note, warn = fmt.Sprintf("TIME_WAIT lasted %s (restarted by a retransmitted FIN)", human(ev.InState)), true
 			}
 		}
 		return local(note, warn)
@@ -221,12 +222,18 @@ func synRetrans(evs events, i int) uint32 {
 	return 0
 }
 
-// round shortens a duration for a note: 3 significant digits.
-func round(d time.Duration) time.Duration {
-	for _, r := range []time.Duration{time.Second, 10 * time.Millisecond, time.Millisecond, 10 * time.Microsecond, time.Microsecond} {
-		if d >= 100*r {
-			return d.Round(r)
-		}
+// human is a duration for a note: "0.182ms", "182.4ms", "1.50s",
+// "61.5s", "3m2s".
+func human(d time.Duration) string {
+	switch {
+	case d < time.Millisecond:
+		return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 3, 64) + "ms"
+	case d < time.Second:
+		return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 1, 64) + "ms"
+	case d < 10*time.Second:
+		return strconv.FormatFloat(d.Seconds(), 'f', 2, 64) + "s"
+	case d < 100*time.Second:
+		return strconv.FormatFloat(d.Seconds(), 'f', 1, 64) + "s"
 	}
-	return d.Round(time.Microsecond)
+	return d.Round(time.Second).String()
 }
