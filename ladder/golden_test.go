@@ -150,3 +150,20 @@ func stateRows(d *ladder.Diagram) []string {
 	}
 	return out
 }
+
+// The README's Ladder section shows a real diagram, exactly as drawn.
+func TestREADMEShowsDiagrams(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"half-close-late-tcp4.txt.golden", "half-close-late-tcp4.mmd.golden"} {
+		b, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(readme, b) {
+			t.Errorf("README.md does not show testdata/%s as drawn now", name)
+		}
+	}
+}

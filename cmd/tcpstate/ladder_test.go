@@ -245,3 +245,12 @@ func TestLadderFollowCount(t *testing.T) {
 		t.Fatal("--count 1 did not end when the connection did")
 	}
 }
+
+func TestLadderHelpTeaches(t *testing.T) {
+	code, stdout, _ := runLadderCLI(t, "", "--help")
+	for _, want := range []string{"--from", "--follow", "--relative", "--count", "-o mermaid", "tcpdump -S", "--seq -o json", "inferred"} {
+		if code != 0 || !strings.Contains(stdout, want) {
+			t.Errorf("exit %d; help lacks %q", code, want)
+		}
+	}
+}
