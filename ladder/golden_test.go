@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tcpstate/tcpstate/internal/testenv"
 	"github.com/tcpstate/tcpstate/ladder"
 	"github.com/tcpstate/tcpstate/tracer"
 )
@@ -21,19 +22,7 @@ var update = flag.Bool("update", false, "rewrite testdata/*.golden")
 // -update).
 func checkGolden(t *testing.T, name string, got []byte) {
 	t.Helper()
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("output differs from %s (run with -update after checking):\ngot:\n%s\nwant:\n%s", path, got, want)
-	}
+	testenv.CheckGolden(t, filepath.Join("testdata", name+".golden"), got, *update)
 }
 
 // recordings are the live tests' events (go test -record), one file per

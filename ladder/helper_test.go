@@ -45,16 +45,9 @@ func runScenario(args []string) error {
 	say := func(p ports) error { return json.NewEncoder(os.Stdout).Encode(p) }
 	switch scenario {
 	case "refused":
-		ln, err := net.Listen(network, net.JoinHostPort(addr, "0"))
+		port, err := testenv.Refused(network, addr)
 		if err != nil {
 			return err
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-		c, err := net.Dial(network, net.JoinHostPort(addr, strconv.Itoa(port)))
-		if err == nil {
-			c.Close()
-			return errors.New("connect to a closed port succeeded")
 		}
 		return say(ports{Server: port})
 	case "syn-timeout":
@@ -73,36 +66,17 @@ func runScenario(args []string) error {
 		}
 		return say(ports{Server: port})
 	}
-	ln, err := net.Listen(network, net.JoinHostPort(addr, "0"))
+	ln, client, server, err := testenv.Connect(network, addr)
 	if err != nil {
 		return err
 	}
 	defer ln.Close()
-	c, err := net.Dial(network, ln.Addr().String())
-	if err != nil {
-		return err
-	}
-	s, err := ln.Accept()
-	if err != nil {
-		return err
-	}
-	client, server := c.(*net.TCPConn), s.(*net.TCPConn)
 	p := ports{Client: client.LocalAddr().(*net.TCPAddr).Port, Server: ln.Addr().(*net.TCPAddr).Port}
 	switch scenario {
-	case "client-closes", "server-closes":
-		first, second := client, server
-		if scenario == "server-closes" {
-			first, second = server, client
-		}
-		if _, err := first.Write([]byte("hello")); err != nil {
-			return err
-		}
-		first.Close()
-		if b, err := io.ReadAll(second); err != nil || string(b) != "hello" {
-			return fmt.Errorf("read %q, %v", b, err)
-		}
-		testenv.Pause() // the first closer reaches FIN_WAIT2
-		second.Close()
+	case "client-closes":
+		err = testenv.CloseFirst(client, server)
+	case "server-closes":
+		err = testenv.CloseFirst(server, client)
 	case "half-close":
 		err = testenv.HalfClose(client, server)
 	case "reset":

@@ -265,7 +265,6 @@ func TestLive(t *testing.T) {
 	for _, network := range []string{"tcp4", "tcp6"} {
 		for _, sc := range scenarios {
 			t.Run(sc.name+"/"+network, func(t *testing.T) {
-				t.Parallel()
 				ns := testenv.NewNetns(t)
 				cap := startCapture(t, ns, "lo")
 				tr, err := tracer.New(tracer.Options{Filter: tcp.Filter{NetNS: ns.Inode}})

@@ -3,7 +3,6 @@
 package ladder
 
 import (
-	"net/netip"
 	"slices"
 
 	"github.com/tcpstate/tcpstate/tcp"
@@ -40,7 +39,7 @@ func (s selector) matchSock(evs events) bool {
 		len(f.RPorts) > 0 && !slices.Contains(f.RPorts, ev.RPort) {
 		return false
 	}
-	if len(f.LAddrs) > 0 && !inPrefixes(ev.LAddr, f.LAddrs) || len(f.RAddrs) > 0 && !inPrefixes(ev.RAddr, f.RAddrs) {
+	if !f.MatchAddrs(ev.LAddr, ev.RAddr) {
 		return false
 	}
 	if len(f.PIDs) > 0 || len(f.Comms) > 0 {
@@ -69,13 +68,4 @@ func (s selector) matchSock(evs events) bool {
 		}
 	}
 	return true
-}
-
-func inPrefixes(a netip.Addr, list []netip.Prefix) bool {
-	for _, p := range list {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
 }

@@ -10,7 +10,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,19 +34,11 @@ func TestMain(m *testing.M) {
 
 // connectAndClose makes one IPv4 connection on loopback and closes it.
 func connectAndClose() error {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	ln, c, s, err := testenv.Connect("tcp4", "127.0.0.1")
 	if err != nil {
 		return err
 	}
 	defer ln.Close()
-	c, err := net.Dial("tcp4", ln.Addr().String())
-	if err != nil {
-		return err
-	}
-	s, err := ln.Accept()
-	if err != nil {
-		return err
-	}
 	c.Close()
 	io.ReadAll(s)
 	time.Sleep(10 * time.Millisecond)
@@ -56,20 +47,12 @@ func connectAndClose() error {
 
 // connectAndReset makes one IPv4 connection on loopback and resets it.
 func connectAndReset() error {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	ln, c, s, err := testenv.Connect("tcp4", "127.0.0.1")
 	if err != nil {
 		return err
 	}
 	defer ln.Close()
-	c, err := net.Dial("tcp4", ln.Addr().String())
-	if err != nil {
-		return err
-	}
-	s, err := ln.Accept()
-	if err != nil {
-		return err
-	}
-	return testenv.Reset(c.(*net.TCPConn), s.(*net.TCPConn))
+	return testenv.Reset(c, s)
 }
 
 // build compiles the tool once per test binary run.

@@ -9,9 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -265,31 +263,21 @@ func ladderBanner(follow bool) string {
 // replayLadder draws a recording: as a session would, it ends on Ctrl-C,
 // SIGTERM, SIGHUP, --count or a reader gone, and says what it drew.
 func replayLadder(ctx context.Context, p ladderPlan, h *ladderHandler, stdout, stderr io.Writer, summary func(string) string) error {
-	ctx, stop := signal.NotifyContext(ctx, stopSignals...)
-	defer stop()
-	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
-	if err := checkOutput(stdout); err != nil {
+	ctx, stop, err := startOutput(ctx, stdout)
+	if err != nil {
 		return err
 	}
+	defer stop()
 	var in tracer.Handler = h
 	if p.netns != 0 {
 		in = netnsFilter{h, p.netns}
 	}
-	err := ladder.Replay(ctx, p.from, in)
+	err = ladder.Replay(ctx, p.from, in)
 	var le *ladder.LineError
 	if errors.As(err, &le) {
 		return usagef("invalid --from %q: %v", h.fromName(p), le)
 	}
-	if err == nil || errors.Is(err, context.Canceled) {
-		err = h.finish()
-	}
-	if err == nil {
-		err = h.out.Flush()
-	}
-	if isReaderGone(err) {
-		return nil
-	}
-	if err != nil {
+	if done, err := endOutput(err, h.finish, h.out); done {
 		return err
 	}
 	fmt.Fprintln(stderr, summary(""))
