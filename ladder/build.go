@@ -7,23 +7,24 @@ import (
 	"time"
 
 	"github.com/tcpstate/tcpstate/tcp"
+	"github.com/tcpstate/tcpstate/tracer"
 )
 
 // Build draws one connection from the transitions of its sockets: a, and
 // b for the peer when both ends are on this host (nil when the peer is
 // elsewhere: its states are then inferred). The client, which sent the
 // first SYN, is drawn on the left when both are known.
-func Build(a, b events) Diagram {
+func Build(a, b []tracer.Event) Diagram {
 	if len(b) > 0 && !isClient(a) && isClient(b) {
 		a, b = b, a
 	}
 	var d Diagram
 	views := [2]sockView{observe(a), observe(b)}
-	d.Ends[Left] = endpoint(a, false)
+	d.Ends[Left] = endpoint(a)
 	if len(b) > 0 {
-		d.Ends[Right] = endpoint(b, false)
+		d.Ends[Right] = endpoint(b)
 	} else {
-		d.Ends[Right] = inferredPeer(a, &views[Left])
+		d.Ends[Right] = inferredPeer(a)
 		views[Right] = mirror(&views[Left])
 	}
 	for s := Left; s <= Right; s++ {
@@ -52,7 +53,7 @@ func isClient(evs events) bool {
 }
 
 // endpoint is the local end of a socket's transitions: its last owner.
-func endpoint(evs events, inferred bool) Endpoint {
+func endpoint(evs events) Endpoint {
 	var e Endpoint
 	if len(evs) == 0 {
 		return e
@@ -60,7 +61,6 @@ func endpoint(evs events, inferred bool) Endpoint {
 	last := evs[len(evs)-1]
 	e.Addr = netip.AddrPortFrom(last.LAddr, last.LPort)
 	e.NetNS = last.NetNS
-	e.Inferred = inferred
 	for _, ev := range evs {
 		if ev.Pid != 0 {
 			e.Pid, e.Comm = ev.Pid, ev.Comm
@@ -70,7 +70,7 @@ func endpoint(evs events, inferred bool) Endpoint {
 }
 
 // inferredPeer is the remote end of a socket's transitions.
-func inferredPeer(evs events, v *sockView) Endpoint {
+func inferredPeer(evs events) Endpoint {
 	e := Endpoint{Inferred: true}
 	if len(evs) > 0 {
 		last := evs[len(evs)-1]

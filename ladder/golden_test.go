@@ -8,6 +8,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -154,5 +155,46 @@ func TestREADMEShowsDiagrams(t *testing.T) {
 		if !bytes.Contains(readme, b) {
 			t.Errorf("README.md does not show testdata/%s as drawn now", name)
 		}
+	}
+}
+
+// mermaidLine is every statement Mermaid's sequenceDiagram grammar takes
+// that the renderer writes; text never holds '#' (a comment or entity),
+// ';' (the end of a statement) or "%%" (a comment).
+var mermaidLine = regexp.MustCompile("^(```mermaid|sequenceDiagram|```" +
+	`|    title [^#;]+` +
+	`|    participant [LR] as [^#;]+` +
+	`|    Note (left of L|right of R|over L,R): [^#;]+` +
+	`|    [LR](->>|-->>|-x)[LR]: [^#;]+)$`)
+
+func TestMermaidGrammar(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("testdata", "*.mmd.golden"))
+	if err != nil || len(files) == 0 {
+		t.Fatal("no mermaid golden files")
+	}
+	check := func(name, text string) {
+		for i, line := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
+			if !mermaidLine.MatchString(line) || strings.Contains(line, "%%") {
+				t.Errorf("%s:%d: not a statement the renderer should write: %q", name, i+1, line)
+			}
+		}
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(f, string(b))
+	}
+	// A process names itself: its name must not break the diagram.
+	d := &replayFile(t, filepath.Join("testdata", "half-close-tcp4.jsonl"), func(ev *tracer.Event) bool {
+		if ev.Pid != 0 {
+			ev.Comm = "a;b#c%%d<br/>\n"
+		}
+		return true
+	})[0]
+	check("hostile comm", ladder.Render{}.Mermaid(d))
+	if strings.Contains(ladder.Render{}.SVG(d), "<br/>") {
+		t.Error("comm markup reached the SVG")
 	}
 }
