@@ -7,12 +7,12 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/tcpstate/tcpstate/conn"
+	"github.com/tcpstate/tcpstate/internal/testenv"
 	"github.com/tcpstate/tcpstate/snapshot"
 	"github.com/tcpstate/tcpstate/tcp"
 	"github.com/tcpstate/tcpstate/tracer"
@@ -27,19 +27,7 @@ import (
 // -update).
 func checkGolden(t *testing.T, name string, got []byte) {
 	t.Helper()
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("output differs from %s (run with -update after checking):\ngot:\n%s\nwant:\n%s", path, got, want)
-	}
+	testenv.CheckGolden(t, filepath.Join("testdata", name+".golden"), got, *update)
 }
 
 // seqEvents are testEvents with sequence numbers, and synthesized
@@ -50,6 +38,9 @@ func seqEvents() []tracer.Event {
 		evs[i].SndUna = uint32(i) * 1000003
 		evs[i].SndNxt = evs[i].SndUna + uint32(i)*7
 		evs[i].RcvNxt = ^uint32(0) - uint32(i)
+		evs[i].Cookie = uint64(i) << 33
+		evs[i].Retrans = uint32(i % 3)
+		evs[i].Reset = tracer.Reset(i % 4)
 	}
 	tw := testEvents[0]
 	tw.OldState, tw.NewState, tw.Synthesized = tcp.FinWait2, tcp.TimeWait, true

@@ -59,6 +59,18 @@ func (f *jsonFormat) Append(dst []byte, ev *tracer.Event) []byte {
 		dst = strconv.AppendUint(dst, uint64(ev.SndNxt), 10)
 		dst = append(dst, `,"rcv_nxt":`...)
 		dst = strconv.AppendUint(dst, uint64(ev.RcvNxt), 10)
+		// What 'tcpstate ladder --from' needs besides: SYN
+		// retransmissions, resets, and the cookie that ties a
+		// TIME_WAIT's end to its connection.
+		dst = append(dst, `,"retrans":`...)
+		dst = strconv.AppendUint(dst, uint64(ev.Retrans), 10)
+		if ev.Reset != 0 {
+			dst = append(dst, `,"reset":"`...)
+			dst = append(dst, ev.Reset.String()...)
+			dst = append(dst, '"')
+		}
+		dst = append(dst, `,"cookie":`...)
+		dst = strconv.AppendUint(dst, ev.Cookie, 10)
 	}
 	return append(dst, "}\n"...)
 }

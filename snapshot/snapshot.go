@@ -565,7 +565,7 @@ func (f *socketFilter) match(s *Socket) bool {
 	if f.lports != nil && !f.lports[s.LPort] || f.rports != nil && !f.rports[s.RPort] {
 		return false
 	}
-	if len(o.LAddrs) > 0 && !inPrefixes(s.LAddr, o.LAddrs) || len(o.RAddrs) > 0 && !inPrefixes(s.RAddr, o.RAddrs) {
+	if !o.MatchAddrs(s.LAddr, s.RAddr) {
 		return false
 	}
 	if f.cgroups != nil && !f.cgroups[s.CgroupID] {
@@ -584,15 +584,6 @@ func (f *socketFilter) match(s *Socket) bool {
 		}
 	}
 	return o.Holders == nil || o.Holders(s)
-}
-
-func inPrefixes(a netip.Addr, list []netip.Prefix) bool {
-	for _, p := range list {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
 }
 
 func inStrings(s string, list []string) bool {

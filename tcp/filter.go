@@ -20,3 +20,22 @@ type Filter struct {
 	CgroupID uint64 // this cgroup v2 or below it
 	NetNS    uint32 // one network namespace, by inode
 }
+
+// MatchAddrs tells whether laddr is in LAddrs and raddr in RAddrs (an
+// empty list matches every address): the address filters as user space
+// applies them (snapshots, ladder).
+func (f *Filter) MatchAddrs(laddr, raddr netip.Addr) bool {
+	return inPrefixes(laddr, f.LAddrs) && inPrefixes(raddr, f.RAddrs)
+}
+
+func inPrefixes(a netip.Addr, list []netip.Prefix) bool {
+	if len(list) == 0 {
+		return true
+	}
+	for _, p := range list {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}

@@ -10,7 +10,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,6 +26,7 @@ import (
 func TestMain(m *testing.M) {
 	testenv.Main(m, map[string]func([]string) error{
 		"connect":           func([]string) error { return connectAndClose() },
+		"reset":             func([]string) error { return connectAndReset() },
 		"stuck":             stuckHelper,
 		"metrics-scenarios": metricsScenarios,
 	})
@@ -34,23 +34,25 @@ func TestMain(m *testing.M) {
 
 // connectAndClose makes one IPv4 connection on loopback and closes it.
 func connectAndClose() error {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	ln, c, s, err := testenv.Connect("tcp4", "127.0.0.1")
 	if err != nil {
 		return err
 	}
 	defer ln.Close()
-	c, err := net.Dial("tcp4", ln.Addr().String())
-	if err != nil {
-		return err
-	}
-	s, err := ln.Accept()
-	if err != nil {
-		return err
-	}
 	c.Close()
 	io.ReadAll(s)
 	time.Sleep(10 * time.Millisecond)
 	return s.Close()
+}
+
+// connectAndReset makes one IPv4 connection on loopback and resets it.
+func connectAndReset() error {
+	ln, c, s, err := testenv.Connect("tcp4", "127.0.0.1")
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	return testenv.Reset(c, s)
 }
 
 // build compiles the tool once per test binary run.

@@ -33,6 +33,7 @@ another task. Without a subcommand it runs 'tcpstate trace'.`,
 	})
 	root.AddCommand(trace)
 	root.AddCommand(newLifeCmd(stdout, stderr))
+	root.AddCommand(newLadderCmd(stdout, stderr))
 	root.AddCommand(newLsCmd(stdout, stderr))
 	root.AddCommand(newStuckCmd(stdout, stderr))
 	root.AddCommand(newMetricsCmd(stdout, stderr))

@@ -30,6 +30,9 @@ type sessionConfig struct {
 	// is attached (stuck --watch takes its first snapshot then; metrics
 	// reads the tracer's tallies).
 	handler func(*tracer.Tracer) (tracer.Handler, error)
+	// finish, when set, runs once the tracer has stopped, before the
+	// last flush (ladder draws what waits for TIME_WAIT's end).
+	finish func() error
 	// summary is the last line on stderr, given the events lost; none
 	// when nil.
 	summary func(lost uint64) string
@@ -71,7 +74,10 @@ type session struct {
 // the duration, or the end of the --netns namespace; then it prints what
 // the tracer could not follow and the summary on stderr.
 func runSession(ctx context.Context, stdout, stderr io.Writer, cfg sessionConfig) error {
-	ctx, stop := signal.NotifyContext(ctx, stopSignals...)
+	ctx, stop, err := startOutput(ctx, stdout)
+	if err != nil {
+		return err
+	}
 	defer stop()
 	ctx, end := context.WithCancel(ctx)
 	defer end()
@@ -79,12 +85,6 @@ func runSession(ctx context.Context, stdout, stderr io.Writer, cfg sessionConfig
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, cfg.duration)
 		defer cancel()
-	}
-	// With SIGPIPE caught, a write to a closed pipe fails with EPIPE
-	// instead of killing us, so `| head` ends cleanly.
-	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
-	if err := checkOutput(stdout); err != nil {
-		return err
 	}
 
 	opts := cfg.opts
@@ -114,13 +114,7 @@ func runSession(ctx context.Context, stdout, stderr io.Writer, cfg sessionConfig
 	if err == nil {
 		err = t.Run(ctx, s)
 	}
-	if err == nil {
-		err = s.out.Flush()
-	}
-	if isReaderGone(err) {
-		return nil
-	}
-	if err != nil {
+	if done, err := endOutput(err, cfg.finish, s.out); done {
 		return err
 	}
 	lost, err := t.Lost()
@@ -134,6 +128,37 @@ func runSession(ctx context.Context, stdout, stderr io.Writer, cfg sessionConfig
 		fmt.Fprintln(stderr, cfg.summary(lost))
 	}
 	return nil
+}
+
+// startOutput readies a command that writes to stdout until the returned
+// context ends: at Ctrl-C, SIGTERM or SIGHUP (the terminal or ssh session
+// went away). With SIGPIPE caught, a write to a closed pipe fails with
+// EPIPE instead of killing us, so `| head` ends cleanly; an output that
+// cannot be written at all fails now.
+func startOutput(ctx context.Context, stdout io.Writer) (context.Context, context.CancelFunc, error) {
+	ctx, stop := signal.NotifyContext(ctx, stopSignals...)
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
+	if err := checkOutput(stdout); err != nil {
+		stop()
+		return nil, nil, err
+	}
+	return ctx, stop, nil
+}
+
+// endOutput ends a command's output after its run ended with err: its
+// finish, if any, and the last flush. A reader that went away is no
+// error. done tells the caller to return err now, without a summary.
+func endOutput(err error, finish func() error, out sessionOutput) (done bool, _ error) {
+	if err == nil && finish != nil {
+		err = finish()
+	}
+	if err == nil {
+		err = out.Flush()
+	}
+	if isReaderGone(err) {
+		return true, nil
+	}
+	return err != nil, err
 }
 
 // newTracer loads the tracer for opts with what it does not read itself:

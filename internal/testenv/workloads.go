@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"syscall"
 	"time"
 )
@@ -53,4 +54,57 @@ func Reset(client, server *net.TCPConn) error {
 		return fmt.Errorf("server read after reset: %v, want ECONNRESET", err)
 	}
 	return server.Close()
+}
+
+// Connect makes a listener on addr (port 0: any) and one connection to
+// it: the client's socket and the server's.
+func Connect(network, addr string) (ln net.Listener, client, server *net.TCPConn, err error) {
+	ln, err = net.Listen(network, net.JoinHostPort(addr, "0"))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	c, err := net.Dial(network, ln.Addr().String())
+	if err != nil {
+		ln.Close()
+		return nil, nil, nil, err
+	}
+	s, err := ln.Accept()
+	if err != nil {
+		ln.Close()
+		c.Close()
+		return nil, nil, nil, err
+	}
+	return ln, c.(*net.TCPConn), s.(*net.TCPConn), nil
+}
+
+// Refused connects to a port of addr that was just closed and returns it:
+// the kernel answers the SYN with a RST (connection refused).
+func Refused(network, addr string) (port int, err error) {
+	ln, err := net.Listen(network, net.JoinHostPort(addr, "0"))
+	if err != nil {
+		return 0, err
+	}
+	port = ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	c, err := net.Dial(network, net.JoinHostPort(addr, strconv.Itoa(port)))
+	if err == nil {
+		c.Close()
+		return 0, errors.New("connect to a closed port succeeded")
+	}
+	return port, nil
+}
+
+// CloseFirst closes a connection as the article's 4-way close: first
+// sends "hello" and closes (FIN_WAIT1, FIN_WAIT2), second reads it to the
+// peer's FIN (CLOSE_WAIT), then closes (LAST_ACK); first is in TIME_WAIT.
+func CloseFirst(first, second *net.TCPConn) error {
+	if _, err := first.Write([]byte("hello")); err != nil {
+		return err
+	}
+	first.Close()
+	if b, err := io.ReadAll(second); err != nil || string(b) != "hello" {
+		return fmt.Errorf("read %q, %v", b, err)
+	}
+	Pause() // the first closer reaches FIN_WAIT2
+	return second.Close()
 }

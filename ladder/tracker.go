@@ -1,0 +1,398 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package ladder
+
+import (
+	"net/netip"
+	"slices"
+
+	"github.com/tcpstate/tcpstate/tcp"
+	"github.com/tcpstate/tcpstate/tracer"
+)
+
+// Output receives what a Tracker draws.
+type Output interface {
+	// Diagram is called once per connection, when it has ended (TIME_WAIT
+	// included), or at Flush for one still in TIME_WAIT.
+	Diagram(d *Diagram) error
+	// Follow is called, with Options.Follow, whenever a connection has
+	// rows to print: new ones, or states a printed row gained since
+	// (first: the first time for d). Diagram is still called when the
+	// connection ends.
+	Follow(d *Diagram, rows []Row, first bool) error
+}
+
+// Options change what a Tracker follows.
+type Options struct {
+	// Filter selects connections in user space: one is drawn if one of
+	// its sockets matches every field set (an owner, a port, an
+	// address, a state it passed through). NetNS and CgroupID are left
+	// to the tracer.
+	Filter tcp.Filter
+	// Follow draws rows as they happen instead of whole diagrams.
+	Follow bool
+	// MaxConns bounds the connections followed at once (default
+	// DefaultMaxConns).
+	MaxConns int
+}
+
+// DefaultMaxConns bounds the connections a Tracker follows at once: about
+// 4 KiB each, so 16 MiB.
+const DefaultMaxConns = 4096
+
+// maxEvents bounds the transitions kept per socket; a TCP socket makes
+// about 6, a hostile --from file could make any number.
+const maxEvents = 32
+
+// Tracker groups transitions into connections, pairs the two sockets of a
+// connection whose both ends are on this host, and draws each connection.
+// It is a tracer Handler (and Noter); not safe for concurrent use.
+type Tracker struct {
+	out      Output
+	opt      Options
+	sel      selector
+	socks    map[uint64]*sock    // by tracer.Event.ConnID, until CLOSE
+	unpaired map[tupleKey]*sock  // sockets whose peer may still come
+	ended    []*conn             // ended since the last Tick
+	waiting  []*conn             // ended before it: drawn at the next
+	lingers  []*conn             // in TIME_WAIT only: drawn first when full
+	conns    int                 // connections followed now
+	num      int                 // connections numbered so far (Follow)
+	notes    map[uint64]*sock    // ended sockets a late RST may still come for
+	dropped  map[uint64]struct{} // sockets not followed, until their CLOSE
+	// Dropped counts connections not followed because MaxConns were.
+	Dropped uint64
+}
+
+type sock struct {
+	id      uint64
+	evs     events
+	conn    *conn
+	key     tupleKey
+	done    bool
+	partial bool
+}
+
+type conn struct {
+	socks    [2]*sock
+	num      int
+	printed  map[rowKey][2]Change // --follow: rows printed, with their states
+	begun    bool
+	selected bool
+	drawn    bool
+}
+
+// tupleKey is a socket's 4-tuple; the network namespace counts only for
+// loopback addresses, which mean a different host in each namespace.
+type tupleKey struct {
+	l, r  netip.AddrPort
+	netns uint32
+}
+
+func keyOf(ev *tracer.Event) tupleKey {
+	k := tupleKey{l: netip.AddrPortFrom(ev.LAddr, ev.LPort), r: netip.AddrPortFrom(ev.RAddr, ev.RPort)}
+	if ev.LAddr.IsLoopback() || ev.RAddr.IsLoopback() {
+		k.netns = ev.NetNS
+	}
+	return k
+}
+
+func (k tupleKey) reversed() tupleKey { return tupleKey{l: k.r, r: k.l, netns: k.netns} }
+
+// NewTracker returns a Tracker drawing to out.
+func NewTracker(out Output, o Options) *Tracker {
+	if o.MaxConns <= 0 {
+		o.MaxConns = DefaultMaxConns
+	}
+	return &Tracker{out: out, opt: o, sel: newSelector(o.Filter),
+		socks: map[uint64]*sock{}, unpaired: map[tupleKey]*sock{}, notes: map[uint64]*sock{}, dropped: map[uint64]struct{}{}}
+}
+
+// Event follows one transition.
+func (t *Tracker) Event(ev *tracer.Event) error {
+	if ev.NewState == tcp.Listen || ev.OldState == tcp.Listen && ev.NewState == tcp.Close {
+		return nil // a listener is no connection
+	}
+	id := ev.ConnID()
+	s := t.socks[id]
+	fresh := ev.OldState == tcp.Close || ev.OldState == tcp.Listen && ev.NewState == tcp.SynRecv
+	if s != nil && fresh {
+		// No cookie and the address reused: the old socket is gone.
+		t.end(s)
+		s = nil
+	}
+	if s == nil {
+		if _, ok := t.dropped[id]; ok {
+			if ev.NewState == tcp.Close {
+				delete(t.dropped, id)
+			}
+			return nil // not followed from its start: not at all
+		}
+		if ev.OldState == tcp.TimeWait || ev.Synthesized && ev.NewState == tcp.Close {
+			return nil // the end of a connection not seen before
+		}
+		if s = t.start(ev, !fresh); s == nil {
+			return nil
+		}
+	}
+	if len(s.evs) < maxEvents {
+		s.evs = append(s.evs, *ev)
+	}
+	if ev.NewState == tcp.TimeWait && s.conn.lingering() {
+		t.lingers = append(t.lingers, s.conn)
+	}
+	if ev.NewState == tcp.Close {
+		t.end(s)
+	}
+	if t.opt.Follow {
+		return t.follow(s.conn)
+	}
+	return nil
+}
+
+// Note adds the RST the kernel sends just after an abortive close's CLOSE
+// (tracer.Noter).
+func (t *Tracker) Note(ev *tracer.Event) error {
+	if ev.Note != tracer.NoteLateReset {
+		return nil
+	}
+	if s := t.notes[ev.ConnID()]; s != nil && len(s.evs) > 0 {
+		s.evs[len(s.evs)-1].Reset |= ev.Reset
+		if t.opt.Follow {
+			return t.follow(s.conn)
+		}
+	}
+	return nil
+}
+
+// start follows a new socket, paired with its peer if that is on this
+// host; nil when too many connections are followed.
+func (t *Tracker) start(ev *tracer.Event, partial bool) *sock {
+	s := &sock{id: ev.ConnID(), key: keyOf(ev), partial: partial}
+	if p := t.unpaired[s.key.reversed()]; p != nil && pairs(p, s, ev) {
+		delete(t.unpaired, p.key)
+		p.conn.socks[1] = s
+		s.conn = p.conn
+		t.socks[s.id] = s
+		return s
+	}
+	if t.conns >= t.opt.MaxConns && !t.evict() {
+		t.Dropped++
+		if len(t.dropped) >= t.opt.MaxConns {
+			clear(t.dropped) // bounded too; the forgotten may show up partial
+		}
+		t.dropped[s.id] = struct{}{}
+		return nil
+	}
+	t.conns++
+	t.num++
+	s.conn = &conn{socks: [2]*sock{s}, num: t.num}
+	t.socks[s.id] = s
+	t.unpaired[s.key] = s
+	return s
+}
+
+// pairs tells whether s, whose first transition is ev, is the peer of p:
+// a client and a server child, or two connections older than the tracer,
+// with p still open.
+func pairs(p, s *sock, ev *tracer.Event) bool {
+	if p.done || p.conn.socks[1] != nil || len(p.evs) == 0 {
+		return false
+	}
+	first := p.evs[0]
+	pClient := first.OldState == tcp.Close
+	pChild := first.OldState == tcp.Listen
+	switch {
+	case ev.OldState == tcp.Close:
+		return pChild
+	case ev.OldState == tcp.Listen:
+		return pClient
+	}
+	return p.partial && s.partial
+}
+
+// evict makes room: the connection longest in TIME_WAIT is drawn now,
+// without waiting for its end. It reports whether there was one.
+func (t *Tracker) evict() bool {
+	for len(t.lingers) > 0 {
+		c := t.lingers[0]
+		t.lingers = t.lingers[1:]
+		if c.drawn || !c.lingering() {
+			continue
+		}
+		for _, s := range c.socks {
+			if s != nil && !s.done {
+				s.done = true
+				delete(t.socks, s.id)
+			}
+		}
+		t.conns--
+		c.drawn = true
+		t.ended = append(t.ended, c)
+		return true
+	}
+	return false
+}
+
+// end marks s closed, and its connection ended when its peer is too.
+func (t *Tracker) end(s *sock) {
+	if s.done {
+		return
+	}
+	s.done = true
+	delete(t.socks, s.id)
+	t.notes[s.id] = s
+	if t.unpaired[s.key] == s {
+		delete(t.unpaired, s.key)
+	}
+	c := s.conn
+	for _, o := range c.socks {
+		if o != nil && !o.done {
+			return
+		}
+	}
+	if !c.drawn {
+		c.drawn = true
+		t.conns--
+		t.ended = append(t.ended, c)
+	}
+}
+
+// lingering tells whether every socket of c has closed or is in
+// TIME_WAIT, which ends by itself 60 s later.
+func (c *conn) lingering() bool {
+	for _, s := range c.socks {
+		if s != nil && !s.done && (len(s.evs) == 0 || s.evs[len(s.evs)-1].NewState != tcp.TimeWait) {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *conn) build() Diagram {
+	var b events
+	if c.socks[1] != nil {
+		b = c.socks[1].evs
+	}
+	d := Build(c.socks[0].evs, b)
+	d.Num = c.num
+	return d
+}
+
+func (t *Tracker) matches(c *conn) bool {
+	if !c.selected {
+		c.selected = t.sel.match(c)
+	}
+	return c.selected
+}
+
+func (t *Tracker) follow(c *conn) error {
+	if !t.matches(c) {
+		return nil
+	}
+	d := c.build()
+	// Rows change as transitions come (a peer's states join, a FIN's
+	// number is refined): print the rows not printed yet, and for a row
+	// printed before, the states it gained since, on a line of their own.
+	if c.printed == nil {
+		c.printed = map[rowKey][2]Change{}
+	}
+	var rows []Row
+	for _, r := range d.Rows {
+		k := rowKey{r.Kind, r.From, r.Seg, r.Seq, r.Ack, r.Bytes}
+		was, ok := c.printed[k]
+		switch {
+		case !ok:
+			rows = append(rows, r)
+		default:
+			s := Row{Kind: Local, Time: r.Time, From: r.From}
+			gained := false
+			for i := range r.Enter {
+				if st := r.Enter[i].State; st != 0 && st != was[i].State {
+					s.Enter[i], gained = r.Enter[i], true
+				}
+			}
+			if !gained {
+				continue
+			}
+			rows = append(rows, s)
+		}
+		c.printed[k] = r.Enter
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	first := !c.begun
+	c.begun = true
+	return t.out.Follow(&d, rows, first)
+}
+
+// rowKey identifies a row across rebuilds of a diagram.
+type rowKey struct {
+	kind     RowKind
+	from     Side
+	seg      Segment
+	seq, ack uint32
+	bytes    uint64
+}
+
+// Tick draws the connections that ended before the last tick: the RST
+// of an abortive close comes just after its CLOSE, as a note.
+func (t *Tracker) Tick() error {
+	if len(t.lingers) > 2*t.conns+64 {
+		// Those drawn since (TIME_WAIT over) stay in the queue until
+		// here: it stays within twice the connections followed.
+		t.lingers = slices.DeleteFunc(t.lingers, func(c *conn) bool { return c.drawn })
+	}
+	ready := t.waiting
+	t.waiting, t.ended = t.ended, nil
+	return t.draw(ready)
+}
+
+func (t *Tracker) draw(ready []*conn) error {
+	for i, c := range ready {
+		for _, s := range c.socks {
+			if s != nil {
+				delete(t.notes, s.id)
+			}
+		}
+		if !t.matches(c) {
+			continue
+		}
+		d := c.build()
+		if err := t.out.Diagram(&d); err != nil {
+			t.waiting = slices.Concat(ready[i+1:], t.waiting)
+			return err
+		}
+	}
+	return nil
+}
+
+// Flush draws, at the end, the connections that only wait for the end
+// of their TIME_WAIT, and returns how many others were still open.
+func (t *Tracker) Flush() (open int, err error) {
+	ready := slices.Concat(t.waiting, t.ended)
+	t.waiting, t.ended = nil, nil
+	seen := map[*conn]bool{}
+	for _, s := range t.socks {
+		c := s.conn
+		if seen[c] {
+			continue
+		}
+		seen[c] = true
+		if !c.lingering() {
+			open++
+			continue
+		}
+		for _, s := range c.socks {
+			if s != nil {
+				s.done = true
+			}
+		}
+		c.drawn = true
+		ready = append(ready, c)
+	}
+	slices.SortStableFunc(ready, func(a, b *conn) int { return a.num - b.num })
+	clear(t.socks)
+	return open, t.draw(ready)
+}
