@@ -58,6 +58,9 @@ const volatile bool raw_mode = false;
 const volatile __u64 tw_timer_fn = 0;
 /* Tally mode: count and observe in maps tallies and hists, send nothing. */
 const volatile bool tally_mode = false;
+/* Tally mode: observe durations per socket cgroup too (map cgroup_hists),
+ * for histograms by pod. */
+const volatile bool tally_cgroups = false;
 /* The reset hooks and the poll run (tp_btf flavour): a connection's end
  * may wait for a late RST in map closed. */
 const volatile bool late_resets = false;
@@ -130,6 +133,7 @@ struct rearm_note {
 struct closed_conn {
 	struct conn_life life;
 	__u64 end_ts;
+	__u64 cgroup; /* of the socket */
 	__u8 from;  /* the state it left for CLOSE */
 	__u8 reset; /* RESET_* counted so far */
 	__u8 _pad[6];
@@ -244,6 +248,31 @@ struct {
 	__type(value, struct hist);
 } hists SEC(".maps");
 
+/* Tally mode with tally_cgroups: the histograms per socket cgroup (v2 id)
+ * and series. Shared by the CPUs (additions are atomic); user space
+ * removes the entries of cgroups that are gone. */
+struct cgroup_hist_key {
+	__u64 cgroup;
+	__u32 series;
+	__u32 _pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1 << 12);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct cgroup_hist_key);
+	__type(value, struct hist);
+} cgroup_hists SEC(".maps");
+
+/* Zeroes, to create entries of cgroup_hists from (too big for the stack). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct hist);
+} hist_zero SEC(".maps");
+
 /* Tally mode: connections waiting for a late RST, by cookie. Entries live
  * for microseconds (the RST follows at once) or LATE_RESET_WAIT_NS. */
 struct {
@@ -335,13 +364,10 @@ static __always_inline __u32 bucket_of(const volatile __u64 *bounds, __u32 half,
 	return lo;
 }
 
-static __always_inline void observe(__u32 series, __u64 ns)
+static __always_inline void add_to(struct hist *h, __u64 ns)
 {
-	struct hist *h = bpf_map_lookup_elem(&hists, &series);
 	__u32 i;
 
-	if (!h)
-		return;
 	if (ns >= BOUND_PAD)
 		ns = BOUND_PAD - 1;
 	ADD(h->count, 1);
@@ -363,6 +389,41 @@ static __always_inline void observe(__u32 series, __u64 ns)
 		ADD(h->classic[i], 1);
 }
 
+/* The histogram of a cgroup's series, created at its first observation. */
+static __always_inline struct hist *cgroup_hist(__u64 cgroup, __u32 series)
+{
+	struct cgroup_hist_key key = { .cgroup = cgroup, .series = series };
+	struct hist *h = bpf_map_lookup_elem(&cgroup_hists, &key);
+	__u32 zero = 0;
+	void *zeros;
+
+	if (h)
+		return h;
+	zeros = bpf_map_lookup_elem(&hist_zero, &zero);
+	if (!zeros)
+		return NULL;
+	if (bpf_map_update_elem(&cgroup_hists, &key, zeros, BPF_NOEXIST) == -7 /* E2BIG */) {
+		count(COUNT_CGROUP_HISTS_FULL);
+		return NULL;
+	}
+	return bpf_map_lookup_elem(&cgroup_hists, &key);
+}
+
+/* Observe a duration of a socket of cgroup in a series. */
+static __noinline void observe(__u32 series, __u64 ns, __u64 cgroup)
+{
+	struct hist *h = bpf_map_lookup_elem(&hists, &series);
+
+	if (!h)
+		return;
+	add_to(h, ns);
+	if (tally_cgroups) {
+		h = cgroup_hist(cgroup, series);
+		if (h)
+			add_to(h, ns);
+	}
+}
+
 /* Who closed, as `tcpstate life` says it. */
 static __always_inline __u32 closer_of(__u8 flags, __u8 reset)
 {
@@ -377,7 +438,7 @@ static __always_inline __u32 closer_of(__u8 flags, __u8 reset)
 
 /* A connection ended (CLOSE, or TIME_WAIT entered): its lifetime, if it
  * was established and began while we watched. */
-static __always_inline void observe_end(const struct conn_life *life, __u64 end_ts, __u8 reset)
+static __always_inline void observe_end(const struct conn_life *life, __u64 end_ts, __u8 reset, __u64 cgroup)
 {
 	__u32 role;
 
@@ -389,7 +450,7 @@ static __always_inline void observe_end(const struct conn_life *life, __u64 end_
 		role = ROLE_SERVER;
 	else
 		return;
-	observe(HIST_CONN + role * NR_CLOSED_BY + closer_of(life->flags, reset), end_ts - life->start_ts);
+	observe(HIST_CONN + role * NR_CLOSED_BY + closer_of(life->flags, reset), end_ts - life->start_ts, cgroup);
 }
 
 static __always_inline void count_resets(struct tallies *t, __u8 state, __u8 reset)
@@ -415,7 +476,7 @@ static __always_inline bool late_reset_possible(__u8 from)
  * may end it (NULL otherwise), full when it is a full socket's (which may
  * send a RST after its CLOSE). */
 static __always_inline void tally(__u8 from, __u8 to, __u64 ts, __u64 prev_ts, __u8 reset, __u32 retrans,
-				  const struct conn_life *life, __u64 cookie)
+				  const struct conn_life *life, __u64 cookie, __u64 cgroup)
 {
 	__u32 zero = 0;
 	struct tallies *t = bpf_map_lookup_elem(&tally_counts, &zero);
@@ -426,7 +487,7 @@ static __always_inline void tally(__u8 from, __u8 to, __u64 ts, __u64 prev_ts, _
 	to &= NR_STATES - 1;
 	ADD(t->transitions[from][to], 1);
 	if (prev_ts && prev_ts <= ts && from != TCP_CLOSE)
-		observe(HIST_STATE + from, ts - prev_ts);
+		observe(HIST_STATE + from, ts - prev_ts, cgroup);
 	if (to == TCP_CLOSE) {
 		if (from == TCP_SYN_SENT) {
 			__u32 reason = reset & RESET_RECEIVED ? FAIL_REFUSED : retrans ? FAIL_TIMEOUT : FAIL_OTHER;
@@ -438,7 +499,7 @@ static __always_inline void tally(__u8 from, __u8 to, __u64 ts, __u64 prev_ts, _
 	if (!life || (to != TCP_CLOSE && to != TCP_TIME_WAIT))
 		return;
 	if (late_resets && cookie && to == TCP_CLOSE && !(reset & RESET_SENT) && late_reset_possible(from)) {
-		struct closed_conn c = { .life = *life, .end_ts = ts, .from = from, .reset = reset };
+		struct closed_conn c = { .life = *life, .end_ts = ts, .cgroup = cgroup, .from = from, .reset = reset };
 
 		if (!bpf_map_update_elem(&closed, &cookie, &c, BPF_NOEXIST)) {
 			__sync_fetch_and_add(&closed_live, 1);
@@ -446,7 +507,7 @@ static __always_inline void tally(__u8 from, __u8 to, __u64 ts, __u64 prev_ts, _
 		}
 		count(COUNT_CLOSED_FULL);
 	}
-	observe_end(life, ts, reset);
+	observe_end(life, ts, reset, cgroup);
 }
 
 /* Observe the end of a closed connection, once: the one that deletes its
@@ -458,7 +519,7 @@ static __always_inline void closed_end(__u64 *cookie, struct closed_conn *c)
 	if (bpf_map_delete_elem(&closed, cookie))
 		return;
 	__sync_fetch_and_sub(&closed_live, 1);
-	observe_end(&copy.life, copy.end_ts, copy.reset);
+	observe_end(&copy.life, copy.end_ts, copy.reset, copy.cgroup);
 }
 
 /* The RST sent after CLOSE by close(): count it, and end the connection
@@ -731,7 +792,7 @@ static __always_inline void send(struct event *e)
 static __always_inline void emit(struct event *e, const struct conn_life *life)
 {
 	if (tally_mode)
-		tally(e->oldstate, e->newstate, e->ts_ns, e->prev_ts_ns, e->reset, e->retrans, life, e->cookie);
+		tally(e->oldstate, e->newstate, e->ts_ns, e->prev_ts_ns, e->reset, e->retrans, life, e->cookie, e->cgroup_id);
 	else
 		send(e);
 }
@@ -911,7 +972,7 @@ static __always_inline int on_set_state(const struct sock *sk, int oldstate, int
 		bpf_map_delete_elem(&socks, &key);
 
 	cgroup_ok = !filter_cgroup || in_cgroup(sk);
-	if (!tally_mode)
+	if (!tally_mode || tally_cgroups)
 		e.cgroup_id = sock_cgroup_id(sk, btf);
 
 	if (newstate == TCP_SYN_SENT || (oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV)) {
@@ -978,7 +1039,7 @@ static __always_inline void send_tw(const struct tw_info *info, __u8 newstate, _
 		/* An orphan's connection ends now; a TIME_WAIT's ended when
 		 * it entered TIME_WAIT. */
 		tally(info->substate, newstate, now, info->enter_ts, info->tmpl.reset, 0,
-		      info->substate == TCP_FIN_WAIT2 ? &info->life : NULL, 0);
+		      info->substate == TCP_FIN_WAIT2 ? &info->life : NULL, 0, info->tmpl.cgroup_id);
 		return;
 	}
 	/* A tentative end goes out only with room behind it for the re-arm

@@ -75,6 +75,9 @@ enum counter {
 	COUNT_CLOSED_FULL,  /* late-reset table full (tally mode): a
 	                     * connection's end observed without waiting for
 	                     * the RST that may follow its CLOSE */
+	COUNT_CGROUP_HISTS_FULL, /* per-cgroup histogram table full (tally
+	                          * mode by pod): durations of sockets of new
+	                          * cgroups observed in the totals only */
 	NR_COUNTERS,
 };
 

@@ -50,6 +50,9 @@ type Source interface {
 	Tallies() (*tracer.Tallies, error)
 	// Lost counts transitions the kernel did not let the tracer see.
 	Lost() (uint64, error)
+	// ForgetCgroups drops the histograms of cgroups not in live (see
+	// tracer.Tracer.ForgetCgroups).
+	ForgetCgroups(live map[uint64]bool) error
 }
 
 // Config is what a Collector needs besides its Source.
@@ -68,6 +71,13 @@ type Config struct {
 	// have namespace, pod and container labels, and every socket's
 	// holders are read at each scrape.
 	Identify func(*snapshot.Socket) *container.Identity
+	// IdentifyCgroup names the container and pod of a cgroup v2 id (nil
+	// outside one); when set, the duration histograms have namespace, pod
+	// and container labels, from the Source's Tallies.Cgroups.
+	IdentifyCgroup func(id uint64) *container.Identity
+	// LiveCgroups reads the ids of every cgroup v2 there is, so that the
+	// histograms of those gone are dropped (every CgroupsForgetEvery).
+	LiveCgroups func() (map[uint64]bool, error)
 	// Version is the build_info version label; the module's when "".
 	Version string
 }
@@ -77,6 +87,8 @@ type Config struct {
 type Collector struct {
 	cfg    Config
 	source atomic.Pointer[Source]
+	// forgot is when the histograms of gone cgroups were last dropped.
+	forgot atomic.Int64
 
 	transitionsDesc, stateDurDesc, connDurDesc, resetsDesc, connectFailDesc *prometheus.Desc
 	socketsDesc, stuckDesc, stuckOldestDesc, lostDesc, buildDesc            *prometheus.Desc
@@ -88,18 +100,21 @@ var podLabels = []string{"namespace", "pod", "container"}
 
 // New returns a Collector.
 func New(cfg Config) *Collector {
-	var pod []string
+	var pod, histPod []string
 	if cfg.Identify != nil {
 		pod = podLabels
+	}
+	if cfg.IdentifyCgroup != nil {
+		histPod = podLabels
 	}
 	c := &Collector{
 		cfg: cfg,
 		transitionsDesc: prometheus.NewDesc("tcpstate_transitions_total",
 			"TCP state transitions seen, TIME_WAIT in and out included (kernel state names).", []string{"from", "to"}, nil),
 		stateDurDesc: prometheus.NewDesc("tcpstate_state_duration_seconds",
-			"Time a socket spent in a state, observed when it leaves it.", []string{"state"}, nil),
+			"Time a socket spent in a state, observed when it leaves it.", append([]string{"state"}, histPod...), nil),
 		connDurDesc: prometheus.NewDesc("tcpstate_connection_duration_seconds",
-			"Connection lifetime, observed at its end (as tcpstate life).", []string{"role", "closed_by"}, nil),
+			"Connection lifetime, observed at its end (as tcpstate life).", append([]string{"role", "closed_by"}, histPod...), nil),
 		resetsDesc: prometheus.NewDesc("tcpstate_resets_total",
 			"Resets sent or received, by the state the connection was in.", []string{"state", "direction"}, nil),
 		connectFailDesc: prometheus.NewDesc("tcpstate_connect_failures_total",
@@ -180,6 +195,10 @@ func (c *Collector) collectTallies(ch chan<- prometheus.Metric, src Source) {
 		return
 	}
 	ch <- prometheus.MustNewConstMetric(c.lostDesc, prometheus.CounterValue, float64(lost))
+	if err := c.forgetCgroups(src); err != nil {
+		ch <- prometheus.NewInvalidMetric(c.stateDurDesc, err)
+		return
+	}
 	t, err := src.Tallies()
 	if err != nil {
 		ch <- prometheus.NewInvalidMetric(c.transitionsDesc, err)
@@ -197,20 +216,86 @@ func (c *Collector) collectTallies(ch chan<- prometheus.Metric, src Source) {
 				ch <- prometheus.MustNewConstMetric(c.resetsDesc, prometheus.CounterValue, float64(n), state(from), directions[dir])
 			}
 		}
-		if h := &t.StateDurations[from]; h.Count > 0 {
-			ch <- &histogram{desc: c.stateDurDesc, h: h, labels: []string{state(from)}}
-		}
 	}
 	for r, n := range t.ConnectFailures {
 		ch <- prometheus.MustNewConstMetric(c.connectFailDesc, prometheus.CounterValue, float64(n), reasons[r])
 	}
+	if c.cfg.IdentifyCgroup == nil {
+		c.collectDurations(ch, &tracer.Durations{StateDurations: t.StateDurations, ConnDurations: t.ConnDurations}, nil)
+		return
+	}
+	for _, w := range sortedKeys(c.byPod(t)) {
+		c.collectDurations(ch, w.d, []string{w.namespace, w.pod, w.container})
+	}
+}
+
+// forgetCgroups drops the histograms of the cgroups that are gone, every
+// CgroupsForgetEvery.
+func (c *Collector) forgetCgroups(src Source) error {
+	now := time.Now().UnixNano()
+	last := c.forgot.Load()
+	if c.cfg.LiveCgroups == nil || now-last < int64(CgroupsForgetEvery) || !c.forgot.CompareAndSwap(last, now) {
+		return nil
+	}
+	live, err := c.cfg.LiveCgroups()
+	if err != nil {
+		return err
+	}
+	return src.ForgetCgroups(live)
+}
+
+// collectDurations sends the duration histograms of d that observed
+// something, with the pod label values pod.
+func (c *Collector) collectDurations(ch chan<- prometheus.Metric, d *tracer.Durations, pod []string) {
+	for s := range tracer.NumStates {
+		if h := &d.StateDurations[s]; h.Count > 0 {
+			ch <- &histogram{desc: c.stateDurDesc, h: h, labels: append([]string{tcp.State(s).String()}, pod...)}
+		}
+	}
 	for role := range tracer.NumRoles {
 		for by := range tracer.NumClosers {
-			if h := &t.ConnDurations[role][by]; h.Count > 0 {
-				ch <- &histogram{desc: c.connDurDesc, h: h, labels: []string{roles[role], closers[by]}}
+			if h := &d.ConnDurations[role][by]; h.Count > 0 {
+				ch <- &histogram{desc: c.connDurDesc, h: h, labels: append([]string{roles[role], closers[by]}, pod...)}
 			}
 		}
 	}
+}
+
+// CgroupsForgetEvery is how often the histograms of cgroups that are gone
+// are dropped.
+const CgroupsForgetEvery = 30 * time.Second
+
+// podDurations are the duration histograms of one container's sockets.
+type podDurations struct {
+	namespace, pod, container string
+	d                         *tracer.Durations
+}
+
+func (p podDurations) compare(o podDurations) int {
+	return cmp.Or(cmp.Compare(p.namespace, o.namespace), cmp.Compare(p.pod, o.pod), cmp.Compare(p.container, o.container))
+}
+
+// byPod sums the cgroups' histograms per container; sockets in no
+// container count under empty labels.
+func (c *Collector) byPod(t *tracer.Tallies) map[podDurations]bool {
+	sums := map[[3]string]*tracer.Durations{}
+	for id, d := range t.Cgroups {
+		var k [3]string
+		if who := c.cfg.IdentifyCgroup(id); who != nil {
+			k = [3]string{who.Namespace, who.Pod, who.Container}
+		}
+		sum := sums[k]
+		if sum == nil {
+			sum = &tracer.Durations{}
+			sums[k] = sum
+		}
+		sum.Add(d)
+	}
+	out := map[podDurations]bool{}
+	for k, d := range sums {
+		out[podDurations{k[0], k[1], k[2], d}] = true
+	}
+	return out
 }
 
 // histogram is a tracer.Histogram as a Prometheus histogram with both

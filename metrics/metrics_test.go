@@ -30,6 +30,14 @@ type source struct {
 
 func (s *source) Tallies() (*tracer.Tallies, error) { t := s.t; return &t, nil }
 func (s *source) Lost() (uint64, error)             { return s.lost, nil }
+func (s *source) ForgetCgroups(live map[uint64]bool) error {
+	for id := range s.t.Cgroups {
+		if !live[id] {
+			delete(s.t.Cgroups, id)
+		}
+	}
+	return nil
+}
 
 // observe adds d to h in the bucket the BPF side would (see
 // tracer/tally_test.go for the check against the kernel).
@@ -263,5 +271,61 @@ tcpstate_stuck_oldest_seconds{comm="api",container="api",namespace="shop",pod="a
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want),
 		"tcpstate_sockets", "tcpstate_stuck_sockets", "tcpstate_stuck_oldest_seconds"); err != nil {
 		t.Error(err)
+	}
+}
+
+func TestDurationsByPod(t *testing.T) {
+	key := func(k int) int { return k - tracer.NativeMinKey }
+	pod := func(ms ...int) *tracer.Durations {
+		d := &tracer.Durations{}
+		for _, m := range ms {
+			// 1 s is native key 0 and classic bound 1 s (index 8).
+			observe(&d.StateDurations[tcp.CloseWait], time.Duration(m)*time.Second, key(0), 8)
+		}
+		return d
+	}
+	src := &source{t: tracer.Tallies{Cgroups: map[uint64]*tracer.Durations{
+		1:   pod(1),    // the root: no pod
+		500: pod(1, 1), // api's two containers' cgroups
+		501: pod(1),
+		600: pod(1), // gone since
+	}}}
+	api := &container.Identity{Namespace: "shop", Pod: "api-7d9", Container: "api"}
+	live := map[uint64]bool{1: true, 500: true, 501: true, 700: true}
+	c := New(Config{
+		IdentifyCgroup: func(id uint64) *container.Identity {
+			if id == 500 || id == 501 {
+				return api
+			}
+			return nil
+		},
+		LiveCgroups: func() (map[uint64]bool, error) { return live, nil },
+	})
+	c.Attach(src)
+	want := `
+# HELP tcpstate_state_duration_seconds Time a socket spent in a state, observed when it leaves it.
+# TYPE tcpstate_state_duration_seconds histogram
+`
+	for _, w := range []struct {
+		labels string
+		n      int
+	}{{`container="",namespace="",pod=""`, 1}, {`container="api",namespace="shop",pod="api-7d9"`, 3}} {
+		for i, b := range tracer.ClassicBounds {
+			n := 0
+			if i >= 8 {
+				n = w.n
+			}
+			want += fmt.Sprintf("tcpstate_state_duration_seconds_bucket{%s,state=\"CLOSE_WAIT\",le=\"%v\"} %d\n", w.labels, b.Seconds(), n)
+		}
+		want += fmt.Sprintf("tcpstate_state_duration_seconds_bucket{%s,state=\"CLOSE_WAIT\",le=\"+Inf\"} %d\n", w.labels, w.n)
+		want += fmt.Sprintf("tcpstate_state_duration_seconds_sum{%s,state=\"CLOSE_WAIT\"} %d\n", w.labels, w.n)
+		want += fmt.Sprintf("tcpstate_state_duration_seconds_count{%s,state=\"CLOSE_WAIT\"} %d\n", w.labels, w.n)
+	}
+	// Cgroup 600 is gone: its histograms are dropped before the read.
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "tcpstate_state_duration_seconds"); err != nil {
+		t.Error(err)
+	}
+	if _, ok := src.t.Cgroups[600]; ok {
+		t.Error("the histograms of gone cgroup 600 were not dropped")
 	}
 }

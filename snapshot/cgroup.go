@@ -42,6 +42,25 @@ func cgroupTree(id uint64) (map[uint64]bool, error) {
 	return tree, nil
 }
 
+// CgroupIDs returns the id (inode) of every cgroup v2 there is now.
+func CgroupIDs() (map[uint64]bool, error) {
+	ids := map[uint64]bool{}
+	err := filepath.WalkDir(Cgroup2Root(), func(path string, e os.DirEntry, err error) error {
+		if err != nil || !e.IsDir() {
+			return nil
+		}
+		var st unix.Stat_t
+		if unix.Stat(path, &st) == nil {
+			ids[st.Ino] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read the cgroup v2 tree: %w", err)
+	}
+	return ids, nil
+}
+
 // Cgroup2Root is where the cgroup v2 hierarchy is mounted: /sys/fs/cgroup
 // on most systems, /sys/fs/cgroup/unified on hybrid ones.
 func Cgroup2Root() string {

@@ -138,6 +138,7 @@ func setFilters(spec *ebpf.CollectionSpec, o *Options) error {
 		{vars.WakeupBytes, uint64(wakeupBytes)},
 		{vars.RawMode, o.Raw},
 		{vars.TallyMode, o.Tally},
+		{vars.TallyCgroups, o.Tally && o.TallyCgroups},
 	} {
 		if err := v.spec.Set(v.value); err != nil {
 			return fmt.Errorf("set %s: %w", v.spec.Name, err)

@@ -95,6 +95,23 @@ type Tallies struct {
 	// ConnDurations: lifetime of connections that were established and
 	// began while traced, at their end (CLOSE, or entering TIME_WAIT).
 	ConnDurations [NumRoles][NumClosers]Histogram
+	// Cgroups are the same histograms per socket cgroup (v2 id), with
+	// Options.TallyCgroups; only those that observed something.
+	Cgroups map[uint64]*Durations
+}
+
+// Durations are the duration histograms of some sockets.
+type Durations struct {
+	StateDurations [NumStates]Histogram
+	ConnDurations  [NumRoles][NumClosers]Histogram
+}
+
+// series returns the histogram of a series of enum tally_layout.
+func (d *Durations) series(s int) *Histogram {
+	if conn := s - int(tcpstateTallyLayoutHIST_CONN); conn >= 0 {
+		return &d.ConnDurations[conn/NumClosers][conn%NumClosers]
+	}
+	return &d.StateDurations[s]
 }
 
 // Histogram is one duration histogram; buckets are not cumulative.
@@ -170,22 +187,96 @@ func (t *Tracer) Tallies() (*Tallies, error) {
 			out.ConnectFailures[r] += c.ConnectFailures[r]
 		}
 	}
+	total := Durations{}
 	var hists []tcpstateHist
 	for series := range int(tcpstateTallyLayoutNR_HISTS) {
 		if err := t.maps.Hists.Lookup(uint32(series), &hists); err != nil {
 			return nil, fmt.Errorf("read BPF histograms: %w", err)
 		}
-		var h *Histogram
-		if conn := series - int(tcpstateTallyLayoutHIST_CONN); conn >= 0 {
-			h = &out.ConnDurations[conn/NumClosers][conn%NumClosers]
-		} else {
-			h = &out.StateDurations[series]
-		}
+		h := total.series(series)
 		for i := range hists {
 			h.add(&hists[i])
 		}
 	}
+	out.StateDurations, out.ConnDurations = total.StateDurations, total.ConnDurations
+	if !t.tallyCgroups {
+		return out, nil
+	}
+	out.Cgroups = map[uint64]*Durations{}
+	var key tcpstateCgroupHistKey
+	var h tcpstateHist
+	it := t.maps.CgroupHists.Iterate()
+	for it.Next(&key, &h) {
+		d := out.Cgroups[key.Cgroup]
+		if d == nil {
+			d = &Durations{}
+			out.Cgroups[key.Cgroup] = d
+		}
+		if key.Series < uint32(tcpstateTallyLayoutNR_HISTS) {
+			d.series(int(key.Series)).add(&h)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("read BPF histograms per cgroup: %w", err)
+	}
 	return out, nil
+}
+
+// ForgetCgroups removes the histograms of the cgroups that are gone: those
+// not in live (every cgroup v2 id there is, just read) and older than the
+// newest in it (kernfs numbers cgroups in increasing order, so a cgroup
+// made since live was read is newer and kept).
+func (t *Tracer) ForgetCgroups(live map[uint64]bool) error {
+	if !t.tallyCgroups || len(live) == 0 {
+		return nil
+	}
+	var newest uint64
+	for id := range live {
+		newest = max(newest, id)
+	}
+	var key tcpstateCgroupHistKey
+	var gone []tcpstateCgroupHistKey
+	it := t.maps.CgroupHists.Iterate()
+	var h tcpstateHist
+	for it.Next(&key, &h) {
+		if !live[key.Cgroup] && key.Cgroup < newest {
+			gone = append(gone, key)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("read BPF histograms per cgroup: %w", err)
+	}
+	for _, k := range gone {
+		if err := t.maps.CgroupHists.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("forget the histograms of cgroup %d: %w", k.Cgroup, err)
+		}
+	}
+	return nil
+}
+
+// Add adds o's observations to d.
+func (d *Durations) Add(o *Durations) {
+	for s := range d.StateDurations {
+		d.StateDurations[s].Add(&o.StateDurations[s])
+	}
+	for r := range d.ConnDurations {
+		for b := range d.ConnDurations[r] {
+			d.ConnDurations[r][b].Add(&o.ConnDurations[r][b])
+		}
+	}
+}
+
+// Add adds o's observations to h.
+func (h *Histogram) Add(o *Histogram) {
+	h.Count += o.Count
+	h.Sum += o.Sum
+	h.Zero += o.Zero
+	for i := range h.Native {
+		h.Native[i] += o.Native[i]
+	}
+	for i := range h.Classic {
+		h.Classic[i] += o.Classic[i]
+	}
 }
 
 // add sums one CPU's histogram into h.

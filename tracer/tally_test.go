@@ -12,10 +12,16 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/tcpstate/tcpstate/conn"
 	"github.com/tcpstate/tcpstate/internal/testenv"
@@ -29,7 +35,7 @@ import (
 // a linear search).
 type model struct {
 	mu   sync.Mutex
-	t    tracer.Tallies
+	t    tracer.Tallies // with Cgroups
 	life *conn.LifeTracker
 	// closed remembers, for a tick or two, connections that went to
 	// CLOSE, for the RST close() sends after it.
@@ -43,6 +49,7 @@ type closedConn struct {
 
 func newModel() *model {
 	m := &model{closed: map[uint64]*closedConn{}, closedBefore: map[uint64]*closedConn{}}
+	m.t.Cgroups = map[uint64]*tracer.Durations{}
 	m.life = conn.NewLifeTracker(modelLife{m})
 	return m
 }
@@ -53,6 +60,7 @@ func (m *model) Event(ev *tracer.Event) error {
 	m.t.Transitions[ev.OldState][ev.NewState]++
 	if ev.InStateKnown && ev.OldState != tcp.Close {
 		observe(&m.t.StateDurations[ev.OldState], ev.InState)
+		observe(&m.cgroup(ev.CgroupID).StateDurations[ev.OldState], ev.InState)
 	}
 	if ev.OldState == tcp.SynSent && ev.NewState == tcp.Close {
 		reason := tracer.FailOther
@@ -70,6 +78,16 @@ func (m *model) Event(ev *tracer.Event) error {
 		m.closed[ev.ConnID()] = cc
 	}
 	return m.life.Event(ev)
+}
+
+// cgroup returns the histograms of a socket cgroup.
+func (m *model) cgroup(id uint64) *tracer.Durations {
+	d := m.t.Cgroups[id]
+	if d == nil {
+		d = &tracer.Durations{}
+		m.t.Cgroups[id] = d
+	}
+	return d
 }
 
 func (m *model) Note(ev *tracer.Event) error {
@@ -131,6 +149,7 @@ func (o modelLife) Connection(c *conn.Connection) error {
 		closer = tracer.ClosedReset
 	}
 	observe(&o.m.t.ConnDurations[role][closer], c.Duration)
+	observe(&o.m.cgroup(c.CgroupID).ConnDurations[role][closer], c.Duration)
 	return nil
 }
 
@@ -200,7 +219,7 @@ func TestTallyMatchesEvents(t *testing.T) {
 	}
 	m := newModel()
 	stopEvents := runTracer(t, evTracer, m)
-	opts.Tally = true
+	opts.Tally, opts.TallyCgroups = true, true
 	tallyTracer, err := tracer.New(opts)
 	if err != nil {
 		t.Fatalf("tracer.New (tally): %v", err)
@@ -218,6 +237,22 @@ func TestTallyMatchesEvents(t *testing.T) {
 			runPair(t, ns, s, network)
 		}
 	}
+	// A client in a cgroup of its own: its durations are also its
+	// cgroup's.
+	cg := filepath.Join(cgroup2Root(t), fmt.Sprintf("tcpstate-test-%d", rand.Uint32()))
+	if err := os.Mkdir(cg, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(cg) })
+	var cgStat unix.Stat_t
+	if err := unix.Stat(cg, &cgStat); err != nil {
+		t.Fatal(err)
+	}
+	runOwners(t, ns, startTracer(t, tracer.Options{Filter: tcp.Filter{NetNS: ns.Inode}}), "tcp4", "", func(pid int) {
+		if err := os.WriteFile(filepath.Join(cg, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	})
 	time.Sleep(300 * time.Millisecond) // late RSTs swept, held ends released
 	stopEvents()
 	if err := m.Tick(); err != nil { // connections that ended at the drain
@@ -231,13 +266,31 @@ func TestTallyMatchesEvents(t *testing.T) {
 	for _, d := range tallyDiff(got, want) {
 		t.Error(d)
 	}
+	for id, w := range want.Cgroups {
+		g := got.Cgroups[id]
+		if g == nil {
+			t.Errorf("cgroup %d: no histograms", id)
+			continue
+		}
+		for _, d := range durationsDiff(fmt.Sprintf("cgroup %d: ", id), g, w) {
+			t.Error(d)
+		}
+	}
+	for id := range got.Cgroups {
+		if want.Cgroups[id] == nil {
+			t.Errorf("cgroup %d: histograms the events do not have", id)
+		}
+	}
+	if d := got.Cgroups[cgStat.Ino]; d == nil || d.ConnDurations[tracer.RoleClient][tracer.ClosedLocal].Count != 1 {
+		t.Errorf("the client in cgroup %d: %v, want one connection closed here", cgStat.Ino, d)
+	}
 
 	// Not a vacuous match: the scenarios' own counts.
 	for _, c := range []struct {
 		what      string
 		got, want uint64
 	}{
-		{"CLOSE -> SYN_SENT", got.Transitions[tcp.Close][tcp.SynSent], 2 * 9}, // tw-reuse connects twice
+		{"CLOSE -> SYN_SENT", got.Transitions[tcp.Close][tcp.SynSent], 2*9 + 1}, // tw-reuse connects twice; the client in its cgroup
 		{"TIME_WAIT -> CLOSE (reused)", got.Transitions[tcp.TimeWait][tcp.Close], 2},
 		{"refused", got.ConnectFailures[tracer.FailRefused], 2},
 		{"CLOSING -> TIME_WAIT", got.Transitions[tcp.Closing][tcp.TimeWait], 2}, // the client
@@ -266,16 +319,25 @@ func tallyDiff(got, want *tracer.Tallies) []string {
 				out = append(out, fmt.Sprintf("resets in %s (direction %d): %d, events say %d", state(from), dir, g, w))
 			}
 		}
-		out = append(out, histDiff("time in "+state(from), &got.StateDurations[from], &want.StateDurations[from])...)
 	}
 	for r := range tracer.NumConnectFailures {
 		if g, w := got.ConnectFailures[r], want.ConnectFailures[r]; g != w {
 			out = append(out, fmt.Sprintf("connect failures %d: %d, events say %d", r, g, w))
 		}
 	}
+	return append(out, durationsDiff("", &tracer.Durations{StateDurations: got.StateDurations, ConnDurations: got.ConnDurations},
+		&tracer.Durations{StateDurations: want.StateDurations, ConnDurations: want.ConnDurations})...)
+}
+
+// durationsDiff lists where the histograms of got and want differ.
+func durationsDiff(prefix string, got, want *tracer.Durations) []string {
+	var out []string
+	for s := range tracer.NumStates {
+		out = append(out, histDiff(prefix+"time in "+tcp.State(s).String(), &got.StateDurations[s], &want.StateDurations[s])...)
+	}
 	for role := range tracer.NumRoles {
 		for by := range tracer.NumClosers {
-			what := fmt.Sprintf("lifetime of role %d closed by %d", role, by)
+			what := fmt.Sprintf("%slifetime of role %d closed by %d", prefix, role, by)
 			out = append(out, histDiff(what, &got.ConnDurations[role][by], &want.ConnDurations[role][by])...)
 		}
 	}

@@ -13,6 +13,13 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type tcpstateCgroupHistKey struct {
+	_      structs.HostLayout
+	Cgroup uint64
+	Series uint32
+	Pad    uint32
+}
+
 type tcpstateClosedBy uint32
 
 const (
@@ -30,10 +37,11 @@ type tcpstateClosedConn struct {
 		Flags   uint8
 		Pad     [7]uint8
 	}
-	EndTs uint64
-	From  uint8
-	Reset uint8
-	Pad   [6]uint8
+	EndTs  uint64
+	Cgroup uint64
+	From   uint8
+	Reset  uint8
+	Pad    [6]uint8
 }
 
 type tcpstateConnectFailure uint32
@@ -47,16 +55,17 @@ const (
 type tcpstateCounter uint32
 
 const (
-	tcpstateCounterCOUNT_LOST         tcpstateCounter = 0
-	tcpstateCounterCOUNT_SOCKS_FULL   tcpstateCounter = 1
-	tcpstateCounterCOUNT_HELD_FULL    tcpstateCounter = 2
-	tcpstateCounterCOUNT_TW_FULL      tcpstateCounter = 3
-	tcpstateCounterCOUNT_ORPHANS_FULL tcpstateCounter = 4
-	tcpstateCounterCOUNT_TW_UNKNOWN   tcpstateCounter = 5
-	tcpstateCounterCOUNT_REARM_LOST   tcpstateCounter = 6
-	tcpstateCounterCOUNT_NESTED       tcpstateCounter = 7
-	tcpstateCounterCOUNT_CLOSED_FULL  tcpstateCounter = 8
-	tcpstateCounterNR_COUNTERS        tcpstateCounter = 9
+	tcpstateCounterCOUNT_LOST              tcpstateCounter = 0
+	tcpstateCounterCOUNT_SOCKS_FULL        tcpstateCounter = 1
+	tcpstateCounterCOUNT_HELD_FULL         tcpstateCounter = 2
+	tcpstateCounterCOUNT_TW_FULL           tcpstateCounter = 3
+	tcpstateCounterCOUNT_ORPHANS_FULL      tcpstateCounter = 4
+	tcpstateCounterCOUNT_TW_UNKNOWN        tcpstateCounter = 5
+	tcpstateCounterCOUNT_REARM_LOST        tcpstateCounter = 6
+	tcpstateCounterCOUNT_NESTED            tcpstateCounter = 7
+	tcpstateCounterCOUNT_CLOSED_FULL       tcpstateCounter = 8
+	tcpstateCounterCOUNT_CGROUP_HISTS_FULL tcpstateCounter = 9
+	tcpstateCounterNR_COUNTERS             tcpstateCounter = 10
 )
 
 type tcpstateEvFlag uint32
@@ -193,10 +202,12 @@ type tcpstateTwInfo struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	tcpstateMapCgroupHists        = "cgroup_hists"
 	tcpstateMapClosed             = "closed"
 	tcpstateMapConnecting         = "connecting"
 	tcpstateMapCounters           = "counters"
 	tcpstateMapEvents             = "events"
+	tcpstateMapHistZero           = "hist_zero"
 	tcpstateMapHists              = "hists"
 	tcpstateMapLaddrs             = "laddrs"
 	tcpstateMapLports             = "lports"
@@ -249,6 +260,7 @@ const (
 	tcpstateVarOrphansLive        = "orphans_live"
 	tcpstateVarRawMode            = "raw_mode"
 	tcpstateVarRoleBtf            = "role_btf"
+	tcpstateVarTallyCgroups       = "tally_cgroups"
 	tcpstateVarTallyLayoutBtf     = "tally_layout_btf"
 	tcpstateVarTallyMode          = "tally_mode"
 	tcpstateVarTwTimerFn          = "tw_timer_fn"
@@ -319,10 +331,12 @@ type tcpstateProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpstateMapSpecs struct {
+	CgroupHists  *ebpf.MapSpec `ebpf:"cgroup_hists"`
 	Closed       *ebpf.MapSpec `ebpf:"closed"`
 	Connecting   *ebpf.MapSpec `ebpf:"connecting"`
 	Counters     *ebpf.MapSpec `ebpf:"counters"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
+	HistZero     *ebpf.MapSpec `ebpf:"hist_zero"`
 	Hists        *ebpf.MapSpec `ebpf:"hists"`
 	Laddrs       *ebpf.MapSpec `ebpf:"laddrs"`
 	Lports       *ebpf.MapSpec `ebpf:"lports"`
@@ -365,6 +379,7 @@ type tcpstateVariableSpecs struct {
 	OrphansLive       *ebpf.VariableSpec `ebpf:"orphans_live"`
 	RawMode           *ebpf.VariableSpec `ebpf:"raw_mode"`
 	RoleBtf           *ebpf.VariableSpec `ebpf:"role_btf"`
+	TallyCgroups      *ebpf.VariableSpec `ebpf:"tally_cgroups"`
 	TallyLayoutBtf    *ebpf.VariableSpec `ebpf:"tally_layout_btf"`
 	TallyMode         *ebpf.VariableSpec `ebpf:"tally_mode"`
 	TwTimerFn         *ebpf.VariableSpec `ebpf:"tw_timer_fn"`
@@ -391,10 +406,12 @@ func (o *tcpstateObjects) Close() error {
 //
 // It can be passed to loadTcpstateObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpstateMaps struct {
+	CgroupHists  *ebpf.Map `ebpf:"cgroup_hists"`
 	Closed       *ebpf.Map `ebpf:"closed"`
 	Connecting   *ebpf.Map `ebpf:"connecting"`
 	Counters     *ebpf.Map `ebpf:"counters"`
 	Events       *ebpf.Map `ebpf:"events"`
+	HistZero     *ebpf.Map `ebpf:"hist_zero"`
 	Hists        *ebpf.Map `ebpf:"hists"`
 	Laddrs       *ebpf.Map `ebpf:"laddrs"`
 	Lports       *ebpf.Map `ebpf:"lports"`
@@ -413,10 +430,12 @@ type tcpstateMaps struct {
 
 func (m *tcpstateMaps) Close() error {
 	return _TcpstateClose(
+		m.CgroupHists,
 		m.Closed,
 		m.Connecting,
 		m.Counters,
 		m.Events,
+		m.HistZero,
 		m.Hists,
 		m.Laddrs,
 		m.Lports,
@@ -460,6 +479,7 @@ type tcpstateVariables struct {
 	OrphansLive       *ebpf.Variable `ebpf:"orphans_live"`
 	RawMode           *ebpf.Variable `ebpf:"raw_mode"`
 	RoleBtf           *ebpf.Variable `ebpf:"role_btf"`
+	TallyCgroups      *ebpf.Variable `ebpf:"tally_cgroups"`
 	TallyLayoutBtf    *ebpf.Variable `ebpf:"tally_layout_btf"`
 	TallyMode         *ebpf.Variable `ebpf:"tally_mode"`
 	TwTimerFn         *ebpf.Variable `ebpf:"tw_timer_fn"`

@@ -63,6 +63,9 @@ type Options struct {
 	// instead of sending events (see Tallies): Run delivers none. The cost
 	// of an always-on exporter.
 	Tally bool
+	// TallyCgroups also observes durations per socket cgroup (v2), for
+	// histograms by pod: Tallies.Cgroups.
+	TallyCgroups bool
 }
 
 // Handler receives what the tracer reads.
@@ -111,6 +114,8 @@ type Tracer struct {
 	// kernel allows it).
 	timewait bool
 	tally    bool // Options.Tally
+	// tallyCgroups: Options.Tally and Options.TallyCgroups
+	tallyCgroups bool
 	// skip are programs not attached (not needed in tally mode).
 	skip    []string
 	notices []string
@@ -146,12 +151,13 @@ func New(opts Options) (*Tracer, error) {
 	if err := setFilters(spec, &opts); err != nil {
 		return nil, err
 	}
-	t := &Tracer{tally: opts.Tally, limits: map[tcpstateCounter]uint32{
-		tcpstateCounterCOUNT_SOCKS_FULL:   spec.Maps[tcpstateMapSocks].MaxEntries,
-		tcpstateCounterCOUNT_HELD_FULL:    spec.Maps[tcpstateMapPending].MaxEntries,
-		tcpstateCounterCOUNT_TW_FULL:      spec.Maps[tcpstateMapTws].MaxEntries,
-		tcpstateCounterCOUNT_ORPHANS_FULL: spec.Maps[tcpstateMapOrphans].MaxEntries,
-		tcpstateCounterCOUNT_CLOSED_FULL:  spec.Maps[tcpstateMapClosed].MaxEntries,
+	t := &Tracer{tally: opts.Tally, tallyCgroups: opts.Tally && opts.TallyCgroups, limits: map[tcpstateCounter]uint32{
+		tcpstateCounterCOUNT_SOCKS_FULL:        spec.Maps[tcpstateMapSocks].MaxEntries,
+		tcpstateCounterCOUNT_HELD_FULL:         spec.Maps[tcpstateMapPending].MaxEntries,
+		tcpstateCounterCOUNT_TW_FULL:           spec.Maps[tcpstateMapTws].MaxEntries,
+		tcpstateCounterCOUNT_ORPHANS_FULL:      spec.Maps[tcpstateMapOrphans].MaxEntries,
+		tcpstateCounterCOUNT_CLOSED_FULL:       spec.Maps[tcpstateMapClosed].MaxEntries,
+		tcpstateCounterCOUNT_CGROUP_HISTS_FULL: spec.Maps[tcpstateMapCgroupHists].MaxEntries,
 	}}
 	seeds := opts.Seeds
 	if opts.Tally {
@@ -510,6 +516,7 @@ func (t *Tracer) Shortfalls() ([]Shortfall, error) {
 		{t.heldEarly, "TIME_WAIT ends released before their re-arm check (too many at once)"},
 		{counts[tcpstateCounterCOUNT_REARM_LOST], "TIME_WAIT ends shown that a lost event would have retracted (the timer was re-armed)"},
 		full(tcpstateCounterCOUNT_CLOSED_FULL, "connection ends counted before the RST that may follow (closed_by may say local, not reset)", "late-reset"),
+		full(tcpstateCounterCOUNT_CGROUP_HISTS_FULL, "durations of sockets of new cgroups left out of the histograms by pod", "per-cgroup histogram"),
 	}, nil
 }
 

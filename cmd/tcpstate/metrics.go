@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/spf13/cobra"
 
+	"github.com/tcpstate/tcpstate/container"
 	"github.com/tcpstate/tcpstate/metrics"
 	"github.com/tcpstate/tcpstate/snapshot"
 	"github.com/tcpstate/tcpstate/tracer"
@@ -151,6 +152,11 @@ func runMetrics(ctx context.Context, f *metricsFlags, stdout, stderr io.Writer) 
 	}
 	if f.podLabels {
 		cfg.Identify = f.holderIdentity
+		// Durations are kept in the kernel per socket cgroup, named at
+		// each scrape.
+		topts.TallyCgroups = true
+		cfg.IdentifyCgroup = func(id uint64) *container.Identity { return f.resolver().Lookup(0, id, time.Now()) }
+		cfg.LiveCgroups = snapshot.CgroupIDs
 	}
 	if !f.pods.Empty() {
 		fmt.Fprintln(stderr, "tcpstate: --namespace and --pod select the sockets of tcpstate_sockets and the stuck gauges; the counters and histograms, kept in the kernel, count every pod (--cgroup selects for them too)")

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -25,6 +26,7 @@ import (
 	"time"
 
 	"github.com/tcpstate/tcpstate/internal/testenv"
+	"github.com/tcpstate/tcpstate/snapshot"
 )
 
 // metricsScenarios runs, in the test's namespace, a refused connect, a
@@ -439,6 +441,99 @@ func TestMetricsStuckGauges(t *testing.T) {
 		}
 		if stuckSeries != 3 {
 			missing = append(missing, fmt.Sprintf("%d tcpstate_stuck_sockets series, want 3", stuckSeries))
+		}
+		if len(missing) == 0 {
+			return
+		}
+	}
+	t.Fatalf("after 15s, missing:\n%s", strings.Join(missing, "\n"))
+}
+
+// The duration histograms of a pod's sockets carry its labels: a workload
+// in a cgroup v2 of kubelet's cgroupfs layout, with kubelet's
+// /var/log/pods and /var/log/containers entries for its names.
+func TestMetricsDurationsByPod(t *testing.T) {
+	testenv.RequireRoot(t)
+	bin, ns := build(t), testenv.NewNetns(t)
+	uid := fmt.Sprintf("%08x-1111-2222-3333-%012x", rand.Uint32(), rand.Uint64()&(1<<48-1))
+	cid := fmt.Sprintf("%016x%016x%016x%016x", rand.Uint64(), rand.Uint64(), rand.Uint64(), rand.Uint64())
+	pod, podNS, ctr := "web-"+uid[:5], "tcpstate-test", "app"
+	// The cgroup: every level made here is removed at the end.
+	qos := filepath.Join(snapshot.Cgroup2Root(), "kubepods", "besteffort")
+	cg := filepath.Join(qos, "pod"+uid, cid)
+	for _, dir := range []string{filepath.Dir(qos), qos, filepath.Dir(cg), cg} {
+		if err := os.Mkdir(dir, 0o755); err == nil {
+			t.Cleanup(func() { os.Remove(dir) })
+		} else if !errors.Is(err, os.ErrExist) {
+			t.Fatal(err)
+		}
+	}
+	// kubelet's names: the pod's log directory, the container's log link.
+	podDir := filepath.Join("/var/log/pods", podNS+"_"+pod+"_"+uid)
+	link := filepath.Join("/var/log/containers", pod+"_"+podNS+"_"+ctr+"-"+cid+".log")
+	if err := os.MkdirAll(filepath.Join(podDir, ctr), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(podDir) })
+	if err := os.MkdirAll("/var/log/containers", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(podDir, ctr, "0.log"), link); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(link) })
+
+	addr := freePort(t)
+	startedWith(t, exec.Command(bin, "metrics", "--listen", addr, "--netns", ns.Path), "Serving Prometheus metrics on "+addr)
+	// The scenarios (a refused connect, a reset, a half-close), run by a
+	// process moved into the pod's cgroup before it makes any socket (ip
+	// netns exec has a /sys of its own: moved from here).
+	helper := testenv.Helper(ns.Name, "metrics-scenarios")
+	work := exec.Command("ip", "netns", "exec", ns.Name, "sh", "-c", `read go && exec "$1" -test.run='^$'`, "sh", os.Args[0])
+	work.Env = helper.Env
+	var out bytes.Buffer
+	work.Stdout, work.Stderr = &out, &out
+	goLine, err := work.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := work.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(cg, "cgroup.procs"), []byte(strconv.Itoa(work.Process.Pid)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintln(goLine, "go")
+	goLine.Close()
+	if err := work.Wait(); err != nil {
+		t.Fatalf("scenarios: %v %s", err, out.String())
+	}
+	labels := fmt.Sprintf(`container=%q,namespace=%q,pod=%q`, ctr, podNS, pod)
+	want := []string{
+		`tcpstate_connection_duration_seconds_count{closed_by="local",` + labels + `,role="client"} 1`,
+		`tcpstate_connection_duration_seconds_count{closed_by="reset",` + labels + `,role="client"} 1`,
+		`tcpstate_connection_duration_seconds_count{closed_by="remote",` + labels + `,role="server"} 1`,
+		`tcpstate_connection_duration_seconds_count{closed_by="reset",` + labels + `,role="server"} 1`,
+		`tcpstate_state_duration_seconds_count{` + labels + `,state="SYN_SENT"} 3`,
+		`tcpstate_state_duration_seconds_count{` + labels + `,state="CLOSE_WAIT"} 1`,
+	}
+	var missing []string
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(300 * time.Millisecond) {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		missing = missing[:0]
+		for _, w := range want {
+			if !strings.Contains(string(body), "\n"+w+"\n") {
+				missing = append(missing, w)
+			}
+		}
+		// Every duration of the namespace is the pod's.
+		if strings.Contains(string(body), `namespace="",pod=""`) && strings.Contains(string(body), "tcpstate_state_duration_seconds_count{container=\"\"") {
+			missing = append(missing, "durations without the pod's labels")
 		}
 		if len(missing) == 0 {
 			return
