@@ -409,19 +409,21 @@ static __always_inline struct hist *cgroup_hist(__u64 cgroup, __u32 series)
 	return bpf_map_lookup_elem(&cgroup_hists, &key);
 }
 
-/* Observe a duration of a socket of cgroup in a series. */
-static __noinline void observe(__u32 series, __u64 ns, __u64 cgroup)
+/* Observe a duration of a socket of cgroup in a series. A global
+ * function: the verifier checks it once, not at each of its callers. */
+__noinline int observe(__u32 series, __u64 ns, __u64 cgroup)
 {
 	struct hist *h = bpf_map_lookup_elem(&hists, &series);
 
 	if (!h)
-		return;
+		return 0;
 	add_to(h, ns);
 	if (tally_cgroups) {
 		h = cgroup_hist(cgroup, series);
 		if (h)
 			add_to(h, ns);
 	}
+	return 0;
 }
 
 /* Who closed, as `tcpstate life` says it. */
