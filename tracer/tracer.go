@@ -137,6 +137,22 @@ func New(opts Options) (*Tracer, error) {
 	if err := CheckPrivileges(); err != nil {
 		return nil, err
 	}
+	// What comes from /proc (the address of tw_timer_handler, the owners
+	// of the sockets that exist) takes as long as loading the programs:
+	// read it meanwhile.
+	twTimerFn := make(chan symbol, 1)
+	if !opts.Raw {
+		go func() {
+			addr, err := kallsym("tw_timer_handler")
+			twTimerFn <- symbol{addr, err}
+		}()
+	}
+	needSeeds := opts.Seeds
+	if opts.Tally && len(opts.PIDs) == 0 && len(opts.Comms) == 0 {
+		needSeeds = nil // owners matter to tally mode only for the owner filters
+	}
+	seeds := collectSeeds(needSeeds)
+
 	kernelTypes, err := kernelBTF(opts.KernelBTF)
 	if err != nil {
 		return nil, err
@@ -159,24 +175,23 @@ func New(opts Options) (*Tracer, error) {
 		tcpstateCounterCOUNT_CLOSED_FULL:       spec.Maps[tcpstateMapClosed].MaxEntries,
 		tcpstateCounterCOUNT_CGROUP_HISTS_FULL: spec.Maps[tcpstateMapCgroupHists].MaxEntries,
 	}}
-	seeds := opts.Seeds
 	if opts.Tally {
 		// Nothing goes through the ring: the smallest there is.
 		spec.Maps[tcpstateMapEvents].MaxEntries = uint32(os.Getpagesize())
 		// Owners matter to tally mode only for the owner filters, and the
 		// final tuple only for the tuple filters.
-		if len(opts.PIDs) == 0 && len(opts.Comms) == 0 {
+		if needSeeds == nil {
 			t.skip = append(t.skip, ownerHooks...)
-			seeds = nil
 		}
 		if !opts.IPv4 && !opts.IPv6 && len(opts.LPorts)+len(opts.RPorts)+len(opts.LAddrs)+len(opts.RAddrs) == 0 {
 			t.skip = append(t.skip, tupleHooks...)
 		}
 	}
 	if !opts.Raw {
-		fn, err := kallsym("tw_timer_handler")
+		fn := <-twTimerFn
+		err := fn.err
 		if err == nil {
-			err = setVariable(spec, tcpstateVarTwTimerFn, fn)
+			err = setVariable(spec, tcpstateVarTwTimerFn, fn.addr)
 		}
 		if err != nil {
 			t.notices = append(t.notices, fmt.Sprintf("TIME_WAIT is not followed (as with --raw): %v", err))
@@ -206,7 +221,7 @@ func New(opts Options) (*Tracer, error) {
 		t.Close()
 		return nil, err
 	}
-	if t.unseeded, err = seedOwners(t.maps.Seeds, seeds); err != nil {
+	if t.unseeded, err = seedOwners(t.maps.Seeds, <-seeds); err != nil {
 		t.Close()
 		return nil, err
 	}
