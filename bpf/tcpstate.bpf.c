@@ -359,8 +359,15 @@ static __always_inline __u32 bucket_of(const volatile __u64 *bounds, __u32 half,
 {
 	__u32 lo = 0;
 
-	for (__u32 step = half; step; step >>= 1)
-		lo += step & -(__u32)((bounds[(lo + step - 1) & (2 * half - 1)] - v) >> 63);
+	for (__u32 step = half; step; step >>= 1) {
+		__u32 idx = lo + step - 1;
+
+		/* Keep the mask: clang knows idx is in range and would drop
+		 * it, and older verifiers (6.1) cannot tell from lo's bits. */
+		barrier_var(idx);
+		idx &= 2 * half - 1;
+		lo += step & -(__u32)((bounds[idx] - v) >> 63);
+	}
 	return lo;
 }
 

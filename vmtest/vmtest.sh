@@ -25,7 +25,7 @@ cd "$(dirname "$0")/.."
 GO=${GO:-$(command -v go 2>/dev/null || echo /usr/local/go/bin/go)}
 SERIES=${VMTEST_SERIES:-6.1 6.12}
 FLAVOUR=${VMTEST_FLAVOUR:-cloud-amd64}
-RUN=${VMTEST_RUN:-TestTransitions|TestOwnerAcrossProcesses|TestFilters|TestTimeWaitEndsOnReuse|TestTimeWaitReuseLoop|TestOrphanFinWait2Timeout|TestSequenceNumbers|TestLife|TestLoadsEverything}
+RUN=${VMTEST_RUN:-TestTransitions|TestOwnerAcrossProcesses|TestFilters|TestTimeWaitEndsOnReuse|TestTimeWaitReuseLoop|TestOrphanFinWait2Timeout|TestSequenceNumbers|TestLife|TestLoadsEverything|TestTallyMatchesEvents}
 PARALLEL=${VMTEST_PARALLEL:-1}
 # The guest clock counts executed instructions (-icount shift=0: 1 ns
 # each), so TCG's overhead (e.g. translating freshly JITed BPF programs) is

@@ -61,7 +61,7 @@ func loadEach(spec *ebpf.CollectionSpec) bool {
 			ok = false
 			var ve *ebpf.VerifierError
 			if errors.As(err, &ve) {
-				fmt.Printf("probe: program %s (%s %s): FAILED, verifier: %+20v\n", name, ps.Type, ps.SectionName, ve)
+				fmt.Printf("probe: program %s (%s %s): FAILED, verifier: %-60v\n", name, ps.Type, ps.SectionName, ve)
 			} else {
 				fmt.Printf("probe: program %s (%s %s): FAILED: %v\n", name, ps.Type, ps.SectionName, err)
 			}
