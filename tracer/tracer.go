@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -460,12 +461,24 @@ func (t *Tracer) poll(now time.Time) error {
 		return nil
 	}
 	t.lastPoll = now
-	start := time.Now()
+	// Its cost is the CPU time it takes, not the wall time: on a loaded
+	// machine a poll preempted for a second would otherwise put the next
+	// one off by minutes.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	start := threadCPU()
 	if _, err := t.progs[tcpstateProgPollOrphans].Run(&ebpf.RunOptions{}); err != nil {
 		return fmt.Errorf("poll orphaned FIN_WAIT2 sockets: %w", err)
 	}
-	t.pollCost = time.Since(start)
+	t.pollCost = threadCPU() - start
 	return nil
+}
+
+// threadCPU is the CPU time this thread has used.
+func threadCPU() time.Duration {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts)
+	return time.Duration(ts.Nano())
 }
 
 const pollCostFactor = 100
