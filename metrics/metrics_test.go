@@ -158,6 +158,19 @@ tcpstate_connection_duration_seconds_count{closed_by="remote",role="server"} 1
 	}
 }
 
+// snapshotOf is a Snapshot of socks.
+func snapshotOf(socks []snapshot.Socket) Snapshot {
+	return func(visit func(*snapshot.Socket) error) error {
+		for i := range socks {
+			s := socks[i]
+			if err := visit(&s); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
 func TestGauges(t *testing.T) {
 	socks := []snapshot.Socket{
 		{State: tcp.Listen, Inode: 1},
@@ -177,15 +190,7 @@ func TestGauges(t *testing.T) {
 	c := New(Config{
 		StuckFor: 30 * time.Second,
 		Version:  "v1.2.3",
-		Snapshot: func(visit func(*snapshot.Socket) error) error {
-			for i := range socks {
-				s := socks[i]
-				if err := visit(&s); err != nil {
-					return err
-				}
-			}
-			return nil
-		},
+		Snapshot: snapshotOf(socks),
 		Owners: func(ss []snapshot.Socket) error {
 			for i := range ss {
 				ss[i].Owners = owners[ss[i].Inode]
@@ -236,15 +241,7 @@ func TestGaugesByPod(t *testing.T) {
 	pods := map[uint64]*container.Identity{2: api, 3: api, 4: api, 5: api}
 	c := New(Config{
 		StuckFor: 30 * time.Second,
-		Snapshot: func(visit func(*snapshot.Socket) error) error {
-			for i := range socks {
-				s := socks[i]
-				if err := visit(&s); err != nil {
-					return err
-				}
-			}
-			return nil
-		},
+		Snapshot: snapshotOf(socks),
 		Owners: func(ss []snapshot.Socket) error {
 			for i := range ss {
 				if ss[i].Inode != 1 {

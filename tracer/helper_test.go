@@ -14,7 +14,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"strconv"
 	"syscall"
 	"time"
@@ -274,14 +273,6 @@ func orphanTimeout(network, addr string, say func(helperReport) error) error {
 	return nil
 }
 
-// nft runs nft(8) in this network namespace.
-func nft(args ...string) error {
-	if out, err := exec.Command("nft", args...).CombinedOutput(); err != nil {
-		return fmt.Errorf("nft %v: %v: %s", args, err, out)
-	}
-	return nil
-}
-
 // simultaneousClose makes both sides send their FIN before seeing the
 // other's: the client's FIN is dropped until the server's FIN has arrived,
 // so the client goes FIN_WAIT1 -> CLOSING, and TIME_WAIT once the
@@ -293,27 +284,8 @@ func simultaneousClose(network, addr string, say func(helperReport) error) error
 	}
 	defer ln.Close()
 	r := ports(ln, c)
-	cport, sport := r.Client, r.Server
 	if err := say(r); err != nil {
 		return err
 	}
-	if err := nft("add table inet tcpstate_test"); err != nil {
-		return err
-	}
-	if err := nft("add chain inet tcpstate_test out { type filter hook output priority 0; }"); err != nil {
-		return err
-	}
-	rule := fmt.Sprintf("add rule inet tcpstate_test out tcp sport %d tcp dport %d tcp flags & fin == fin drop", cport, sport)
-	if err := nft(rule); err != nil {
-		return err
-	}
-	c.Close() // FIN dropped: FIN_WAIT1
-	time.Sleep(20 * time.Millisecond)
-	s.Close() // its FIN reaches the client in FIN_WAIT1: CLOSING
-	time.Sleep(20 * time.Millisecond)
-	if err := nft("delete table inet tcpstate_test"); err != nil {
-		return err
-	}
-	time.Sleep(1500 * time.Millisecond) // the client's FIN is retransmitted (RTO >= 200 ms)
-	return nil
+	return testenv.SimultaneousClose(c.(*net.TCPConn), s.(*net.TCPConn))
 }

@@ -469,6 +469,29 @@ func TestOwnerAcrossProcesses(t *testing.T) {
 	}
 }
 
+// newCgroup makes a cgroup v2 for the test and returns its path and id.
+func newCgroup(t *testing.T) (string, uint64) {
+	t.Helper()
+	cg := filepath.Join(cgroup2Root(t), fmt.Sprintf("tcpstate-test-%d", rand.Uint32()))
+	if err := os.Mkdir(cg, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(cg) })
+	var st unix.Stat_t
+	if err := unix.Stat(cg, &st); err != nil {
+		t.Fatal(err)
+	}
+	return cg, st.Ino
+}
+
+// moveTo moves the process pid into the cgroup v2 at path.
+func moveTo(t *testing.T, path string, pid int) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(path, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // cgroup2Root finds where the cgroup v2 hierarchy is mounted.
 func cgroup2Root(t *testing.T) string {
 	t.Helper()
@@ -490,15 +513,7 @@ func cgroup2Root(t *testing.T) string {
 func TestFilters(t *testing.T) {
 	testenv.RequireRoot(t)
 	ns := testenv.NewNetns(t)
-	cg := filepath.Join(cgroup2Root(t), fmt.Sprintf("tcpstate-test-%d", rand.Uint32()))
-	if err := os.Mkdir(cg, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.Remove(cg) })
-	var cgStat unix.Stat_t
-	if err := unix.Stat(cg, &cgStat); err != nil {
-		t.Fatal(err)
-	}
+	cg, cgID := newCgroup(t)
 
 	all := startTracer(t, tracer.Options{Filter: tcp.Filter{NetNS: ns.Inode}})
 	type filterCase struct {
@@ -523,7 +538,7 @@ func TestFilters(t *testing.T) {
 		{name: "laddr-v6", opts: tracer.Options{Filter: tcp.Filter{LAddrs: []netip.Prefix{netip.MustParsePrefix("::1/128")}}}, match: func(ev tracer.Event) bool {
 			return ev.LAddr == netip.IPv6Loopback()
 		}},
-		{name: "cgroup", opts: tracer.Options{Filter: tcp.Filter{CgroupID: cgStat.Ino}}, match: func(ev tracer.Event) bool { return ev.CgroupID == cgStat.Ino }},
+		{name: "cgroup", opts: tracer.Options{Filter: tcp.Filter{CgroupID: cgID}}, match: func(ev tracer.Event) bool { return ev.CgroupID == cgID }},
 		{name: "comm", opts: tracer.Options{Filter: tcp.Filter{Comms: []string{"no-such-comm", commOf(os.Args[0])}}}, match: func(ev tracer.Event) bool {
 			return ev.Comm == commOf(os.Args[0])
 		}},
@@ -534,11 +549,7 @@ func TestFilters(t *testing.T) {
 		fc.opts.NetNS = ns.Inode
 		fc.c = startTracer(t, fc.opts)
 	}
-	moveToCgroup := func(pid int) {
-		if err := os.WriteFile(filepath.Join(cg, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	moveToCgroup := func(pid int) { moveTo(t, cg, pid) }
 	r4 = runOwners(t, ns, all, "tcp4", "", moveToCgroup)
 	r6 = runOwners(t, ns, all, "tcp6", "", nil)
 	pair2 = runPair(t, ns, "client-closes", "tcp4", "127.0.0.2")

@@ -12,17 +12,11 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"math/rand/v2"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/tcpstate/tcpstate/conn"
 	"github.com/tcpstate/tcpstate/internal/testenv"
@@ -249,20 +243,8 @@ func TestTallyMatchesEvents(t *testing.T) {
 	}
 	// A client in a cgroup of its own: its durations are also its
 	// cgroup's.
-	cg := filepath.Join(cgroup2Root(t), fmt.Sprintf("tcpstate-test-%d", rand.Uint32()))
-	if err := os.Mkdir(cg, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.Remove(cg) })
-	var cgStat unix.Stat_t
-	if err := unix.Stat(cg, &cgStat); err != nil {
-		t.Fatal(err)
-	}
-	runOwners(t, ns, startTracer(t, tracer.Options{Filter: tcp.Filter{NetNS: ns.Inode}}), "tcp4", "", func(pid int) {
-		if err := os.WriteFile(filepath.Join(cg, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	})
+	cg, cgID := newCgroup(t)
+	runOwners(t, ns, startTracer(t, tracer.Options{Filter: tcp.Filter{NetNS: ns.Inode}}), "tcp4", "", func(pid int) { moveTo(t, cg, pid) })
 	time.Sleep(300 * time.Millisecond) // late RSTs swept, held ends released
 	stopEvents()
 	if err := m.Tick(); err != nil { // connections that ended at the drain
@@ -291,8 +273,8 @@ func TestTallyMatchesEvents(t *testing.T) {
 			t.Errorf("cgroup %d: histograms the events do not have", id)
 		}
 	}
-	if d := got.Cgroups[cgStat.Ino]; d == nil || d.ConnDurations[tracer.RoleClient][tracer.ClosedLocal].Count != 1 {
-		t.Errorf("the client in cgroup %d: %v, want one connection closed here", cgStat.Ino, d)
+	if d := got.Cgroups[cgID]; d == nil || d.ConnDurations[tracer.RoleClient][tracer.ClosedLocal].Count != 1 {
+		t.Errorf("the client in cgroup %d: %v, want one connection closed here", cgID, d)
 	}
 
 	// Not a vacuous match: the scenarios' own counts.
