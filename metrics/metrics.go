@@ -406,15 +406,18 @@ func sortedKeys[K interface {
 // for "". With pod labels, each socket counts for its container's pod.
 func (c *Collector) gauges() (*gauges, error) {
 	g := &gauges{sockets: map[where]int{}, stuck: map[stuckKey]*stuckGroup{}}
-	var keep []snapshot.Socket // whose holders are needed
+	// Sockets whose holders are needed: the stuck ones (their comm) and,
+	// with pod labels, those whose cgroup does not tell their pod.
+	var keep []snapshot.Socket
+	var placed []bool // keep[i]'s pod is known from its cgroup
 	err := c.cfg.Snapshot(func(s *snapshot.Socket) error {
+		w, byCgroup := c.cgroupPod(s)
 		stuck := slices.Contains(conn.StuckStates, s.State) && s.AgeKnown && s.Age >= c.cfg.StuckFor
-		switch {
-		case c.cfg.Identify != nil || stuck:
-			keep = append(keep, *s)
-		default:
-			g.sockets[where{state: s.State}]++
+		if !stuck && (c.cfg.Identify == nil || byCgroup) {
+			g.sockets[w]++
+			return nil
 		}
+		keep, placed = append(keep, *s), append(placed, byCgroup)
 		return nil
 	})
 	if err != nil {
@@ -427,11 +430,9 @@ func (c *Collector) gauges() (*gauges, error) {
 	}
 	for i := range keep {
 		s := &keep[i]
-		w := where{state: s.State}
-		if c.cfg.Identify != nil {
-			if id := c.cfg.Identify(s); id != nil {
-				w.namespace, w.pod, w.container = id.Namespace, id.Pod, id.Container
-			}
+		w, _ := c.cgroupPod(s)
+		if c.cfg.Identify != nil && !placed[i] {
+			w = podWhere(s.State, c.cfg.Identify(s))
 		}
 		g.sockets[w]++
 		if !slices.Contains(conn.StuckStates, s.State) || !s.AgeKnown || s.Age < c.cfg.StuckFor {
@@ -457,4 +458,23 @@ func (c *Collector) gauges() (*gauges, error) {
 		}
 	}
 	return g, nil
+}
+
+// cgroupPod places a socket by the cgroup it was made in, when pod labels
+// are on and that cgroup is not the root: a container's, or one outside
+// any (no pod). Sockets of the root cgroup (all of them on cgroup v1 and
+// hybrid hosts) are placed by their holders instead (ok false).
+func (c *Collector) cgroupPod(s *snapshot.Socket) (w where, ok bool) {
+	if c.cfg.Identify == nil || c.cfg.IdentifyCgroup == nil || s.CgroupID <= 1 {
+		return where{state: s.State}, false
+	}
+	return podWhere(s.State, c.cfg.IdentifyCgroup(s.CgroupID)), true
+}
+
+func podWhere(state tcp.State, id *container.Identity) where {
+	w := where{state: state}
+	if id != nil {
+		w.namespace, w.pod, w.container = id.Namespace, id.Pod, id.Container
+	}
+	return w
 }

@@ -236,14 +236,20 @@ func TestGaugesByPod(t *testing.T) {
 		{State: tcp.CloseWait, Inode: 3, Age: time.Minute, AgeKnown: true},
 		{State: tcp.CloseWait, Inode: 4, Age: 2 * time.Minute, AgeKnown: true},
 		{State: tcp.CloseWait, Inode: 5, Age: time.Second, AgeKnown: true}, // not yet stuck
+		{State: tcp.Established, Inode: 6, CgroupID: 500},                  // placed by its cgroup
+		{State: tcp.Established, Inode: 7, CgroupID: 400},                  // a cgroup outside pods
 	}
 	api := &container.Identity{Namespace: "shop", Pod: "api-7d9", Container: "api"}
+	db := &container.Identity{Namespace: "shop", Pod: "db-0", Container: "db"}
 	pods := map[uint64]*container.Identity{2: api, 3: api, 4: api, 5: api}
 	c := New(Config{
 		StuckFor: 30 * time.Second,
 		Snapshot: snapshotOf(socks),
 		Owners: func(ss []snapshot.Socket) error {
 			for i := range ss {
+				if ss[i].CgroupID > 1 {
+					t.Errorf("holders read for socket %d: its cgroup %d tells", ss[i].Inode, ss[i].CgroupID)
+				}
 				if ss[i].Inode != 1 {
 					ss[i].Owners = []snapshot.Owner{{Pid: 10, Comm: "api"}}
 				}
@@ -251,12 +257,19 @@ func TestGaugesByPod(t *testing.T) {
 			return nil
 		},
 		Identify: func(s *snapshot.Socket) *container.Identity { return pods[s.Inode] },
+		IdentifyCgroup: func(id uint64) *container.Identity {
+			if id == 500 {
+				return db
+			}
+			return nil
+		},
 	})
 	want := `
 # HELP tcpstate_sockets TCP sockets that exist now, by state, read at scrape time.
 # TYPE tcpstate_sockets gauge
-tcpstate_sockets{container="",namespace="",pod="",state="ESTABLISHED"} 1
+tcpstate_sockets{container="",namespace="",pod="",state="ESTABLISHED"} 2
 tcpstate_sockets{container="api",namespace="shop",pod="api-7d9",state="ESTABLISHED"} 1
+tcpstate_sockets{container="db",namespace="shop",pod="db-0",state="ESTABLISHED"} 1
 tcpstate_sockets{container="api",namespace="shop",pod="api-7d9",state="CLOSE_WAIT"} 3
 # HELP tcpstate_stuck_sockets Sockets in a closing or connecting state for longer than --stuck-for, per holding process name.
 # TYPE tcpstate_stuck_sockets gauge

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -80,11 +81,21 @@ on the CPU) are counted in tcpstate_events_lost_total and said on stderr.`,
 	fs.StringVar(&f.listen, "listen", defaultListen, "address to serve /metrics on (host:port; :9969 is every address)")
 	fs.StringVar(&f.webConfig, "web.config.file", "", "exporter-toolkit web configuration file for TLS and basic authentication")
 	fs.DurationVar(&f.stuckFor, "stuck-for", 30*time.Second, "count sockets as stuck after this long in a closing or connecting state")
-	fs.BoolVar(&f.podLabels, "pod-labels", true, "namespace, pod and container labels on tcpstate_sockets and the stuck gauges (reads every socket's holders at each scrape; false: fewer series, cheaper scrapes)")
+	fs.BoolVar(&f.podLabels, "pod-labels", kubeletNode(), "namespace, pod and container labels on the socket and stuck gauges and the duration histograms (default: on where kubelet's "+kubeletPods+" exists; where sockets' cgroups do not tell their pod, cgroup v1 and hybrid hosts, each scrape reads every socket's holders from /proc)")
 	fs.StringVar(&f.kernelBTF, "kernel-btf", "", "BTF file for this kernel, when /sys/kernel/btf/vmlinux is missing")
 	f.register(fs)
 	fs.SortFlags = false
 	return cmd
+}
+
+// kubeletPods is where kubelet keeps its pods' logs: a Kubernetes node.
+const kubeletPods = "/var/log/pods"
+
+// kubeletNode reports whether this is a Kubernetes node, where pod labels
+// are on by default.
+func kubeletNode() bool {
+	st, err := os.Stat(kubeletPods)
+	return err == nil && st.IsDir()
 }
 
 // tallyOnly is the handler of a tracer in tally mode, which delivers no

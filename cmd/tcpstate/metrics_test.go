@@ -401,9 +401,9 @@ func TestMetricsStuckGauges(t *testing.T) {
 	}
 	helper := strings.TrimSpace(string(comm))
 	addr := freePort(t)
-	startedWith(t, exec.Command(bin, "metrics", "--listen", addr, "--netns", ns.Path, "--stuck-for", "1s"),
+	startedWith(t, exec.Command(bin, "metrics", "--listen", addr, "--netns", ns.Path, "--stuck-for", "1s", "--pod-labels"),
 		"Serving Prometheus metrics on "+addr)
-	// Not in a pod: the pod labels (on by default) are empty.
+	// Not in a pod: the pod labels are empty.
 	const noPod = `container="",namespace="",pod="",`
 	want := []string{
 		`tcpstate_sockets{` + noPod + `state="CLOSE_WAIT"} 2`,
@@ -484,7 +484,7 @@ func TestMetricsDurationsByPod(t *testing.T) {
 	t.Cleanup(func() { os.Remove(link) })
 
 	addr := freePort(t)
-	startedWith(t, exec.Command(bin, "metrics", "--listen", addr, "--netns", ns.Path), "Serving Prometheus metrics on "+addr)
+	startedWith(t, exec.Command(bin, "metrics", "--listen", addr, "--netns", ns.Path, "--pod-labels"), "Serving Prometheus metrics on "+addr)
 	// The scenarios (a refused connect, a reset, a half-close), run by a
 	// process moved into the pod's cgroup before it makes any socket (ip
 	// netns exec has a /sys of its own: moved from here).
