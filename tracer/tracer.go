@@ -124,8 +124,6 @@ type Tracer struct {
 	// heldHead; a retracted one is marked with evRearm.
 	held     []Event
 	heldHead int
-	lastPoll time.Time
-	pollCost time.Duration              // how long the last poll took
 	limits   map[tcpstateCounter]uint32 // sizes of the tables behind the counters
 	// heldEarly counts timewait ends released before holdFor because too
 	// many were held.
@@ -315,10 +313,27 @@ func (t *Tracer) Run(ctx context.Context, h Handler) error {
 	var ev Event
 	draining := false
 	lastTick := time.Now()
+	// Polls run beside the reader: one can take tens of milliseconds, in
+	// which a burst would fill the ring.
+	pollCtx, stopPolls := context.WithCancel(ctx)
+	pollErr := make(chan error, 1)
+	polled := make(chan struct{})
+	go func() {
+		defer close(polled)
+		pollErr <- t.pollLoop(pollCtx)
+	}()
+	defer func() {
+		stopPolls()
+		<-polled
+	}()
 	tick := func(now time.Time) error {
 		lastTick = now
-		if err := t.poll(now); err != nil {
-			return err
+		select {
+		case err := <-pollErr:
+			if err != nil {
+				return err
+			}
+		default:
 		}
 		if err := t.release(h, monoNow(), false); err != nil {
 			return err
@@ -451,27 +466,36 @@ func (t *Tracer) releaseOne(h Handler) error {
 	return err
 }
 
-// poll runs the BPF program that notices orphans turned TIME_WAIT (and, in
-// tally mode, ends connections that waited long enough for a late RST).
-// A poll walks every bucket of the orphans table while any orphan is
-// followed (about 1 ms for 64 Ki buckets): it waits pollCostFactor times
-// its own last run time, so that it never takes more than 1% of a CPU.
-func (t *Tracer) poll(now time.Time) error {
-	if !(t.timewait || t.tally && t.btf) || now.Sub(t.lastPoll) < max(PollInterval, pollCostFactor*t.pollCost) {
+// pollLoop runs the BPF program that notices orphans turned TIME_WAIT
+// (and, in tally mode, ends connections that waited long enough for a late
+// RST) until ctx ends. A poll walks every bucket of the orphans table
+// while any orphan is followed (about 1 ms for 64 Ki buckets, 30 ms with
+// 10,000 orphans): the next waits pollCostFactor times the CPU time the
+// last took, so that polls take no more than 1% of a CPU, but no more than
+// pollMaxWait.
+func (t *Tracer) pollLoop(ctx context.Context) error {
+	if !(t.timewait || t.tally && t.btf) {
 		return nil
 	}
-	t.lastPoll = now
-	// Its cost is the CPU time it takes, not the wall time: on a loaded
-	// machine a poll preempted for a second would otherwise put the next
-	// one off by minutes.
+	// The cost is the CPU time, not the wall time: on a loaded machine a
+	// poll preempted for a second would otherwise put the next off by
+	// minutes.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	start := threadCPU()
-	if _, err := t.progs[tcpstateProgPollOrphans].Run(&ebpf.RunOptions{}); err != nil {
-		return fmt.Errorf("poll orphaned FIN_WAIT2 sockets: %w", err)
+	timer := time.NewTimer(PollInterval)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-timer.C:
+		}
+		start := threadCPU()
+		if _, err := t.progs[tcpstateProgPollOrphans].Run(&ebpf.RunOptions{}); err != nil {
+			return fmt.Errorf("poll orphaned FIN_WAIT2 sockets: %w", err)
+		}
+		timer.Reset(min(max(PollInterval, pollCostFactor*(threadCPU()-start)), pollMaxWait))
 	}
-	t.pollCost = threadCPU() - start
-	return nil
 }
 
 // threadCPU is the CPU time this thread has used.
@@ -482,6 +506,11 @@ func threadCPU() time.Duration {
 }
 
 const pollCostFactor = 100
+
+// pollMaxWait bounds the wait, so that an orphan's TIME_WAIT is seen
+// within about a second even during a burst of thousands (a poll of
+// 10,000 orphans takes 30 ms: up to 3% of a CPU while they last).
+const pollMaxWait = time.Second
 
 // Notices are one-line remarks for the user about what this kernel does
 // not allow (e.g. TIME_WAIT is not followed).
