@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -293,6 +294,7 @@ func (t *Tracer) Run(ctx context.Context, h Handler) error {
 	var ev Event
 	draining := false
 	lastTick := time.Now()
+	lastYield := lastTick
 	tick := func(now time.Time) error {
 		lastTick = now
 		if err := t.poll(now); err != nil {
@@ -303,7 +305,16 @@ func (t *Tracer) Run(ctx context.Context, h Handler) error {
 		}
 		return h.Tick()
 	}
-	t.reader.SetDeadline(lastTick.Add(PollInterval))
+	// wait sets the reader's deadline: the next tick, but at most
+	// maxBlock from now.
+	wait := func(now time.Time) {
+		d := lastTick.Add(PollInterval)
+		if slice := now.Add(maxBlock); slice.Before(d) {
+			d = slice
+		}
+		t.reader.SetDeadline(d)
+	}
+	wait(lastTick)
 	for n := 0; ; n++ {
 		err := t.reader.ReadInto(&rec)
 		switch {
@@ -318,7 +329,12 @@ func (t *Tracer) Run(ctx context.Context, h Handler) error {
 				continue
 			}
 			// A busy ring never runs dry: tick and look at ctx anyway.
-			if now := time.Now(); now.Sub(lastTick) >= PollInterval {
+			now := time.Now()
+			if now.Sub(lastYield) >= maxBlock {
+				lastYield = now
+				runtime.Gosched()
+			}
+			if now.Sub(lastTick) >= PollInterval {
 				if err := tick(now); err != nil {
 					return err
 				}
@@ -328,7 +344,14 @@ func (t *Tracer) Run(ctx context.Context, h Handler) error {
 				t.reader.SetDeadline(time.Now())
 			}
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			if err := tick(time.Now()); err != nil {
+			runtime.Gosched()
+			now := time.Now()
+			lastYield = now
+			if !draining && ctx.Err() == nil && now.Sub(lastTick) < PollInterval {
+				wait(now)
+				continue
+			}
+			if err := tick(now); err != nil {
 				return err
 			}
 			if draining {
@@ -343,7 +366,7 @@ func (t *Tracer) Run(ctx context.Context, h Handler) error {
 				t.reader.SetDeadline(time.Now())
 				continue
 			}
-			t.reader.SetDeadline(lastTick.Add(PollInterval))
+			wait(lastTick)
 		case errors.Is(err, ringbuf.ErrClosed):
 			return nil
 		default:
@@ -351,6 +374,13 @@ func (t *Tracer) Run(ctx context.Context, h Handler) error {
 		}
 	}
 }
+
+// maxBlock bounds one wait for the ring buffer, and Run yields (Gosched)
+// at least this often. The Go runtime preempts a goroutine that ran 10 ms
+// without yielding, taking its processor if it is in a system call (the
+// wait), and its sysmon thread then polls every 20 µs for a while: that
+// cost more CPU than the events themselves.
+const maxBlock = 9 * time.Millisecond
 
 // holdFor is how long the end of a TIME_WAIT announced by a timer cancel
 // waits for a re-arm that would undo it. A re-arm follows its cancel on the
