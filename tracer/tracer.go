@@ -305,11 +305,17 @@ func (t *Tracer) Run(ctx context.Context, h Handler) error {
 		}
 		return h.Tick()
 	}
-	// wait sets the reader's deadline: the next tick, but at most
-	// maxBlock from now.
+	// busy is set while records keep coming: waits are then cut in
+	// slices of maxBlock with a yield between them. An idle reader
+	// waits for the next tick at once, which costs least when nothing
+	// happens.
+	busy := false
+	records, recordsBefore := 0, 0 // read in all, and before this wait
+	// wait sets the reader's deadline: the next tick, but when busy at
+	// most maxBlock from now.
 	wait := func(now time.Time) {
 		d := lastTick.Add(PollInterval)
-		if slice := now.Add(maxBlock); slice.Before(d) {
+		if slice := now.Add(maxBlock); busy && slice.Before(d) {
 			d = slice
 		}
 		t.reader.SetDeadline(d)
@@ -319,6 +325,7 @@ func (t *Tracer) Run(ctx context.Context, h Handler) error {
 		err := t.reader.ReadInto(&rec)
 		switch {
 		case err == nil:
+			records++
 			if err := t.dec.decode(rec.RawSample, &ev); err != nil {
 				return err
 			}
@@ -344,10 +351,15 @@ func (t *Tracer) Run(ctx context.Context, h Handler) error {
 				t.reader.SetDeadline(time.Now())
 			}
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			runtime.Gosched()
+			busy, recordsBefore = records != recordsBefore, records
+			if busy {
+				runtime.Gosched()
+			}
 			now := time.Now()
 			lastYield = now
-			if !draining && ctx.Err() == nil && now.Sub(lastTick) < PollInterval {
+			// The wait has a resolution of 1 ms: a tick due sooner is
+			// due now, or this would spin.
+			if !draining && ctx.Err() == nil && lastTick.Add(PollInterval).Sub(now) >= time.Millisecond {
 				wait(now)
 				continue
 			}
@@ -375,11 +387,13 @@ func (t *Tracer) Run(ctx context.Context, h Handler) error {
 	}
 }
 
-// maxBlock bounds one wait for the ring buffer, and Run yields (Gosched)
-// at least this often. The Go runtime preempts a goroutine that ran 10 ms
-// without yielding, taking its processor if it is in a system call (the
-// wait), and its sysmon thread then polls every 20 µs for a while: that
-// cost more CPU than the events themselves.
+// maxBlock bounds one wait for the ring buffer while records keep coming,
+// and Run then yields (Gosched) at least this often. The Go runtime
+// preempts a goroutine that ran 10 ms without yielding, taking its
+// processor if it is in a system call (the wait), and its sysmon thread
+// then polls every 20 µs for a while: under load that cost more CPU than
+// the events themselves. Idle, the slices and yields would cost more than
+// they save.
 const maxBlock = 9 * time.Millisecond
 
 // holdFor is how long the end of a TIME_WAIT announced by a timer cancel
