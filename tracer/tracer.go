@@ -169,7 +169,7 @@ func New(opts Options) (*Tracer, error) {
 		}
 	}
 	if !opts.Raw {
-		fn, err := kallsym("tw_timer_handler")
+		fn, err := kernelSymbol("tw_timer_handler")
 		if err == nil {
 			err = setVariable(spec, tcpstateVarTwTimerFn, fn)
 		}
