@@ -52,9 +52,14 @@ type Step struct {
 
 // LifeHandler receives connections from a LifeTracker.
 type LifeHandler interface {
+	// Connection is called for every connection that ended; c (and its
+	// Path) is reused afterwards.
 	Connection(c *Connection) error
 	Tick() error
 }
+
+// maxFree bounds the lives kept for reuse.
+const maxFree = 4096
 
 // maxOpen bounds the connections followed at once; a host with more open
 // connections than this gets the oldest forgotten (and not reported).
@@ -68,6 +73,9 @@ type LifeTracker struct {
 	open map[uint64]*life // by tracer.Event.ConnID
 	// ended waits one tick for the RST the kernel sends after CLOSE.
 	ended []*life
+	// free are reported lives to follow new connections with: a busy
+	// host starts many, and allocating each made work for the GC.
+	free []*life
 	// Dropped counts connections forgotten because too many were open.
 	Dropped uint64
 }
@@ -83,6 +91,9 @@ type life struct {
 	finSndNxt    uint32
 	lastPathTime time.Time
 	orphan       bool // lives on as a FIN_WAIT2 timewait socket
+	// steps hold the path of most connections (c.Path), so that
+	// following one allocates only its life.
+	steps [8]Step
 }
 
 // NewLifeTracker returns a tracker reporting to out.
@@ -96,10 +107,10 @@ func (lt *LifeTracker) Event(ev *tracer.Event) error {
 	if ev.OldState == tcp.TimeWait {
 		return nil // the connection was reported when it entered TIME_WAIT
 	}
-	if _, ok := lt.open[key]; !ok && ev.Synthesized && ev.OldState == tcp.FinWait2 && ev.NewState == tcp.Close {
+	l := lt.open[key]
+	if l == nil && ev.Synthesized && ev.OldState == tcp.FinWait2 && ev.NewState == tcp.Close {
 		return nil // an orphan we did not see start
 	}
-	l := lt.open[key]
 	if l != nil && (ev.OldState == tcp.Close || (ev.OldState == tcp.Listen && ev.NewState == tcp.SynRecv)) {
 		// The address was reused for a new socket: the old one is gone.
 		delete(lt.open, key)
@@ -146,6 +157,12 @@ func (lt *LifeTracker) Tick() error {
 			return err
 		}
 	}
+	for _, l := range lt.ended {
+		if len(lt.free) < maxFree {
+			*l = life{}
+			lt.free = append(lt.free, l)
+		}
+	}
 	clear(lt.ended)
 	lt.ended = lt.ended[:0]
 	return lt.out.Tick()
@@ -160,7 +177,14 @@ func (lt *LifeTracker) evictOne() {
 }
 
 func (lt *LifeTracker) start(ev *tracer.Event) *life {
-	l := &life{id: ev.ConnID()}
+	var l *life
+	if n := len(lt.free); n > 0 {
+		l, lt.free = lt.free[n-1], lt.free[:n-1]
+	} else {
+		l = &life{}
+	}
+	l.id = ev.ConnID()
+	l.c.Path = l.steps[:0]
 	l.c.Start = ev.Time
 	if ev.OldState != tcp.Close && !(ev.OldState == tcp.Listen && ev.NewState == tcp.SynRecv) {
 		// Older than the tracer: the path starts where we came in.

@@ -3,6 +3,7 @@
 package conn
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,8 +15,13 @@ import (
 // lifeSink keeps what a LifeTracker reports.
 type lifeSink struct{ conns []Connection }
 
-func (s *lifeSink) Connection(c *Connection) error { s.conns = append(s.conns, *c); return nil }
-func (s *lifeSink) Tick() error                    { return nil }
+func (s *lifeSink) Connection(c *Connection) error {
+	cc := *c
+	cc.Path = slices.Clone(c.Path) // c is reused
+	s.conns = append(s.conns, cc)
+	return nil
+}
+func (s *lifeSink) Tick() error { return nil }
 
 func (s *lifeSink) paths() []string {
 	var out []string
@@ -112,5 +118,46 @@ func TestLifeTrackerLateReset(t *testing.T) {
 	c := sink.conns[0]
 	if c.Reset != tracer.ResetSent || c.ClosedBy != "remote" || c.RxBytes != 10 || !c.ISNKnown || c.ISN != 100 || c.PeerISN != 200 {
 		t.Errorf("got %+v", c)
+	}
+}
+
+// discardLife drops what a LifeTracker reports.
+type discardLife struct{}
+
+func (discardLife) Connection(*Connection) error { return nil }
+func (discardLife) Tick() error                  { return nil }
+
+// BenchmarkLifeTracker follows a loopback connection a round (client and
+// server side, 11 transitions), ticking every 256 connections.
+func BenchmarkLifeTracker(b *testing.B) {
+	lt := NewLifeTracker(discardLife{})
+	t := time.Unix(1000, 0)
+	ev := tracer.Event{Pid: 42, Comm: "app", LPort: 1000, RPort: 80}
+	step := func(cookie uint64, old, new tcp.State) {
+		t = t.Add(time.Microsecond)
+		ev.Time, ev.Cookie, ev.OldState, ev.NewState = t, cookie, old, new
+		if err := lt.Event(&ev); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	for i := uint64(0); b.Loop(); i++ {
+		c, s := 2*i+1, 2*i+2
+		step(c, tcp.Close, tcp.SynSent)
+		step(s, tcp.Listen, tcp.SynRecv)
+		step(c, tcp.SynSent, tcp.Established)
+		step(s, tcp.SynRecv, tcp.Established)
+		step(c, tcp.Established, tcp.FinWait1)
+		step(s, tcp.Established, tcp.CloseWait)
+		step(c, tcp.FinWait1, tcp.FinWait2)
+		step(s, tcp.CloseWait, tcp.LastAck)
+		step(c, tcp.FinWait2, tcp.TimeWait)
+		step(s, tcp.LastAck, tcp.Close)
+		step(c, tcp.TimeWait, tcp.Close)
+		if i%256 == 0 {
+			if err := lt.Tick(); err != nil {
+				b.Fatal(err)
+			}
+		}
 	}
 }

@@ -149,8 +149,14 @@ func New(o Options) *Resolver {
 // question (an event's), against which cached answers age. A cached
 // answer costs a map lookup.
 func (r *Resolver) Lookup(pid uint32, cgroupID uint64, now time.Time) *Identity {
+	// No defer: this runs for every event, and nothing in it panics.
 	r.mu.Lock()
-	defer r.mu.Unlock()
+	id := r.lookup(pid, cgroupID, now)
+	r.mu.Unlock()
+	return id
+}
+
+func (r *Resolver) lookup(pid uint32, cgroupID uint64, now time.Time) *Identity {
 	if pid != 0 {
 		if id := r.process(pid, now); id != nil {
 			return id

@@ -33,11 +33,29 @@ func (c *clock) append(dst []byte, t time.Time) []byte {
 	for i := 9; i > c.digits; i-- {
 		frac /= 10
 	}
+	// Two digits a division: the fraction is formatted for every record.
 	var buf [9]byte
-	for i := c.digits - 1; i >= 0; i-- {
-		buf[i] = byte('0' + frac%10)
-		frac /= 10
+	n := c.digits
+	for ; n >= 2; n -= 2 {
+		q := frac / 100
+		d := (frac - q*100) * 2
+		buf[n-2], buf[n-1] = digitPairs[d], digitPairs[d+1]
+		frac = q
+	}
+	if n == 1 {
+		buf[0] = byte('0' + frac)
 	}
 	dst = append(dst, buf[:c.digits]...)
 	return append(dst, c.suffix...)
 }
+
+const digitPairs = "00010203040506070809" +
+	"10111213141516171819" +
+	"20212223242526272829" +
+	"30313233343536373839" +
+	"40414243444546474849" +
+	"50515253545556575859" +
+	"60616263646566676869" +
+	"70717273747576777879" +
+	"80818283848586878889" +
+	"90919293949596979899"

@@ -17,6 +17,7 @@ type jsonFormat struct {
 	clock clock
 	seq   bool
 	pods  Identifier
+	where netNSCgroupCache
 }
 
 func newJSON(o Options) *jsonFormat {
@@ -29,7 +30,7 @@ func (f *jsonFormat) Append(dst []byte, ev *tracer.Event) []byte {
 	dst = append(dst, `{"time":"`...)
 	dst = f.clock.append(dst, ev.Time)
 	dst = append(dst, `","skaddr":"0x`...)
-	dst = strconv.AppendUint(dst, ev.Skaddr, 16)
+	dst = appendHex(dst, ev.Skaddr)
 	dst = append(dst, `",`...)
 	dst = appendOwnerJSON(dst, ev.Pid, ev.Comm)
 	dst = append(dst, ',')
@@ -45,7 +46,7 @@ func (f *jsonFormat) Append(dst []byte, ev *tracer.Event) []byte {
 		dst = strconv.AppendInt(dst, int64(ev.InState/1e3), 10)
 	}
 	dst = append(dst, ',')
-	dst = appendNetNSCgroupJSON(dst, ev.NetNS, ev.CgroupID)
+	dst = f.where.append(dst, ev.NetNS, ev.CgroupID)
 	if f.pods != nil {
 		dst = appendIdentityJSON(dst, f.pods.Lookup(ev.Pid, ev.CgroupID, ev.Time))
 	}
@@ -73,4 +74,20 @@ func (f *jsonFormat) Append(dst []byte, ev *tracer.Event) []byte {
 		dst = strconv.AppendUint(dst, ev.Cookie, 10)
 	}
 	return append(dst, "}\n"...)
+}
+
+// appendHex appends strconv.AppendUint(dst, v, 16), which takes the slow
+// general path for base 16.
+func appendHex(dst []byte, v uint64) []byte {
+	var buf [16]byte
+	i := len(buf)
+	for {
+		i--
+		buf[i] = hexDigits[v&0xf]
+		v >>= 4
+		if v == 0 {
+			break
+		}
+	}
+	return append(dst, buf[i:]...)
 }

@@ -59,6 +59,24 @@ func appendNetNSCgroupJSON(b []byte, netns uint32, cgroup uint64) []byte {
 	return strconv.AppendUint(b, cgroup, 10)
 }
 
+// netNSCgroupCache keeps the text of the last "netns":N,"cgroup_id":C:
+// consecutive records of a host mostly share both, and formatting their
+// digits is a good part of a record's cost.
+type netNSCgroupCache struct {
+	netns  uint32
+	cgroup uint64
+	text   []byte
+}
+
+// append appends appendNetNSCgroupJSON(netns, cgroup).
+func (c *netNSCgroupCache) append(b []byte, netns uint32, cgroup uint64) []byte {
+	if c.text == nil || netns != c.netns || cgroup != c.cgroup {
+		c.netns, c.cgroup = netns, cgroup
+		c.text = appendNetNSCgroupJSON(c.text[:0], netns, cgroup)
+	}
+	return append(b, c.text...)
+}
+
 // appendIdentityJSON appends the container and pod of a socket's owner,
 // each key with a comma before it and only when known:
 // ,"container_id":"C","pod_uid":"U","namespace":"N","pod":"P","container":"C".

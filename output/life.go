@@ -31,6 +31,7 @@ type lifeJSON struct {
 	clock clock
 	start clock // its own cache: the start is rarely in the end's second
 	pods  Identifier
+	where netNSCgroupCache
 }
 
 func (*lifeJSON) Header() []byte { return nil }
@@ -89,7 +90,7 @@ func (f *lifeJSON) Append(dst []byte, c *conn.Connection) []byte {
 		dst = append(dst, `,"partial":true`...)
 	}
 	dst = append(dst, ',')
-	dst = appendNetNSCgroupJSON(dst, c.NetNS, c.CgroupID)
+	dst = f.where.append(dst, c.NetNS, c.CgroupID)
 	if f.pods != nil {
 		dst = appendIdentityJSON(dst, f.pods.Lookup(c.Pid, c.CgroupID, c.Time))
 	}

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"io"
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -348,4 +349,44 @@ func FuzzJSONComm(f *testing.F) {
 			t.Fatalf("comm %q came back as %q", comm, m.Comm)
 		}
 	})
+}
+
+func TestAppendHex(t *testing.T) {
+	for _, v := range []uint64{0, 1, 0xf, 0x10, 0xffff888100aa0000, ^uint64(0)} {
+		if got, want := string(appendHex([]byte("x"), v)), "x"+strconv.FormatUint(v, 16); got != want {
+			t.Errorf("appendHex(%#x) = %q, want %q", v, got, want)
+		}
+	}
+}
+
+// BenchmarkJSONHost prints what a busy host sends: one namespace and
+// cgroup, a few processes, loopback connections.
+func BenchmarkJSONHost(b *testing.B) {
+	p := NewPrinter(io.Discard, newJSON(Options{}))
+	ev := testEvents[0]
+	start := ev.Time
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		ev.Time = start.Add(time.Duration(i) * 3 * time.Microsecond)
+		ev.Pid = uint32(1000 + i%3)
+		ev.LPort = uint16(30000 + i%20000)
+		ev.Skaddr += 0x800
+		if err := p.Print(&ev); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// TestClockDigits: every number of fractional digits, against time.Format.
+func TestClockDigits(t *testing.T) {
+	for digits := 1; digits <= 9; digits++ {
+		c := clock{layout: "15:04:05", digits: digits}
+		for _, ns := range []int{0, 5, 123456789, 999999999, 100000000, 90} {
+			tm := time.Date(2026, 11, 25, 21, 3, 4, ns, time.UTC)
+			want := tm.Format("15:04:05." + strings.Repeat("0", digits))
+			if got := string(c.append(nil, tm)); got != want {
+				t.Errorf("%d digits, %d ns: got %q, want %q", digits, ns, got, want)
+			}
+		}
+	}
 }

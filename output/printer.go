@@ -2,10 +2,7 @@
 
 package output
 
-import (
-	"bufio"
-	"io"
-)
+import "io"
 
 // RecordFormat turns records of type R into bytes: Format for the
 // transitions of 'trace' (tracer.Event), LifeFormat for the connections of
@@ -20,23 +17,28 @@ type RecordFormat[R any] interface {
 // Printer writes records of type R in a RecordFormat[R]: a
 // Printer[tracer.Event] prints transitions, a Printer[conn.Connection]
 // connections, and neither can be given the other's records. A busy host
-// can produce many records per second, so output is buffered and one
-// scratch buffer is reused: printing a record does not allocate. Call
-// Flush when done. A Printer is not safe for concurrent use.
+// can produce many records per second, so output is buffered: records are
+// appended straight into the buffer (no copy, no allocation) and written
+// when it holds bufSize bytes. Call Flush when done. A Printer is not safe
+// for concurrent use.
 type Printer[R any] struct {
-	w       *bufio.Writer
+	w       io.Writer
 	f       RecordFormat[R]
-	buf     []byte
+	buf     []byte // not written yet
+	err     error  // the first write error, returned ever after
 	records uint64
 	started bool
 }
 
+// bufSize is how much output is written at once.
+const bufSize = 256 << 10
+
 // NewPrinter returns a Printer writing f to w.
 func NewPrinter[R any](w io.Writer, f RecordFormat[R]) *Printer[R] {
 	return &Printer[R]{
-		w:   bufio.NewWriterSize(w, 256<<10),
+		w:   w,
 		f:   f,
-		buf: make([]byte, 0, 512),
+		buf: make([]byte, 0, bufSize+4096),
 	}
 }
 
@@ -45,9 +47,14 @@ func (p *Printer[R]) Print(r *R) error {
 	if err := p.Begin(); err != nil {
 		return err
 	}
-	p.buf = p.f.Append(p.buf[:0], r)
-	if _, err := p.w.Write(p.buf); err != nil {
-		return err
+	if p.err != nil {
+		return p.err
+	}
+	p.buf = p.f.Append(p.buf, r)
+	if len(p.buf) >= bufSize {
+		if err := p.Flush(); err != nil {
+			return err
+		}
 	}
 	p.records++
 	return nil
@@ -60,16 +67,29 @@ func (p *Printer[R]) Begin() error {
 		return nil
 	}
 	p.started = true
-	if h := p.f.Header(); h != nil {
-		if _, err := p.w.Write(h); err != nil {
-			return err
-		}
+	if p.err != nil {
+		return p.err
 	}
+	p.buf = append(p.buf, p.f.Header()...)
 	return nil
 }
 
 // Flush writes any buffered output to the underlying writer.
-func (p *Printer[R]) Flush() error { return p.w.Flush() }
+func (p *Printer[R]) Flush() error {
+	if p.err != nil || len(p.buf) == 0 {
+		return p.err
+	}
+	n, err := p.w.Write(p.buf)
+	if err == nil && n < len(p.buf) {
+		err = io.ErrShortWrite
+	}
+	if err != nil {
+		p.err = err
+		return err
+	}
+	p.buf = p.buf[:0]
+	return nil
+}
 
 // Records returns the number of records printed.
 func (p *Printer[R]) Records() uint64 { return p.records }

@@ -4,6 +4,7 @@ package tracer_test
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -180,7 +181,9 @@ type lifeCollector struct {
 
 func (c *lifeCollector) Connection(conn *conn.Connection) error {
 	c.mu.Lock()
-	c.conns = append(c.conns, *conn)
+	cc := *conn
+	cc.Path = slices.Clone(conn.Path) // conn is reused
+	c.conns = append(c.conns, cc)
 	c.mu.Unlock()
 	return nil
 }

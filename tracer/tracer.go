@@ -142,7 +142,7 @@ func New(opts Options) (*Tracer, error) {
 	twTimerFn := make(chan symbol, 1)
 	if !opts.Raw {
 		go func() {
-			addr, err := kallsym("tw_timer_handler")
+			addr, err := kernelSymbol("tw_timer_handler")
 			twTimerFn <- symbol{addr, err}
 		}()
 	}
@@ -326,6 +326,7 @@ func (t *Tracer) Run(ctx context.Context, h Handler) error {
 		stopPolls()
 		<-polled
 	}()
+	lastYield := lastTick
 	tick := func(now time.Time) error {
 		lastTick = now
 		select {
@@ -340,11 +341,27 @@ func (t *Tracer) Run(ctx context.Context, h Handler) error {
 		}
 		return h.Tick()
 	}
-	t.reader.SetDeadline(lastTick.Add(PollInterval))
+	// busy is set while records keep coming: waits are then cut in
+	// slices of maxBlock with a yield between them. An idle reader
+	// waits for the next tick at once, which costs least when nothing
+	// happens.
+	busy := false
+	records, recordsBefore := 0, 0 // read in all, and before this wait
+	// wait sets the reader's deadline: the next tick, but when busy at
+	// most maxBlock from now.
+	wait := func(now time.Time) {
+		d := lastTick.Add(PollInterval)
+		if slice := now.Add(maxBlock); busy && slice.Before(d) {
+			d = slice
+		}
+		t.reader.SetDeadline(d)
+	}
+	wait(lastTick)
 	for n := 0; ; n++ {
 		err := t.reader.ReadInto(&rec)
 		switch {
 		case err == nil:
+			records++
 			if err := t.dec.decode(rec.RawSample, &ev); err != nil {
 				return err
 			}
@@ -355,7 +372,12 @@ func (t *Tracer) Run(ctx context.Context, h Handler) error {
 				continue
 			}
 			// A busy ring never runs dry: tick and look at ctx anyway.
-			if now := time.Now(); now.Sub(lastTick) >= PollInterval {
+			now := time.Now()
+			if now.Sub(lastYield) >= maxBlock {
+				lastYield = now
+				runtime.Gosched()
+			}
+			if now.Sub(lastTick) >= PollInterval {
 				if err := tick(now); err != nil {
 					return err
 				}
@@ -365,7 +387,19 @@ func (t *Tracer) Run(ctx context.Context, h Handler) error {
 				t.reader.SetDeadline(time.Now())
 			}
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			if err := tick(time.Now()); err != nil {
+			busy, recordsBefore = records != recordsBefore, records
+			if busy {
+				runtime.Gosched()
+			}
+			now := time.Now()
+			lastYield = now
+			// The wait has a resolution of 1 ms: a tick due sooner is
+			// due now, or this would spin.
+			if !draining && ctx.Err() == nil && lastTick.Add(PollInterval).Sub(now) >= time.Millisecond {
+				wait(now)
+				continue
+			}
+			if err := tick(now); err != nil {
 				return err
 			}
 			if draining {
@@ -380,7 +414,7 @@ func (t *Tracer) Run(ctx context.Context, h Handler) error {
 				t.reader.SetDeadline(time.Now())
 				continue
 			}
-			t.reader.SetDeadline(lastTick.Add(PollInterval))
+			wait(lastTick)
 		case errors.Is(err, ringbuf.ErrClosed):
 			return nil
 		default:
@@ -388,6 +422,15 @@ func (t *Tracer) Run(ctx context.Context, h Handler) error {
 		}
 	}
 }
+
+// maxBlock bounds one wait for the ring buffer while records keep coming,
+// and Run then yields (Gosched) at least this often. The Go runtime
+// preempts a goroutine that ran 10 ms without yielding, taking its
+// processor if it is in a system call (the wait), and its sysmon thread
+// then polls every 20 µs for a while: under load that cost more CPU than
+// the events themselves. Idle, the slices and yields would cost more than
+// they save.
+const maxBlock = 9 * time.Millisecond
 
 // holdFor is how long the end of a TIME_WAIT announced by a timer cancel
 // waits for a re-arm that would undo it. A re-arm follows its cancel on the
