@@ -241,7 +241,9 @@ func New(opts Options) (*Tracer, error) {
 func (t *Tracer) load(spec *ebpf.CollectionSpec, kernelTypes *btf.Spec, useBTF bool) error {
 	spec = spec.Copy()
 	for name, ps := range spec.Programs {
-		if useBTF && slices.Contains(classicOnly, name) || !useBTF && ps.Type != ebpf.TracePoint {
+		// Programs not attached are not loaded either: the verifier's
+		// time is most of the start-up.
+		if useBTF && slices.Contains(classicOnly, name) || !useBTF && ps.Type != ebpf.TracePoint || slices.Contains(t.skip, name) {
 			delete(spec.Programs, name)
 		}
 	}
