@@ -76,7 +76,7 @@ type Config struct {
 	// and container labels, from the Source's Tallies.Cgroups.
 	IdentifyCgroup func(id uint64) *container.Identity
 	// LiveCgroups reads the ids of every cgroup v2 there is, so that the
-	// histograms of those gone are dropped (every CgroupsForgetEvery).
+	// histograms of those gone are dropped (read every CgroupsForgetEvery).
 	LiveCgroups func() (map[uint64]bool, error)
 	// Version is the build_info version label; the module's when "".
 	Version string

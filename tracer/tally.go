@@ -223,29 +223,32 @@ func (t *Tracer) Tallies() (*Tallies, error) {
 }
 
 // ForgetCgroups removes the histograms of the cgroups that are gone: those
-// not in live (every cgroup v2 id there is, just read) and older than the
-// newest in it (kernfs numbers cgroups in increasing order, so a cgroup
-// made since live was read is newer and kept).
+// not in live (every cgroup v2 id there is, just read) at this call and at
+// the one before (a cgroup made after live was read is in the next one).
 func (t *Tracer) ForgetCgroups(live map[uint64]bool) error {
 	if !t.tallyCgroups || len(live) == 0 {
 		return nil
 	}
-	var newest uint64
-	for id := range live {
-		newest = max(newest, id)
-	}
+	t.forgetMu.Lock()
+	defer t.forgetMu.Unlock()
 	var key tcpstateCgroupHistKey
-	var gone []tcpstateCgroupHistKey
-	it := t.maps.CgroupHists.Iterate()
 	var h tcpstateHist
+	var gone []tcpstateCgroupHistKey
+	missing := map[uint64]bool{}
+	it := t.maps.CgroupHists.Iterate()
 	for it.Next(&key, &h) {
-		if !live[key.Cgroup] && key.Cgroup < newest {
+		if live[key.Cgroup] {
+			continue
+		}
+		missing[key.Cgroup] = true
+		if t.missingCgroups[key.Cgroup] {
 			gone = append(gone, key)
 		}
 	}
 	if err := it.Err(); err != nil {
 		return fmt.Errorf("read BPF histograms per cgroup: %w", err)
 	}
+	t.missingCgroups = missing
 	for _, k := range gone {
 		if err := t.maps.CgroupHists.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			return fmt.Errorf("forget the histograms of cgroup %d: %w", k.Cgroup, err)

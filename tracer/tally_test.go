@@ -12,6 +12,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"os"
 	"os/exec"
 	"slices"
 	"sync"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/tcpstate/tcpstate/conn"
 	"github.com/tcpstate/tcpstate/internal/testenv"
+	"github.com/tcpstate/tcpstate/snapshot"
 	"github.com/tcpstate/tcpstate/tcp"
 	"github.com/tcpstate/tcpstate/tracer"
 )
@@ -275,6 +277,35 @@ func TestTallyMatchesEvents(t *testing.T) {
 	}
 	if d := got.Cgroups[cgID]; d == nil || d.ConnDurations[tracer.RoleClient][tracer.ClosedLocal].Count != 1 {
 		t.Errorf("the client in cgroup %d: %v, want one connection closed here", cgID, d)
+	}
+	// Its histograms stay while the cgroup does, and go with it.
+	forget := func() *tracer.Tallies {
+		t.Helper()
+		live, err := snapshot.CgroupIDs()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tallyTracer.ForgetCgroups(live); err != nil {
+			t.Fatal(err)
+		}
+		after, err := tallyTracer.Tallies()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return after
+	}
+	if after := forget(); after.Cgroups[cgID] == nil || len(after.Cgroups) != len(got.Cgroups) {
+		t.Errorf("ForgetCgroups dropped live cgroups: %d of %d left", len(after.Cgroups), len(got.Cgroups))
+	}
+	if err := os.Remove(cg); err != nil {
+		t.Fatal(err)
+	}
+	// Missing at two reads in a row: gone.
+	if after := forget(); after.Cgroups[cgID] == nil {
+		t.Errorf("cgroup %d forgotten at the first read that misses it", cgID)
+	}
+	if after := forget(); after.Cgroups[cgID] != nil || len(after.Cgroups) != len(got.Cgroups)-1 {
+		t.Errorf("after cgroup %d was removed: %d of %d cgroups left, its own %v", cgID, len(after.Cgroups), len(got.Cgroups), after.Cgroups[cgID])
 	}
 
 	// Not a vacuous match: the scenarios' own counts.

@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -117,6 +118,10 @@ type Tracer struct {
 	tally    bool // Options.Tally
 	// tallyCgroups: Options.Tally and Options.TallyCgroups
 	tallyCgroups bool
+	// missingCgroups are the cgroups with histograms that the last
+	// ForgetCgroups did not find; forgetMu serializes those calls.
+	missingCgroups map[uint64]bool
+	forgetMu       sync.Mutex
 	// skip are programs not attached (not needed in tally mode).
 	skip    []string
 	notices []string
