@@ -108,6 +108,8 @@ func (tallyOnly) Tick() error               { return nil }
 func (f *metricsFlags) validate() (tracer.Options, snapshot.Options, error) {
 	if _, port, err := net.SplitHostPort(f.listen); err != nil || port == "" {
 		return tracer.Options{}, snapshot.Options{}, usagef("invalid --listen %q: want host:port, such as :9969 or 127.0.0.1:9969", f.listen)
+	} else if _, err := net.LookupPort("tcp", port); err != nil {
+		return tracer.Options{}, snapshot.Options{}, usagef("invalid --listen %q: port %q is not a port number (0 to 65535) or service name", f.listen, port)
 	}
 	if f.stuckFor < 0 {
 		return tracer.Options{}, snapshot.Options{}, usagef("invalid --stuck-for %s: must not be negative", f.stuckFor)

@@ -328,6 +328,8 @@ func TestMetricsBadFlags(t *testing.T) {
 	}
 	for flag, args := range map[string][]string{
 		"--listen":          {"--listen", "9969"},
+		"invalid --listen":  {"--listen", ":99999"},
+		"--pod-labels":      {"--pod-labels=maybe"},
 		"--stuck-for":       {"--stuck-for", "-1s"},
 		"stuck-for":         {"--stuck-for", "soon"},
 		"--web.config.file": {"--web.config.file", badConfig},
