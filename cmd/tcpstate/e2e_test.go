@@ -82,6 +82,27 @@ func started(t *testing.T, cmd *exec.Cmd) *bufio.Reader {
 	return startedWith(t, cmd, "Tracing TCP state transitions")
 }
 
+// connectUntilInterrupt starts the tool, makes a connection in the
+// namespace ns, interrupts the tool (SIGINT) and returns the connecting
+// process's pid, the tool's stdout and the rest of its stderr.
+func connectUntilInterrupt(t *testing.T, cmd *exec.Cmd, ns, ready string) (pid int, stdout, stderr []byte) {
+	t.Helper()
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := startedWith(t, cmd, ready)
+	pid = connectIn(t, ns)
+	time.Sleep(300 * time.Millisecond)
+	cmd.Process.Signal(syscall.SIGINT)
+	stdout, _ = io.ReadAll(out)
+	stderr, _ = io.ReadAll(errs)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("after SIGINT: %v (stderr %q)", err, stderr)
+	}
+	return pid, stdout, stderr
+}
+
 // startedWith starts the tool and waits for its first stderr line, which
 // must begin with ready.
 func startedWith(t *testing.T, cmd *exec.Cmd, ready string) *bufio.Reader {
@@ -111,19 +132,7 @@ func TestJSONOutputAndSummary(t *testing.T) {
 	testenv.RequireRoot(t)
 	bin, ns := build(t), testenv.NewNetns(t).Name
 	cmd := exec.Command(bin, "-o", "json", "--netns", "/run/netns/"+ns)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stderr := started(t, cmd)
-	pid := connectIn(t, ns)
-	time.Sleep(300 * time.Millisecond)
-	cmd.Process.Signal(syscall.SIGINT)
-	out, _ := io.ReadAll(stdout)
-	rest, _ := io.ReadAll(stderr)
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("after SIGINT: %v (stderr %q)", err, rest)
-	}
+	pid, out, rest := connectUntilInterrupt(t, cmd, ns, "Tracing TCP state transitions")
 	m := summaryRe.FindStringSubmatch(string(rest))
 	if m == nil {
 		t.Fatalf("stderr %q, want the 'N events, M lost' summary", rest)

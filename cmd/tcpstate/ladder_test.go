@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -187,19 +186,7 @@ func TestLadderLive(t *testing.T) {
 	testenv.RequireRoot(t)
 	bin, ns := build(t), testenv.NewNetns(t).Name
 	cmd := exec.Command(bin, "ladder", "--netns", "/run/netns/"+ns)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stderr := startedWith(t, cmd, "Drawing each TCP connection")
-	pid := connectIn(t, ns)
-	time.Sleep(300 * time.Millisecond)
-	cmd.Process.Signal(syscall.SIGINT)
-	out, _ := io.ReadAll(stdout)
-	rest, _ := io.ReadAll(stderr)
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("exit: %v, stderr %s", err, rest)
-	}
+	pid, out, rest := connectUntilInterrupt(t, cmd, ns, "Drawing each TCP connection")
 	text := string(out)
 	for _, want := range []string{"both ends on this host", "still open when drawn", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "CLOSE_WAIT", "LAST_ACK", "TIME_WAIT"} {
 		if !strings.Contains(text, want) {
