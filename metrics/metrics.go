@@ -221,7 +221,7 @@ func (c *Collector) collectTallies(ch chan<- prometheus.Metric, src Source) {
 		ch <- prometheus.MustNewConstMetric(c.connectFailDesc, prometheus.CounterValue, float64(n), reasons[r])
 	}
 	if c.cfg.IdentifyCgroup == nil {
-		c.collectDurations(ch, &tracer.Durations{StateDurations: t.StateDurations, ConnDurations: t.ConnDurations}, nil)
+		c.collectDurations(ch, &t.Durations, nil)
 		return
 	}
 	for _, w := range sortedKeys(c.byPod(t)) {

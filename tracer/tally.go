@@ -90,11 +90,8 @@ type Tallies struct {
 	// left and direction ([0] sent, [1] received), once per direction.
 	Resets          [NumStates][2]uint64
 	ConnectFailures [NumConnectFailures]uint64
-	// StateDurations: time spent in a state, observed when leaving it.
-	StateDurations [NumStates]Histogram
-	// ConnDurations: lifetime of connections that were established and
-	// began while traced, at their end (CLOSE, or entering TIME_WAIT).
-	ConnDurations [NumRoles][NumClosers]Histogram
+	// Durations of every socket traced.
+	Durations
 	// Cgroups are the same histograms per socket cgroup (v2 id), with
 	// Options.TallyCgroups; only those that observed something.
 	Cgroups map[uint64]*Durations
@@ -102,8 +99,11 @@ type Tallies struct {
 
 // Durations are the duration histograms of some sockets.
 type Durations struct {
+	// StateDurations: time spent in a state, observed when leaving it.
 	StateDurations [NumStates]Histogram
-	ConnDurations  [NumRoles][NumClosers]Histogram
+	// ConnDurations: lifetime of connections that were established and
+	// began while traced, at their end (CLOSE, or entering TIME_WAIT).
+	ConnDurations [NumRoles][NumClosers]Histogram
 }
 
 // series returns the histogram of a series of enum tally_layout.
@@ -187,18 +187,16 @@ func (t *Tracer) Tallies() (*Tallies, error) {
 			out.ConnectFailures[r] += c.ConnectFailures[r]
 		}
 	}
-	total := Durations{}
 	var hists []tcpstateHist
 	for series := range int(tcpstateTallyLayoutNR_HISTS) {
 		if err := t.maps.Hists.Lookup(uint32(series), &hists); err != nil {
 			return nil, fmt.Errorf("read BPF histograms: %w", err)
 		}
-		h := total.series(series)
+		h := out.series(series)
 		for i := range hists {
 			h.add(&hists[i])
 		}
 	}
-	out.StateDurations, out.ConnDurations = total.StateDurations, total.ConnDurations
 	if !t.tallyCgroups {
 		return out, nil
 	}

@@ -348,8 +348,7 @@ func tallyDiff(got, want *tracer.Tallies) []string {
 			out = append(out, fmt.Sprintf("connect failures %d: %d, events say %d", r, g, w))
 		}
 	}
-	return append(out, durationsDiff("", &tracer.Durations{StateDurations: got.StateDurations, ConnDurations: got.ConnDurations},
-		&tracer.Durations{StateDurations: want.StateDurations, ConnDurations: want.ConnDurations})...)
+	return append(out, durationsDiff("", &got.Durations, &want.Durations)...)
 }
 
 // durationsDiff lists where the histograms of got and want differ.

@@ -122,7 +122,7 @@ type Tracer struct {
 	// ForgetCgroups did not find; forgetMu serializes those calls.
 	missingCgroups map[uint64]bool
 	forgetMu       sync.Mutex
-	// skip are programs not attached (not needed in tally mode).
+	// skip are programs neither loaded nor attached (not needed in tally mode).
 	skip    []string
 	notices []string
 	// held are timewait ends waiting to be confirmed, oldest first from
@@ -294,7 +294,7 @@ func (t *Tracer) attach() error {
 	slices.SortStableFunc(names, func(a, b string) int { return cmp.Compare(first(a), first(b)) })
 	for _, name := range names {
 		prog := t.progs[name]
-		if slices.Contains(runOnly, name) || slices.Contains(t.skip, name) || !t.timewait && slices.Contains(timewaitHooks, name) {
+		if slices.Contains(runOnly, name) || !t.timewait && slices.Contains(timewaitHooks, name) {
 			continue
 		}
 		var l link.Link
