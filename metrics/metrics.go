@@ -409,15 +409,16 @@ func (c *Collector) gauges() (*gauges, error) {
 	// Sockets whose holders are needed: the stuck ones (their comm) and,
 	// with pod labels, those whose cgroup does not tell their pod.
 	var keep []snapshot.Socket
-	var placed []bool // keep[i]'s pod is known from its cgroup
+	var placed []where // keep[i]'s, by its cgroup; its pod unknown when !byCgroup[i]
+	var byCgroup []bool
 	err := c.cfg.Snapshot(func(s *snapshot.Socket) error {
-		w, byCgroup := c.cgroupPod(s)
+		w, ok := c.cgroupPod(s)
 		stuck := slices.Contains(conn.StuckStates, s.State) && s.AgeKnown && s.Age >= c.cfg.StuckFor
-		if !stuck && (c.cfg.Identify == nil || byCgroup) {
+		if !stuck && (c.cfg.Identify == nil || ok) {
 			g.sockets[w]++
 			return nil
 		}
-		keep, placed = append(keep, *s), append(placed, byCgroup)
+		keep, placed, byCgroup = append(keep, *s), append(placed, w), append(byCgroup, ok)
 		return nil
 	})
 	if err != nil {
@@ -429,9 +430,8 @@ func (c *Collector) gauges() (*gauges, error) {
 		}
 	}
 	for i := range keep {
-		s := &keep[i]
-		w, _ := c.cgroupPod(s)
-		if c.cfg.Identify != nil && !placed[i] {
+		s, w := &keep[i], placed[i]
+		if c.cfg.Identify != nil && !byCgroup[i] {
 			w = podWhere(s.State, c.cfg.Identify(s))
 		}
 		g.sockets[w]++
