@@ -56,7 +56,8 @@ const volatile __u64 wakeup_bytes = 0;
 const volatile bool raw_mode = false;
 /* Address of tw_timer_handler, from /proc/kallsyms: marks timewait timers. */
 const volatile __u64 tw_timer_fn = 0;
-/* Tally mode: count and observe in maps tallies and hists, send nothing. */
+/* Tally mode: count and observe in maps tally_counts and hists, send
+ * nothing. */
 const volatile bool tally_mode = false;
 /* Tally mode: observe durations per socket cgroup too (map cgroup_hists),
  * for histograms by pod. */
@@ -482,8 +483,8 @@ static __always_inline bool late_reset_possible(__u8 from)
 }
 
 /* Count one transition; life is the connection's when the transition
- * may end it (NULL otherwise), full when it is a full socket's (which may
- * send a RST after its CLOSE). */
+ * may end it (NULL otherwise); cookie is a full socket's (which may send
+ * a RST after its CLOSE), 0 for a timewait socket's; cgroup the socket's. */
 static __always_inline void tally(__u8 from, __u8 to, __u64 ts, __u64 prev_ts, __u8 reset, __u32 retrans,
 				  const struct conn_life *life, __u64 cookie, __u64 cgroup)
 {
