@@ -78,6 +78,11 @@ enum counter {
 	COUNT_CGROUP_HISTS_FULL, /* per-cgroup histogram table full (tally
 	                          * mode by pod): durations of sockets of new
 	                          * cgroups observed in the totals only */
+	COUNT_UNSEEN_END,   /* a followed socket found gone (freed, or its
+	                     * memory reused) without the tracepoint having
+	                     * shown its CLOSE */
+	COUNT_UNSEEN_STATE, /* a followed socket found in another state than
+	                     * the tracepoint last showed, twice in a row */
 	NR_COUNTERS,
 };
 

@@ -541,10 +541,25 @@ func TestOrphanBurst(t *testing.T) {
 			if inTW != len(want) || len(tw) != len(want) {
 				t.Fatalf("the kernel has %d of the %d clients in TIME_WAIT, and %d others: the test cannot tell", inTW, len(want), len(tw)-inTW)
 			}
-			if pollUntil(time.Until(closedAt.Add(6*time.Second)), func() bool { return finished() == len(want) }) {
+			// The kernel sometimes runs no tracing program at all for an
+			// orphan's FIN_WAIT1 -> FIN_WAIT2 -> CLOSE (no miss counted; an
+			// independent BPF program, tp_btf or classic, misses the same
+			// ones, also without tcpstate): each such client must be
+			// counted as an unseen end instead, and the seen ones must have
+			// reached TIME_WAIT within 3 s of FIN_WAIT2 (checked below).
+			unseen := func() int {
+				ends, _, err := c.tracer.Unseen()
+				if err != nil {
+					t.Fatal(err)
+				}
+				return int(ends)
+			}
+			// A check of the followed sockets runs every 10 s or so.
+			if pollUntil(time.Until(closedAt.Add(16*time.Second)), func() bool { return finished()+unseen() == len(want) }) {
 				time.Sleep(200 * time.Millisecond) // anything extra shows up too
 				idx.update()
 			}
+			unseenEnds := unseen()
 			paths := map[string]int{}
 			good := 0
 			var maxIn time.Duration
@@ -569,9 +584,10 @@ func TestOrphanBurst(t *testing.T) {
 					maxIn = max(maxIn, last.InState)
 				}
 			}
-			t.Logf("%d of %d clients went FIN_WAIT2 -> TIME_WAIT within 6 s of closing (longest FIN_WAIT2 %v)", good, len(want), maxIn)
-			if good != len(want) {
-				t.Errorf("%d of %d orphaned clients were not seen entering TIME_WAIT within 6 s (in FIN_WAIT2 < 3 s)%s; paths:%s", len(want)-good, len(want), lostNote(t, c), countSummary(paths))
+			t.Logf("%d of %d clients went FIN_WAIT2 -> TIME_WAIT (longest FIN_WAIT2 %v); %d ends the kernel did not show were counted", good, len(want), maxIn, unseenEnds)
+			const unshown = "CLOSE>SYN_SENT>ESTABLISHED>FIN_WAIT1"
+			if good+paths[unshown] != len(want) || paths[unshown] != unseenEnds {
+				t.Errorf("%d of %d orphaned clients were not seen entering TIME_WAIT (in FIN_WAIT2 < 3 s), %d ends counted unseen%s; paths:%s", len(want)-good, len(want), unseenEnds, lostNote(t, c), countSummary(paths))
 			}
 			if extra := len(idx.m) - len(want); extra > 0 {
 				t.Errorf("%d client sockets the helpers did not make", extra)

@@ -65,7 +65,9 @@ const (
 	tcpstateCounterCOUNT_NESTED            tcpstateCounter = 7
 	tcpstateCounterCOUNT_CLOSED_FULL       tcpstateCounter = 8
 	tcpstateCounterCOUNT_CGROUP_HISTS_FULL tcpstateCounter = 9
-	tcpstateCounterNR_COUNTERS             tcpstateCounter = 10
+	tcpstateCounterCOUNT_UNSEEN_END        tcpstateCounter = 10
+	tcpstateCounterCOUNT_UNSEEN_STATE      tcpstateCounter = 11
+	tcpstateCounterNR_COUNTERS             tcpstateCounter = 12
 )
 
 type tcpstateEvFlag uint32
@@ -143,13 +145,16 @@ const (
 )
 
 type tcpstateSockInfo struct {
-	_      structs.HostLayout
-	LastTs uint64
-	Pid    uint32
-	Reset  uint8
-	Pad    [3]uint8
-	Comm   [16]int8
-	Life   struct {
+	_       structs.HostLayout
+	LastTs  uint64
+	Cookie  uint64
+	Pid     uint32
+	Reset   uint8
+	State   uint8
+	Suspect uint8
+	Pad     uint8
+	Comm    [16]int8
+	Life    struct {
 		_       structs.HostLayout
 		StartTs uint64
 		Flags   uint8
@@ -235,6 +240,7 @@ const (
 	tcpstateProgSetStateNestedBtf = "set_state_nested_btf"
 	tcpstateProgSetStateNestedTp  = "set_state_nested_tp"
 	tcpstateProgSetStateTp        = "set_state_tp"
+	tcpstateProgSweepSocks        = "sweep_socks"
 	tcpstateProgTwTimerCancel     = "tw_timer_cancel"
 	tcpstateProgTwTimerExpire     = "tw_timer_expire"
 	tcpstateProgTwTimerStart      = "tw_timer_start"
@@ -322,6 +328,7 @@ type tcpstateProgramSpecs struct {
 	SetStateNestedBtf *ebpf.ProgramSpec `ebpf:"set_state_nested_btf"`
 	SetStateNestedTp  *ebpf.ProgramSpec `ebpf:"set_state_nested_tp"`
 	SetStateTp        *ebpf.ProgramSpec `ebpf:"set_state_tp"`
+	SweepSocks        *ebpf.ProgramSpec `ebpf:"sweep_socks"`
 	TwTimerCancel     *ebpf.ProgramSpec `ebpf:"tw_timer_cancel"`
 	TwTimerExpire     *ebpf.ProgramSpec `ebpf:"tw_timer_expire"`
 	TwTimerStart      *ebpf.ProgramSpec `ebpf:"tw_timer_start"`
@@ -503,6 +510,7 @@ type tcpstatePrograms struct {
 	SetStateNestedBtf *ebpf.Program `ebpf:"set_state_nested_btf"`
 	SetStateNestedTp  *ebpf.Program `ebpf:"set_state_nested_tp"`
 	SetStateTp        *ebpf.Program `ebpf:"set_state_tp"`
+	SweepSocks        *ebpf.Program `ebpf:"sweep_socks"`
 	TwTimerCancel     *ebpf.Program `ebpf:"tw_timer_cancel"`
 	TwTimerExpire     *ebpf.Program `ebpf:"tw_timer_expire"`
 	TwTimerStart      *ebpf.Program `ebpf:"tw_timer_start"`
@@ -523,6 +531,7 @@ func (p *tcpstatePrograms) Close() error {
 		p.SetStateNestedBtf,
 		p.SetStateNestedTp,
 		p.SetStateTp,
+		p.SweepSocks,
 		p.TwTimerCancel,
 		p.TwTimerExpire,
 		p.TwTimerStart,

@@ -1,0 +1,182 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package tracer
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/tcpstate/tcpstate/tcp"
+)
+
+// eventLog keeps the events of one local port.
+type eventLog struct {
+	mu   sync.Mutex
+	port uint16
+	evs  []Event
+}
+
+func (l *eventLog) Event(ev *Event) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if ev.LPort == l.port {
+		l.evs = append(l.evs, *ev)
+	}
+	return nil
+}
+
+func (l *eventLog) Tick() error { return nil }
+
+// last is the latest event of the port that entered state, if any.
+func (l *eventLog) last(state tcp.State) (Event, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i := len(l.evs) - 1; i >= 0; i-- {
+		if l.evs[i].NewState == state {
+			return l.evs[i], true
+		}
+	}
+	return Event{}, false
+}
+
+// TestSweepCountsWhatTheTracepointDidNotShow: the check of the followed
+// sockets counts a socket whose entry says another state than the
+// kernel's (twice in a row, then follows the kernel's), and one whose
+// entry outlived it. The kernel's own misses cannot be caused at will, so
+// the entries are made to say what a missed transition would have left.
+func TestSweepCountsWhatTheTracepointDidNotShow(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	tr, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	// A client port known before the connection: dial from a listener's.
+	probe, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := probe.Addr().(*net.TCPAddr)
+	probe.Close()
+	log := &eventLog{port: uint16(local.Port)}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- tr.Run(ctx, log) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		tr.Close()
+	}()
+
+	client, err := (&net.Dialer{LocalAddr: local}).Dial("tcp4", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	var est Event
+	waitFor(t, "the client's ESTABLISHED", func() bool {
+		var ok bool
+		est, ok = log.last(tcp.Established)
+		return ok
+	})
+	sweep := func() {
+		t.Helper()
+		if _, err := tr.progs[tcpstateProgSweepSocks].Run(&ebpf.RunOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	entry := func() (tcpstateSockInfo, bool) {
+		var si tcpstateSockInfo
+		err := tr.maps.Socks.Lookup(est.Skaddr, &si)
+		return si, err == nil
+	}
+	unseen := func() (ends, moved uint64) {
+		t.Helper()
+		ends, moved, err := tr.Unseen()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ends, moved
+	}
+
+	si, ok := entry()
+	if !ok || si.State != uint8(tcp.Established) || si.Cookie != est.Cookie {
+		t.Fatalf("entry of the client: %+v (found %v), want state ESTABLISHED and cookie %d", si, ok, est.Cookie)
+	}
+	// As if ESTABLISHED had not been shown: the entry still in SYN_SENT.
+	si.State = uint8(tcp.SynSent)
+	if err := tr.maps.Socks.Put(est.Skaddr, &si); err != nil {
+		t.Fatal(err)
+	}
+	ends0, moved0 := unseen()
+	sweep()
+	if _, moved := unseen(); moved != moved0 {
+		t.Errorf("one sweep counted %d moved sockets: a sweep may fall between a tracepoint and its state", moved-moved0)
+	}
+	sweep()
+	if ends, moved := unseen(); moved-moved0 != 1 || ends != ends0 {
+		t.Errorf("two sweeps counted %d moved and %d gone sockets, want 1 and 0", moved-moved0, ends-ends0)
+	}
+	if si, _ := entry(); si.State != uint8(tcp.Established) || si.Suspect != 0 {
+		t.Errorf("entry after the sweeps: state %v suspect %d, want the kernel's ESTABLISHED", tcp.State(si.State), si.Suspect)
+	}
+
+	// The client ends (TIME_WAIT, its full socket freed); put its entry
+	// back as a missed FIN_WAIT1 -> ... would have left it.
+	client.Close()
+	server.Close()
+	waitFor(t, "the client's TIME_WAIT", func() bool {
+		_, ok := log.last(tcp.TimeWait)
+		return ok
+	})
+	if _, ok := entry(); ok {
+		t.Fatal("the client's entry outlived its CLOSE")
+	}
+	si.State = uint8(tcp.FinWait1)
+	ends0, moved0 = unseen()
+	// The socket's last reference goes soon after its CLOSE: until then
+	// it is not gone.
+	waitFor(t, "the sweep to find the client gone", func() bool {
+		if err := tr.maps.Socks.Update(est.Skaddr, &si, ebpf.UpdateNoExist); err != nil && !errors.Is(err, ebpf.ErrKeyExist) {
+			t.Fatal(err)
+		}
+		sweep()
+		ends, _ := unseen()
+		return ends != ends0
+	})
+	if ends, moved := unseen(); ends-ends0 != 1 || moved != moved0 {
+		t.Errorf("counted %d gone and %d moved sockets, want 1 and 0", ends-ends0, moved-moved0)
+	}
+	if _, ok := entry(); ok {
+		t.Error("the gone socket's entry was kept")
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(3 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s within 3 s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
