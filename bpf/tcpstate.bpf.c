@@ -336,14 +336,29 @@ static __always_inline void count(enum counter what)
 /* Entries in orphans: a poll with none to look at costs nothing. */
 __u64 orphans_live = 0;
 
+/* Wake user space's poll of the orphans, which waits up to a second
+ * while there are none. A full ring only delays the poll. */
+static __always_inline void poll_note(void)
+{
+	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e)
+		return;
+	__builtin_memset(e, 0, sizeof(*e));
+	e->flags = EV_POLL_NOTE;
+	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
+}
+
 static __always_inline void orphan_add(__u64 *cookie, __u64 *twaddr)
 {
 	long err = bpf_map_update_elem(&orphans, cookie, twaddr, BPF_NOEXIST);
 
-	if (!err)
-		__sync_fetch_and_add(&orphans_live, 1);
-	else if (err != -17 /* EEXIST */)
+	if (!err) {
+		if (!__sync_fetch_and_add(&orphans_live, 1))
+			poll_note();
+	} else if (err != -17 /* EEXIST */) {
 		count(COUNT_ORPHANS_FULL);
+	}
 }
 
 static __always_inline void orphan_del(__u64 *cookie)
@@ -1284,8 +1299,8 @@ int sweep_socks(void *ctx)
 }
 
 /* Run by user space (BPF_PROG_TEST_RUN, never attached) every poll
- * period: orphans that got their FIN; in tally mode also the ends of
- * connections that waited long enough for a late RST. */
+ * period while it returns 1: orphans that got their FIN; in tally mode
+ * also the ends of connections that waited long enough for a late RST. */
 SEC("raw_tp")
 int poll_orphans(void *ctx)
 {
@@ -1297,7 +1312,8 @@ int poll_orphans(void *ctx)
 		now = bpf_ktime_get_ns();
 		bpf_for_each_map_elem(&closed, sweep_one, &now, 0);
 	}
-	return 0;
+	/* Whether the next poll has anything to look at. */
+	return orphans_live || (tally_mode && closed_live);
 }
 
 /* Run by user space on each CPU through an IPI (BPF_F_TEST_RUN_ON_CPU,

@@ -48,6 +48,8 @@ enum ev_flag {
 	                     * reported CLOSE (the kernel sends it after) */
 	EV_ORPHAN_NOTE = 16, /* not a transition: the connection lives on as an
 	                      * orphaned FIN_WAIT2 timewait socket */
+	EV_POLL_NOTE = 32,   /* not a transition, nothing else in the record:
+	                      * orphans are followed again: poll them */
 };
 
 /* event.reset */

@@ -24,6 +24,7 @@ const (
 	evRearm      = uint16(tcpstateEvFlagEV_REARM)
 	evResetNote  = uint16(tcpstateEvFlagEV_RESET_NOTE)
 	evOrphanNote = uint16(tcpstateEvFlagEV_ORPHAN_NOTE)
+	evPollNote   = uint16(tcpstateEvFlagEV_POLL_NOTE)
 )
 
 const commLength = len(tcpstateEvent{}.Comm)
@@ -56,6 +57,9 @@ func (d *decoder) decode(raw []byte, ev *Event) error {
 	if uintptr(unsafe.Pointer(r))%unsafe.Alignof(*r) != 0 {
 		d.aligned = *r
 		r = &d.aligned
+	}
+	if ev.flags = r.Flags; r.Flags == evPollNote {
+		return nil // a wake-up, nothing else in it
 	}
 	ev.Time = time.Unix(0, d.bootWall+int64(r.TsNs))
 	// (A difference past what a Duration holds is no real time in state.)

@@ -78,6 +78,7 @@ const (
 	tcpstateEvFlagEV_REARM       tcpstateEvFlag = 4
 	tcpstateEvFlagEV_RESET_NOTE  tcpstateEvFlag = 8
 	tcpstateEvFlagEV_ORPHAN_NOTE tcpstateEvFlag = 16
+	tcpstateEvFlagEV_POLL_NOTE   tcpstateEvFlag = 32
 )
 
 type tcpstateEvent struct {

@@ -4,6 +4,7 @@ package tracer_test
 
 import (
 	"context"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -290,5 +291,55 @@ func TestLife(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestOrphanSeenAfterIdle: while no orphan is followed the polls of
+// orphans back off to a second apart; the first orphan wakes them again,
+// so its TIME_WAIT is seen within a poll period of the peer's FIN even
+// when the FIN moves its timer within its wheel bucket (no timer event:
+// only a poll can tell).
+func TestOrphanSeenAfterIdle(t *testing.T) {
+	testenv.RequireRoot(t)
+	const finDelay = 300 * time.Millisecond
+	c := startTracer(t, tracer.Options{})
+	time.Sleep(2500 * time.Millisecond) // the polls back off
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp4", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := tuple{tcp.IPv4, uint16(client.LocalAddr().(*net.TCPAddr).Port), uint16(ln.Addr().(*net.TCPAddr).Port)}
+	idx := newTupleIndex(c, func(ev *tracer.Event) bool { return ev.LPort == tp.lport && ev.RPort == tp.rport })
+	waitWheelBucketStart(t, 60*time.Second)
+	client.Close() // an orphan in FIN_WAIT2 once the server acknowledges
+	time.Sleep(finDelay)
+	server.Close()
+	var last tracer.Event
+	if !pollUntil(3*time.Second, func() bool {
+		idx.update()
+		evs := idx.m[tp]
+		if len(evs) > 0 {
+			last = evs[len(evs)-1]
+		}
+		return last.NewState == tcp.TimeWait
+	}) {
+		t.Fatalf("the orphan's TIME_WAIT not seen within 3 s; events: %s", path(idx.m[tp]))
+	}
+	if p := path(idx.m[tp]); p != activeClosePath {
+		t.Fatalf("client path %s, want %s", p, activeClosePath)
+	}
+	// Its FIN_WAIT2 lasted finDelay, and the poll that saw it end came at
+	// most a poll period (50 ms) later; 1 s later if nothing woke the polls.
+	if !last.InStateKnown || last.InState < finDelay || last.InState > finDelay+200*time.Millisecond {
+		t.Errorf("FIN_WAIT2 -> TIME_WAIT after %v in FIN_WAIT2 (known %v), want %v to %v", last.InState, last.InStateKnown, finDelay, finDelay+200*time.Millisecond)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
@@ -68,6 +69,10 @@ type Options struct {
 	// TallyCgroups also observes durations per socket cgroup (v2), for
 	// histograms by pod: Tallies.Cgroups.
 	TallyCgroups bool
+	// Hollow loads and attaches every program as usual, but each returns
+	// at once: nothing is seen. What the hooks alone cost, for the
+	// benchmark's floor.
+	Hollow bool
 }
 
 // Handler receives what the tracer reads.
@@ -116,6 +121,9 @@ type Tracer struct {
 	// kernel allows it).
 	timewait bool
 	tally    bool // Options.Tally
+	hollow   bool // Options.Hollow
+	// pollWake wakes pollLoop when orphans are followed again.
+	pollWake chan struct{}
 	// tallyCgroups: Options.Tally and Options.TallyCgroups
 	tallyCgroups bool
 	// missingCgroups are the cgroups with histograms that the last
@@ -171,7 +179,7 @@ func New(opts Options) (*Tracer, error) {
 	if err := setFilters(spec, &opts); err != nil {
 		return nil, err
 	}
-	t := &Tracer{tally: opts.Tally, tallyCgroups: opts.Tally && opts.TallyCgroups, limits: map[tcpstateCounter]uint32{
+	t := &Tracer{tally: opts.Tally, hollow: opts.Hollow, pollWake: make(chan struct{}, 1), tallyCgroups: opts.Tally && opts.TallyCgroups, limits: map[tcpstateCounter]uint32{
 		tcpstateCounterCOUNT_SOCKS_FULL:        spec.Maps[tcpstateMapSocks].MaxEntries,
 		tcpstateCounterCOUNT_HELD_FULL:         spec.Maps[tcpstateMapPending].MaxEntries,
 		tcpstateCounterCOUNT_TW_FULL:           spec.Maps[tcpstateMapTws].MaxEntries,
@@ -250,6 +258,11 @@ func (t *Tracer) load(spec *ebpf.CollectionSpec, kernelTypes *btf.Spec, useBTF b
 		// time is most of the start-up.
 		if useBTF && slices.Contains(classicOnly, name) || !useBTF && ps.Type != ebpf.TracePoint || slices.Contains(t.skip, name) {
 			delete(spec.Programs, name)
+		}
+	}
+	if t.hollow {
+		for _, ps := range spec.Programs {
+			ps.Instructions = asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()}
 		}
 	}
 	if !useBTF {
@@ -469,6 +482,9 @@ func (t *Tracer) deliver(h Handler, ev *Event) error {
 			}
 		}
 		return nil
+	case ev.flags == evPollNote:
+		t.wakePolls()
+		return nil
 	case ev.flags&(evResetNote|evOrphanNote) != 0:
 		ev.Note = NoteLateReset
 		if ev.flags&evOrphanNote != 0 {
@@ -522,7 +538,10 @@ func (t *Tracer) releaseOne(h Handler) error {
 //   - poll_orphans notices orphans turned TIME_WAIT (and, in tally mode,
 //     ends connections that waited long enough for a late RST). It walks
 //     every bucket of the orphans table while any orphan is followed
-//     (about 1 ms for 64 Ki buckets, 30 ms with 10,000 orphans).
+//     (about 1 ms for 64 Ki buckets, 30 ms with 10,000 orphans). While
+//     none is, it runs ever less often, up to pollIdleWait apart, until
+//     the BPF side says one is followed again (wakePolls): waking every
+//     50 ms for nothing cost 2% of a CPU on an idle host.
 //   - sweep_socks checks every followed socket against the kernel's and
 //     counts those the tracepoint stopped showing (see Shortfalls).
 //
@@ -539,13 +558,14 @@ func (t *Tracer) pollLoop(ctx context.Context) error {
 	// minutes.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	run := func(prog *ebpf.Program) (time.Duration, error) {
+	run := func(prog *ebpf.Program) (uint32, time.Duration, error) {
 		start := threadCPU()
-		_, err := prog.Run(&ebpf.RunOptions{})
-		return pollCostFactor * (threadCPU() - start), err
+		ret, err := prog.Run(&ebpf.RunOptions{})
+		return ret, pollCostFactor * (threadCPU() - start), err
 	}
 	now := time.Now()
 	nextPoll, nextSweep := now.Add(PollInterval), now.Add(sweepMinWait)
+	idleWait := PollInterval
 	timer := time.NewTimer(PollInterval)
 	defer timer.Stop()
 	for {
@@ -553,17 +573,24 @@ func (t *Tracer) pollLoop(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-timer.C:
+		case <-t.pollWake:
+			nextPoll, idleWait = time.Now(), PollInterval
 		}
 		now := time.Now()
 		if orphans && !now.Before(nextPoll) {
-			wait, err := run(t.progs[tcpstateProgPollOrphans])
+			pending, wait, err := run(t.progs[tcpstateProgPollOrphans])
 			if err != nil {
 				return fmt.Errorf("poll orphaned FIN_WAIT2 sockets: %w", err)
 			}
-			nextPoll = now.Add(min(max(PollInterval, wait), pollMaxWait))
+			if pending != 0 {
+				idleWait = PollInterval
+			} else {
+				idleWait = min(2*idleWait, pollIdleWait)
+			}
+			nextPoll = now.Add(min(max(idleWait, wait), pollMaxWait))
 		}
 		if sweep != nil && !now.Before(nextSweep) {
-			wait, err := run(sweep)
+			_, wait, err := run(sweep)
 			if err != nil {
 				return fmt.Errorf("check followed sockets: %w", err)
 			}
@@ -573,7 +600,21 @@ func (t *Tracer) pollLoop(ctx context.Context) error {
 		if orphans && nextPoll.Before(next) || sweep == nil {
 			next = nextPoll
 		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
 		timer.Reset(time.Until(next))
+	}
+}
+
+// wakePolls has the orphans polled now: one is followed again.
+func (t *Tracer) wakePolls() {
+	select {
+	case t.pollWake <- struct{}{}:
+	default:
 	}
 }
 
@@ -590,6 +631,9 @@ const pollCostFactor = 100
 // within about a second even during a burst of thousands (a poll of
 // 10,000 orphans takes 30 ms: up to 3% of a CPU while they last).
 const pollMaxWait = time.Second
+
+// pollIdleWait bounds the wait between polls while no orphan is followed.
+const pollIdleWait = time.Second
 
 // sweepMinWait and sweepMaxWait bound the wait between two checks of the
 // followed sockets: a walk of the owner table's million buckets takes

@@ -82,6 +82,10 @@ func run() error {
 		{name: "table-devnull", argv: []string{*tcpstate}},
 		{name: "life-json", argv: []string{*tcpstate, "life", "-o", "json"}, toFile: true},
 		{name: "metrics", argv: []string{*tcpstate, "metrics", "--listen", metricsAddr}, scrape: "http://" + metricsAddr + "/metrics"},
+		// The floors: trace's and metrics' programs attached where they
+		// are, each returning at once. No mode of them can do better.
+		{name: "hooks-only", argv: []string{*tcpstate, "-o", "json", "--hollow"}, toFile: true},
+		{name: "metrics-hooks-only", argv: []string{*tcpstate, "metrics", "--listen", metricsAddr, "--hollow"}, scrape: "http://" + metricsAddr + "/metrics"},
 		{name: "libbpf-tools-tcpstates", argv: []string{tcpstatesPath}, toFile: true, header: 1, libbpf: true},
 	}
 	skip := func(name, why string) {
@@ -96,6 +100,11 @@ func run() error {
 	}
 	if !hasCommand(*tcpstate, "metrics") {
 		skip("metrics", "'tcpstate metrics --help' does not describe a metrics command")
+		skip("metrics-hooks-only", "'tcpstate metrics --help' does not describe a metrics command")
+	}
+	if !accepts(*tcpstate, "--hollow") {
+		skip("hooks-only", "tcpstate has no --hollow")
+		skip("metrics-hooks-only", "tcpstate has no --hollow")
 	}
 	if _, err := os.Stat(tcpstatesPath); err != nil {
 		skip("libbpf-tools-tcpstates", tcpstatesPath+" not found (apt-get install libbpf-tools)")
@@ -181,6 +190,11 @@ func hasLife(tcpstate string) bool { return hasCommand(tcpstate, "life") }
 func hasCommand(tcpstate, name string) bool {
 	out, err := exec.Command(tcpstate, name, "--help").CombinedOutput()
 	return err == nil && strings.Contains(string(out), "tcpstate "+name)
+}
+
+// accepts tells whether tcpstate takes a (perhaps hidden) flag.
+func accepts(tcpstate, flag string) bool {
+	return exec.Command(tcpstate, flag, "--help").Run() == nil
 }
 
 // metricsAddr is where the metrics mode serves, on loopback.

@@ -34,6 +34,9 @@ type filterFlags struct {
 	// options checks them into pods.
 	namespaces, podNames []string
 	pods                 container.Filter
+	// hollow attaches programs that do nothing: the cost of the hooks
+	// alone, for the benchmark (hidden).
+	hollow bool
 	// resolver names the containers and pods of owners; made on first
 	// use, one per command.
 	res *container.Resolver
@@ -61,6 +64,8 @@ func (f *filterFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.netns, "netns", "", "only this network namespace: its file (/run/netns/NAME, /proc/PID/ns/net) or the inode number of one in use")
 	fs.StringSliceVar(&f.namespaces, "namespace", nil, "only sockets of processes in pods of these Kubernetes namespaces (comma-separated)")
 	fs.StringSliceVar(&f.podNames, "pod", nil, "only sockets of processes in these Kubernetes pods: NAME, NAMESPACE/NAME or pod uid (comma-separated)")
+	fs.BoolVar(&f.hollow, "hollow", false, "attach programs that return at once and show nothing: what the hooks alone cost (for the benchmark)")
+	_ = fs.MarkHidden("hollow")
 }
 
 // resolver returns the command's container.Resolver.
@@ -154,7 +159,7 @@ func (f *filterFlags) reportResolver(stderr io.Writer) {
 // options validates the flags and turns them into tracer options. Every
 // error is a usage error naming the flag.
 func (f *filterFlags) options() (tracer.Options, error) {
-	o := tracer.Options{Filter: tcp.Filter{IPv4: f.ipv4, IPv6: f.ipv6}}
+	o := tracer.Options{Filter: tcp.Filter{IPv4: f.ipv4, IPv6: f.ipv6}, Hollow: f.hollow}
 	if err := f.checkEmpty(); err != nil {
 		return o, err
 	}

@@ -180,3 +180,52 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestHollowSeesNothing: with Hollow the programs are attached but do
+// nothing, so a connection made meanwhile yields no event.
+func TestHollowSeesNothing(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	tr, err := New(Options{Hollow: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	probe, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := probe.Addr().(*net.TCPAddr)
+	probe.Close()
+	log := &eventLog{port: uint16(local.Port)}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- tr.Run(ctx, log) }()
+	client, err := (&net.Dialer{LocalAddr: local}).Dial("tcp4", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	client.Close()
+	server.Close()
+	time.Sleep(3 * PollInterval)
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+	tr.Close()
+	if n := len(log.evs); n != 0 {
+		t.Errorf("hollow programs sent %d events of the client, want none", n)
+	}
+	if len(tr.progs) < 5 {
+		t.Errorf("%d programs loaded, want all of them", len(tr.progs))
+	}
+}
