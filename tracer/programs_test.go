@@ -55,42 +55,7 @@ func TestSweepCountsWhatTheTracepointDidNotShow(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root")
 	}
-	tr, err := New(Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	// A client port known before the connection: dial from a listener's.
-	probe, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	local := probe.Addr().(*net.TCPAddr)
-	probe.Close()
-	log := &eventLog{port: uint16(local.Port)}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- tr.Run(ctx, log) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-		tr.Close()
-	}()
-
-	client, err := (&net.Dialer{LocalAddr: local}).Dial("tcp4", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	server, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
+	tr, log, client, server := traceConnection(t, Options{})
 	defer server.Close()
 	var est Event
 	waitFor(t, "the client's ESTABLISHED", func() bool {
@@ -171,6 +136,46 @@ func TestSweepCountsWhatTheTracepointDidNotShow(t *testing.T) {
 	}
 }
 
+// traceConnection starts a tracer with opts, logging the events of a
+// loopback client it then connects; the tracer stops when the test ends.
+func traceConnection(t *testing.T, opts Options) (tr *Tracer, log *eventLog, client, server net.Conn) {
+	t.Helper()
+	tr, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	// A client port known before the connection: dial from a listener's.
+	probe, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := probe.Addr().(*net.TCPAddr)
+	probe.Close()
+	log = &eventLog{port: uint16(local.Port)}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- tr.Run(ctx, log) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		tr.Close()
+	})
+	if client, err = (&net.Dialer{LocalAddr: local}).Dial("tcp4", ln.Addr().String()); err != nil {
+		t.Fatal(err)
+	}
+	if server, err = ln.Accept(); err != nil {
+		t.Fatal(err)
+	}
+	return tr, log, client, server
+}
+
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	for deadline := time.Now().Add(3 * time.Second); !cond(); {
@@ -187,42 +192,14 @@ func TestHollowSeesNothing(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root")
 	}
-	tr, err := New(Options{Hollow: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	probe, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	local := probe.Addr().(*net.TCPAddr)
-	probe.Close()
-	log := &eventLog{port: uint16(local.Port)}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- tr.Run(ctx, log) }()
-	client, err := (&net.Dialer{LocalAddr: local}).Dial("tcp4", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	server, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
+	tr, log, client, server := traceConnection(t, Options{Hollow: true})
 	client.Close()
 	server.Close()
 	time.Sleep(3 * PollInterval)
-	cancel()
-	if err := <-done; err != nil {
-		t.Errorf("Run: %v", err)
-	}
-	tr.Close()
-	if n := len(log.evs); n != 0 {
+	log.mu.Lock()
+	n := len(log.evs)
+	log.mu.Unlock()
+	if n != 0 {
 		t.Errorf("hollow programs sent %d events of the client, want none", n)
 	}
 	if len(tr.progs) < 5 {
