@@ -414,6 +414,12 @@ func (c *Collector) gauges() (*gauges, error) {
 	err := c.cfg.Snapshot(func(s *snapshot.Socket) error {
 		w, ok := c.cgroupPod(s)
 		stuck := slices.Contains(conn.StuckStates, s.State) && s.AgeKnown && s.Age >= c.cfg.StuckFor
+		if !ok && !stuck && c.cfg.Identify != nil && s.Inode == 0 {
+			// No process can hold it (TIME_WAIT, an orphan): placed now,
+			// not kept for a walk of /proc that cannot find it (with tens
+			// of thousands of TIME_WAITs that cost 47 MB a scrape).
+			w, ok = podWhere(s.State, c.cfg.Identify(s)), true
+		}
 		if !stuck && (c.cfg.Identify == nil || ok) {
 			g.sockets[w]++
 			return nil

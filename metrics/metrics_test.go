@@ -238,6 +238,8 @@ func TestGaugesByPod(t *testing.T) {
 		{State: tcp.CloseWait, Inode: 5, Age: time.Second, AgeKnown: true}, // not yet stuck
 		{State: tcp.Established, Inode: 6, CgroupID: 500},                  // placed by its cgroup
 		{State: tcp.Established, Inode: 7, CgroupID: 400},                  // a cgroup outside pods
+		{State: tcp.TimeWait},                                              // no holder can exist
+		{State: tcp.TimeWait},
 	}
 	api := &container.Identity{Namespace: "shop", Pod: "api-7d9", Container: "api"}
 	db := &container.Identity{Namespace: "shop", Pod: "db-0", Container: "db"}
@@ -249,6 +251,9 @@ func TestGaugesByPod(t *testing.T) {
 			for i := range ss {
 				if ss[i].CgroupID > 1 {
 					t.Errorf("holders read for socket %d: its cgroup %d tells", ss[i].Inode, ss[i].CgroupID)
+				}
+				if ss[i].Inode == 0 {
+					t.Errorf("holders read for a %v socket that no file refers to", ss[i].State)
 				}
 				if ss[i].Inode != 1 {
 					ss[i].Owners = []snapshot.Owner{{Pid: 10, Comm: "api"}}
@@ -271,6 +276,7 @@ tcpstate_sockets{container="",namespace="",pod="",state="ESTABLISHED"} 2
 tcpstate_sockets{container="api",namespace="shop",pod="api-7d9",state="ESTABLISHED"} 1
 tcpstate_sockets{container="db",namespace="shop",pod="db-0",state="ESTABLISHED"} 1
 tcpstate_sockets{container="api",namespace="shop",pod="api-7d9",state="CLOSE_WAIT"} 3
+tcpstate_sockets{container="",namespace="",pod="",state="TIME_WAIT"} 2
 # HELP tcpstate_stuck_sockets Sockets in a closing or connecting state for longer than --stuck-for, per holding process name.
 # TYPE tcpstate_stuck_sockets gauge
 tcpstate_stuck_sockets{comm="api",container="api",namespace="shop",pod="api-7d9",state="CLOSE_WAIT"} 2

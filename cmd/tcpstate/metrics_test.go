@@ -456,6 +456,7 @@ func TestMetricsStuckGauges(t *testing.T) {
 // /var/log/pods and /var/log/containers entries for its names.
 func TestMetricsDurationsByPod(t *testing.T) {
 	testenv.RequireRoot(t)
+	leaveNoKubeletDirs(t)
 	bin, ns := build(t), testenv.NewNetns(t)
 	uid := fmt.Sprintf("%08x-1111-2222-3333-%012x", rand.Uint32(), rand.Uint64()&(1<<48-1))
 	cid := fmt.Sprintf("%016x%016x%016x%016x", rand.Uint64(), rand.Uint64(), rand.Uint64(), rand.Uint64())
@@ -542,4 +543,16 @@ func TestMetricsDurationsByPod(t *testing.T) {
 		}
 	}
 	t.Fatalf("after 15s, missing:\n%s", strings.Join(missing, "\n"))
+}
+
+// leaveNoKubeletDirs removes, when the test ends, those of kubelet's log
+// directories that do not exist now. The test (or Docker, for a bind
+// mount) makes them, and a host left with them looks like a kubelet node
+// to tcpstate: pod labels on by default, and a /proc walk at each scrape.
+func leaveNoKubeletDirs(t *testing.T) {
+	for _, dir := range []string{"/var/log/pods", "/var/log/containers"} {
+		if _, err := os.Lstat(dir); os.IsNotExist(err) {
+			t.Cleanup(func() { os.RemoveAll(dir) })
+		}
+	}
 }

@@ -83,6 +83,7 @@ func newUID() string {
 // there CAP_SYS_ADMIN, which the DaemonSet also names, covers them.
 func runOptions(t *testing.T, ds *appsv1.DaemonSet) []string {
 	t.Helper()
+	leaveNoKubeletDirs(t)
 	spec := &ds.Spec.Template.Spec
 	c := &spec.Containers[0]
 	opts := []string{"--cap-drop", "ALL"}
@@ -134,6 +135,7 @@ type pod struct {
 
 func startPod(t *testing.T) *pod {
 	t.Helper()
+	leaveNoKubeletDirs(t)
 	p := &pod{ns: "tcpstate-imagetest", name: "stuck-" + randHex(3), uid: newUID(), container: "server"}
 	bin := filepath.Join(t.TempDir(), "workload")
 	gotool := os.Getenv("GO") // make's, which finds go outside PATH too
@@ -616,4 +618,16 @@ func cgroupCPU(t *testing.T, pid string) time.Duration {
 		t.Fatal(err)
 	}
 	return time.Duration(n)
+}
+
+// leaveNoKubeletDirs removes, when the test ends, those of kubelet's log
+// directories that do not exist now. The test (or Docker, for a bind
+// mount) makes them, and a host left with them looks like a kubelet node
+// to tcpstate: pod labels on by default, and a /proc walk at each scrape.
+func leaveNoKubeletDirs(t *testing.T) {
+	for _, dir := range []string{"/var/log/pods", "/var/log/containers"} {
+		if _, err := os.Lstat(dir); os.IsNotExist(err) {
+			t.Cleanup(func() { os.RemoveAll(dir) })
+		}
+	}
 }
