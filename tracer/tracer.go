@@ -600,13 +600,7 @@ func (t *Tracer) pollLoop(ctx context.Context) error {
 		if orphans && nextPoll.Before(next) || sweep == nil {
 			next = nextPoll
 		}
-		if !timer.Stop() {
-			select {
-			case <-timer.C:
-			default:
-			}
-		}
-		timer.Reset(time.Until(next))
+		timer.Reset(time.Until(next)) // (since Go 1.23 no stale tick survives a Reset)
 	}
 }
 
