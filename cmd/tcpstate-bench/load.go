@@ -24,6 +24,7 @@ const childEnv = "TCPSTATE_BENCH_LOAD"
 
 // loadConfig is what the parent passes to the load child.
 type loadConfig struct {
+	Workload string        `json:"workload"` // workloadChurn, ...
 	Conns    int           `json:"conns"`
 	Warmup   time.Duration `json:"warmup"`
 	Duration time.Duration `json:"duration"`
@@ -80,7 +81,16 @@ func loadChild(arg string) error {
 	if err := setupNetns(cfg.ParentNS); err != nil {
 		return err
 	}
-	res, err := generate(cfg)
+	var res loadResult
+	var err error
+	switch cfg.Workload {
+	case workloadHTTP:
+		res, err = generateHTTP(cfg)
+	case workloadSyscalls:
+		res, err = generateSyscalls(cfg)
+	default:
+		res, err = generate(cfg)
+	}
 	if err != nil {
 		return err
 	}

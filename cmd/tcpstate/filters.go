@@ -37,6 +37,8 @@ type filterFlags struct {
 	// hollow attaches programs that do nothing: the cost of the hooks
 	// alone, for the benchmark (hidden).
 	hollow bool
+	// hooks chooses how accepted sockets get their owner (tracer.Hooks).
+	hooks string
 	// resolver names the containers and pods of owners; made on first
 	// use, one per command.
 	res *container.Resolver
@@ -66,6 +68,18 @@ func (f *filterFlags) register(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&f.podNames, "pod", nil, "only sockets of processes in these Kubernetes pods: NAME, NAMESPACE/NAME or pod uid (comma-separated)")
 	fs.BoolVar(&f.hollow, "hollow", false, "attach programs that return at once and show nothing: what the hooks alone cost (for the benchmark)")
 	_ = fs.MarkHidden("hollow")
+	fs.StringVar(&f.hooks, "hooks", "auto", "how an accepted socket gets its owner: fentry (fexit on inet_csk_accept, from accept() on), tracepoint (from its first close() or shutdown() on; no hook beyond TCP's tracepoints), or auto (fentry where the kernel allows it)")
+}
+
+// parseHooks checks --hooks.
+func parseHooks(s string) (tracer.Hooks, error) {
+	switch s {
+	case "auto", "":
+		return tracer.HooksAuto, nil
+	case "fentry", "tracepoint":
+		return tracer.Hooks(s), nil
+	}
+	return "", usagef("invalid --hooks %q: want auto, fentry or tracepoint", s)
 }
 
 // resolver returns the command's container.Resolver.
@@ -163,6 +177,10 @@ func (f *filterFlags) options() (tracer.Options, error) {
 	if err := f.checkEmpty(); err != nil {
 		return o, err
 	}
+	var err error
+	if o.Hooks, err = parseHooks(f.hooks); err != nil {
+		return o, err
+	}
 	for _, s := range f.pids {
 		n, err := strconv.ParseUint(strings.TrimSpace(s), 10, 32)
 		if err != nil || n == 0 {
@@ -183,7 +201,6 @@ func (f *filterFlags) options() (tracer.Options, error) {
 	if len(o.Comms) > tracer.MaxComms {
 		return o, usagef("invalid --comm: at most %d names", tracer.MaxComms)
 	}
-	var err error
 	if o.LPorts, err = parsePorts("lport", f.lports); err != nil {
 		return o, err
 	}
