@@ -230,7 +230,7 @@ func runLadder(ctx context.Context, f *ladderFlags, stdout, stderr io.Writer) er
 	tr := ladder.NewTracker(out, p.track)
 	h := &ladderHandler{Tracker: tr, out: out, stderr: stderr}
 	summary := func(lost string) string {
-		s := fmt.Sprintf("%d connections drawn", out.drawn)
+		s := plural(out.drawn, "connection") + " drawn"
 		if h.open > 0 {
 			s += fmt.Sprintf(", %d still open not drawn", h.open)
 		}
@@ -385,4 +385,12 @@ func (p *ladderPrinter) Follow(d *ladder.Diagram, rows []ladder.Row, first bool)
 	}
 	_, err := p.w.WriteString(p.render.FollowText(d, rows, first))
 	return err
+}
+
+// plural is "1 connection", "2 connections".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
 }

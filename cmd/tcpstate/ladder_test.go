@@ -108,11 +108,11 @@ func TestLadderFrom(t *testing.T) {
 			if code != 0 || stdout != c.want {
 				t.Errorf("exit %d, stderr %q, stdout:\n%s\nwant:\n%s", code, stderr, stdout, c.want)
 			}
-			n := "1"
+			n := "1 connection"
 			if c.want == "" {
-				n = "0"
+				n = "0 connections"
 			}
-			if stderr != n+" connections drawn\n" {
+			if stderr != n+" drawn\n" {
 				t.Errorf("stderr %q", stderr)
 			}
 		})
@@ -197,7 +197,7 @@ func TestLadderLive(t *testing.T) {
 		t.Errorf("want both sides owned by pid %d:\n%s", pid, text)
 	}
 	// The last line is the summary (notices about the host come before).
-	if !strings.HasSuffix(string(rest), "\n1 connections drawn, 0 events lost\n") && string(rest) != "1 connections drawn, 0 events lost\n" {
+	if !strings.HasSuffix(string(rest), "\n1 connection drawn, 0 events lost\n") && string(rest) != "1 connection drawn, 0 events lost\n" {
 		t.Errorf("stderr %q", rest)
 	}
 }
