@@ -73,13 +73,14 @@ each side's ISN, as tcpdump does without -S).
 
 Marked (⚠): SYN retransmissions, a connect refused or timed out, resets, a
 CLOSE_WAIT of a second or more (the application closed late), a TIME_WAIT
-that did not last its 60 s.
+that did not last its 60 s (when its end came before the diagram was drawn).
 
-A connection ends when its sockets are closed, TIME_WAIT included: one
-closed first from this host is drawn 60 s after its close, when its
-TIME_WAIT is over. At Ctrl-C (or --duration, or --count) connections in
-TIME_WAIT are drawn at once, marked "still open when drawn". --follow
-draws the arrows as they happen instead, each line prefixed with #N.
+A connection is drawn as soon as its sockets are closed or in TIME_WAIT:
+the end of a TIME_WAIT (60 s later) is not waited for, and the title says
+"TIME_WAIT still running when drawn". Connections still open at the end
+(Ctrl-C, --duration, --count, the end of --from) are counted, not drawn.
+--follow draws the arrows as they happen instead, each line prefixed
+with #N.
 
 --from FILE draws events recorded with 'tcpstate --seq -o json' ('-' for
 standard input): record where the problem is, draw anywhere, no root
@@ -91,8 +92,8 @@ Formats: text (Unicode; --ascii for plain characters), mermaid (a
 sequenceDiagram in a markdown code block, which GitHub and GitLab render),
 svg (one connection as a standalone picture).
 
-At most 4096 connections are followed at once; more are counted and said
-on stderr. At exit "N connections drawn" goes to stderr.`,
+At most 4096 connections are followed at once; more are counted, in
+connections, and said on stderr. At exit "N connections drawn" goes to stderr.`,
 		Example:      ladderExamples,
 		Args:         noArgs,
 		SilenceUsage: true,
@@ -257,7 +258,7 @@ func ladderBanner(follow bool) string {
 	if follow {
 		return "Drawing TCP connections as they happen. Ctrl-C to end."
 	}
-	return "Drawing each TCP connection when it ends (after TIME_WAIT, 60 s, if this host closed first; Ctrl-C draws those at once). Ctrl-C to end."
+	return "Drawing each TCP connection when it ends (without waiting for the end of a TIME_WAIT). Ctrl-C to end."
 }
 
 // replayLadder draws a recording: as a session would, it ends on Ctrl-C,

@@ -3,10 +3,12 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"encoding/xml"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -181,14 +183,14 @@ func TestLadderSVGRenders(t *testing.T) {
 }
 
 // Live: the diagram of a loopback connection has both sides real, with
-// their owner; Ctrl-C draws the connection waiting in TIME_WAIT.
+// their owner, and is drawn while the client's TIME_WAIT still runs.
 func TestLadderLive(t *testing.T) {
 	testenv.RequireRoot(t)
 	bin, ns := build(t), testenv.NewNetns(t).Name
 	cmd := exec.Command(bin, "ladder", "--netns", "/run/netns/"+ns)
 	pid, out, rest := connectUntilInterrupt(t, cmd, ns, "Drawing each TCP connection")
 	text := string(out)
-	for _, want := range []string{"both ends on this host", "still open when drawn", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "CLOSE_WAIT", "LAST_ACK", "TIME_WAIT"} {
+	for _, want := range []string{"both ends on this host", "TIME_WAIT still running when drawn", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "CLOSE_WAIT", "LAST_ACK", "TIME_WAIT"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("diagram lacks %q:\n%s", want, text)
 		}
@@ -239,5 +241,103 @@ func TestLadderHelpTeaches(t *testing.T) {
 		if code != 0 || !strings.Contains(stdout, want) {
 			t.Errorf("exit %d; help lacks %q", code, want)
 		}
+	}
+}
+
+// --count 1 answers as soon as the connection is closed: the client,
+// which closed first, is in TIME_WAIT for 60 s more, not waited for.
+func TestLadderCountDoesNotWaitOutTimeWait(t *testing.T) {
+	testenv.RequireRoot(t)
+	bin, ns := build(t), testenv.NewNetns(t).Name
+	cmd := exec.Command(bin, "ladder", "--count", "1", "--netns", "/run/netns/"+ns)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := startedWith(t, cmd, "Drawing each TCP connection")
+	connectIn(t, ns)
+	done := make(chan []byte)
+	go func() { b, _ := io.ReadAll(stdout); done <- b }()
+	select {
+	case out := <-done:
+		rest, _ := io.ReadAll(errs)
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("%v: %s", err, rest)
+		}
+		if !strings.Contains(string(out), "TIME_WAIT still running when drawn\n") || !strings.Contains(string(out), "TIME_WAIT │") {
+			t.Errorf("want the client drawn in TIME_WAIT:\n%s", out)
+		}
+		if !strings.HasSuffix(string(rest), "1 connection drawn, 0 events lost\n") {
+			t.Errorf("stderr %q", rest)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("--count 1 did not end within 10 s of the close")
+	}
+}
+
+// writeWaves writes a recording of waves of loopback connections, n open
+// at once in each, closed by the clients first; each client's TIME_WAIT
+// ends 60 s after it began, after the next wave has begun.
+func writeWaves(t *testing.T, waves, n int) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "waves.jsonl")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := bufio.NewWriter(f)
+	start := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	line := func(at time.Duration, cookie uint64, lport, rport int, from, to string) {
+		fmt.Fprintf(w, `{"time":%q,"family":"ipv4","laddr":"127.0.0.1","lport":%d,"raddr":"127.0.0.1","rport":%d,`+
+			`"oldstate":%q,"newstate":%q,"netns":1,"snd_una":1,"snd_nxt":1,"rcv_nxt":1,"cookie":%d}`+"\n",
+			start.Add(at).Format(time.RFC3339Nano), lport, rport, from, to, cookie)
+	}
+	var tws []func()
+	for wave := range waves {
+		at := time.Duration(wave) * 10 * time.Second
+		for i := range n {
+			c, s, port := uint64(2*(wave*n+i)+1), uint64(2*(wave*n+i)+2), 10000+i
+			line(at, c, port, 80, "CLOSE", "SYN_SENT")
+			line(at, c, port, 80, "SYN_SENT", "ESTABLISHED")
+			line(at, s, 80, port, "LISTEN", "SYN_RECV")
+			line(at, s, 80, port, "SYN_RECV", "ESTABLISHED")
+		}
+		at += time.Second
+		for i := range n {
+			c, s, port := uint64(2*(wave*n+i)+1), uint64(2*(wave*n+i)+2), 10000+i
+			line(at, c, port, 80, "ESTABLISHED", "FIN_WAIT1")
+			line(at, s, 80, port, "ESTABLISHED", "CLOSE_WAIT")
+			line(at, s, 80, port, "CLOSE_WAIT", "LAST_ACK")
+			line(at, c, port, 80, "FIN_WAIT1", "FIN_WAIT2")
+			line(at, c, port, 80, "FIN_WAIT2", "TIME_WAIT")
+			line(at, s, 80, port, "LAST_ACK", "CLOSE")
+			tws = append(tws, func() { line(at+60*time.Second, c, port, 80, "TIME_WAIT", "CLOSE") })
+		}
+	}
+	for _, tw := range tws {
+		tw()
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// 4,200 connections open at once, twice: 4096 followed each time, 104 not,
+// counted as connections (not their 208 sockets); those done but for
+// TIME_WAIT leave the table at once, so the second wave is followed too.
+func TestLadderFromCountsConnections(t *testing.T) {
+	path := writeWaves(t, 2, 4200)
+	code, stdout, stderr := runLadderCLI(t, "", "--from", path)
+	want := "tcpstate: more than 4096 connections open at once: new ones are not followed (counted at exit)\n" +
+		"8192 connections drawn, 208 not followed (more than 4096 open at once)\n"
+	if code != 0 || stderr != want {
+		t.Errorf("exit %d, stderr %q, want %q", code, stderr, want)
+	}
+	if n := strings.Count(stdout, "TIME_WAIT still running when drawn\n"); n != 8192 {
+		t.Errorf("%d diagrams in TIME_WAIT, want 8192", n)
 	}
 }
