@@ -341,3 +341,59 @@ func TestLadderFromCountsConnections(t *testing.T) {
 		t.Errorf("%d diagrams in TIME_WAIT, want 8192", n)
 	}
 }
+
+// Events out of time order are put back in order within a window, and
+// refused past it, naming the line: never drawn as false claims.
+func TestLadderFromOutOfOrder(t *testing.T) {
+	b, err := os.ReadFile(recording)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden, err := os.ReadFile("../../ladder/testdata/half-close-tcp4.txt.golden")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitAfter(strings.TrimSuffix(string(b), "\n"), "\n")
+	tac := func(lines []string) string {
+		var s strings.Builder
+		for i := len(lines) - 1; i >= 0; i-- {
+			s.WriteString(strings.TrimSuffix(lines[i], "\n") + "\n")
+		}
+		return s.String()
+	}
+	code, stdout, stderr := runLadderCLI(t, tac(lines), "--from", "-")
+	if code != 0 || stdout != string(golden) || stderr != "1 connection drawn\n" {
+		t.Errorf("tac: exit %d, stderr %q, stdout:\n%s\nwant:\n%s", code, stderr, stdout, golden)
+	}
+	// 600 copies of the connection, a second apart: 7,200 lines, the
+	// reversed file's line 4098 is earlier than line 4097, already drawn.
+	var many []string
+	for k := range 600 {
+		for _, l := range lines {
+			var ev map[string]any
+			if err := json.Unmarshal([]byte(l), &ev); err != nil {
+				t.Fatal(err)
+			}
+			at, err := time.Parse(time.RFC3339Nano, ev["time"].(string))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ev["time"] = at.Add(time.Duration(k) * time.Second)
+			ev["cookie"] = ev["cookie"].(float64) + float64(10*k)
+			j, _ := json.Marshal(ev)
+			many = append(many, string(j))
+		}
+	}
+	code, stdout, stderr = runLadderCLI(t, tac(many), "--from", "-")
+	errLines := strings.Split(strings.TrimSpace(stderr), "\n")
+	if code != 2 || stdout != "" || len(errLines) != 2 ||
+		!strings.HasPrefix(errLines[0], `tcpstate: invalid --from "-": line 4098: out of time order: `) ||
+		!strings.HasSuffix(errLines[0], ` before line 4097, already drawn: events are put back in order within 4096 lines only (sort the recording by time)`) {
+		t.Errorf("reversed, 7,200 lines: exit %d, stdout %d bytes, stderr %q", code, len(stdout), stderr)
+	}
+	// In order, the same lines draw 600 connections.
+	code, _, stderr = runLadderCLI(t, strings.Join(many, "\n")+"\n", "--from", "-")
+	if code != 0 || stderr != "600 connections drawn\n" {
+		t.Errorf("in order: exit %d, stderr %q", code, stderr)
+	}
+}
