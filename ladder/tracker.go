@@ -3,8 +3,10 @@
 package ladder
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
 
 	"github.com/tcpstate/tcpstate/tcp"
 	"github.com/tcpstate/tcpstate/tracer"
@@ -66,6 +68,7 @@ type Tracker struct {
 	droppedKeys map[tupleKey]struct{}
 	// Dropped counts connections not followed because MaxConns were.
 	Dropped uint64
+	events  uint64 // events given
 }
 
 type sock struct {
@@ -115,6 +118,7 @@ func NewTracker(out Output, o Options) *Tracker {
 
 // Event follows one transition.
 func (t *Tracker) Event(ev *tracer.Event) error {
+	t.events++
 	if ev.NewState == tcp.Listen || ev.OldState == tcp.Listen && ev.NewState == tcp.Close {
 		return nil // a listener is no connection
 	}
@@ -365,6 +369,47 @@ func (t *Tracker) draw(ready []*conn) error {
 		}
 	}
 	return nil
+}
+
+// NothingDrawn says why a Tracker drew nothing, given how many selected
+// connections Flush found still open.
+func (t *Tracker) NothingDrawn(open int) string {
+	switch {
+	case t.events == 0:
+		return "no tcpstate event"
+	case t.num == 0:
+		return fmt.Sprintf("%s, but no connection (listening sockets, or ends of connections that began before)", plural(t.events, "event"))
+	case open > 0:
+		return fmt.Sprintf("%s selected, not ended when the events did (still open: not drawn)", plural(uint64(open), "connection"))
+	case t.num == 1:
+		return "the only connection does not match the filters"
+	}
+	return fmt.Sprintf("none of the %d connections matches the filters", t.num)
+}
+
+// Summary is what a run says at its end, in connections: drawn, more
+// selected but not drawn (past a limit of one: -o svg), still open (not
+// drawn), not followed.
+func (t *Tracker) Summary(drawn, more, open int) string {
+	s := plural(uint64(drawn), "connection") + " drawn"
+	if more > 0 {
+		s += fmt.Sprintf(", %d more selected (one picture: select it with the filters)", more)
+	}
+	if open > 0 {
+		s += fmt.Sprintf(", %d still open not drawn", open)
+	}
+	if t.Dropped > 0 {
+		s += fmt.Sprintf(", %d not followed (more than %d open at once)", t.Dropped, t.opt.MaxConns)
+	}
+	return s
+}
+
+// plural is "1 event", "2 events".
+func plural(n uint64, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.FormatUint(n, 10) + " " + noun + "s"
 }
 
 // Flush draws, at the end, the connections that ended since the last

@@ -86,7 +86,9 @@ with #N.
 standard input): record where the problem is, draw anywhere, no root
 needed. The trace filters select connections (one of whose sockets
 matches); with --from, --netns takes the inode number recorded in the
-events.
+events. Events out of time order are put back in order within 4096
+lines, and refused past that, naming the line. Drawing nothing from
+--from is an error (status 1) that says why.
 
 Formats: text (Unicode; --ascii for plain characters), mermaid (a
 sequenceDiagram in a markdown code block, which GitHub and GitLab render),
@@ -227,19 +229,13 @@ func runLadder(ctx context.Context, f *ladderFlags, stdout, stderr io.Writer) er
 	}
 	ctx, stopCount := context.WithCancel(ctx)
 	defer stopCount()
-	out := &ladderPrinter{w: bufio.NewWriterSize(outputWriter{stdout}, 64<<10), render: p.render, format: p.format, limit: p.limit, stop: stopCount}
+	out := &ladderPrinter{w: bufio.NewWriterSize(outputWriter{stdout}, 64<<10), render: p.render, format: p.format, limit: p.limit, stop: stopCount,
+		// -o svg draws one picture: from a recording, those past it
+		// are counted, to say so.
+		countMore: p.format == "svg" && p.from != nil}
 	tr := ladder.NewTracker(out, p.track)
 	h := &ladderHandler{Tracker: tr, out: out, stderr: stderr}
-	summary := func(lost string) string {
-		s := plural(out.drawn, "connection") + " drawn"
-		if h.open > 0 {
-			s += fmt.Sprintf(", %d still open not drawn", h.open)
-		}
-		if tr.Dropped > 0 {
-			s += fmt.Sprintf(", %d not followed (more than %d open at once)", tr.Dropped, ladder.DefaultMaxConns)
-		}
-		return s + lost
-	}
+	summary := func(lost string) string { return tr.Summary(out.drawn, out.more, h.open) + lost }
 	if p.from != nil {
 		defer p.from.Close()
 		return replayLadder(ctx, p, h, stdout, stderr, summary)
@@ -281,6 +277,13 @@ func replayLadder(ctx context.Context, p ladderPlan, h *ladderHandler, stdout, s
 	if done, err := endOutput(err, h.finish, h.out); done {
 		return err
 	}
+	if h.out.drawn == 0 && ctx.Err() == nil {
+		where := fmt.Sprintf("--from %q", h.fromName(p))
+		if p.netns != 0 {
+			where += fmt.Sprintf(" in network namespace %d", p.netns)
+		}
+		return fmt.Errorf("nothing to draw from %s: %s", where, h.NothingDrawn(h.open))
+	}
 	fmt.Fprintln(stderr, summary(""))
 	return nil
 }
@@ -321,7 +324,7 @@ func (h *ladderHandler) Tick() error {
 }
 
 func (h *ladderHandler) finish() error {
-	if h.out.done() {
+	if h.out.done() && !h.out.countMore {
 		return nil
 	}
 	open, err := h.Flush()
@@ -337,14 +340,16 @@ func (h *ladderHandler) fromName(p ladderPlan) string {
 }
 
 // ladderPrinter writes diagrams, up to limit (0: no limit), then stops
-// the run.
+// the run, or with countMore counts those past the limit.
 type ladderPrinter struct {
-	w      *bufio.Writer
-	render ladder.Render
-	format string
-	limit  int
-	drawn  int
-	stop   context.CancelFunc
+	w         *bufio.Writer
+	render    ladder.Render
+	format    string
+	limit     int
+	drawn     int
+	more      int
+	countMore bool
+	stop      context.CancelFunc
 }
 
 func (p *ladderPrinter) Begin() error { return nil }
@@ -354,6 +359,9 @@ func (p *ladderPrinter) done() bool { return p.limit > 0 && p.drawn >= p.limit }
 
 func (p *ladderPrinter) Diagram(d *ladder.Diagram) error {
 	if p.done() {
+		if p.countMore {
+			p.more++
+		}
 		return nil
 	}
 	var s string
@@ -374,7 +382,7 @@ func (p *ladderPrinter) Diagram(d *ladder.Diagram) error {
 	if _, err := p.w.WriteString(s); err != nil {
 		return err
 	}
-	if p.done() {
+	if p.done() && !p.countMore {
 		p.stop()
 	}
 	return nil
@@ -386,12 +394,4 @@ func (p *ladderPrinter) Follow(d *ladder.Diagram, rows []ladder.Row, first bool)
 	}
 	_, err := p.w.WriteString(p.render.FollowText(d, rows, first))
 	return err
-}
-
-// plural is "1 connection", "2 connections".
-func plural(n int, noun string) string {
-	if n == 1 {
-		return "1 " + noun
-	}
-	return strconv.Itoa(n) + " " + noun + "s"
 }

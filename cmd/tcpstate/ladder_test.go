@@ -102,19 +102,13 @@ func TestLadderFrom(t *testing.T) {
 		// The server's port selects the connection through either socket.
 		{[]string{"--rport", serverPort(t)}, golden("half-close-tcp4.txt.golden")},
 		{[]string{"--lport", serverPort(t), "--state", "last-ack"}, golden("half-close-tcp4.txt.golden")},
-		{[]string{"--lport", "1"}, ""},
-		{[]string{"--netns", "1"}, ""},
 	} {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
 			code, stdout, stderr := runLadderCLI(t, "", append([]string{"--from", recording}, c.args...)...)
 			if code != 0 || stdout != c.want {
 				t.Errorf("exit %d, stderr %q, stdout:\n%s\nwant:\n%s", code, stderr, stdout, c.want)
 			}
-			n := "1 connection"
-			if c.want == "" {
-				n = "0 connections"
-			}
-			if stderr != n+" drawn\n" {
+			if stderr != "1 connection drawn\n" {
 				t.Errorf("stderr %q", stderr)
 			}
 		})
@@ -339,6 +333,56 @@ func TestLadderFromCountsConnections(t *testing.T) {
 	}
 	if n := strings.Count(stdout, "TIME_WAIT still running when drawn\n"); n != 8192 {
 		t.Errorf("%d diagrams in TIME_WAIT, want 8192", n)
+	}
+}
+
+// Nothing to draw is no success: status 1 and one line saying why, not
+// an empty picture.
+func TestLadderNothingToDraw(t *testing.T) {
+	empty := filepath.Join(t.TempDir(), "empty.jsonl")
+	if err := os.WriteFile(empty, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	listener := `{"time":"2026-11-25T21:03:04Z","skaddr":"0x1","family":"ipv4","laddr":"127.0.0.1","lport":80,"raddr":"0.0.0.0","rport":0,` +
+		`"oldstate":"CLOSE","newstate":"LISTEN","snd_una":0,"snd_nxt":0,"rcv_nxt":0}` + "\n"
+	for _, c := range []struct {
+		stdin string
+		args  []string
+		want  string
+	}{
+		{"", []string{"--from", recording, "--lport", "9999", "-o", "svg"}, `--from "` + recording + `": the only connection does not match the filters`},
+		{"", []string{"--from", empty, "-o", "svg"}, `--from "` + empty + `": no tcpstate event`},
+		{"\n", []string{"--from", "-"}, `--from "-": no tcpstate event`},
+		{listener, []string{"--from", "-"}, `--from "-": 1 event, but no connection (listening sockets, or ends of connections that began before)`},
+		{"", []string{"--from", recording, "--netns", "1"}, `--from "` + recording + `" in network namespace 1: no tcpstate event`},
+		{"", []string{"--from", recording, "--state", "time-wait", "--lport", "1"}, `--from "` + recording + `": the only connection does not match the filters`},
+	} {
+		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
+			code, stdout, stderr := runLadderCLI(t, c.stdin, c.args...)
+			if want := "tcpstate: nothing to draw from " + c.want + "\n"; code != 1 || stdout != "" || stderr != want {
+				t.Errorf("exit %d, stdout %q, stderr %q; want 1, nothing, %q", code, stdout, stderr, want)
+			}
+		})
+	}
+}
+
+// -o svg draws one connection, and says how many more were selected.
+func TestLadderSVGSaysItDrewOne(t *testing.T) {
+	first, err := os.ReadFile(recording)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := os.ReadFile("../../ladder/testdata/reset-tcp6.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	svg, err := os.ReadFile("../../ladder/testdata/half-close-tcp4.svg.golden")
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := runLadderCLI(t, string(first)+string(second), "--from", "-", "-o", "svg")
+	if code != 0 || stdout != string(svg) || stderr != "1 connection drawn, 1 more selected (one picture: select it with the filters)\n" {
+		t.Errorf("exit %d, stderr %q, stdout:\n%s", code, stderr, stdout)
 	}
 }
 
