@@ -368,20 +368,9 @@ func TestLadderNothingToDraw(t *testing.T) {
 
 // -o svg draws one connection, and says how many more were selected.
 func TestLadderSVGSaysItDrewOne(t *testing.T) {
-	first, err := os.ReadFile(recording)
-	if err != nil {
-		t.Fatal(err)
-	}
-	second, err := os.ReadFile("../../ladder/testdata/reset-tcp6.jsonl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	svg, err := os.ReadFile("../../ladder/testdata/half-close-tcp4.svg.golden")
-	if err != nil {
-		t.Fatal(err)
-	}
-	code, stdout, stderr := runLadderCLI(t, string(first)+string(second), "--from", "-", "-o", "svg")
-	if code != 0 || stdout != string(svg) || stderr != "1 connection drawn, 1 more selected (one picture: select it with the filters)\n" {
+	both := readFile(t, recording) + readFile(t, "../../ladder/testdata/reset-tcp6.jsonl")
+	code, stdout, stderr := runLadderCLI(t, both, "--from", "-", "-o", "svg")
+	if code != 0 || stdout != readFile(t, "../../ladder/testdata/half-close-tcp4.svg.golden") || stderr != "1 connection drawn, 1 more selected (one picture: select it with the filters)\n" {
 		t.Errorf("exit %d, stderr %q, stdout:\n%s", code, stderr, stdout)
 	}
 }
@@ -389,15 +378,8 @@ func TestLadderSVGSaysItDrewOne(t *testing.T) {
 // Events out of time order are put back in order within a window, and
 // refused past it, naming the line: never drawn as false claims.
 func TestLadderFromOutOfOrder(t *testing.T) {
-	b, err := os.ReadFile(recording)
-	if err != nil {
-		t.Fatal(err)
-	}
-	golden, err := os.ReadFile("../../ladder/testdata/half-close-tcp4.txt.golden")
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.SplitAfter(strings.TrimSuffix(string(b), "\n"), "\n")
+	golden := readFile(t, "../../ladder/testdata/half-close-tcp4.txt.golden")
+	lines := strings.SplitAfter(strings.TrimSuffix(readFile(t, recording), "\n"), "\n")
 	tac := func(lines []string) string {
 		var s strings.Builder
 		for i := len(lines) - 1; i >= 0; i-- {
@@ -406,7 +388,7 @@ func TestLadderFromOutOfOrder(t *testing.T) {
 		return s.String()
 	}
 	code, stdout, stderr := runLadderCLI(t, tac(lines), "--from", "-")
-	if code != 0 || stdout != string(golden) || stderr != "1 connection drawn\n" {
+	if code != 0 || stdout != golden || stderr != "1 connection drawn\n" {
 		t.Errorf("tac: exit %d, stderr %q, stdout:\n%s\nwant:\n%s", code, stderr, stdout, golden)
 	}
 	// 600 copies of the connection, a second apart: 7,200 lines, the
@@ -440,4 +422,13 @@ func TestLadderFromOutOfOrder(t *testing.T) {
 	if code != 0 || stderr != "600 connections drawn\n" {
 		t.Errorf("in order: exit %d, stderr %q", code, stderr)
 	}
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
