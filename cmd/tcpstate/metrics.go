@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -22,6 +23,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tcpstate/tcpstate/container"
+	"github.com/tcpstate/tcpstate/internal/connlimit"
 	"github.com/tcpstate/tcpstate/metrics"
 	"github.com/tcpstate/tcpstate/snapshot"
 	"github.com/tcpstate/tcpstate/tracer"
@@ -46,6 +48,8 @@ type metricsFlags struct {
 	stuckFor  time.Duration
 	kernelBTF string
 	podLabels bool
+	maxConns  int
+	maxReqs   int
 }
 
 func newMetricsCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -80,6 +84,8 @@ on the CPU) are counted in tcpstate_events_lost_total and said on stderr.`,
 	fs := cmd.Flags()
 	fs.StringVar(&f.listen, "listen", defaultListen, "address to serve /metrics on (host:port; :9969 is every address)")
 	fs.StringVar(&f.webConfig, "web.config.file", "", "exporter-toolkit web configuration file for TLS and basic authentication")
+	fs.IntVar(&f.maxConns, "web.max-connections", 64, "most HTTP connections kept open; over it, the one idle longest is closed")
+	fs.IntVar(&f.maxReqs, "web.max-requests", 10, "most scrapes of /metrics served at once; more are answered 503")
 	fs.DurationVar(&f.stuckFor, "stuck-for", 30*time.Second, "count sockets as stuck after this long in a closing or connecting state")
 	fs.BoolVar(&f.podLabels, "pod-labels", kubeletNode(), "namespace, pod and container labels on the socket and stuck gauges and the duration histograms (default: on where kubelet's "+kubeletPods+" exists; where sockets' cgroups do not tell their pod, cgroup v1 and hybrid hosts, each scrape reads every socket's holders from /proc)")
 	fs.StringVar(&f.kernelBTF, "kernel-btf", "", "BTF file for this kernel, when /sys/kernel/btf/vmlinux is missing")
@@ -87,6 +93,14 @@ on the CPU) are counted in tcpstate_events_lost_total and said on stderr.`,
 	fs.SortFlags = false
 	return cmd
 }
+
+// What one HTTP connection may hold: a keep-alive connection idle for
+// longer is closed (Prometheus opens another at its next scrape), and a
+// request's headers are at most this size (a scrape's are under 1 KiB).
+const (
+	idleTimeout    = 15 * time.Second
+	maxHeaderBytes = 16 << 10
+)
 
 // kubeletPods is where kubelet keeps its pods' logs: a Kubernetes node.
 const kubeletPods = "/var/log/pods"
@@ -110,6 +124,12 @@ func (f *metricsFlags) validate() (tracer.Options, snapshot.Options, error) {
 		return tracer.Options{}, snapshot.Options{}, usagef("invalid --listen %q: want host:port, such as :9969 or 127.0.0.1:9969", f.listen)
 	} else if _, err := net.LookupPort("tcp", port); err != nil {
 		return tracer.Options{}, snapshot.Options{}, usagef("invalid --listen %q: port %q is not a port number (0 to 65535) or service name", f.listen, port)
+	}
+	if f.maxConns < 1 {
+		return tracer.Options{}, snapshot.Options{}, usagef("invalid --web.max-connections %d: must be at least 1", f.maxConns)
+	}
+	if f.maxReqs < 1 {
+		return tracer.Options{}, snapshot.Options{}, usagef("invalid --web.max-requests %d: must be at least 1", f.maxReqs)
 	}
 	if f.stuckFor < 0 {
 		return tracer.Options{}, snapshot.Options{}, usagef("invalid --stuck-for %s: must not be negative", f.stuckFor)
@@ -180,7 +200,7 @@ func runMetrics(ctx context.Context, f *metricsFlags, stdout, stderr io.Writer) 
 
 	var ready atomic.Bool
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError, MaxRequestsInFlight: f.maxReqs}))
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "Healthy") })
 	mux.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) {
 		if !ready.Load() {
@@ -196,7 +216,15 @@ func runMetrics(ctx context.Context, f *metricsFlags, stdout, stderr io.Writer) 
 		}
 		fmt.Fprintln(w, "tcpstate metrics: see /metrics")
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := connlimit.New(f.maxConns).Serve(&http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		// Accept errors (out of file descriptors: retried) and TLS
+		// handshake failures.
+		ErrorLog: log.New(stderr, "tcpstate: ", 0),
+	})
 	systemd := false
 	flags := &web.FlagConfig{WebListenAddresses: &[]string{f.listen}, WebSystemdSocket: &systemd, WebConfigFile: &f.webConfig}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))

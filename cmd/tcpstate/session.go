@@ -67,6 +67,9 @@ type session struct {
 	nsInode  uint32
 	nsCookie uint64
 	nsGone   bool
+	// nsUnchecked is set while the namespace cannot be checked for want
+	// of file descriptors, said once until a check succeeds again.
+	nsUnchecked bool
 }
 
 // runSession loads the tracer and runs the command's handler until ctx
@@ -260,13 +263,32 @@ func (s *session) checkNetNS() error {
 		return nil
 	}
 	alive, err := snapshot.NetNSAlive(s.netns, s.nsInode, s.nsCookie)
+	if outOfFiles(err) {
+		// Not knowing is no reason to end: tracing and counting go on,
+		// and the check is tried again at the next tick.
+		if !s.nsUnchecked {
+			fmt.Fprintf(s.stderr, "tcpstate: cannot check that network namespace %s is still there: %v; going on, and trying again every second\n", s.netns, err)
+		}
+		s.nsUnchecked = true
+		return nil
+	}
 	if err != nil || alive {
+		if err == nil && s.nsUnchecked {
+			fmt.Fprintf(s.stderr, "tcpstate: network namespace %s checked again\n", s.netns)
+			s.nsUnchecked = false
+		}
 		return err
 	}
 	s.nsGone = true
 	fmt.Fprintf(s.stderr, "tcpstate: network namespace %s is gone (no process is in it and no file names it); ending\n", s.netns)
 	s.end()
 	return nil
+}
+
+// outOfFiles reports whether err is the process's or the system's file
+// descriptors running out: a passing want.
+func outOfFiles(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)
 }
 
 // stopSignals end a session cleanly: the last events are printed, then
