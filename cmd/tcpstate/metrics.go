@@ -245,7 +245,7 @@ func runMetrics(ctx context.Context, f *metricsFlags, stdout, stderr io.Writer) 
 
 	err = runSession(ctx, stdout, stderr, sessionConfig{
 		opts: topts, netnsPath: f.netnsPath,
-		banner: fmt.Sprintf("Serving Prometheus metrics on %s/metrics. Ctrl-C to end.", f.listen),
+		banner: fmt.Sprintf("Serving Prometheus metrics on %s/metrics. Ctrl-C to end.", ln.Addr()),
 		out:    nopOutput{},
 		handler: func(t *tracer.Tracer) (tracer.Handler, error) {
 			col.Attach(t)
@@ -258,7 +258,7 @@ func runMetrics(ctx context.Context, f *metricsFlags, stdout, stderr io.Writer) 
 	defer done()
 	srv.Shutdown(shutdown)
 	if serr := <-serveErr; serr != nil && err == nil {
-		err = fmt.Errorf("serving metrics on %s: %w", f.listen, serr)
+		err = fmt.Errorf("serving metrics on %s: %w", ln.Addr(), serr)
 	}
 	return err
 }
