@@ -29,6 +29,7 @@ func TestMain(m *testing.M) {
 		"reset":             func([]string) error { return connectAndReset() },
 		"stuck":             stuckHelper,
 		"metrics-scenarios": metricsScenarios,
+		"dualstack":         dualStack,
 	})
 }
 

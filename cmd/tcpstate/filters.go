@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -51,8 +52,8 @@ type filterFlags struct {
 
 func (f *filterFlags) register(fs *pflag.FlagSet) {
 	f.set = fs
-	fs.BoolVarP(&f.ipv4, "ipv4", "4", false, "only IPv4 sockets")
-	fs.BoolVarP(&f.ipv6, "ipv6", "6", false, "only IPv6 sockets")
+	fs.BoolVarP(&f.ipv4, "ipv4", "4", false, "only IPv4 sockets, with IPv6 sockets of IPv4-mapped addresses (::ffff:a.b.c.d, shown as a.b.c.d: a dual-stack server's IPv4 clients)")
+	fs.BoolVarP(&f.ipv6, "ipv6", "6", false, "only IPv6 sockets, without those of IPv4-mapped addresses")
 	fs.StringSliceVar(&f.pids, "pid", nil, "only sockets owned by these process ids (comma-separated)")
 	fs.StringSliceVar(&f.comms, "comm", nil, "only sockets owned by processes with these names (comma-separated, as in /proc/PID/comm)")
 	fs.StringSliceVar(&f.lports, "lport", nil, "only these local ports (comma-separated, 1-65535)")
@@ -196,6 +197,9 @@ func (f *filterFlags) options() (tracer.Options, error) {
 	if o.RAddrs, err = parsePrefixes("raddr", f.raddrs); err != nil {
 		return o, err
 	}
+	if err := checkFamilyPrefixes(&o.Filter); err != nil {
+		return o, err
+	}
 	for _, s := range f.states {
 		st, err := tcp.ParseState(s)
 		if err != nil {
@@ -289,6 +293,25 @@ func parsePrefixes(flag string, list []string) ([]netip.Prefix, error) {
 		return nil, usagef("invalid --%s: at most %d prefixes", flag, tracer.MaxPrefixes)
 	}
 	return out, nil
+}
+
+// checkFamilyPrefixes refuses -4 or -6 with an address list none of
+// whose prefixes can be of that family: nothing would ever match.
+func checkFamilyPrefixes(o *tcp.Filter) error {
+	if o.IPv4 == o.IPv6 {
+		return nil
+	}
+	for i, list := range [][]netip.Prefix{o.LAddrs, o.RAddrs} {
+		flag := [...]string{"laddr", "raddr"}[i]
+		if len(list) > 0 && !slices.ContainsFunc(list, func(p netip.Prefix) bool { return p.Addr().Is4() == o.IPv4 }) {
+			fam, short := "IPv4", "-4"
+			if o.IPv6 {
+				fam, short = "IPv6", "-6"
+			}
+			return usagef("invalid --%s with %s: none of its prefixes is %s, so nothing would match", flag, short, fam)
+		}
+	}
+	return nil
 }
 
 func stateList() string {

@@ -262,6 +262,14 @@ func TestAddressFilterRefusesWhatCannotMatch(t *testing.T) {
 			}
 		}
 	}
+	// -4 or -6 with no prefix of that family would match nothing.
+	for _, args := range [][]string{{"ls", "-4", "--laddr", "fd00::/64"}, {"trace", "-6", "--raddr", "10.0.0.0/8", "-d", "1s"}} {
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), args, &stdout, &stderr)
+		if first, _, _ := strings.Cut(stderr.String(), "\n"); code != 2 || !strings.HasPrefix(first, "tcpstate: invalid --"+args[2][2:]+" with "+args[1]+": none of its prefixes is IPv") {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and a line naming %s and %s", args, code, stderr.String(), args[2], args[1])
+		}
+	}
 	// Mapped prefixes of /96 and longer still mean the IPv4 ones.
 	f := filterFlags{laddrs: []string{"::ffff:0.0.0.0/96", "::ffff:10.1.2.3"}}
 	o, err := f.options()

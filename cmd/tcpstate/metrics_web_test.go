@@ -86,9 +86,15 @@ func procStatus(t *testing.T, pid int) (rssKiB, fds int) {
 	return rssKiB, len(ents)
 }
 
-// scrape gets /metrics and says whether it answered 200 with the build
-// info.
+// scrape gets /metrics and fails the test unless it answers 200 with the
+// build info.
 func scrape(t *testing.T, addr string) {
+	t.Helper()
+	scrapeBody(t, addr)
+}
+
+// scrapeBody is scrape returning the exposition.
+func scrapeBody(t *testing.T, addr string) string {
 	t.Helper()
 	client := http.Client{Timeout: 5 * time.Second}
 	resp, err := client.Get("http://" + addr + "/metrics")
@@ -100,6 +106,7 @@ func scrape(t *testing.T, addr string) {
 	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "tcpstate_build_info") {
 		t.Fatalf("scrape: status %d, body without tcpstate_build_info", resp.StatusCode)
 	}
+	return string(body)
 }
 
 // A client holding thousands of keep-alive connections: tcpstate keeps
