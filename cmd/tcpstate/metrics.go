@@ -65,6 +65,10 @@ closing or connecting state for over --stuck-for, per holding process name.
 /-/healthy answers 200 while tcpstate runs, /-/ready once the tracer is
 attached.
 
+Exit status: 2 for a bad flag; 3 when the --netns namespace is gone (it
+ended on its own: a supervisor restarts it as a failure); 1 for other
+errors; 0 after Ctrl-C or SIGTERM.
+
 --web.config.file enables TLS and basic authentication, in the format of
 the Prometheus exporter-toolkit (as node_exporter):
 https://github.com/prometheus/exporter-toolkit/blob/master/docs/web-configuration.md
@@ -252,7 +256,8 @@ func runMetrics(ctx context.Context, f *metricsFlags, stdout, stderr io.Writer) 
 			ready.Store(true)
 			return tallyOnly{}, nil
 		},
-		summary: func(lost uint64) string { return fmt.Sprintf("%d transitions lost", lost) },
+		summary:    func(lost uint64) string { return fmt.Sprintf("%d transitions lost", lost) },
+		goneStatus: exitNetnsGone,
 	})
 	shutdown, done := context.WithTimeout(context.Background(), 5*time.Second)
 	defer done()

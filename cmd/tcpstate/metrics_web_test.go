@@ -227,3 +227,27 @@ func TestMetricsListenPortZero(t *testing.T) {
 	waitHTTP(t, "http://"+addr+"/-/ready")
 	scrape(t, addr)
 }
+
+// metrics whose --netns namespace is deleted says so and exits with
+// status 3: it ended on its own, which a supervisor restarts.
+func TestMetricsNetnsGoneExitsThree(t *testing.T) {
+	testenv.RequireRoot(t)
+	bin, ns := build(t), testenv.NewNetns(t)
+	addr := freePort(t)
+	cmd := exec.Command(bin, "metrics", "--listen", addr, "--netns", ns.Path)
+	r := startedWith(t, cmd, "Serving Prometheus metrics on "+addr)
+	waitHTTP(t, "http://"+addr+"/-/ready")
+	if out, err := exec.Command("ip", "netns", "del", ns.Name).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns del: %v: %s", err, out)
+	}
+	rest, _ := io.ReadAll(r)
+	err := cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code != 3 {
+		t.Fatalf("exit %d (%v), want 3; stderr %q", code, err, rest)
+	}
+	lines := strings.Split(strings.TrimSpace(string(rest)), "\n")
+	want := "tcpstate: network namespace " + ns.Path + " is gone (no process is in it and no file names it); ending"
+	if len(lines) != 2 || lines[0] != want || lines[1] != "0 transitions lost" {
+		t.Errorf("stderr %q, want %q and the summary", rest, want)
+	}
+}

@@ -38,6 +38,9 @@ type sessionConfig struct {
 	// summary is the last line on stderr, given the events lost; none
 	// when nil.
 	summary func(lost uint64) string
+	// goneStatus, when set, is returned after the summary when the
+	// session ended because the --netns namespace is gone.
+	goneStatus error
 }
 
 // sessionOutput is a command's output: a header, and buffered records.
@@ -134,6 +137,9 @@ func runSession(ctx context.Context, stdout, stderr io.Writer, cfg sessionConfig
 	}
 	if cfg.summary != nil {
 		fmt.Fprintln(stderr, cfg.summary(lost))
+	}
+	if s.nsGone {
+		return cfg.goneStatus
 	}
 	return nil
 }
