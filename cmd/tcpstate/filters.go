@@ -224,6 +224,15 @@ func (f *filterFlags) options() (tracer.Options, error) {
 	return o, nil
 }
 
+// checkDuration refuses a --duration that is negative, or 0 when given:
+// 0 is the default, until Ctrl-C, which -d 0 hardly means.
+func (f *filterFlags) checkDuration(d time.Duration) error {
+	if d < 0 || d == 0 && f.set != nil && f.set.Changed("duration") {
+		return usagef("invalid --duration %s: must be positive; leave it out to run until Ctrl-C", d)
+	}
+	return nil
+}
+
 // checkEmpty refuses a filter flag given an empty value (--lport ""):
 // it would otherwise mean no filter at all, silently.
 func (f *filterFlags) checkEmpty() error {

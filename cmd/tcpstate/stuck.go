@@ -129,8 +129,8 @@ func (f *stuckFlags) validate() (snapshot.Options, error) {
 	if f.threshold < 0 {
 		return snapshot.Options{}, usagef("invalid --for %s: must not be negative", f.threshold)
 	}
-	if f.duration < 0 {
-		return snapshot.Options{}, usagef("invalid --duration %s: must be positive", f.duration)
+	if err := f.checkDuration(f.duration); err != nil {
+		return snapshot.Options{}, err
 	}
 	if f.duration > 0 && !f.watch {
 		return snapshot.Options{}, usagef("invalid --duration: only with --watch")
