@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -107,6 +108,35 @@ func (f *filterFlags) podFilter() (container.Filter, error) {
 		return pf, usagef("invalid --namespace/--pod: at most %d names in all", maxPodFilters)
 	}
 	return pf, nil
+}
+
+// kubeletPods is where kubelet keeps its pods' logs, a directory
+// NAMESPACE_NAME_UID per pod.
+const kubeletPods = "/var/log/pods"
+
+// podsKnown reports whether kubelet's logs name a pod: a Kubernetes node
+// with pods, where pod labels are on by default.
+func podsKnown() bool {
+	d, err := os.Open(kubeletPods)
+	if err != nil {
+		return false
+	}
+	defer d.Close()
+	names, _ := d.Readdirnames(256)
+	for _, n := range names {
+		if strings.Count(n, "_") >= 2 {
+			return true
+		}
+	}
+	return false
+}
+
+// sayNoPods says on stderr that --pod and --namespace can match nothing
+// when no pod is known on this host.
+func (f *filterFlags) sayNoPods(stderr io.Writer) {
+	if !f.pods.Empty() && !podsKnown() {
+		fmt.Fprintf(stderr, "tcpstate: no Kubernetes pods are known on this host (kubelet's %s names none): --namespace and --pod match no socket\n", kubeletPods)
+	}
 }
 
 // maxPodFilters bounds --namespace and --pod: each is compared with every

@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -91,7 +90,7 @@ on the CPU) are counted in tcpstate_events_lost_total and said on stderr.`,
 	fs.IntVar(&f.maxConns, "web.max-connections", 64, "most HTTP connections kept open; over it, the one idle longest is closed")
 	fs.IntVar(&f.maxReqs, "web.max-requests", 10, "most scrapes of /metrics served at once; more are answered 503")
 	fs.DurationVar(&f.stuckFor, "stuck-for", 30*time.Second, "count sockets as stuck after this long in a closing or connecting state")
-	fs.BoolVar(&f.podLabels, "pod-labels", kubeletNode(), "namespace, pod and container labels on the socket and stuck gauges and the duration histograms (default: on where kubelet's "+kubeletPods+" exists; where sockets' cgroups do not tell their pod, cgroup v1 and hybrid hosts, each scrape reads every socket's holders from /proc)")
+	fs.BoolVar(&f.podLabels, "pod-labels", false, "namespace, pod and container labels on the socket and stuck gauges and the duration histograms (default: on where kubelet's "+kubeletPods+" names a pod; where sockets' cgroups do not tell their pod, cgroup v1 and hybrid hosts, each scrape reads every socket's holders from /proc)")
 	fs.StringVar(&f.kernelBTF, "kernel-btf", "", "BTF file for this kernel, when /sys/kernel/btf/vmlinux is missing")
 	f.register(fs)
 	fs.SortFlags = false
@@ -106,15 +105,6 @@ const (
 	maxHeaderBytes = 16 << 10
 )
 
-// kubeletPods is where kubelet keeps its pods' logs: a Kubernetes node.
-const kubeletPods = "/var/log/pods"
-
-// kubeletNode reports whether this is a Kubernetes node, where pod labels
-// are on by default.
-func kubeletNode() bool {
-	st, err := os.Stat(kubeletPods)
-	return err == nil && st.IsDir()
-}
 
 // tallyOnly is the handler of a tracer in tally mode, which delivers no
 // events.
@@ -153,6 +143,9 @@ func (f *metricsFlags) validate() (tracer.Options, snapshot.Options, error) {
 			return topts, snapshot.Options{}, err
 		}
 		topts.KernelBTF = f.kernelBTF
+	}
+	if !f.set.Changed("pod-labels") {
+		f.podLabels = podsKnown()
 	}
 	sopts, err := snapshotOptions(&f.filterFlags)
 	return topts, sopts, err
@@ -195,6 +188,7 @@ func runMetrics(ctx context.Context, f *metricsFlags, stdout, stderr io.Writer) 
 		cfg.IdentifyCgroup = func(id uint64) *container.Identity { return f.resolver().Lookup(0, id, time.Now()) }
 		cfg.LiveCgroups = snapshot.CgroupIDs
 	}
+	f.sayNoPods(stderr)
 	if !f.pods.Empty() {
 		fmt.Fprintln(stderr, "tcpstate: --namespace and --pod select the sockets of tcpstate_sockets and the stuck gauges; the counters and histograms, kept in the kernel, count every pod (--cgroup selects for them too)")
 	}

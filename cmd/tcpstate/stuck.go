@@ -163,6 +163,7 @@ func runStuck(ctx context.Context, f *stuckFlags, stdout, stderr io.Writer) erro
 	if err := checkSnapshotPrivileges("stuck"); err != nil {
 		return err
 	}
+	f.sayNoPods(stderr)
 	w, err := output.NewStuckWriter(outputWriter{stdout}, f.output, f.watch)
 	if err != nil {
 		return usagef("invalid --output %q: want table or json", f.output)

@@ -178,6 +178,7 @@ func runTrace(ctx context.Context, f *traceFlags, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	f.sayNoPods(stderr)
 	if f.profile != "" {
 		stop, err := startProfile(f.profile)
 		if err != nil {
