@@ -105,7 +105,6 @@ const (
 	maxHeaderBytes = 16 << 10
 )
 
-
 // tallyOnly is the handler of a tracer in tally mode, which delivers no
 // events.
 type tallyOnly struct{}
