@@ -68,6 +68,11 @@ Exit status: 2 for a bad flag; 3 when the --netns namespace is gone (it
 ended on its own: a supervisor restarts it as a failure); 1 for other
 errors; 0 after Ctrl-C or SIGTERM.
 
+At most --web.max-connections HTTP connections are kept: over it, the one
+idle longest is closed, so clients holding connections cannot keep a
+scrape out; --web.max-requests scrapes run at once. Idle keep-alive
+connections are closed after 15s.
+
 --web.config.file enables TLS and basic authentication, in the format of
 the Prometheus exporter-toolkit (as node_exporter):
 https://github.com/prometheus/exporter-toolkit/blob/master/docs/web-configuration.md
