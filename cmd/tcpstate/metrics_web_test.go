@@ -209,19 +209,9 @@ func TestMetricsOutOfFilesGoesOn(t *testing.T) {
 func TestMetricsListenPortZero(t *testing.T) {
 	testenv.RequireRoot(t)
 	bin, ns := build(t), testenv.NewNetns(t)
-	cmd := exec.Command(bin, "metrics", "--listen", "127.0.0.1:0", "--netns", ns.Path)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	line, _ := bufio.NewReader(stderr).ReadString('\n')
-	addr, ok := strings.CutPrefix(line, "Serving Prometheus metrics on ")
-	addr, _, _ = strings.Cut(addr, "/metrics")
-	if _, port, _ := net.SplitHostPort(addr); !ok || port == "" || port == "0" {
+	line, _ := startedLine(t, exec.Command(bin, "metrics", "--listen", "127.0.0.1:0", "--netns", ns.Path), "Serving Prometheus metrics on 127.0.0.1:")
+	addr, _, _ := strings.Cut(strings.TrimPrefix(line, "Serving Prometheus metrics on "), "/metrics")
+	if _, port, _ := net.SplitHostPort(addr); port == "" || port == "0" {
 		t.Fatalf("first line %q, want the address listened on", line)
 	}
 	waitHTTP(t, "http://"+addr+"/-/ready")
