@@ -150,8 +150,8 @@ func (f *ladderFlags) validate(stdin io.Reader) (ladderPlan, error) {
 	if f.ascii && f.output != "text" {
 		return p, usagef("invalid --ascii with -o %s: --ascii is for text", f.output)
 	}
-	if f.duration < 0 {
-		return p, usagef("invalid --duration %s: must be positive", f.duration)
+	if err := f.checkDuration(f.duration); err != nil {
+		return p, err
 	}
 	p.track.Follow = f.follow
 	if f.from != "" {

@@ -74,7 +74,7 @@ func TestLadderBadInput(t *testing.T) {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
 			code, stdout, stderr := runLadderCLI(t, c.stdin, c.args...)
 			lines := strings.Split(strings.TrimSpace(stderr), "\n")
-			if code != 2 || len(lines) != 2 || !strings.Contains(lines[0], c.want) || stdout != "" {
+			if code != 2 || len(lines) != 1 || !strings.Contains(lines[0], c.want) || stdout != "" {
 				t.Errorf("exit %d, stdout %q, stderr %q: want 2 and one line naming %q", code, stdout, stderr, c.want)
 			}
 		})

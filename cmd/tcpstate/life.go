@@ -62,6 +62,7 @@ because the ring buffer was full, which may leave some records incomplete.`,
 			if err != nil {
 				return usagef("invalid --output %q: want table or json", f.output)
 			}
+			f.sayNoPods(stderr)
 			return runLife(cmd.Context(), &f, opts, format, stdout, stderr)
 		},
 	}

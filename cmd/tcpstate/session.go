@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"os/signal"
 	"syscall"
@@ -15,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tcpstate/tcpstate/snapshot"
+	"github.com/tcpstate/tcpstate/tcp"
 	"github.com/tcpstate/tcpstate/tracer"
 )
 
@@ -36,6 +38,9 @@ type sessionConfig struct {
 	// summary is the last line on stderr, given the events lost; none
 	// when nil.
 	summary func(lost uint64) string
+	// goneStatus, when set, is returned after the summary when the
+	// session ended because the --netns namespace is gone.
+	goneStatus error
 }
 
 // sessionOutput is a command's output: a header, and buffered records.
@@ -50,7 +55,10 @@ type sessionOutput interface {
 // tracer lost or could not follow, and ends when the --netns namespace is
 // gone.
 type session struct {
-	h        tracer.Handler
+	h tracer.Handler
+	// filter is the command's; the family is checked again here, where
+	// the kernel's differs (kernelFamily).
+	filter   tcp.Filter
 	out      sessionOutput
 	tracer   *tracer.Tracer
 	stdout   io.Writer
@@ -67,6 +75,9 @@ type session struct {
 	nsInode  uint32
 	nsCookie uint64
 	nsGone   bool
+	// nsUnchecked is set while the namespace cannot be checked for want
+	// of file descriptors, said once until a check succeeds again.
+	nsUnchecked bool
 }
 
 // runSession loads the tracer and runs the command's handler until ctx
@@ -102,7 +113,7 @@ func runSession(ctx context.Context, stdout, stderr io.Writer, cfg sessionConfig
 		fmt.Fprintf(stderr, "tcpstate: %d sockets older than tcpstate will show no owner (too many to record)\n", n)
 	}
 
-	s := &session{out: cfg.out, tracer: t, stdout: stdout, stderr: stderr, end: end,
+	s := &session{out: cfg.out, tracer: t, stdout: stdout, stderr: stderr, end: end, filter: opts.Filter,
 		netns: cfg.netnsPath, nsInode: opts.NetNS, nsCookie: opts.NetNSCookie}
 	err = s.out.Begin()
 	if err == nil {
@@ -126,6 +137,9 @@ func runSession(ctx context.Context, stdout, stderr io.Writer, cfg sessionConfig
 	}
 	if cfg.summary != nil {
 		fmt.Fprintln(stderr, cfg.summary(lost))
+	}
+	if s.nsGone {
+		return cfg.goneStatus
 	}
 	return nil
 }
@@ -178,7 +192,32 @@ func newTracer(opts *tracer.Options, netnsPath string) (*tracer.Tracer, error) {
 		opts.NetNSCookie = cookie
 	}
 	opts.Seeds = seedOwners
-	return tracer.New(*opts)
+	return tracer.New(kernelFamily(*opts))
+}
+
+// kernelFamily is opts with -4 put in the terms of the BPF side, whose
+// family filter takes an IPv6 socket with IPv4-mapped addresses for IPv6:
+// no family filter, and local addresses in ::ffff:0:0/96 (which the
+// address filter matches for IPv4 and mapped addresses alike), or only the
+// IPv4 prefixes of --laddr (options refuses a list without any). -6 stays
+// the kernel's IPv6, mapped addresses included; the session drops those
+// events (session.Event), but tally mode's counters include them.
+func kernelFamily(opts tracer.Options) tracer.Options {
+	if !opts.IPv4 || opts.IPv6 {
+		return opts
+	}
+	opts.IPv4 = false
+	v4 := []netip.Prefix{netip.PrefixFrom(netip.IPv4Unspecified(), 0)}
+	if len(opts.LAddrs) > 0 {
+		v4 = nil
+		for _, p := range opts.LAddrs {
+			if p.Addr().Is4() {
+				v4 = append(v4, p)
+			}
+		}
+	}
+	opts.LAddrs = v4
+	return opts
 }
 
 // seedOwners puts the holders of the sockets that exist now, read from
@@ -212,7 +251,12 @@ func (s *session) reportShortfalls(final bool) error {
 	return nil
 }
 
-func (s *session) Event(ev *tracer.Event) error { return s.h.Event(ev) }
+func (s *session) Event(ev *tracer.Event) error {
+	if !s.filter.MatchFamily(ev.Family, ev.LAddr, ev.RAddr) {
+		return nil
+	}
+	return s.h.Event(ev)
+}
 
 // Note passes the tracer's notes on to a handler that wants them.
 func (s *session) Note(ev *tracer.Event) error {
@@ -260,13 +304,32 @@ func (s *session) checkNetNS() error {
 		return nil
 	}
 	alive, err := snapshot.NetNSAlive(s.netns, s.nsInode, s.nsCookie)
+	if outOfFiles(err) {
+		// Not knowing is no reason to end: tracing and counting go on,
+		// and the check is tried again at the next tick.
+		if !s.nsUnchecked {
+			fmt.Fprintf(s.stderr, "tcpstate: cannot check that network namespace %s is still there: %v; going on, and trying again every second\n", s.netns, err)
+		}
+		s.nsUnchecked = true
+		return nil
+	}
 	if err != nil || alive {
+		if err == nil && s.nsUnchecked {
+			fmt.Fprintf(s.stderr, "tcpstate: network namespace %s checked again\n", s.netns)
+			s.nsUnchecked = false
+		}
 		return err
 	}
 	s.nsGone = true
 	fmt.Fprintf(s.stderr, "tcpstate: network namespace %s is gone (no process is in it and no file names it); ending\n", s.netns)
 	s.end()
 	return nil
+}
+
+// outOfFiles reports whether err is the process's or the system's file
+// descriptors running out: a passing want.
+func outOfFiles(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)
 }
 
 // stopSignals end a session cleanly: the last events are printed, then
