@@ -95,10 +95,25 @@ static __always_inline bool comm_eq(const char *a, const volatile char *b)
 	return true;
 }
 
+static __always_inline bool v4_mapped(const __u8 *a)
+{
+	return !*(const __u64 *)a && *(const __u32 *)(a + 8) == bpf_htonl(0xffff);
+}
+
+/* The family as tcpstate prints it: an IPv6 socket with an IPv4-mapped
+ * address (a dual-stack server's IPv4 client) is IPv4; a "::" listener
+ * stays IPv6. */
+static __always_inline __u16 family_of(const struct event *e)
+{
+	if (e->family == AF_INET6 && (v4_mapped(e->saddr) || v4_mapped(e->daddr)))
+		return AF_INET;
+	return e->family;
+}
+
 /* Filters on the final event: its owner, tuple and namespace. */
 static __always_inline bool wanted(const struct event *e)
 {
-	if (filter_family && e->family != filter_family)
+	if (filter_family && family_of(e) != filter_family)
 		return false;
 	/* The cookie when the kernel has one: an inode number is reused by
 	 * a new namespace once the old one is gone. */

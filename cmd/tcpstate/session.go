@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/netip"
 	"os"
 	"os/signal"
 	"syscall"
@@ -56,8 +55,8 @@ type sessionOutput interface {
 // gone.
 type session struct {
 	h tracer.Handler
-	// filter is the command's; the family is checked again here, where
-	// the kernel's differs (kernelFamily).
+	// filter is the command's; its family test (MatchFamily) is also the
+	// kernel's (family_of in bpf/filters.h).
 	filter   tcp.Filter
 	out      sessionOutput
 	tracer   *tracer.Tracer
@@ -192,32 +191,7 @@ func newTracer(opts *tracer.Options, netnsPath string) (*tracer.Tracer, error) {
 		opts.NetNSCookie = cookie
 	}
 	opts.Seeds = seedOwners
-	return tracer.New(kernelFamily(*opts))
-}
-
-// kernelFamily is opts with -4 put in the terms of the BPF side, whose
-// family filter takes an IPv6 socket with IPv4-mapped addresses for IPv6:
-// no family filter, and local addresses in ::ffff:0:0/96 (which the
-// address filter matches for IPv4 and mapped addresses alike), or only the
-// IPv4 prefixes of --laddr (options refuses a list without any). -6 stays
-// the kernel's IPv6, mapped addresses included; the session drops those
-// events (session.Event), but tally mode's counters include them.
-func kernelFamily(opts tracer.Options) tracer.Options {
-	if !opts.IPv4 || opts.IPv6 {
-		return opts
-	}
-	opts.IPv4 = false
-	v4 := []netip.Prefix{netip.PrefixFrom(netip.IPv4Unspecified(), 0)}
-	if len(opts.LAddrs) > 0 {
-		v4 = nil
-		for _, p := range opts.LAddrs {
-			if p.Addr().Is4() {
-				v4 = append(v4, p)
-			}
-		}
-	}
-	opts.LAddrs = v4
-	return opts
+	return tracer.New(*opts)
 }
 
 // seedOwners puts the holders of the sockets that exist now, read from
