@@ -15,6 +15,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -329,6 +330,9 @@ func runMode(m mode, cfg loadConfig) (result, error) {
 		}
 	}
 	r.StartupMs = ptr(float64(time.Since(start).Microseconds()) / 1e3)
+	// What the start-up took of the tracer's CPU, to leave it out of the
+	// CPU per event.
+	startCPU := procCPU(cmd.Process.Pid)
 
 	load, loadErr := runLoad(cfg)
 	var scraped struct {
@@ -390,7 +394,7 @@ func runMode(m mode, cfg loadConfig) (result, error) {
 		r.Events = &events
 		r.EvPerConn = ptr(float64(events) / float64(load.Total))
 		if events > 0 {
-			r.CPUUsPerEv = ptr(cpu * 1e6 / float64(events))
+			r.CPUUsPerEv = ptr(max(cpu-startCPU, 0) * 1e6 / float64(events))
 		}
 	}
 	return r, nil
@@ -414,6 +418,23 @@ func waitForFD(pid int, target string, timeout time.Duration) bool {
 		}
 	}
 	return false
+}
+
+// procCPU is the CPU time, in seconds, that process pid has used so far
+// (utime and stime of /proc/PID/stat, in clock ticks of 1/100 s).
+func procCPU(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The fields after the command name, which is in parentheses.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseFloat(f[11], 64)
+	stime, _ := strconv.ParseFloat(f[12], 64)
+	return (utime + stime) / 100
 }
 
 // attachedLine is the line tcpstate prints once attached: "Tracing ..."

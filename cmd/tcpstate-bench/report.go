@@ -177,7 +177,7 @@ func printTable(w io.Writer, rep *report) error {
 	for _, n := range notes {
 		fmt.Fprintln(w, "note:", n)
 	}
-	_, err := fmt.Fprintln(w, "events, ev/conn and cpu include the warm-up; cpu also includes the tracer's start-up.")
+	_, err := fmt.Fprintln(w, "events, ev/conn and cpu include the warm-up; cpu s also includes the tracer's start-up, cpu µs/ev does not (its CPU when it said it was attached is left out).")
 	return err
 }
 
