@@ -10,6 +10,8 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -37,6 +39,9 @@ type loadResult struct {
 	Total   int64   `json:"total"`   // completed including the warm-up
 	Seconds float64 `json:"seconds"` // length of the measured window
 	Errors  int64   `json:"errors"`
+	// TimeWaits is the namespace's TcpExtTW at the end: the TIME_WAITs
+	// the kernel made (in __inet_twsk_schedule).
+	TimeWaits int64 `json:"time_waits"`
 	// FirstError helps when Errors is not 0.
 	FirstError string `json:"first_error,omitempty"`
 }
@@ -94,6 +99,7 @@ func loadChild(arg string) error {
 	if err != nil {
 		return err
 	}
+	res.TimeWaits = netstat("TcpExt", "TW")
 	return json.NewEncoder(os.Stdout).Encode(res)
 }
 
@@ -219,4 +225,27 @@ func serve(ln net.Listener) {
 			c.Read(buf)
 		}()
 	}
+}
+
+// netstat reads one counter of this namespace's /proc/net/netstat (0 if
+// it is not there).
+func netstat(group, name string) int64 {
+	b, err := os.ReadFile("/proc/net/netstat")
+	if err != nil {
+		return 0
+	}
+	lines := strings.Split(string(b), "\n")
+	for i := 0; i+1 < len(lines); i += 2 {
+		keys, vals := strings.Fields(lines[i]), strings.Fields(lines[i+1])
+		if len(keys) == 0 || keys[0] != group+":" || len(vals) != len(keys) {
+			continue
+		}
+		for j, k := range keys {
+			if k == name {
+				n, _ := strconv.ParseInt(vals[j], 10, 64)
+				return n
+			}
+		}
+	}
+	return 0
 }

@@ -57,6 +57,7 @@ type mode struct {
 	scrape  string
 	skipped string
 	env     string // added to the tracer's environment
+	json    bool   // tcpstate's NDJSON of transitions
 	// noEvents: its lines are not transitions (tcplife: one a connection).
 	noEvents bool
 }
@@ -107,7 +108,7 @@ func run() error {
 
 	modes := []mode{
 		{name: "baseline"},
-		{name: "json-file", argv: []string{*tcpstate, "-o", "json"}, toFile: true},
+		{name: "json-file", argv: []string{*tcpstate, "-o", "json"}, toFile: true, json: true},
 		{name: "json-file-raw", argv: []string{*tcpstate, "-o", "json", "--raw"}, toFile: true},
 		{name: "table-devnull", argv: []string{*tcpstate}},
 		{name: "life-json", argv: []string{*tcpstate, "life", "-o", "json"}, toFile: true},
@@ -386,6 +387,16 @@ func runMode(m mode, cfg loadConfig) (result, error) {
 			r.Notes = append(r.Notes, fmt.Sprintf("tracer counted %d events but wrote %d lines", events, lines))
 		}
 		events, ok = max(lines-m.header, 0), true
+		if m.json && load.TimeWaits > 0 {
+			// Every TIME_WAIT the kernel made in the load's namespace,
+			// seen entered (the tracer sees the whole host: another
+			// process's TIME_WAITs would count too).
+			seen, err := countMatches(out.Name(), `"newstate":"TIME_WAIT"`)
+			if err != nil {
+				return r, err
+			}
+			r.Notes = append(r.Notes, fmt.Sprintf("TIME_WAIT entered %d times, the kernel's TcpExtTW %d", seen, load.TimeWaits))
+		}
 	}
 	if m.noEvents {
 		ok = false
@@ -438,9 +449,10 @@ func procCPU(pid int) float64 {
 }
 
 // attachedLine is the line tcpstate prints once attached: "Tracing ..."
-// (trace, life, ladder, the floor), "Watching ..." (stuck --watch),
+// (trace, life, the floor), "Drawing ..." (ladder), "Watching ..." (stuck
+// --watch),
 // "Serving Prometheus metrics ..." (metrics).
-var attachedLine = regexp.MustCompile(`(?m)^(Tracing|Watching|Serving Prometheus metrics) `)
+var attachedLine = regexp.MustCompile(`(?m)^(Tracing|Drawing|Watching|Serving Prometheus metrics) `)
 
 // floorChild attaches the floor program until SIGINT or SIGTERM, and says
 // how many transitions it counted.

@@ -107,6 +107,24 @@ func spread(xs ...float64) float64 {
 	return (hi - lo) / m
 }
 
+// countMatches counts the lines of a file that hold s.
+func countMatches(path, s string) (int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	var n int64
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if bytes.Contains(sc.Bytes(), []byte(s)) {
+			n++
+		}
+	}
+	return n, sc.Err()
+}
+
 // countLines counts newline-terminated lines in a file.
 func countLines(path string) (int64, error) {
 	f, err := os.Open(path)
