@@ -14,7 +14,8 @@
  *     poll_timewait, run by user space every poll period, looks at those
  *     due and finds them gone;
  *   - anything else (a RST, its namespace removed): found gone early by
- *     the same look (counted: its end is shown when found).
+ *     sweep_timewait, run with the sweep of followed sockets every 10 s
+ *     (counted: its end is shown when found).
  * Orphans (substate FIN_WAIT2) are looked at every poll, since the peer's
  * FIN turns them into TIME_WAIT without any event. */
 #ifndef TCPSTATE_TIMEWAIT_H
@@ -452,6 +453,30 @@ static long orphan_one(struct bpf_map *map, struct tw_key *key, __u8 *v, struct 
 		return 0;
 	}
 	check_substate(key, info, ps->now, ps->now_j);
+	return 0;
+}
+
+static long sweep_tw_one(struct bpf_map *map, struct tw_key *key, struct tw_info *info, struct poll_state *ps)
+{
+	if (tw_gone(info)) {
+		if (!info->q.due || ps->now_j < info->q.due)
+			count(COUNT_TW_EARLY);
+		tw_end(key, info, ps->now);
+	}
+	return 0;
+}
+
+/* Run by user space (BPF_PROG_TEST_RUN, never attached) with sweep_socks:
+ * timewait sockets that ended before their timer with no new socket on
+ * their tuple (a RST, their namespace removed), which no poll looks at
+ * until they are due. */
+SEC("raw_tp")
+int sweep_timewait(void *ctx)
+{
+	struct poll_state ps = { .now = bpf_ktime_get_ns(), .now_j = bpf_jiffies64() };
+
+	if (tws_live)
+		bpf_for_each_map_elem(&tws, sweep_tw_one, &ps, 0);
 	return 0;
 }
 

@@ -259,6 +259,7 @@ const (
 	tcpstateProgSetStateNestedTp  = "set_state_nested_tp"
 	tcpstateProgSetStateTp        = "set_state_tp"
 	tcpstateProgSweepSocks        = "sweep_socks"
+	tcpstateProgSweepTimewait     = "sweep_timewait"
 	tcpstateVarClassicBounds      = "classic_bounds"
 	tcpstateVarClosedByBtf        = "closed_by_btf"
 	tcpstateVarClosedLive         = "closed_live"
@@ -342,6 +343,7 @@ type tcpstateProgramSpecs struct {
 	SetStateNestedTp  *ebpf.ProgramSpec `ebpf:"set_state_nested_tp"`
 	SetStateTp        *ebpf.ProgramSpec `ebpf:"set_state_tp"`
 	SweepSocks        *ebpf.ProgramSpec `ebpf:"sweep_socks"`
+	SweepTimewait     *ebpf.ProgramSpec `ebpf:"sweep_timewait"`
 }
 
 // tcpstateMapSpecs contains maps before they are loaded into the kernel.
@@ -526,6 +528,7 @@ type tcpstatePrograms struct {
 	SetStateNestedTp  *ebpf.Program `ebpf:"set_state_nested_tp"`
 	SetStateTp        *ebpf.Program `ebpf:"set_state_tp"`
 	SweepSocks        *ebpf.Program `ebpf:"sweep_socks"`
+	SweepTimewait     *ebpf.Program `ebpf:"sweep_timewait"`
 }
 
 func (p *tcpstatePrograms) Close() error {
@@ -541,6 +544,7 @@ func (p *tcpstatePrograms) Close() error {
 		p.SetStateNestedTp,
 		p.SetStateTp,
 		p.SweepSocks,
+		p.SweepTimewait,
 	)
 }
 

@@ -112,7 +112,7 @@ var (
 	classicOnly = []string{tcpstateProgSetStateTp, tcpstateProgSetStateNestedTp, tcpstateProgRetransmitTp}
 	// runOnly programs are run by the tracer (BPF_PROG_TEST_RUN), never
 	// attached.
-	runOnly = []string{tcpstateProgPollTimewait, tcpstateProgSweepSocks}
+	runOnly = []string{tcpstateProgPollTimewait, tcpstateProgSweepSocks, tcpstateProgSweepTimewait}
 	// tupleHooks only help to report the final 4-tuple of SYN_SENT and
 	// SYN_RECV events; ownerHooks record who owns accepted sockets (fexit,
 	// where the kernel allows it). Tally mode needs them only for the
@@ -483,7 +483,9 @@ func (t *Tracer) deliver(h Handler, ev *Event) error {
 //     and ever less often, up to pollIdleWait apart, while none is, until
 //     the BPF side says one is followed again (wakePolls).
 //   - sweep_socks checks every followed socket against the kernel's and
-//     counts those the tracepoint stopped showing (see Shortfalls).
+//     counts those the tracepoint stopped showing (see Shortfalls);
+//     sweep_timewait finds the TIME_WAITs that ended before their timer
+//     with no new socket on their tuple (a RST, a namespace removed).
 //
 // Each waits pollCostFactor times the CPU time it last took, so that
 // neither takes more than 1% of a CPU, within bounds of its own.
@@ -540,6 +542,13 @@ func (t *Tracer) pollLoop(ctx context.Context) error {
 			_, wait, err := run(sweep)
 			if err != nil {
 				return fmt.Errorf("check followed sockets: %w", err)
+			}
+			if t.timewait {
+				_, twWait, err := run(t.progs[tcpstateProgSweepTimewait])
+				if err != nil {
+					return fmt.Errorf("check followed timewait sockets: %w", err)
+				}
+				wait += twWait
 			}
 			nextSweep = now.Add(min(max(sweepMinWait, wait), sweepMaxWait))
 		}
@@ -671,7 +680,7 @@ func (t *Tracer) Shortfalls() ([]Shortfall, error) {
 		full(tcpstateCounterCOUNT_HELD_FULL, "SYN_SENT/SYN_RECV events sent before their 4-tuple was final", "held-back"),
 		full(tcpstateCounterCOUNT_TW_FULL, "TIME_WAITs not followed (shown as the kernel reports them)", "timewait"),
 		{counts[tcpstateCounterCOUNT_TW_UNFOUND], "TIME_WAITs not followed: their timewait socket was not found in its hash chain (shown as the kernel reports them)"},
-		{counts[tcpstateCounterCOUNT_TW_EARLY], "TIME_WAITs ended before their timer with no new connection on their 4-tuple (a RST, their namespace removed): the end is shown when found, up to 50 ms late"},
+		{counts[tcpstateCounterCOUNT_TW_EARLY], "TIME_WAITs ended before their timer with no new connection on their 4-tuple (a RST, their namespace removed): the end is shown when found, up to 10 s late"},
 		full(tcpstateCounterCOUNT_ORPHANS_FULL, "orphaned FIN_WAIT2 sockets whose TIME_WAIT is seen only when their timer runs", "orphan"),
 		{counts[tcpstateCounterCOUNT_TW_UNKNOWN], "sockets older than tcpstate closed from FIN_WAIT1/FIN_WAIT2/CLOSING: a TIME_WAIT they left is not followed"},
 		full(tcpstateCounterCOUNT_CLOSED_FULL, "connection ends counted before the RST that may follow (closed_by may say local, not reset)", "late-reset"),

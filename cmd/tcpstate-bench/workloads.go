@@ -129,17 +129,17 @@ func generateHTTP(cfg loadConfig) (loadResult, error) {
 	return res, nil
 }
 
-// generateSyscalls times dd copying cfg.Duration's worth of bytes one at a
-// time (a read and a write each), calibrated on the first run.
+// generateSyscalls times dd copying bytes one at a time (a read and a
+// write each): about cfg.Duration's worth untraced here.
 func generateSyscalls(cfg loadConfig) (loadResult, error) {
 	var res loadResult
-	const bytes = 3_000_000 // about a second untraced here
+	bytes := int(3_000_000 * cfg.Duration.Seconds()) // 3 M a second here
 	start := time.Now()
 	out, err := exec.Command("dd", "if=/dev/zero", "of=/dev/null", "bs=1", "count="+strconv.Itoa(bytes)).CombinedOutput()
 	if err != nil {
 		return res, fmt.Errorf("dd: %w: %s", err, out)
 	}
 	res.Seconds = time.Since(start).Seconds()
-	res.Conns, res.Total = 2*bytes, 2*bytes
+	res.Conns, res.Total = 2*int64(bytes), 2*int64(bytes)
 	return res, nil
 }
