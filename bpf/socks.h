@@ -58,31 +58,6 @@ struct {
 	__type(value, struct held);
 } pending SEC(".maps");
 
-/* A zeroed struct held, never written: pending entries are made from it
- * and filled in place. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct held);
-} held_zero SEC(".maps");
-
-/* Hold e back for sk (key) until its tuple is final. */
-static __always_inline bool hold(__u64 key, const struct event *e)
-{
-	__u32 zero = 0;
-	void *zeros = bpf_map_lookup_elem(&held_zero, &zero);
-	struct held *h;
-
-	if (!zeros || bpf_map_update_elem(&pending, &key, zeros, BPF_ANY))
-		return false;
-	h = bpf_map_lookup_elem(&pending, &key);
-	if (!h)
-		return false;
-	__builtin_memcpy(&h->e, e, sizeof(*e));
-	return true;
-}
-
 /* Owners of sockets older than the tracer, by socket inode: filled from
  * /proc before attaching, moved into socks at the socket's first event. */
 struct {

@@ -34,21 +34,23 @@ static __always_inline int on_set_state(const struct sock *sk, int oldstate, int
 	struct sock_info *si, fresh = {};
 	struct conn_life life;
 	long err;
-	struct event e = {};
+	/* The event, in the form map pending holds it (taken 0). */
+	struct held held = {};
+	struct event *e = &held.e;
 	__u8 substate = 0;
 	bool cgroup_ok, had_cookie;
 
 	if (READ(btf, sk, sk_protocol) != IPPROTO_TCP)
 		return 0;
-	e.ts_ns = bpf_ktime_get_ns();
-	e.skaddr = key;
-	e.oldstate = oldstate;
-	e.newstate = newstate;
+	e->ts_ns = bpf_ktime_get_ns();
+	e->skaddr = key;
+	e->oldstate = oldstate;
+	e->newstate = newstate;
 	/* A timewait socket copies the cookie the full socket had then. */
-	e.cookie = READ(btf, sk, __sk_common.skc_cookie.counter);
-	had_cookie = e.cookie != 0;
+	e->cookie = READ(btf, sk, __sk_common.skc_cookie.counter);
+	had_cookie = e->cookie != 0;
 	if (!had_cookie)
-		e.cookie = sock_cookie(sk, btf);
+		e->cookie = sock_cookie(sk, btf);
 
 	/* Keep the per-socket order: what was held back goes first. Only
 	 * SYN_SENT and SYN_RECV are held back, so only they need a look.
@@ -59,8 +61,8 @@ static __always_inline int on_set_state(const struct sock *sk, int oldstate, int
 		else if (tws_live) {
 			/* Nothing held back: read the final tuple only to see
 			 * whether it ends a followed TIME_WAIT. */
-			fill_tuple(&e, sk, btf);
-			tw_reused(&e, e.ts_ns);
+			fill_tuple(e, sk, btf);
+			tw_reused(e, e->ts_ns);
 		}
 	}
 
@@ -72,9 +74,9 @@ static __always_inline int on_set_state(const struct sock *sk, int oldstate, int
 			fresh.pid = bpf_get_current_pid_tgid() >> 32;
 			bpf_get_current_comm(fresh.comm, sizeof(fresh.comm));
 		}
-		fresh.last_ts = e.ts_ns;
-		life_step(&fresh.life, oldstate, newstate, e.ts_ns);
-		fresh.cookie = e.cookie;
+		fresh.last_ts = e->ts_ns;
+		life_step(&fresh.life, oldstate, newstate, e->ts_ns);
+		fresh.cookie = e->cookie;
 		fresh.state = newstate;
 		/* An entry left at this address is of a socket whose CLOSE
 		 * the tracepoint never showed. */
@@ -89,79 +91,79 @@ static __always_inline int on_set_state(const struct sock *sk, int oldstate, int
 	} else {
 		si = bpf_map_lookup_elem(&socks, &key);
 		if (si) {
-			e.prev_ts_ns = si->last_ts;
-			si->last_ts = e.ts_ns;
+			e->prev_ts_ns = si->last_ts;
+			si->last_ts = e->ts_ns;
 			si->state = newstate;
 			si->suspect = 0;
 		} else {
-			fresh.cookie = e.cookie;
+			fresh.cookie = e->cookie;
 			fresh.state = newstate;
-			si = sock_info_of(sk, key, e.ts_ns, btf, &fresh);
+			si = sock_info_of(sk, key, e->ts_ns, btf, &fresh);
 		}
 	}
 	if (si != &fresh) {
-		life_step(&si->life, oldstate, newstate, e.ts_ns);
+		life_step(&si->life, oldstate, newstate, e->ts_ns);
 		own_if_closing(si, newstate);
 	}
-	e.pid = si->pid;
-	e.reset = si->reset;
-	__builtin_memcpy(e.comm, si->comm, sizeof(e.comm));
+	e->pid = si->pid;
+	e->reset = si->reset;
+	__builtin_memcpy(e->comm, si->comm, sizeof(e->comm));
 	life = si->life;
 	if (newstate == TCP_CLOSE)
 		bpf_map_delete_elem(&socks, &key);
 
 	cgroup_ok = !filter_cgroup || in_cgroup(sk);
 	if (!tally_mode || tally_cgroups)
-		e.cgroup_id = sock_cgroup_id(sk, btf);
+		e->cgroup_id = sock_cgroup_id(sk, btf);
 
 	if (newstate == TCP_SYN_SENT || (oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV)) {
-		if (!cgroup_ok || !state_ok(e.oldstate, e.newstate))
+		if (!cgroup_ok || !state_ok(e->oldstate, e->newstate))
 			return 0;
 		if (tally_mode && !tuple_filtered()) {
 			/* Nothing waits for the final tuple. */
 			if (need_tuple())
-				fill_tuple(&e, sk, btf);
-			if (wanted(&e))
-				emit(&e, NULL);
+				fill_tuple(e, sk, btf);
+			if (wanted(e))
+				emit(e, NULL);
 			return 0;
 		}
 		/* The local port (SYN_SENT) or the peer (SYN_RECV) is set just
 		 * after this tracepoint; send at the next transition, or the
 		 * first SYN retransmission, whichever comes first. If it cannot
 		 * wait, send it now with what is known. */
-		if (hold(key, &e))
+		if (!bpf_map_update_elem(&pending, &key, &held, BPF_ANY))
 			return 0;
 		count(COUNT_HELD_FULL);
 	}
 
 	if (need_tuple()) {
-		fill_tuple(&e, sk, btf);
-		fill_tcp(&e, sk, btf);
+		fill_tuple(e, sk, btf);
+		fill_tcp(e, sk, btf);
 	} else if (oldstate == TCP_SYN_SENT && newstate == TCP_CLOSE) {
 		/* Timeout or not: the reason of a failed connect. */
 		const struct tcp_sock *tp = tcp_sk_of(sk, btf);
 
 		if (tp)
-			e.retrans = READ(btf, tp, total_retrans);
+			e->retrans = READ(btf, tp, total_retrans);
 	}
 	if (follow_tw && newstate == TCP_CLOSE &&
 	    (oldstate == TCP_FIN_WAIT1 || oldstate == TCP_FIN_WAIT2 || oldstate == TCP_CLOSING)) {
-		substate = tw_follow(sk, had_cookie, &e, &life, cgroup_ok, btf);
+		substate = tw_follow(sk, had_cookie, e, &life, cgroup_ok, btf);
 		if (substate == TCP_TIME_WAIT) {
 			/* The connection lives on in TIME_WAIT, not CLOSE. */
-			e.newstate = TCP_TIME_WAIT;
-			e.flags = EV_SYNTH;
+			e->newstate = TCP_TIME_WAIT;
+			e->flags = EV_SYNTH;
 		} else if (substate) {
 			/* An orphan: still FIN_WAIT2 as far as anyone can tell.
 			 * Tell user space that the connection lives on. */
-			e.flags = EV_ORPHAN_NOTE;
-			if (!tally_mode && cgroup_ok && wanted(&e))
-				send(&e);
+			e->flags = EV_ORPHAN_NOTE;
+			if (!tally_mode && cgroup_ok && wanted(e))
+				send(e);
 			return 0;
 		}
 	}
-	if (cgroup_ok && state_ok(e.oldstate, e.newstate) && wanted(&e))
-		emit(&e, &life);
+	if (cgroup_ok && state_ok(e->oldstate, e->newstate) && wanted(e))
+		emit(e, &life);
 	return 0;
 }
 

@@ -199,26 +199,29 @@ static __always_inline bool tw_gone(const struct tw_info *info)
  * before its CLOSE: in the ehash chain of sk's hash, with sk's cookie.
  * NULL when there is none (tcp_time_wait found the TIME_WAIT table full);
  * *unsure when the chain was longer than we walk. */
-static __always_inline const struct inet_timewait_sock *find_tw(const struct sock *sk, __u64 cookie, bool *unsure)
+static __always_inline const struct inet_timewait_sock *find_tw(const struct sock *sk, __u64 cookie, bool *unsure,
+								    bool btf)
 {
-	const struct net *net = BPF_CORE_READ(sk, __sk_common.skc_net.net);
+	const struct net *net = READ(btf, sk, __sk_common.skc_net.net);
 	struct inet_hashinfo *h = NULL;
-	struct inet_ehash_bucket *bucket;
 	struct hlist_nulls_node *node;
-	__u32 hash = BPF_CORE_READ(sk, __sk_common.skc_hash);
+	__u32 hash = READ(btf, sk, __sk_common.skc_hash);
+	__u64 bucket;
 
 	/* Per-namespace tables since 6.1; the protocol's before. */
 	if (bpf_core_field_exists(net->ipv4.tcp_death_row.hashinfo))
-		h = BPF_CORE_READ(net, ipv4.tcp_death_row.hashinfo);
+		h = READ(btf, net, ipv4.tcp_death_row.hashinfo);
 	if (!h)
 		h = BPF_CORE_READ(sk, __sk_common.skc_prot, h.hashinfo);
 	if (!h)
 		return NULL;
-	bucket = BPF_CORE_READ(h, ehash);
+	/* h may come from a helper's read, the bucket's address is computed:
+	 * read with a helper, as is every node of the chain. */
+	bucket = (__u64)BPF_CORE_READ(h, ehash);
 	if (!bucket)
 		return NULL;
-	bucket += hash & BPF_CORE_READ(h, ehash_mask);
-	node = BPF_CORE_READ(bucket, chain.first);
+	bucket += (hash & BPF_CORE_READ(h, ehash_mask)) * bpf_core_type_size(struct inet_ehash_bucket);
+	node = BPF_CORE_READ((struct inet_ehash_bucket *)bucket, chain.first);
 	for (int i = 0; i < TW_CHAIN_MAX; i++) {
 		const struct sock_common *skc;
 
@@ -323,7 +326,7 @@ static __always_inline __u8 tw_follow(const struct sock *sk, bool had_cookie, st
 		count(COUNT_TW_UNKNOWN);
 		return 0;
 	}
-	tw = find_tw(sk, e->cookie, &unsure);
+	tw = find_tw(sk, e->cookie, &unsure, btf);
 	if (!tw) {
 		if (unsure)
 			count(COUNT_TW_UNFOUND);

@@ -230,7 +230,6 @@ const (
 	tcpstateMapClosed             = "closed"
 	tcpstateMapCounters           = "counters"
 	tcpstateMapEvents             = "events"
-	tcpstateMapHeldZero           = "held_zero"
 	tcpstateMapHistZero           = "hist_zero"
 	tcpstateMapHists              = "hists"
 	tcpstateMapLaddrs             = "laddrs"
@@ -354,7 +353,6 @@ type tcpstateMapSpecs struct {
 	Closed       *ebpf.MapSpec `ebpf:"closed"`
 	Counters     *ebpf.MapSpec `ebpf:"counters"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
-	HeldZero     *ebpf.MapSpec `ebpf:"held_zero"`
 	HistZero     *ebpf.MapSpec `ebpf:"hist_zero"`
 	Hists        *ebpf.MapSpec `ebpf:"hists"`
 	Laddrs       *ebpf.MapSpec `ebpf:"laddrs"`
@@ -432,7 +430,6 @@ type tcpstateMaps struct {
 	Closed       *ebpf.Map `ebpf:"closed"`
 	Counters     *ebpf.Map `ebpf:"counters"`
 	Events       *ebpf.Map `ebpf:"events"`
-	HeldZero     *ebpf.Map `ebpf:"held_zero"`
 	HistZero     *ebpf.Map `ebpf:"hist_zero"`
 	Hists        *ebpf.Map `ebpf:"hists"`
 	Laddrs       *ebpf.Map `ebpf:"laddrs"`
@@ -458,7 +455,6 @@ func (m *tcpstateMaps) Close() error {
 		m.Closed,
 		m.Counters,
 		m.Events,
-		m.HeldZero,
 		m.HistZero,
 		m.Hists,
 		m.Laddrs,
