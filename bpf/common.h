@@ -67,6 +67,19 @@ static __always_inline void count(enum counter what)
 		*n += 1;
 }
 
+/* Wake user space's polls (poll_timewait), which sleep while nothing
+ * needs them soon. A full ring only delays the poll. */
+static __always_inline void poll_note(void)
+{
+	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e)
+		return;
+	__builtin_memset(e, 0, sizeof(*e));
+	e->flags = EV_POLL_NOTE;
+	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
+}
+
 static __always_inline __u64 wakeup_flags(void)
 {
 	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes)

@@ -248,7 +248,8 @@ static __always_inline void tally(__u8 from, __u8 to, __u64 ts, __u64 prev_ts, _
 		struct closed_conn c = { .life = *life, .end_ts = ts, .cgroup = cgroup, .from = from, .reset = reset };
 
 		if (!bpf_map_update_elem(&closed, &cookie, &c, BPF_NOEXIST)) {
-			__sync_fetch_and_add(&closed_live, 1);
+			if (!__sync_fetch_and_add(&closed_live, 1))
+				poll_note(); /* the polls may be asleep */
 			return;
 		}
 		count(COUNT_CLOSED_FULL);

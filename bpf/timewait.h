@@ -128,19 +128,6 @@ __u64 tws_live = 0;
 __u64 overdue_live = 0;
 __u64 orphans_live = 0;
 
-/* Wake user space's poll, which waits up to a second while nothing is
- * followed. A full ring only delays the poll. */
-static __always_inline void poll_note(void)
-{
-	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-
-	if (!e)
-		return;
-	__builtin_memset(e, 0, sizeof(*e));
-	e->flags = EV_POLL_NOTE;
-	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
-}
-
 static __always_inline bool set_add(void *set, __u64 *live, struct tw_key *key)
 {
 	__u8 one = 1;
@@ -361,8 +348,12 @@ static __always_inline __u8 tw_follow(const struct sock *sk, bool had_cookie, st
 	info->enter_ts = substate == TCP_TIME_WAIT ? e->ts_ns : e->prev_ts_ns;
 	if (!__sync_fetch_and_add(&tws_live, 1))
 		poll_note();
-	if (substate != TCP_TIME_WAIT && set_add(&orphans, &orphans_live, key))
+	if (substate != TCP_TIME_WAIT && set_add(&orphans, &orphans_live, key)) {
+		/* The polls may sleep until a TIME_WAIT is due: wake them. */
+		if (orphans_live == 1)
+			poll_note();
 		return substate;
+	}
 	if (substate != TCP_TIME_WAIT)
 		count(COUNT_ORPHANS_FULL); /* its FIN seen late, at its timer's due */
 	tw_watch(info, bpf_jiffies64());
@@ -483,15 +474,29 @@ int sweep_timewait(void *ctx)
 	return 0;
 }
 
-/* Run by user space (BPF_PROG_TEST_RUN, never attached) every poll period
- * while it returns non-zero: timewait sockets due, overdue, and orphans;
- * in tally mode also the ends of connections that waited long enough for a
- * late RST. Returns 2 when more are due at once, 1 while anything is
- * followed, 0 when nothing is. */
+/* What the last poll_timewait saw: the jiffy then, and the due jiffy of the
+ * first timewait socket still queued (0: none), so that user space can
+ * sleep until then when nothing else needs a look every poll period. */
+__u64 poll_now_j = 0;
+__u64 poll_next_due_j = 0;
+
+/* What poll_timewait returns. */
+enum poll_result {
+	POLL_IDLE = 0,  /* nothing followed */
+	POLL_AGAIN = 1, /* poll again in a poll period */
+	POLL_MORE = 2,  /* more are due than one poll looks at: again now */
+	POLL_SLEEP = 3, /* only queued ones: poll again at poll_next_due_j */
+};
+const volatile enum poll_result poll_result_btf = 0;
+
+/* Run by user space (BPF_PROG_TEST_RUN, never attached): timewait sockets
+ * due, overdue, and orphans; in tally mode also the ends of connections
+ * that waited long enough for a late RST. */
 SEC("raw_tp")
 int poll_timewait(void *ctx)
 {
 	struct poll_state ps = { .now = bpf_ktime_get_ns(), .now_j = bpf_jiffies64() };
+	struct tw_due d;
 	__u32 n;
 
 	if (tws_live) {
@@ -504,9 +509,15 @@ int poll_timewait(void *ctx)
 		bpf_for_each_map_elem(&orphans, orphan_one, &ps, 0);
 	if (tally_mode && closed_live)
 		bpf_for_each_map_elem(&closed, sweep_one, &ps.now, 0);
+	poll_now_j = ps.now_j;
+	poll_next_due_j = bpf_map_peek_elem(&twq, &d) ? 0 : d.due;
 	if (ps.more)
-		return 2;
-	return tws_live || (tally_mode && closed_live);
+		return POLL_MORE;
+	if (overdue_live || orphans_live || (tally_mode && closed_live))
+		return POLL_AGAIN;
+	if (tws_live && poll_next_due_j)
+		return POLL_SLEEP;
+	return tws_live ? POLL_AGAIN : POLL_IDLE;
 }
 
 #endif

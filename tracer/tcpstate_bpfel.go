@@ -136,6 +136,15 @@ type tcpstateOwner struct {
 	Comm [16]int8
 }
 
+type tcpstatePollResult uint32
+
+const (
+	tcpstatePollResultPOLL_IDLE  tcpstatePollResult = 0
+	tcpstatePollResultPOLL_AGAIN tcpstatePollResult = 1
+	tcpstatePollResultPOLL_MORE  tcpstatePollResult = 2
+	tcpstatePollResultPOLL_SLEEP tcpstatePollResult = 3
+)
+
 type tcpstateRole uint32
 
 const (
@@ -281,6 +290,9 @@ const (
 	tcpstateVarNativeBounds       = "native_bounds"
 	tcpstateVarOrphansLive        = "orphans_live"
 	tcpstateVarOverdueLive        = "overdue_live"
+	tcpstateVarPollNextDueJ       = "poll_next_due_j"
+	tcpstateVarPollNowJ           = "poll_now_j"
+	tcpstateVarPollResultBtf      = "poll_result_btf"
 	tcpstateVarRoleBtf            = "role_btf"
 	tcpstateVarTallyCgroups       = "tally_cgroups"
 	tcpstateVarTallyLayoutBtf     = "tally_layout_btf"
@@ -398,6 +410,9 @@ type tcpstateVariableSpecs struct {
 	NativeBounds      *ebpf.VariableSpec `ebpf:"native_bounds"`
 	OrphansLive       *ebpf.VariableSpec `ebpf:"orphans_live"`
 	OverdueLive       *ebpf.VariableSpec `ebpf:"overdue_live"`
+	PollNextDueJ      *ebpf.VariableSpec `ebpf:"poll_next_due_j"`
+	PollNowJ          *ebpf.VariableSpec `ebpf:"poll_now_j"`
+	PollResultBtf     *ebpf.VariableSpec `ebpf:"poll_result_btf"`
 	RoleBtf           *ebpf.VariableSpec `ebpf:"role_btf"`
 	TallyCgroups      *ebpf.VariableSpec `ebpf:"tally_cgroups"`
 	TallyLayoutBtf    *ebpf.VariableSpec `ebpf:"tally_layout_btf"`
@@ -501,6 +516,9 @@ type tcpstateVariables struct {
 	NativeBounds      *ebpf.Variable `ebpf:"native_bounds"`
 	OrphansLive       *ebpf.Variable `ebpf:"orphans_live"`
 	OverdueLive       *ebpf.Variable `ebpf:"overdue_live"`
+	PollNextDueJ      *ebpf.Variable `ebpf:"poll_next_due_j"`
+	PollNowJ          *ebpf.Variable `ebpf:"poll_now_j"`
+	PollResultBtf     *ebpf.Variable `ebpf:"poll_result_btf"`
 	RoleBtf           *ebpf.Variable `ebpf:"role_btf"`
 	TallyCgroups      *ebpf.Variable `ebpf:"tally_cgroups"`
 	TallyLayoutBtf    *ebpf.Variable `ebpf:"tally_layout_btf"`

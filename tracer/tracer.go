@@ -124,6 +124,9 @@ var (
 // Tracer is a loaded and attached set of BPF programs.
 type Tracer struct {
 	maps  tcpstateMaps
+	// pollNowJ and pollNextDueJ are what the last poll_timewait saw: the
+	// jiffy then, and the first queued TIME_WAIT's due jiffy.
+	pollNowJ, pollNextDueJ *ebpf.Variable
 	progs map[string]*ebpf.Program // by name (tcpstateProg*), one flavour
 	// sections are the programs' ELF sections: where they attach.
 	sections map[string]string
@@ -288,6 +291,7 @@ func (t *Tracer) load(spec *ebpf.CollectionSpec, kernelTypes *btf.Spec, useBTF b
 		coll.Close()
 		return fmt.Errorf("BPF object: %w", err)
 	}
+	t.pollNowJ, t.pollNextDueJ = coll.Variables[tcpstateVarPollNowJ], coll.Variables[tcpstateVarPollNextDueJ]
 	coll.Maps = nil // assigned: closed with t.maps
 	t.sections = map[string]string{}
 	for name, ps := range spec.Programs {
@@ -506,6 +510,7 @@ func (t *Tracer) pollLoop(ctx context.Context) error {
 		return ret, pollCostFactor * (threadCPU() - start), err
 	}
 	now := time.Now()
+	var jiffies jiffyClock
 	nextPoll, nextSweep := now.Add(PollInterval), now.Add(sweepMinWait)
 	idleWait := PollInterval
 	timer := time.NewTimer(PollInterval)
@@ -520,21 +525,26 @@ func (t *Tracer) pollLoop(ctx context.Context) error {
 		}
 		now := time.Now()
 		if polls && !now.Before(nextPoll) {
-			var followed uint32
+			var res uint32
 			var wait time.Duration
 			for range maxPollRuns {
 				var err error
-				if followed, wait, err = run(t.progs[tcpstateProgPollTimewait]); err != nil {
+				if res, wait, err = run(t.progs[tcpstateProgPollTimewait]); err != nil {
 					return fmt.Errorf("poll timewait sockets: %w", err)
 				}
-				if followed != pollMore {
+				if res != uint32(tcpstatePollResultPOLL_MORE) {
 					break
 				}
 			}
-			if followed != 0 {
-				idleWait = PollInterval
-			} else {
+			switch res {
+			case uint32(tcpstatePollResultPOLL_IDLE):
 				idleWait = min(2*idleWait, pollIdleWait)
+			case uint32(tcpstatePollResultPOLL_SLEEP):
+				// Until the first queued TIME_WAIT is due; the BPF side
+				// wakes the polls if an orphan comes meanwhile.
+				idleWait = min(max(jiffies.until(t.pollNowJ, t.pollNextDueJ, now), PollInterval), pollIdleWait)
+			default:
+				idleWait = PollInterval
 			}
 			nextPoll = now.Add(min(max(idleWait, wait), pollMaxWait))
 		}
@@ -560,13 +570,46 @@ func (t *Tracer) pollLoop(ctx context.Context) error {
 	}
 }
 
-// pollMore is what poll_timewait returns when more timewait sockets are due
-// than one run looks at (TW_POLL_BATCH); maxPollRuns bounds the runs of
-// one poll (a burst of 65,536 ends that came due at once).
-const (
-	pollMore    = 2
-	maxPollRuns = 8
-)
+// maxPollRuns bounds the runs of poll_timewait in one poll while more
+// TIME_WAITs are due than one run looks at (TW_POLL_BATCH): a burst of
+// 65,536 ends that came due at once.
+const maxPollRuns = 8
+
+// jiffyClock turns the kernel's jiffies into time: the length of a jiffy
+// (1/CONFIG_HZ) is measured from two polls at least a second apart, and
+// taken as 1 ms (HZ 1000, the shortest: never a sleep too long) until then.
+type jiffyClock struct {
+	firstJ uint64
+	firstT time.Time
+	jiffy  time.Duration
+}
+
+// until is how long from now (when nowJ was read) until jiffy dueJ.
+func (c *jiffyClock) until(nowJ, dueJ *ebpf.Variable, now time.Time) time.Duration {
+	var j, due uint64
+	if nowJ == nil || dueJ == nil || nowJ.Get(&j) != nil || dueJ.Get(&due) != nil || due <= j {
+		return 0
+	}
+	if c.firstJ == 0 || j < c.firstJ {
+		c.firstJ, c.firstT = j, now
+	} else if c.jiffy == 0 && j-c.firstJ >= 100 && now.Sub(c.firstT) >= time.Second {
+		c.jiffy = snapJiffy(now.Sub(c.firstT) / time.Duration(j-c.firstJ))
+	}
+	jiffy := cmp.Or(c.jiffy, time.Millisecond)
+	return time.Duration(due-j+1) * jiffy
+}
+
+// snapJiffy rounds a measured jiffy to that of the nearest CONFIG_HZ.
+func snapJiffy(d time.Duration) time.Duration {
+	best := d
+	for _, hz := range []int64{100, 250, 300, 1000} {
+		j := time.Second / time.Duration(hz)
+		if diff := (d - j).Abs(); diff < j/20 && (best == d || diff < (d-best).Abs()) {
+			best = j
+		}
+	}
+	return best
+}
 
 // wakePolls has the timewait sockets polled now: one is followed again.
 func (t *Tracer) wakePolls() {
