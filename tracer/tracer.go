@@ -123,11 +123,11 @@ var (
 
 // Tracer is a loaded and attached set of BPF programs.
 type Tracer struct {
-	maps tcpstateMaps
+	maps  tcpstateMaps
+	progs map[string]*ebpf.Program // by name (tcpstateProg*), one flavour
 	// pollNowJ and pollNextDueJ are what the last poll_timewait saw: the
 	// jiffy then, and the first queued TIME_WAIT's due jiffy.
 	pollNowJ, pollNextDueJ *ebpf.Variable
-	progs                  map[string]*ebpf.Program // by name (tcpstateProg*), one flavour
 	// sections are the programs' ELF sections: where they attach.
 	sections map[string]string
 	btf      bool // progs are the tp_btf flavour
