@@ -72,7 +72,8 @@ struct tw_info {
 	struct conn_life life; /* of the full socket */
 	__u64 ended;           /* counted up by the one that says its end */
 	__u8 substate;         /* TCP_TIME_WAIT, or TCP_FIN_WAIT2 for an orphan */
-	__u8 cgroup_ok;        /* passes the --cgroup filter */
+	__u8 cgroup_ok;        /* passes the --cgroup filter (always: only those
+	                        * are followed) */
 	__u8 _pad[6];
 };
 
@@ -321,6 +322,9 @@ static __always_inline __u8 tw_follow(const struct sock *sk, bool had_cookie, st
 	}
 	if (!need_tuple())
 		fill_tuple(e, sk, btf);
+	/* Only what the filters select is followed (and counted). */
+	if (!cgroup_ok || !wanted(e))
+		return 0;
 	key = key_of(e);
 	zeros = bpf_map_lookup_elem(&tw_zero, &zero);
 	if (!zeros)

@@ -5,6 +5,7 @@ package tracer_test
 import (
 	"context"
 	"net"
+	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -345,5 +346,62 @@ func TestOrphanSeenAfterIdle(t *testing.T) {
 	// most a poll period (50 ms) later; 1 s later if nothing woke the polls.
 	if !last.InStateKnown || last.InState < finDelay || last.InState > finDelay+200*time.Millisecond {
 		t.Errorf("FIN_WAIT2 -> TIME_WAIT after %v in FIN_WAIT2 (known %v), want %v to %v", last.InState, last.InStateKnown, finDelay, finDelay+200*time.Millisecond)
+	}
+}
+
+// TestTimeWaitEndsWithItsNamespace: removing a namespace kills its
+// TIME_WAITs long before their timer, with no new socket on their tuple;
+// the sweep finds each within about 10 s and counts it as ended early.
+func TestTimeWaitEndsWithItsNamespace(t *testing.T) {
+	testenv.RequireRoot(t)
+	ns := testenv.NewNetns(t)
+	c := startTracer(t, tracer.Options{Filter: tcp.Filter{NetNS: ns.Inode}})
+	var clients []helperReport
+	for _, network := range []string{"tcp4", "tcp6"} {
+		clients = append(clients, runPair(t, ns, "client-closes", network))
+	}
+	entered := func(ls []life) bool {
+		for _, r := range clients {
+			if l := findLife(ls, clientSock, r.Client, r.Server); len(l) == 0 || l[len(l)-1].NewState != tcp.TimeWait {
+				return false
+			}
+		}
+		return true
+	}
+	waitLives(t, c, entered)
+	deleted := time.Now()
+	if out, err := exec.Command("ip", "netns", "del", ns.Name).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns del: %v: %s", err, out)
+	}
+	// Each TIME_WAIT's end: a life of its own, TIME_WAIT -> CLOSE.
+	ended := func() map[uint16]tracer.Event {
+		out := map[uint16]tracer.Event{}
+		for _, l := range lives(c.snapshot()) {
+			if ev := l[0]; ev.OldState == tcp.TimeWait && ev.NewState == tcp.Close {
+				out[ev.LPort] = ev
+			}
+		}
+		return out
+	}
+	if !pollUntil(25*time.Second, func() bool { return len(ended()) == len(clients) }) {
+		t.Fatalf("%d of %d TIME_WAIT ends seen 25 s after their namespace was removed", len(ended()), len(clients))
+	}
+	for port, ev := range ended() {
+		if ev.InState > time.Since(deleted)+5*time.Second || !ev.Synthesized {
+			t.Errorf("port %d: TIME_WAIT -> CLOSE after %v in TIME_WAIT (synthesized %v), want the namespace's removal, %v ago", port, ev.InState, ev.Synthesized, time.Since(deleted))
+		}
+	}
+	shortfalls, err := c.tracer.Shortfalls()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sf := range shortfalls {
+		want := uint64(0)
+		if strings.HasPrefix(sf.What, "TIME_WAITs ended before their timer") {
+			want = uint64(len(clients))
+		}
+		if sf.Count != want {
+			t.Errorf("shortfall %d, want %d: %s", sf.Count, want, sf.What)
+		}
 	}
 }
