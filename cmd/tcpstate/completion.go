@@ -51,6 +51,9 @@ func addCompletion(root *cobra.Command) {
 			}
 			_ = c.RegisterFlagCompletionFunc("output", cobra.FixedCompletions(formats, cobra.ShellCompDirectiveNoFileComp))
 		}
+		if fs.Lookup("hooks") != nil {
+			_ = c.RegisterFlagCompletionFunc("hooks", cobra.FixedCompletions([]string{"auto", "fentry", "tracepoint"}, cobra.ShellCompDirectiveNoFileComp))
+		}
 		if fs.Lookup("by") != nil {
 			_ = c.RegisterFlagCompletionFunc("by", cobra.FixedCompletions([]string{"process", "remote", "local", "pod"}, cobra.ShellCompDirectiveNoFileComp))
 		}

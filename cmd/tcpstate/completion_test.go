@@ -29,6 +29,7 @@ func TestCompletion(t *testing.T) {
 		"life -o ":       "table json :4",
 		"ladder -o ":     "text mermaid svg :4",
 		"ls --by ":       "process remote local pod :4",
+		"life --hooks ":  "auto fentry tracepoint :4",
 		"completion ":    "bash fish powershell zsh :4",
 	} {
 		var stdout, stderr bytes.Buffer

@@ -47,6 +47,8 @@ func TestBadFlagsExitTwo(t *testing.T) {
 		"namespace":            {"stuck", "--namespace", "-shop"},
 		"--pod ":               {"life", "--pod", "shop/"},
 		"--by":                 {"ls", "--by", "pods"},
+		"--hooks":              {"--hooks", "kprobe"},
+		"hooks":                {"metrics", "--hooks", "fexit"},
 		"argument":             {"extra"},
 		`for "tcpstate trace"`: {"trace", "extra"},
 	}

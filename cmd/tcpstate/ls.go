@@ -82,6 +82,7 @@ It needs root: CAP_SYS_PTRACE to read which processes hold each socket
 	fs.StringVarP(&f.output, "output", "o", "table", "output format: table or json (one object per line)")
 	fs.StringVar(&f.by, "by", "", "group the counts of each state by process, remote, local or pod")
 	f.register(fs)
+	_ = fs.MarkHidden("hooks") // ls loads no BPF
 	stateUsage(fs, "only sockets in these states (e.g. CLOSE_WAIT,time-wait)")
 	holderUsage(fs)
 	fs.SortFlags = false
