@@ -135,13 +135,19 @@ int accept_exit(__u64 *ctx)
 		return 0;
 	key = ret;
 	si = bpf_map_lookup_elem(&socks, &key);
-	if (!si)
-		si = &fresh; /* connected before the tracer started: age unknown */
+	if (!si) {
+		/* Connected before the tracer started (age unknown), or closed
+		 * already (a RST while it waited in the accept queue): nothing
+		 * more will be shown of it, so nothing to remember. */
+		fresh.state = BPF_CORE_READ(sk, __sk_common.skc_state);
+		if (fresh.state == TCP_CLOSE)
+			return 0;
+		si = &fresh;
+	}
 	si->pid = bpf_get_current_pid_tgid() >> 32;
 	bpf_get_current_comm(si->comm, sizeof(si->comm));
 	if (si == &fresh) {
 		fresh.cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
-		fresh.state = BPF_CORE_READ(sk, __sk_common.skc_state);
 		bpf_map_update_elem(&socks, &key, &fresh, BPF_NOEXIST);
 	}
 	return 0;

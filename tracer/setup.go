@@ -11,6 +11,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 )
 
@@ -206,10 +207,11 @@ func putPrefixes(m *ebpf.Map, prefixes []netip.Prefix) error {
 	return nil
 }
 
-// fexitAllowed tells whether this kernel loads fexit programs (many do;
-// some refuse them, e.g. with EPERM under a lockdown or a build without
-// the trampolines): a one-instruction fexit on inet_csk_accept, loaded
-// against kernelTypes (nil: the running kernel's).
+// fexitAllowed tells whether this kernel loads and attaches fexit programs
+// (many do; some refuse them, e.g. with EPERM under a lockdown or a build
+// without the trampolines): a one-instruction fexit on inet_csk_accept,
+// loaded against kernelTypes (nil: the running kernel's) and attached for
+// a moment.
 func fexitAllowed(kernelTypes *btf.Spec) error {
 	prog, err := ebpf.NewProgramWithOptions(&ebpf.ProgramSpec{
 		Name:         "probe_fexit",
@@ -222,5 +224,12 @@ func fexitAllowed(kernelTypes *btf.Spec) error {
 	if err != nil {
 		return err
 	}
-	return prog.Close()
+	defer prog.Close()
+	// Some kernels load it but cannot attach it (no trampolines: arm64
+	// before 6.0 and 6.1 as Debian builds it).
+	l, err := link.AttachTracing(link.TracingOptions{Program: prog})
+	if err != nil {
+		return fmt.Errorf("attach: %w", err)
+	}
+	return l.Close()
 }
