@@ -35,11 +35,20 @@ import (
 // tcpstate_connection_duration_seconds{role,closed_by} and
 // tcpstate_resets_total{direction}, indexed by the tracer's enums.
 var (
-	reasons    = [tracer.NumConnectFailures]string{tracer.FailRefused: "refused", tracer.FailTimeout: "timeout", tracer.FailOther: "other"}
+	reasons    = [tracer.NumConnectFailures]string{tracer.FailRefused: "refused", tracer.FailTimeout: "timeout", tracer.FailOther: "other", tracer.FailUnreachable: "unreachable"}
 	roles      = [tracer.NumRoles]string{tracer.RoleClient: "client", tracer.RoleServer: "server"}
-	closers    = [tracer.NumClosers]string{tracer.ClosedLocal: "local", tracer.ClosedRemote: "remote", tracer.ClosedSimultaneous: "simultaneous", tracer.ClosedReset: "reset"}
+	closers    = [tracer.NumClosers]string{tracer.ClosedLocal: "local", tracer.ClosedRemote: "remote", tracer.ClosedSimultaneous: "simultaneous", tracer.ClosedReset: "reset", tracer.ClosedTimeout: "timeout"}
 	directions = [2]string{"sent", "received"}
 )
+
+// resetReason is the reason label of tcpstate_resets_total: the kernel's
+// name for a RST sent, "" for one received (its reason is the peer's).
+func resetReason(dir, r int) string {
+	if dir != 0 {
+		return ""
+	}
+	return tracer.ResetReason(r).String()
+}
 
 // Snapshot reads the sockets that exist now, calling visit for each (the
 // Socket may be reused after visit returns).
@@ -116,9 +125,9 @@ func New(cfg Config) *Collector {
 		connDurDesc: prometheus.NewDesc("tcpstate_connection_duration_seconds",
 			"Connection lifetime, observed at its end (as tcpstate life).", append([]string{"role", "closed_by"}, histPod...), nil),
 		resetsDesc: prometheus.NewDesc("tcpstate_resets_total",
-			"Resets sent or received, by the state the connection was in.", []string{"state", "direction"}, nil),
+			"Resets sent or received, by the state the connection was in (CLOSE: sent for a segment that found no socket) and the kernel's reason for those sent (Linux 6.10 and later; unknown before).", []string{"state", "direction", "reason"}, nil),
 		connectFailDesc: prometheus.NewDesc("tcpstate_connect_failures_total",
-			"Connections that went from SYN_SENT to CLOSE: refused (RST received), timeout (SYN retransmitted, no answer) or other.", []string{"reason"}, nil),
+			"Connections that went from SYN_SENT to CLOSE: refused (RST received), unreachable (ICMP unreachable answer), timeout (SYN retransmitted, no answer) or other.", []string{"reason"}, nil),
 		socketsDesc: prometheus.NewDesc("tcpstate_sockets",
 			"TCP sockets that exist now, by state, read at scrape time.", append([]string{"state"}, pod...), nil),
 		stuckDesc: prometheus.NewDesc("tcpstate_stuck_sockets",
@@ -211,9 +220,11 @@ func (c *Collector) collectTallies(ch chan<- prometheus.Metric, src Source) {
 				ch <- prometheus.MustNewConstMetric(c.transitionsDesc, prometheus.CounterValue, float64(n), state(from), state(to))
 			}
 		}
-		for dir, n := range t.Resets[from] {
-			if n > 0 {
-				ch <- prometheus.MustNewConstMetric(c.resetsDesc, prometheus.CounterValue, float64(n), state(from), directions[dir])
+		for dir, byReason := range t.Resets[from] {
+			for r, n := range byReason {
+				if n > 0 {
+					ch <- prometheus.MustNewConstMetric(c.resetsDesc, prometheus.CounterValue, float64(n), state(from), directions[dir], resetReason(dir, r))
+				}
 			}
 		}
 	}
