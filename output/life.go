@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/tcpstate/tcpstate/conn"
+	"github.com/tcpstate/tcpstate/tracer"
 )
 
 // LifeFormat turns whole connections (tcpstate life) into bytes.
@@ -79,6 +80,16 @@ func (f *lifeJSON) Append(dst []byte, c *conn.Connection) []byte {
 		dst = append(dst, `,"reset":"`...)
 		dst = append(dst, c.Reset.String()...)
 		dst = append(dst, '"')
+		if c.Reset&tracer.ResetSent != 0 {
+			dst = append(dst, `,"reset_reason":"`...)
+			dst = append(dst, c.ResetReason.String()...)
+			dst = append(dst, '"')
+		}
+	}
+	if c.Error != 0 {
+		dst = append(dst, `,"error":"`...)
+		dst = append(dst, c.Error.String()...)
+		dst = append(dst, '"')
 	}
 	if c.ISNKnown {
 		dst = append(dst, `,"isn":`...)
@@ -136,9 +147,22 @@ func (f *lifeTable) Append(dst []byte, c *conn.Connection) []byte {
 		}
 		dst = appendState(dst, st.State)
 	}
-	if c.Reset != 0 {
-		dst = append(dst, " (reset "...)
-		dst = append(dst, c.Reset.String()...)
+	if c.Reset != 0 || c.Error != 0 {
+		dst = append(dst, " ("...)
+		if c.Reset != 0 {
+			dst = append(dst, "reset "...)
+			dst = append(dst, c.Reset.String()...)
+			if c.Reset&tracer.ResetSent != 0 && c.ResetReason != tracer.ReasonUnknown {
+				dst = append(dst, ": "...)
+				dst = append(dst, c.ResetReason.Words()...)
+			}
+		}
+		if c.Error != 0 {
+			if c.Reset != 0 {
+				dst = append(dst, ", "...)
+			}
+			dst = append(dst, c.Error.String()...)
+		}
 		dst = append(dst, ')')
 	}
 	return append(dst, '\n')

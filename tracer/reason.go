@@ -2,7 +2,10 @@
 
 package tracer
 
-import "golang.org/x/sys/unix"
+import (
+	"github.com/cilium/ebpf/btf"
+	"golang.org/x/sys/unix"
+)
 
 // ResetReason is why the kernel sent a RST: its enum sk_rst_reason (Linux
 // 6.10 and later) as tcpstate's own number (bpf/tcpstate.h's enum
@@ -102,4 +105,22 @@ func itoa(n int) string {
 			return string(b[i:])
 		}
 	}
+}
+
+// reasonNotice says, once, what the running kernel does not tell of the
+// RSTs it sends: no reason before Linux 6.10 (reset_reason is then
+// "unknown"), and before 6.9 no RSTs for segments that found no socket.
+func (t *Tracer) reasonNotice() string {
+	if !t.btf || t.tally {
+		return ""
+	}
+	spec, err := btf.LoadKernelSpec()
+	if err != nil {
+		return ""
+	}
+	var reason *btf.Enum
+	if spec.TypeByName("sk_rst_reason", &reason) == nil {
+		return ""
+	}
+	return "this kernel gives no reason for the RSTs it sends (Linux 6.10 and later do): reset_reason says unknown; before Linux 6.9 the RSTs sent for segments that found no socket are not seen at all"
 }

@@ -242,6 +242,9 @@ func New(opts Options) (*Tracer, error) {
 		t.Close()
 		return nil, err
 	}
+	if n := t.reasonNotice(); n != "" {
+		t.notices = append(t.notices, n)
+	}
 	if err := t.attach(); err != nil {
 		t.Close()
 		return nil, err
