@@ -1,0 +1,277 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package tracer_test
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tcpstate/tcpstate/internal/testenv"
+	"github.com/tcpstate/tcpstate/tcp"
+	"github.com/tcpstate/tcpstate/tracer"
+)
+
+// whyCollector keeps transitions and notes alike.
+type whyCollector struct {
+	mu      sync.Mutex
+	records []tracer.Event
+}
+
+func (c *whyCollector) Event(ev *tracer.Event) error {
+	c.mu.Lock()
+	c.records = append(c.records, *ev)
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *whyCollector) Note(ev *tracer.Event) error { return c.Event(ev) }
+func (c *whyCollector) Tick() error                 { return nil }
+
+func (c *whyCollector) snapshot() []tracer.Event {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]tracer.Event(nil), c.records...)
+}
+
+// whyWant is what one socket's records must say: its transition to CLOSE
+// (or the RST to no socket, or the RST after CLOSE) between local and
+// remote.
+type whyWant struct {
+	what          string
+	note          tracer.Note // NoteNone: the transition to CLOSE
+	from          tcp.State   // of the transition to CLOSE
+	local, remote func(r helperReport, lo netip.Addr) netip.AddrPort
+	reset         tracer.Reset
+	reason        tracer.ResetReason
+	err           unix.Errno
+	retrans       bool // retransmissions before
+}
+
+func clientEnd(r helperReport, lo netip.Addr) netip.AddrPort {
+	return netip.AddrPortFrom(lo, uint16(r.Client))
+}
+func serverEnd(r helperReport, lo netip.Addr) netip.AddrPort {
+	return netip.AddrPortFrom(lo, uint16(r.Server))
+}
+
+// TestWhy runs each way for a connection to fail in a fresh namespace and
+// checks what tcpstate says of each socket (the kernel's reason for the
+// RST, the error the application read), then that its counts equal the
+// kernel's own counters (nstat) of the namespace over the same run.
+func TestWhy(t *testing.T) {
+	testenv.RequireRoot(t)
+	if _, err := exec.LookPath("nft"); err != nil {
+		t.Fatal("nft is needed (Debian package nftables)")
+	}
+	if !reasonsKnown() {
+		t.Skip("this kernel gives no RST reasons (before 6.10): make vmtest checks what it gives")
+	}
+	est := tcp.Established
+	cases := []struct {
+		scenario string
+		want     []whyWant
+	}{
+		{"unread-close", []whyWant{
+			{what: "client", from: est, local: clientEnd, remote: serverEnd, reset: tracer.ResetReceived, err: unix.ECONNRESET},
+			{what: "server", from: est, local: serverEnd, remote: clientEnd},
+			{what: "server's RST", note: tracer.NoteLateReset, local: serverEnd, remote: clientEnd, reset: tracer.ResetSent, reason: tracer.ReasonAbortOnClose},
+		}},
+		{"linger-zero", []whyWant{
+			{what: "client", from: est, local: clientEnd, remote: serverEnd},
+			{what: "client's RST", note: tracer.NoteLateReset, local: clientEnd, remote: serverEnd, reset: tracer.ResetSent, reason: tracer.ReasonState},
+			{what: "server", from: est, local: serverEnd, remote: clientEnd, reset: tracer.ResetReceived, err: unix.ECONNRESET},
+		}},
+		{"refused", []whyWant{
+			{what: "client", from: tcp.SynSent, remote: serverEnd, reset: tracer.ResetReceived, err: unix.ECONNREFUSED},
+			{what: "RST to the closed port", note: tracer.NoteNoSocket, local: serverEnd, reset: tracer.ResetSent, reason: tracer.ReasonNoSocket},
+		}},
+		{"forgotten", []whyWant{
+			{what: "server", from: est, local: serverEnd, remote: clientEnd},
+			{what: "server's RST (dropped)", note: tracer.NoteLateReset, local: serverEnd, remote: clientEnd, reset: tracer.ResetSent, reason: tracer.ReasonState},
+			{what: "RST to the forgotten connection", note: tracer.NoteNoSocket, local: serverEnd, remote: clientEnd, reset: tracer.ResetSent, reason: tracer.ReasonNoSocket},
+			{what: "client", from: est, local: clientEnd, remote: serverEnd, reset: tracer.ResetReceived, err: unix.ECONNRESET},
+		}},
+		{"keepalive-timeout", []whyWant{
+			{what: "client", from: est, local: clientEnd, remote: serverEnd, reset: tracer.ResetSent, reason: tracer.ReasonKeepaliveTimeout, err: unix.ETIMEDOUT},
+			{what: "server", from: est, local: serverEnd, remote: clientEnd, reset: tracer.ResetReceived, err: unix.ECONNRESET},
+		}},
+		{"user-timeout", []whyWant{
+			{what: "client", from: est, local: clientEnd, remote: serverEnd, err: unix.ETIMEDOUT, retrans: true},
+			{what: "server", from: tcp.FinWait1, local: serverEnd, remote: clientEnd, reset: tracer.ResetReceived, err: unix.ECONNRESET},
+			{what: "RST to the server's FIN", note: tracer.NoteNoSocket, local: clientEnd, remote: serverEnd, reset: tracer.ResetSent, reason: tracer.ReasonNoSocket},
+		}},
+		{"unreachable", []whyWant{
+			{what: "client", from: tcp.SynSent, remote: serverEnd, err: unix.EHOSTUNREACH, retrans: true},
+		}},
+	}
+	for _, network := range []string{"tcp4", "tcp6"} {
+		for _, tc := range cases {
+			t.Run(tc.scenario+"/"+network, func(t *testing.T) {
+				ns := testenv.NewNetns(t)
+				c := startWhyTracer(t, ns)
+				r := runPair(t, ns, tc.scenario, network)
+				lo := loopback(network)
+				found := make([]*tracer.Event, len(tc.want))
+				deadline := time.Now().Add(10 * time.Second)
+				var recs []tracer.Event
+				for {
+					recs = c.snapshot()
+					all := true
+					for i, w := range tc.want {
+						found[i] = findWhy(recs, w, r, lo)
+						all = all && found[i] != nil
+					}
+					if all || time.Now().After(deadline) {
+						break
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+				time.Sleep(3 * tracer.PollInterval) // anything late
+				recs = c.snapshot()
+				for i, w := range tc.want {
+					ev := findWhy(recs, w, r, lo)
+					if ev == nil {
+						t.Errorf("%s: no record (found first: %v)", w.what, found[i] != nil)
+						continue
+					}
+					if ev.Reset != w.reset || (w.reset&tracer.ResetSent != 0 && ev.ResetReason != w.reason) ||
+						ev.Error != tracer.Errno(w.err) || (w.retrans != (ev.Retrans > 0) && w.note == tracer.NoteNone) {
+						t.Errorf("%s: reset %q reason %s error %q retrans %d; want reset %q reason %s error %q retrans>0 %v",
+							w.what, ev.Reset, ev.ResetReason, ev.Error, ev.Retrans, w.reset, w.reason, tracer.Errno(w.err), w.retrans)
+					}
+				}
+				checkNstat(t, ns, recs)
+				if t.Failed() {
+					for _, ev := range recs {
+						t.Logf("%v %s:%d %s:%d %s>%s reset %q %s %q retrans %d", ev.Note, ev.LAddr, ev.LPort, ev.RAddr, ev.RPort, ev.OldState, ev.NewState, ev.Reset, ev.ResetReason, ev.Error, ev.Retrans)
+					}
+				}
+			})
+		}
+	}
+}
+
+func startWhyTracer(t *testing.T, ns *testenv.Netns) *whyCollector {
+	t.Helper()
+	tr, err := tracer.New(withTestHooks(tracer.Options{Filter: tcp.Filter{NetNS: ns.Inode}}))
+	if err != nil {
+		t.Fatalf("tracer.New: %v", err)
+	}
+	c := &whyCollector{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- tr.Run(ctx, c) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		tr.Close()
+	})
+	return c
+}
+
+// findWhy returns the record w is about, or nil.
+func findWhy(recs []tracer.Event, w whyWant, r helperReport, lo netip.Addr) *tracer.Event {
+	for i := range recs {
+		ev := &recs[i]
+		if ev.Note != w.note || (w.note == tracer.NoteNone && (ev.OldState != w.from || ev.NewState != tcp.Close)) {
+			continue
+		}
+		if w.local != nil && netip.AddrPortFrom(ev.LAddr, ev.LPort) != w.local(r, lo) {
+			continue
+		}
+		if w.remote != nil && netip.AddrPortFrom(ev.RAddr, ev.RPort) != w.remote(r, lo) {
+			continue
+		}
+		return ev
+	}
+	return nil
+}
+
+// reasonsKnown tells whether the running kernel names its RSTs' reasons.
+func reasonsKnown() bool {
+	var uts unix.Utsname
+	if unix.Uname(&uts) != nil {
+		return false
+	}
+	var major, minor int
+	fmt.Sscanf(unix.ByteSliceToString(uts.Release[:]), "%d.%d", &major, &minor)
+	return major > 6 || major == 6 && minor >= 10
+}
+
+// nstat reads the namespace's TCP counters (a fresh namespace's start at
+// zero) without touching nstat's history.
+func nstat(t *testing.T, ns *testenv.Netns) map[string]uint64 {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "exec", ns.Name, "nstat", "-asz").Output()
+	if err != nil {
+		t.Fatalf("nstat: %v", err)
+	}
+	m := map[string]uint64{}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 {
+			if n, err := strconv.ParseUint(f[1], 10, 64); err == nil {
+				m[f[0]] = n
+			}
+		}
+	}
+	return m
+}
+
+// checkNstat compares what the records say with the kernel's counters:
+// equal, not "at least".
+func checkNstat(t *testing.T, ns *testenv.Netns, recs []tracer.Event) {
+	t.Helper()
+	got := map[string]uint64{}
+	for _, ev := range recs {
+		switch ev.Note {
+		case tracer.NoteNoSocket:
+			got["TcpOutRsts"] += 1 + uint64(ev.Suppressed)
+			continue
+		case tracer.NoteLateReset:
+		case tracer.NoteNone:
+			if ev.NewState != tcp.Close {
+				continue
+			}
+			if ev.OldState == tcp.Established || ev.OldState == tcp.CloseWait {
+				got["TcpEstabResets"]++
+			}
+			if ev.Error == tracer.Errno(unix.ETIMEDOUT) {
+				got["TcpExtTCPAbortOnTimeout"]++
+			}
+		default:
+			continue
+		}
+		if ev.Reset&tracer.ResetSent == 0 {
+			continue
+		}
+		got["TcpOutRsts"]++
+		switch ev.ResetReason {
+		case tracer.ReasonAbortOnClose:
+			got["TcpExtTCPAbortOnClose"]++
+		case tracer.ReasonState, tracer.ReasonAbortOnData: // SO_LINGER 0 close() counts as AbortOnData
+			got["TcpExtTCPAbortOnData"]++
+		case tracer.ReasonAbortOnLinger:
+			got["TcpExtTCPAbortOnLinger"]++
+		}
+	}
+	kernel := nstat(t, ns)
+	for _, name := range []string{"TcpExtTCPAbortOnClose", "TcpExtTCPAbortOnData", "TcpExtTCPAbortOnLinger", "TcpExtTCPAbortOnTimeout", "TcpOutRsts", "TcpEstabResets", "TcpExtListenDrops"} {
+		if got[name] != kernel[name] {
+			t.Errorf("%s: tcpstate's records say %d, the kernel counted %d", name, got[name], kernel[name])
+		} else {
+			t.Logf("%s: %d, as the kernel counted", name, got[name])
+		}
+	}
+}
