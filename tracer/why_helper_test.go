@@ -3,12 +3,15 @@
 package tracer_test
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -26,6 +29,7 @@ var whyHelpers = map[string]func(network, addr string, say func(helperReport) er
 	"keepalive-timeout": keepaliveTimeout,
 	"user-timeout":      userTimeout,
 	"unreachable":       unreachable,
+	"backlog-full":      backlogFull,
 }
 
 // expectErr reads from c until an error, which must be want.
@@ -248,4 +252,59 @@ func cmpErr(a, b error) error {
 		return a
 	}
 	return b
+}
+
+// backlogFull: a listener with backlog 1 that never accepts, and six
+// connects to it: the kernel drops SYNs and handshake ACKs for the full
+// accept queue. It holds everything until told (a line on stdin).
+func backlogFull(network, addr string, say func(helperReport) error) error {
+	family, sa := unix.AF_INET, unix.Sockaddr(&unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}})
+	if network == "tcp6" {
+		family, sa = unix.AF_INET6, &unix.SockaddrInet6{Addr: [16]byte{15: 1}}
+	}
+	fd, err := unix.Socket(family, unix.SOCK_STREAM, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	if err := unix.Bind(fd, sa); err != nil {
+		return err
+	}
+	if err := unix.Listen(fd, 1); err != nil {
+		return err
+	}
+	name, err := unix.Getsockname(fd)
+	if err != nil {
+		return err
+	}
+	port := 0
+	switch a := name.(type) {
+	case *unix.SockaddrInet4:
+		port = a.Port
+	case *unix.SockaddrInet6:
+		port = a.Port
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	for range 6 {
+		go func() {
+			c, err := net.DialTimeout(network, net.JoinHostPort(addr, strconv.Itoa(port)), 5*time.Second)
+			if err == nil {
+				mu.Lock()
+				conns = append(conns, c)
+				mu.Unlock()
+			}
+		}()
+	}
+	time.Sleep(2500 * time.Millisecond) // SYNs retransmitted after 1 s and 2 s
+	if err := say(helperReport{Server: port}); err != nil {
+		return err
+	}
+	bufio.NewReader(os.Stdin).ReadString('\n')
+	mu.Lock()
+	defer mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
+	return nil
 }

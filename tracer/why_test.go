@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tcpstate/tcpstate/internal/testenv"
+	"github.com/tcpstate/tcpstate/snapshot"
 	"github.com/tcpstate/tcpstate/tcp"
 	"github.com/tcpstate/tcpstate/tracer"
 )
@@ -273,5 +274,45 @@ func checkNstat(t *testing.T, ns *testenv.Netns, recs []tracer.Event) {
 		} else {
 			t.Logf("%s: %d, as the kernel counted", name, got[name])
 		}
+	}
+}
+
+// TestListenDrops fills the accept queue of a listener that never
+// accepts: the snapshot (what ls and stuck read) says its queue is full,
+// its backlog, and as many drops as the kernel's ListenDrops counted.
+func TestListenDrops(t *testing.T) {
+	testenv.RequireRoot(t)
+	for _, network := range []string{"tcp4", "tcp6"} {
+		t.Run(network, func(t *testing.T) {
+			ns := testenv.NewNetns(t)
+			h := startHelper(t, ns, "backlog-full", network)
+			r := h.next(t)
+			var ln *snapshot.Socket
+			err := snapshot.Snapshot(snapshot.Options{Filter: tcp.Filter{NetNS: ns.Inode, States: []tcp.State{tcp.Listen}}, NetNSPath: ns.Path},
+				func(s *snapshot.Socket) error {
+					if int(s.LPort) == r.Server {
+						c := *s
+						ln = &c
+					}
+					return nil
+				})
+			drops := nstat(t, ns)["TcpExtListenDrops"]
+			h.send(t, "done")
+			h.wait(t)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ln == nil {
+				t.Fatalf("listener on port %d not in the snapshot", r.Server)
+			}
+			if !ln.AcceptQueueFull() || ln.RecvQ != 2 || ln.SendQ != 1 || !ln.HasDrops {
+				t.Errorf("listener: queue %d of backlog %d, full %v, drops known %v; want 2 of 1, full", ln.RecvQ, ln.SendQ, ln.AcceptQueueFull(), ln.HasDrops)
+			}
+			if drops == 0 || uint64(ln.Drops) != drops {
+				t.Errorf("listen drops: the socket says %d, the kernel's TcpExtListenDrops %d (want equal, not 0)", ln.Drops, drops)
+			} else {
+				t.Logf("listen drops: %d, as the kernel counted", drops)
+			}
+		})
 	}
 }
