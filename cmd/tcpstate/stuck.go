@@ -148,7 +148,8 @@ func (f *stuckFlags) validate() (snapshot.Options, error) {
 		return o, err
 	}
 	if len(o.States) == 0 {
-		o.States = slices.Clone(conn.StuckStates)
+		// And listeners whose accept queue is full.
+		o.States = append(slices.Clone(conn.StuckStates), tcp.Listen)
 	}
 	slices.Sort(o.States)
 	o.States = slices.Compact(o.States)
@@ -196,6 +197,13 @@ func listStuck(opts snapshot.Options, threshold time.Duration, f *filterFlags, w
 	var socks []snapshot.Socket
 	var maybe maybeStuck
 	err := snapshot.Snapshot(opts, func(s *snapshot.Socket) error {
+		if s.State == tcp.Listen {
+			// Full now: the kernel keeps no time of it (--watch does).
+			if s.AcceptQueueFull() {
+				socks = append(socks, *s)
+			}
+			return nil
+		}
 		if s.AgeKnown && s.Age >= threshold {
 			c := *s
 			socks = append(socks, c)
