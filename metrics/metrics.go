@@ -101,7 +101,9 @@ type Collector struct {
 
 	transitionsDesc, stateDurDesc, connDurDesc, resetsDesc, connectFailDesc *prometheus.Desc
 	socketsDesc, stuckDesc, stuckOldestDesc, lostDesc, buildDesc            *prometheus.Desc
+	listenDropsDesc                                                         *prometheus.Desc
 	version                                                                 string
+	drops                                                                   listenDrops // listendrops.go
 }
 
 // podLabels are the labels Config.Identify adds.
@@ -134,6 +136,8 @@ func New(cfg Config) *Collector {
 			"Sockets in a closing or connecting state for longer than --stuck-for, per holding process name.", append([]string{"state", "comm"}, pod...), nil),
 		stuckOldestDesc: prometheus.NewDesc("tcpstate_stuck_oldest_seconds",
 			"Age of the oldest stuck socket (a lower bound, as tcpstate stuck shows it).", append([]string{"state", "comm"}, pod...), nil),
+		listenDropsDesc: prometheus.NewDesc("tcpstate_listen_drops_total",
+			"SYNs and handshake ACKs dropped by listeners (full accept queue: the application does not accept() fast enough), per process name of the listener's holder; a listener's drops since it exists when first seen.", append([]string{"comm"}, pod...), nil),
 		lostDesc: prometheus.NewDesc("tcpstate_events_lost_total",
 			"Transitions the kernel did not let tcpstate see (a BPF program still busy on the CPU).", nil, nil),
 		buildDesc: prometheus.NewDesc("tcpstate_build_info",
@@ -155,7 +159,7 @@ func (c *Collector) Attach(src Source) { c.source.Store(&src) }
 // Describe sends the descriptors of every metric.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.transitionsDesc, c.stateDurDesc, c.connDurDesc, c.resetsDesc,
-		c.connectFailDesc, c.socketsDesc, c.stuckDesc, c.stuckOldestDesc, c.lostDesc, c.buildDesc} {
+		c.connectFailDesc, c.socketsDesc, c.stuckDesc, c.stuckOldestDesc, c.lostDesc, c.buildDesc, c.listenDropsDesc} {
 		ch <- d
 	}
 }
@@ -184,6 +188,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.stuckDesc, prometheus.GaugeValue, float64(st.n), values...)
 		ch <- prometheus.MustNewConstMetric(c.stuckOldestDesc, prometheus.GaugeValue, st.oldest.Seconds(), values...)
 	}
+	c.drops.add(g.listeners)
+	c.collectListenDrops(ch)
 }
 
 // labels are the label values of a gauge series: first, then the pod
@@ -367,8 +373,9 @@ func (m *histogram) Write(out *dto.Metric) error {
 
 // gauges are the values of the scrape-time gauges.
 type gauges struct {
-	sockets map[where]int // with where.state
-	stuck   map[stuckKey]*stuckGroup
+	sockets   map[where]int // with where.state
+	stuck     map[stuckKey]*stuckGroup
+	listeners []listenerDrops // those that dropped something
 }
 
 // where is a state and, with pod labels, a pod's container.
@@ -424,7 +431,8 @@ func (c *Collector) gauges() (*gauges, error) {
 	var byCgroup []bool
 	err := c.cfg.Snapshot(func(s *snapshot.Socket) error {
 		w, ok := c.cgroupPod(s)
-		stuck := slices.Contains(conn.StuckStates, s.State) && s.AgeKnown && s.Age >= c.cfg.StuckFor
+		stuck := slices.Contains(conn.StuckStates, s.State) && s.AgeKnown && s.Age >= c.cfg.StuckFor ||
+			dropsOf(s) // its holder's comm is needed too
 		if !ok && !stuck && c.cfg.Identify != nil && s.Inode == 0 {
 			// No process can hold it (TIME_WAIT, an orphan): placed now,
 			// not kept for a walk of /proc that cannot find it (with tens
@@ -452,6 +460,9 @@ func (c *Collector) gauges() (*gauges, error) {
 			w = podWhere(s.State, c.cfg.Identify(s))
 		}
 		g.sockets[w]++
+		if dropsOf(s) {
+			g.listeners = append(g.listeners, newListener(s, w))
+		}
 		if !slices.Contains(conn.StuckStates, s.State) || !s.AgeKnown || s.Age < c.cfg.StuckFor {
 			continue
 		}
