@@ -3,6 +3,10 @@
 package tracer
 
 import (
+	"fmt"
+	"strconv"
+	"strings"
+
 	"github.com/cilium/ebpf/btf"
 	"golang.org/x/sys/unix"
 )
@@ -91,20 +95,7 @@ func (e Errno) String() string {
 	if n := unix.ErrnoName(unix.Errno(e)); n != "" {
 		return n
 	}
-	return "E" + itoa(int(e))
-}
-
-func itoa(n int) string {
-	var b [4]byte
-	i := len(b)
-	for {
-		i--
-		b[i] = byte('0' + n%10)
-		n /= 10
-		if n == 0 {
-			return string(b[i:])
-		}
-	}
+	return "E" + strconv.Itoa(int(e))
 }
 
 // reasonNotice says, once, what the running kernel does not tell of the
@@ -123,4 +114,27 @@ func (t *Tracer) reasonNotice() string {
 		return ""
 	}
 	return "this kernel gives no reason for the RSTs it sends (Linux 6.10 and later do): reset_reason says unknown; before Linux 6.9 the RSTs sent for segments that found no socket are not seen at all"
+}
+
+// ParseResetReason is the inverse of ResetReason.String.
+func ParseResetReason(name string) (ResetReason, error) {
+	for i, n := range reasonNames {
+		if n.name == name {
+			return ResetReason(i), nil
+		}
+	}
+	return 0, fmt.Errorf("reset_reason %q: not one tcpstate knows", name)
+}
+
+// ParseErrno is the inverse of Errno.String.
+func ParseErrno(name string) (Errno, error) {
+	for e := Errno(1); e != 0; e++ {
+		if unix.ErrnoName(unix.Errno(e)) == name {
+			return e, nil
+		}
+	}
+	if n, err := strconv.Atoi(strings.TrimPrefix(name, "E")); err == nil && n > 0 && n < 256 {
+		return Errno(n), nil
+	}
+	return 0, fmt.Errorf("error %q: not an errno name", name)
 }
