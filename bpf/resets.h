@@ -109,6 +109,10 @@ static __always_inline void note_reset(const struct sock *sk, __u8 how, __u8 rea
 	e.reset = how;
 	e.reset_reason = reason;
 	fill_tuple(&e, sk, true);
+	/* Its owner is forgotten (at CLOSE): the owner filters let it by,
+	 * user space matches it with its connection. */
+	if ((filter_cgroup && !in_cgroup(sk)) || !wanted_where(&e))
+		return;
 	send(&e);
 }
 

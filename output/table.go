@@ -107,7 +107,10 @@ func appendWhy(dst []byte, ev *tracer.Event) []byte {
 		if ev.Retrans > 0 {
 			dst = append(dst, " after "...)
 			dst = strconv.AppendUint(dst, uint64(ev.Retrans), 10)
-			dst = append(dst, " retransmissions"...)
+			dst = append(dst, " retransmission"...)
+			if ev.Retrans > 1 {
+				dst = append(dst, 's')
+			}
 		}
 	}
 	if ev.Suppressed > 0 {
