@@ -87,24 +87,10 @@ func appendWhyJSON(dst []byte, ev *tracer.Event, retrans bool) []byte {
 			dst = strconv.AppendUint(dst, uint64(ev.Suppressed), 10)
 		}
 	}
-	if ev.Reset != 0 {
-		dst = append(dst, `,"reset":"`...)
-		dst = append(dst, ev.Reset.String()...)
-		dst = append(dst, '"')
-		if ev.Reset&tracer.ResetSent != 0 {
-			dst = append(dst, `,"reset_reason":"`...)
-			dst = append(dst, ev.ResetReason.String()...)
-			dst = append(dst, '"')
-		}
-	}
-	if ev.Error != 0 {
-		dst = append(dst, `,"error":"`...)
-		dst = append(dst, ev.Error.String()...)
-		dst = append(dst, '"')
-		if retrans {
-			dst = append(dst, `,"retrans":`...)
-			dst = strconv.AppendUint(dst, uint64(ev.Retrans), 10)
-		}
+	dst = appendEndJSON(dst, ev.Reset, ev.ResetReason, ev.Error)
+	if ev.Error != 0 && retrans {
+		dst = append(dst, `,"retrans":`...)
+		dst = strconv.AppendUint(dst, uint64(ev.Retrans), 10)
 	}
 	return dst
 }

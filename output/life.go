@@ -7,7 +7,6 @@ import (
 	"strconv"
 
 	"github.com/tcpstate/tcpstate/conn"
-	"github.com/tcpstate/tcpstate/tracer"
 )
 
 // LifeFormat turns whole connections (tcpstate life) into bytes.
@@ -76,21 +75,7 @@ func (f *lifeJSON) Append(dst []byte, c *conn.Connection) []byte {
 	}
 	dst = append(dst, `,"half_close":`...)
 	dst = strconv.AppendBool(dst, c.HalfClose)
-	if c.Reset != 0 {
-		dst = append(dst, `,"reset":"`...)
-		dst = append(dst, c.Reset.String()...)
-		dst = append(dst, '"')
-		if c.Reset&tracer.ResetSent != 0 {
-			dst = append(dst, `,"reset_reason":"`...)
-			dst = append(dst, c.ResetReason.String()...)
-			dst = append(dst, '"')
-		}
-	}
-	if c.Error != 0 {
-		dst = append(dst, `,"error":"`...)
-		dst = append(dst, c.Error.String()...)
-		dst = append(dst, '"')
-	}
+	dst = appendEndJSON(dst, c.Reset, c.ResetReason, c.Error)
 	if c.ISNKnown {
 		dst = append(dst, `,"isn":`...)
 		dst = strconv.AppendUint(dst, uint64(c.ISN), 10)
@@ -149,20 +134,7 @@ func (f *lifeTable) Append(dst []byte, c *conn.Connection) []byte {
 	}
 	if c.Reset != 0 || c.Error != 0 {
 		dst = append(dst, " ("...)
-		if c.Reset != 0 {
-			dst = append(dst, "reset "...)
-			dst = append(dst, c.Reset.String()...)
-			if c.Reset&tracer.ResetSent != 0 && c.ResetReason != tracer.ReasonUnknown {
-				dst = append(dst, ": "...)
-				dst = append(dst, c.ResetReason.Words()...)
-			}
-		}
-		if c.Error != 0 {
-			if c.Reset != 0 {
-				dst = append(dst, ", "...)
-			}
-			dst = append(dst, c.Error.String()...)
-		}
+		dst = appendEndWords(dst, "reset", c.Reset, c.ResetReason, c.Error)
 		dst = append(dst, ')')
 	}
 	return append(dst, '\n')

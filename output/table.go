@@ -91,19 +91,8 @@ func (f *tableFormat) Append(dst []byte, ev *tracer.Event) []byte {
 // blank) when there is nothing to say.
 func appendWhy(dst []byte, ev *tracer.Event) []byte {
 	start := len(dst)
-	if ev.Reset != 0 {
-		dst = append(dst, "RST "...)
-		dst = append(dst, ev.Reset.String()...)
-		if ev.Reset&tracer.ResetSent != 0 && ev.ResetReason != tracer.ReasonUnknown {
-			dst = append(dst, ": "...)
-			dst = append(dst, ev.ResetReason.Words()...)
-		}
-	}
+	dst = appendEndWords(dst, "RST", ev.Reset, ev.ResetReason, ev.Error)
 	if ev.Error != 0 {
-		if len(dst) > start {
-			dst = append(dst, ", "...)
-		}
-		dst = append(dst, ev.Error.String()...)
 		if ev.Retrans > 0 {
 			dst = append(dst, " after "...)
 			dst = strconv.AppendUint(dst, uint64(ev.Retrans), 10)

@@ -3,14 +3,12 @@
 package tracer_test
 
 import (
-	"context"
 	"fmt"
 	"net/netip"
 	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,26 +21,9 @@ import (
 )
 
 // whyCollector keeps transitions and notes alike.
-type whyCollector struct {
-	mu      sync.Mutex
-	records []tracer.Event
-}
-
-func (c *whyCollector) Event(ev *tracer.Event) error {
-	c.mu.Lock()
-	c.records = append(c.records, *ev)
-	c.mu.Unlock()
-	return nil
-}
+type whyCollector struct{ collector }
 
 func (c *whyCollector) Note(ev *tracer.Event) error { return c.Event(ev) }
-func (c *whyCollector) Tick() error                 { return nil }
-
-func (c *whyCollector) snapshot() []tracer.Event {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]tracer.Event(nil), c.records...)
-}
 
 // whyWant is what one socket's records must say: its transition to CLOSE
 // (or the RST to no socket, or the RST after CLOSE) between local and
@@ -163,6 +144,9 @@ func TestWhy(t *testing.T) {
 				}
 				checkNstat(t, ns, recs, reasons, noSocket)
 				if t.Failed() {
+					lost, _ := c.tracer.Lost()
+					ends, moved, _ := c.tracer.Unseen()
+					t.Logf("the tracer lost %d events; the kernel showed no CLOSE for %d sockets, no transition for %d", lost, ends, moved)
 					for _, ev := range recs {
 						t.Logf("%v %s:%d %s:%d %s>%s reset %q %s %q retrans %d", ev.Note, ev.LAddr, ev.LPort, ev.RAddr, ev.RPort, ev.OldState, ev.NewState, ev.Reset, ev.ResetReason, ev.Error, ev.Retrans)
 					}
@@ -174,21 +158,8 @@ func TestWhy(t *testing.T) {
 
 func startWhyTracer(t *testing.T, ns *testenv.Netns) *whyCollector {
 	t.Helper()
-	tr, err := tracer.New(withTestHooks(tracer.Options{Filter: tcp.Filter{NetNS: ns.Inode}}))
-	if err != nil {
-		t.Fatalf("tracer.New: %v", err)
-	}
 	c := &whyCollector{}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- tr.Run(ctx, c) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-		tr.Close()
-	})
+	c.tracer = startHandler(t, tracer.Options{Filter: tcp.Filter{NetNS: ns.Inode}}, c)
 	return c
 }
 
