@@ -30,6 +30,7 @@ var whyHelpers = map[string]func(network, addr string, say func(helperReport) er
 	"user-timeout":      userTimeout,
 	"unreachable":       unreachable,
 	"backlog-full":      backlogFull,
+	"refused-flood":     refusedFlood,
 }
 
 // expectErr reads from c until an error, which must be want.
@@ -307,4 +308,30 @@ func backlogFull(network, addr string, say func(helperReport) error) error {
 		c.Close()
 	}
 	return nil
+}
+
+// refusedFlood connects 2000 times to a closed port, 50 at a time: as
+// many RSTs to no socket, at once.
+func refusedFlood(network, addr string, say func(helperReport) error) error {
+	ln, err := net.Listen(network, net.JoinHostPort(addr, "0"))
+	if err != nil {
+		return err
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	target := net.JoinHostPort(addr, strconv.Itoa(port))
+	for range 2000 / 50 {
+		var wg sync.WaitGroup
+		for range 50 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if c, err := net.Dial(network, target); err == nil {
+					c.Close()
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	return say(helperReport{Server: port})
 }
