@@ -53,7 +53,6 @@ func Why(s *snapshot.Socket) string {
 		if s.HasDrops && s.Drops > 0 {
 			why += " (" + strconv.FormatUint(uint64(s.Drops), 10) + " dropped since the socket exists)"
 		}
-		return why
 	default:
 		why = "state " + s.State.String()
 	}
