@@ -23,6 +23,9 @@
 #define MAX_CGROUP_LEVEL 32
 #define TCP_LAST_ACK 9
 #define PF_KTHREAD 0x00200000
+#define ENETUNREACH 101
+#define ETIMEDOUT 110
+#define EHOSTUNREACH 113
 
 /* Wake user space only once this much is queued; it polls on a short
  * timer anyway, so batching costs latency of at most one poll period. */

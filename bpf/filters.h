@@ -110,8 +110,8 @@ static __always_inline __u16 family_of(const struct event *e)
 	return e->family;
 }
 
-/* Filters on the final event: its owner, tuple and namespace. */
-static __always_inline bool wanted(const struct event *e)
+/* Filters on the final event's tuple and namespace. */
+static __always_inline bool wanted_where(const struct event *e)
 {
 	if (filter_family && family_of(e) != filter_family)
 		return false;
@@ -120,6 +120,22 @@ static __always_inline bool wanted(const struct event *e)
 	if (filter_netns_cookie && e->netns_cookie != filter_netns_cookie)
 		return false;
 	if (!filter_netns_cookie && filter_netns && e->netns != filter_netns)
+		return false;
+	if (filter_lport && !port_in(&lports, e->sport))
+		return false;
+	if (filter_rport && !port_in(&rports, e->dport))
+		return false;
+	if (filter_laddr && !addr_in(&laddrs, e, e->saddr))
+		return false;
+	if (filter_raddr && !addr_in(&raddrs, e, e->daddr))
+		return false;
+	return true;
+}
+
+/* Filters on the final event: its owner, tuple and namespace. */
+static __always_inline bool wanted(const struct event *e)
+{
+	if (!wanted_where(e))
 		return false;
 	if (filter_pid && !bpf_map_lookup_elem(&pids, &e->pid))
 		return false;
@@ -137,14 +153,6 @@ static __always_inline bool wanted(const struct event *e)
 		if (!found)
 			return false;
 	}
-	if (filter_lport && !port_in(&lports, e->sport))
-		return false;
-	if (filter_rport && !port_in(&rports, e->dport))
-		return false;
-	if (filter_laddr && !addr_in(&laddrs, e, e->saddr))
-		return false;
-	if (filter_raddr && !addr_in(&raddrs, e, e->daddr))
-		return false;
 	return true;
 }
 

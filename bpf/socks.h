@@ -21,7 +21,7 @@ struct sock_info {
 	__u8 reset;   /* RESET_* */
 	__u8 state;   /* the last new state shown */
 	__u8 suspect; /* 1 + the other state the last sweep found it in */
-	__u8 _pad;
+	__u8 reset_reason; /* enum rst_reason of the RST it sent (resets.h) */
 	char comm[TASK_COMM_LEN];
 	struct conn_life life;
 };

@@ -107,10 +107,13 @@ static __always_inline int on_set_state(const struct sock *sk, int oldstate, int
 	}
 	e->pid = si->pid;
 	e->reset = si->reset;
+	e->reset_reason = si->reset_reason;
 	__builtin_memcpy(e->comm, si->comm, sizeof(e->comm));
 	life = si->life;
-	if (newstate == TCP_CLOSE)
+	if (newstate == TCP_CLOSE) {
 		bpf_map_delete_elem(&socks, &key);
+		e->error = sock_error(sk, btf); /* errors.h */
+	}
 
 	cgroup_ok = !filter_cgroup || in_cgroup(sk);
 	if (!tally_mode || tally_cgroups)

@@ -32,7 +32,8 @@ struct closed_conn {
 	__u64 cgroup; /* of the socket */
 	__u8 from;  /* the state it left for CLOSE */
 	__u8 reset; /* RESET_* counted so far */
-	__u8 _pad[6];
+	__u8 error; /* errno it ended on */
+	__u8 _pad[5];
 };
 
 /* Tally mode: the counters and histograms, per CPU. */
@@ -171,8 +172,10 @@ __noinline int observe(__u32 series, __u64 ns, __u64 cgroup)
 }
 
 /* Who closed, as `tcpstate life` says it. */
-static __always_inline __u32 closer_of(__u8 flags, __u8 reset)
+static __always_inline __u32 closer_of(__u8 flags, __u8 reset, __u8 error)
 {
+	if (error == ETIMEDOUT)
+		return CLOSED_TIMEOUT; /* the kernel's timers gave up (a keepalive's RST too) */
 	if (reset)
 		return CLOSED_RESET;
 	if (flags & LIFE_SIMULTANEOUS)
@@ -184,7 +187,8 @@ static __always_inline __u32 closer_of(__u8 flags, __u8 reset)
 
 /* A connection ended (CLOSE, or TIME_WAIT entered): its lifetime, if it
  * was established and began while we watched. */
-static __always_inline void observe_end(const struct conn_life *life, __u64 end_ts, __u8 reset, __u64 cgroup)
+static __always_inline void observe_end(const struct conn_life *life, __u64 end_ts, __u8 reset, __u8 error,
+					__u64 cgroup)
 {
 	__u32 role;
 
@@ -196,15 +200,27 @@ static __always_inline void observe_end(const struct conn_life *life, __u64 end_
 		role = ROLE_SERVER;
 	else
 		return;
-	observe(HIST_CONN + role * NR_CLOSED_BY + closer_of(life->flags, reset), end_ts - life->start_ts, cgroup);
+	observe(HIST_CONN + role * NR_CLOSED_BY + closer_of(life->flags, reset, error), end_ts - life->start_ts, cgroup);
 }
 
-static __always_inline void count_resets(struct tallies *t, __u8 state, __u8 reset)
+static __always_inline void count_resets(struct tallies *t, __u8 state, __u8 reset, __u8 reason)
 {
+	if (reason >= NR_RESET_REASONS)
+		reason = RR_OTHER;
 	if (reset & RESET_SENT)
-		ADD(t->resets[state][0], 1);
+		ADD(t->resets[state][0][reason], 1);
 	if (reset & RESET_RECEIVED)
-		ADD(t->resets[state][1], 1);
+		ADD(t->resets[state][1][RR_UNKNOWN], 1); /* the peer's reason is not on the wire */
+}
+
+/* A RST sent for a segment that found no socket (resets.h). */
+static __always_inline void tally_nosock(__u8 reason)
+{
+	__u32 zero = 0;
+	struct tallies *t = bpf_map_lookup_elem(&tally_counts, &zero);
+
+	if (t)
+		count_resets(t, TCP_CLOSE, RESET_SENT, reason);
 }
 
 /* Entries in closed: a sweep with none to look at costs nothing. */
@@ -221,8 +237,8 @@ static __always_inline bool late_reset_possible(__u8 from)
 /* Count one transition; life is the connection's when the transition
  * may end it (NULL otherwise); cookie is a full socket's (which may send
  * a RST after its CLOSE), 0 for a timewait socket's; cgroup the socket's. */
-static __always_inline void tally(__u8 from, __u8 to, __u64 ts, __u64 prev_ts, __u8 reset, __u32 retrans,
-				  const struct conn_life *life, __u64 cookie, __u64 cgroup)
+static __always_inline void tally(__u8 from, __u8 to, __u64 ts, __u64 prev_ts, __u8 reset, __u8 reason,
+				  __u8 error, __u32 retrans, const struct conn_life *life, __u64 cookie, __u64 cgroup)
 {
 	__u32 zero = 0;
 	struct tallies *t = bpf_map_lookup_elem(&tally_counts, &zero);
@@ -236,16 +252,21 @@ static __always_inline void tally(__u8 from, __u8 to, __u64 ts, __u64 prev_ts, _
 		observe(HIST_STATE + from, ts - prev_ts, cgroup);
 	if (to == TCP_CLOSE) {
 		if (from == TCP_SYN_SENT) {
-			__u32 reason = reset & RESET_RECEIVED ? FAIL_REFUSED : retrans ? FAIL_TIMEOUT : FAIL_OTHER;
+			__u32 why = reset & RESET_RECEIVED		      ? FAIL_REFUSED
+				    : error == EHOSTUNREACH || error == ENETUNREACH ? FAIL_UNREACHABLE
+				    : retrans || error == ETIMEDOUT		      ? FAIL_TIMEOUT
+										      : FAIL_OTHER;
 
-			ADD(t->connect_failures[reason], 1);
+			ADD(t->connect_failures[why], 1);
 		}
-		count_resets(t, from, reset);
+		count_resets(t, from, reset, reason);
 	}
 	if (!life || (to != TCP_CLOSE && to != TCP_TIME_WAIT))
 		return;
 	if (late_resets && cookie && to == TCP_CLOSE && !(reset & RESET_SENT) && late_reset_possible(from)) {
-		struct closed_conn c = { .life = *life, .end_ts = ts, .cgroup = cgroup, .from = from, .reset = reset };
+		struct closed_conn c = {
+			.life = *life, .end_ts = ts, .cgroup = cgroup, .from = from, .reset = reset, .error = error,
+		};
 
 		if (!bpf_map_update_elem(&closed, &cookie, &c, BPF_NOEXIST)) {
 			if (!__sync_fetch_and_add(&closed_live, 1))
@@ -254,7 +275,7 @@ static __always_inline void tally(__u8 from, __u8 to, __u64 ts, __u64 prev_ts, _
 		}
 		count(COUNT_CLOSED_FULL);
 	}
-	observe_end(life, ts, reset, cgroup);
+	observe_end(life, ts, reset, error, cgroup);
 }
 
 /* Observe the end of a closed connection, once: the one that deletes its
@@ -266,12 +287,12 @@ static __always_inline void closed_end(__u64 *cookie, struct closed_conn *c)
 	if (bpf_map_delete_elem(&closed, cookie))
 		return;
 	__sync_fetch_and_sub(&closed_live, 1);
-	observe_end(&copy.life, copy.end_ts, copy.reset, copy.cgroup);
+	observe_end(&copy.life, copy.end_ts, copy.reset, copy.error, copy.cgroup);
 }
 
 /* The RST sent after CLOSE by close(): count it, and end the connection
  * as reset. */
-static __always_inline void tally_late_reset(__u64 cookie, __u8 how)
+static __always_inline void tally_late_reset(__u64 cookie, __u8 how, __u8 reason)
 {
 	struct closed_conn *c = bpf_map_lookup_elem(&closed, &cookie);
 	__u32 zero = 0;
@@ -281,7 +302,7 @@ static __always_inline void tally_late_reset(__u64 cookie, __u8 how)
 		return;
 	t = bpf_map_lookup_elem(&tally_counts, &zero);
 	if (t)
-		count_resets(t, c->from & (NR_STATES - 1), how & ~c->reset);
+		count_resets(t, c->from & (NR_STATES - 1), how & ~c->reset, reason);
 	c->reset |= how;
 	closed_end(&cookie, c);
 }
@@ -297,7 +318,8 @@ static long sweep_one(struct bpf_map *map, __u64 *cookie, struct closed_conn *c,
 static __always_inline void emit(struct event *e, const struct conn_life *life)
 {
 	if (tally_mode)
-		tally(e->oldstate, e->newstate, e->ts_ns, e->prev_ts_ns, e->reset, e->retrans, life, e->cookie, e->cgroup_id);
+		tally(e->oldstate, e->newstate, e->ts_ns, e->prev_ts_ns, e->reset, e->reset_reason, e->error, e->retrans,
+		      life, e->cookie, e->cgroup_id);
 	else
 		send(e);
 }

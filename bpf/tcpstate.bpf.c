@@ -9,7 +9,9 @@
  *   socks.h    followed sockets: owners and ages; accept; the sweep
  *   timewait.h TIME_WAIT, which the tracepoint never shows
  *   state.h    sock/inet_sock_set_state, and the held-back SYN events
- *   resets.h   RSTs sent and received
+ *   resets.h   RSTs sent and received, the kernel's reason, RSTs sent
+ *              for segments that found no socket (rate-limited)
+ *   errors.h   the error a socket ended on (sk_err at CLOSE)
  * Every hook runs only for TCP's own events: nothing that every syscall,
  * packet or timer of the host pays for. */
 #include "vmlinux.h"
@@ -28,11 +30,13 @@ const volatile enum tally_layout tally_layout_btf = 0;
 const volatile enum connect_failure connect_failure_btf = 0;
 const volatile enum role role_btf = 0;
 const volatile enum closed_by closed_by_btf = 0;
+const volatile enum rst_reason rst_reason_btf = 0;
 
 #include "common.h"
 #include "filters.h"
 #include "tally.h"
 #include "socks.h"
 #include "timewait.h"
+#include "errors.h"
 #include "state.h"
 #include "resets.h"

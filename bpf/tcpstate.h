@@ -35,6 +35,9 @@ struct event {
 	__u8 _pad[5];
 	__u64 netns_cookie; /* network namespace cookie, never reused; 0 if
 	                     * the kernel has none (before 5.14) */
+	__u8 reset_reason; /* enum rst_reason of the RST this socket sent */
+	__u8 error;        /* errno the socket ended on (sk_err at CLOSE), 0 none */
+	__u8 _pad2[6];
 };
 
 /* event.flags */
@@ -46,6 +49,39 @@ enum ev_flag {
 	                      * orphaned FIN_WAIT2 timewait socket */
 	EV_POLL_NOTE = 32,   /* not a transition, nothing else in the record:
 	                      * timewait sockets are followed again: poll them */
+	EV_NOSOCK_NOTE = 64, /* not a transition: a RST sent for a segment that
+	                      * found no socket (tuple from the segment, pid 0);
+	                      * `retrans` holds how many such RSTs on this CPU
+	                      * were not recorded since the last record (rate
+	                      * limit, also counted in COUNT_NOSOCK_SUPPRESSED) */
+};
+
+/* event.reset_reason: the kernel's enum sk_rst_reason (6.10+), whose
+ * values differ between kernels, as tcpstate's own numbers (resets.h maps
+ * them through CO-RE). Names in tracer/reason.go. */
+enum rst_reason {
+	RR_UNKNOWN,          /* the kernel gives no reason (before 6.10), or no RST sent */
+	RR_NOT_SPECIFIED,
+	RR_NO_SOCKET,
+	RR_TCP_INVALID_ACK_SEQUENCE,
+	RR_TCP_RFC7323_PAWS,
+	RR_TCP_TOO_OLD_ACK,
+	RR_TCP_ACK_UNSENT_DATA,
+	RR_TCP_FLAGS,
+	RR_TCP_OLD_ACK,
+	RR_TCP_ABORT_ON_DATA,
+	RR_TCP_TIMEWAIT_SOCKET,
+	RR_INVALID_SYN,
+	RR_TCP_ABORT_ON_CLOSE,
+	RR_TCP_ABORT_ON_LINGER,
+	RR_TCP_ABORT_ON_MEMORY,
+	RR_TCP_STATE,
+	RR_TCP_KEEPALIVE_TIMEOUT,
+	RR_TCP_DISCONNECT_WITH_DATA,
+	RR_ERROR,
+	RR_MPTCP,            /* any of MPTCP's */
+	RR_OTHER,            /* a name newer than this tcpstate */
+	NR_RST_REASONS,
 };
 
 /* event.reset */
@@ -85,6 +121,10 @@ enum counter {
 	                     * shown its CLOSE */
 	COUNT_UNSEEN_STATE, /* a followed socket found in another state than
 	                     * the tracepoint last showed, twice in a row */
+	COUNT_NOSOCK_SEEN,  /* not a loss: RSTs sent for segments that found
+	                     * no socket, all of them */
+	COUNT_NOSOCK_SUPPRESSED, /* of those, not recorded one by one (rate
+	                          * limit): counted here and on the next record */
 	NR_COUNTERS,
 };
 
@@ -94,9 +134,10 @@ enum counter {
 enum tally_layout {
 	NR_STATES = 16,       /* TCP states are 1..13; index by state */
 	NR_DIRECTIONS = 2,    /* resets: 0 sent, 1 received */
-	NR_REASONS = 3,       /* connect failures, enum connect_failure */
+	NR_REASONS = 4,       /* connect failures, enum connect_failure */
 	NR_ROLES = 2,         /* enum role */
-	NR_CLOSED_BY = 4,     /* enum closed_by */
+	NR_CLOSED_BY = 5,     /* enum closed_by */
+	NR_RESET_REASONS = 24, /* enum rst_reason, padded */
 	/* Native histogram buckets (Prometheus schema NATIVE_SCHEMA: bucket
 	 * k holds (2^((k-1)/8), 2^(k/8)] seconds), for keys NATIVE_MIN_KEY
 	 * .. NATIVE_MIN_KEY + NATIVE_BUCKETS - 1, i.e. from 2^-20 s (1 us)
@@ -113,14 +154,16 @@ enum tally_layout {
 	NR_HISTS = HIST_CONN + NR_ROLES * NR_CLOSED_BY,
 };
 
-enum connect_failure { FAIL_REFUSED, FAIL_TIMEOUT, FAIL_OTHER };
+enum connect_failure { FAIL_REFUSED, FAIL_TIMEOUT, FAIL_OTHER, FAIL_UNREACHABLE };
 enum role { ROLE_CLIENT, ROLE_SERVER };
-enum closed_by { CLOSED_LOCAL, CLOSED_REMOTE, CLOSED_SIMULTANEOUS, CLOSED_RESET };
+enum closed_by { CLOSED_LOCAL, CLOSED_REMOTE, CLOSED_SIMULTANEOUS, CLOSED_RESET, CLOSED_TIMEOUT };
 
 /* The counters of tally mode, per CPU (map tallies, one entry). */
 struct tallies {
 	__u64 transitions[NR_STATES][NR_STATES]; /* [from][to] */
-	__u64 resets[NR_STATES][NR_DIRECTIONS];  /* [state left for CLOSE] */
+	/* [state left for CLOSE][direction][enum rst_reason]; a RST sent for
+	 * a segment that found no socket counts in state CLOSE. */
+	__u64 resets[NR_STATES][NR_DIRECTIONS][NR_RESET_REASONS];
 	__u64 connect_failures[NR_REASONS];
 };
 

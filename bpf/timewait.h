@@ -235,7 +235,7 @@ static __always_inline void send_tw(const struct tw_info *info, __u8 newstate, _
 	if (tally_mode) {
 		/* An orphan's connection ends now; a TIME_WAIT's ended when
 		 * it entered TIME_WAIT. */
-		tally(info->substate, newstate, ts, info->enter_ts, info->tmpl.reset, 0,
+		tally(info->substate, newstate, ts, info->enter_ts, info->tmpl.reset, info->tmpl.reset_reason, 0, 0,
 		      info->substate == TCP_FIN_WAIT2 ? &info->life : NULL, 0, info->tmpl.cgroup_id);
 		return;
 	}

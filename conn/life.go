@@ -38,10 +38,16 @@ type Connection struct {
 	ClosedBy         string // "local", "remote", "simultaneous"; "" if no FIN
 	HalfClose        bool   // payload flowed after the first FIN
 	Reset            tracer.Reset
-	ISN, PeerISN     uint32
-	ISNKnown         bool
-	NetNS            uint32
-	CgroupID         uint64
+	// ResetReason is the kernel's reason for the RST this host sent
+	// (Linux 6.10 and later).
+	ResetReason tracer.ResetReason
+	// Error is the error the connection ended on, as its application saw
+	// it (ECONNRESET, ETIMEDOUT...); 0 for none.
+	Error        tracer.Errno
+	ISN, PeerISN uint32
+	ISNKnown     bool
+	NetNS        uint32
+	CgroupID     uint64
 }
 
 // Step is one state of a connection's path.
@@ -144,6 +150,9 @@ func (lt *LifeTracker) Note(ev *tracer.Event) error {
 	for _, l := range lt.ended {
 		if l.id == ev.ConnID() {
 			l.c.Reset |= ev.Reset
+			if ev.Reset&tracer.ResetSent != 0 {
+				l.c.ResetReason = ev.ResetReason
+			}
 		}
 	}
 	return nil
@@ -217,6 +226,12 @@ func (l *life) step(ev *tracer.Event) {
 	c.Family, c.LAddr, c.LPort, c.RAddr, c.RPort = ev.Family, ev.LAddr, ev.LPort, ev.RAddr, ev.RPort
 	c.NetNS, c.CgroupID = ev.NetNS, ev.CgroupID
 	c.Reset |= ev.Reset
+	if ev.Reset&tracer.ResetSent != 0 {
+		c.ResetReason = ev.ResetReason
+	}
+	if ev.NewState == tcp.Close {
+		c.Error = ev.Error
+	}
 	// Timewait events carry the counters of the full socket's end.
 	c.TxBytes, c.RxBytes, c.Retrans = ev.TxBytes, ev.RxBytes, ev.Retrans
 	if ev.NewState == tcp.TimeWait || ev.NewState == tcp.Close {

@@ -225,7 +225,9 @@ func (sw *StuckWatch) Event(ev *tracer.Event) error {
 		}
 		sw.pending(p, ev.Time)
 	}
-	if sw.states[ev.NewState] && ev.NewState != tcp.Close {
+	// A listener is watched from a snapshot that finds its accept queue
+	// full, not from its LISTEN.
+	if sw.states[ev.NewState] && ev.NewState != tcp.Close && ev.NewState != tcp.Listen {
 		return sw.insert(&watchEntry{key: key, skaddr: ev.Skaddr, state: ev.NewState, since: ev.Time, exact: true})
 	}
 	return nil
@@ -245,6 +247,13 @@ func (sw *StuckWatch) pending(e *watchEntry, at time.Time) {
 func (sw *StuckWatch) fromSnapshot(s *snapshot.Socket, start time.Time, initial bool) (*watchEntry, error) {
 	key := socketKey(s)
 	e := sw.byKey[key]
+	if s.State == tcp.Listen && !s.AcceptQueueFull() {
+		// A listener is stuck while its accept queue stays full.
+		if e != nil && e.state == tcp.Listen && !e.closing {
+			return nil, sw.left(e, start, "accepting again")
+		}
+		return nil, nil
+	}
 	if e != nil && e.closing {
 		if e.state == s.State { // a FIN_WAIT2 stub: still in FIN_WAIT2
 			e.closing = false

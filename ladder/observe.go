@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/tcpstate/tcpstate/tcp"
 	"github.com/tcpstate/tcpstate/tracer"
 )
@@ -134,13 +136,16 @@ func (v *sockView) transition(evs events, i int) []obs {
 	case old == tcp.SynSent && new == tcp.Close:
 		if resetIn {
 			r := recv(RST, 0, v.isn+1, true)
-			r.note, r.warn = "connection refused", true
+			r.note, r.warn = withError("connection refused", ev), true
 			return []obs{r}
 		}
-		if n := ev.Retrans; n > 0 {
-			return local(fmt.Sprintf("no answer: connect timed out after %s, SYN retransmitted %d times", human(ev.InState), n), true)
+		if ev.Error == tracer.Errno(unix.EHOSTUNREACH) || ev.Error == tracer.Errno(unix.ENETUNREACH) {
+			return local(withError("unreachable: an ICMP answer to the SYN", ev), true)
 		}
-		return local("connect abandoned before an answer", true)
+		if n := ev.Retrans; n > 0 {
+			return local(withError(fmt.Sprintf("no answer: connect timed out after %s, SYN retransmitted %d times", human(ev.InState), n), ev), true)
+		}
+		return local(withError("connect abandoned before an answer", ev), true)
 	case old == tcp.SynRecv && new == tcp.Established:
 		return []obs{recv(ACK, ev.RcvNxt, ev.SndUna, true)}
 	case old == tcp.Established && new == tcp.FinWait1, old == tcp.CloseWait && new == tcp.LastAck:
@@ -182,8 +187,19 @@ func (v *sockView) transition(evs events, i int) []obs {
 		return local(note, warn)
 	case new == tcp.Close && resetIn:
 		r := recv(RST, ev.RcvNxt, 0, false)
-		r.note, r.warn = "reset by the peer", true
+		r.note, r.warn = withError("reset by the peer", ev), true
 		return []obs{r}
+	case new == tcp.Close && ev.Error == tracer.Errno(unix.ETIMEDOUT):
+		// The kernel's timers gave up: retransmissions, TCP_USER_TIMEOUT,
+		// or keepalive (which sends a RST).
+		note := withError(fmt.Sprintf("timed out after %d retransmissions", ev.Retrans), ev)
+		if ev.Reset&tracer.ResetSent != 0 {
+			s := send(RST, ev.SndNxt, ev.RcvNxt, true)
+			s.enter = enter
+			s.note, s.warn = "reset: "+ev.ResetReason.Words()+" ("+ev.Error.String()+")", true
+			return []obs{s}
+		}
+		return local(note, true)
 	case old == tcp.LastAck && new == tcp.Close:
 		return []obs{recv(ACK, ev.RcvNxt, ev.SndUna, true)}
 	case old == tcp.FinWait2 && new == tcp.Close && ev.Synthesized:
@@ -198,6 +214,9 @@ func (v *sockView) transition(evs events, i int) []obs {
 		s := send(RST, ev.SndNxt, ev.RcvNxt, true)
 		s.enter = enter
 		s.note, s.warn = noteAbort, true
+		if ev.Reset&tracer.ResetSent != 0 && ev.ResetReason != tracer.ReasonUnknown {
+			s.note = "reset: " + ev.ResetReason.Words()
+		}
 		if ev.Reset&tracer.ResetSent == 0 {
 			// Live, the tracer notes the RST; a recording has no notes.
 			s.note = noteAbortInferred
@@ -205,6 +224,14 @@ func (v *sockView) transition(evs events, i int) []obs {
 		return []obs{s}
 	}
 	return local("", false)
+}
+
+// withError adds the error the application saw to a note.
+func withError(note string, ev *tracer.Event) string {
+	if ev.Error == 0 {
+		return note
+	}
+	return note + " (" + ev.Error.String() + ")"
 }
 
 // Notes of an abortive close: the RST seen sent (live) or received by

@@ -45,6 +45,9 @@ type record struct {
 	RcvNxt      *uint32    `json:"rcv_nxt"`
 	Retrans     uint32     `json:"retrans"`
 	Reset       string     `json:"reset"`
+	ResetReason string     `json:"reset_reason"`
+	Error       string     `json:"error"`
+	Note        string     `json:"note"`
 	Cookie      uint64     `json:"cookie"`
 }
 
@@ -82,7 +85,12 @@ func Replay(ctx context.Context, r io.Reader, h tracer.Handler) error {
 		if len(line) == 0 {
 			continue
 		}
-		if err := decode(line, &ev); err != nil {
+		if err := decode(line, &ev); err == errNote {
+			if ev.Note == tracer.NoteLateReset {
+				win.lateReset(&ev)
+			}
+			continue // not a transition
+		} else if err != nil {
 			return &LineError{Line: n, Err: err}
 		}
 		if win.passed > 0 && ev.Time.Before(win.last) {
@@ -132,6 +140,20 @@ type lineEvent struct {
 	ev   tracer.Event
 }
 
+// lateReset adds the RST sent just after its CLOSE (a note) to that
+// CLOSE, if it is still in the window, as the live tracker does.
+func (w *reorder) lateReset(note *tracer.Event) {
+	for i := range w.evs {
+		ev := &w.evs[i].ev
+		if ev.NewState == tcp.Close && ev.ConnID() == note.ConnID() {
+			ev.Reset |= note.Reset
+			if note.Reset&tracer.ResetSent != 0 {
+				ev.ResetReason = note.ResetReason
+			}
+		}
+	}
+}
+
 func (w *reorder) Len() int { return len(w.evs) }
 func (w *reorder) Less(i, j int) bool {
 	a, b := &w.evs[i], &w.evs[j]
@@ -156,6 +178,9 @@ func (w *reorder) pop() *tracer.Event {
 	w.out, w.last, w.passed = x.ev, x.ev.Time, x.line
 	return &w.out
 }
+
+// errNote is a record that is not a transition (it has a "note").
+var errNote = errors.New("a note")
 
 var errNotEvent = errors.New("not a tcpstate event (want the lines of 'tcpstate --seq -o json')")
 
@@ -202,7 +227,7 @@ func decode(line []byte, ev *tracer.Event) error {
 			return fmt.Errorf("skaddr %q: %w", rec.Skaddr, err)
 		}
 	}
-	if ev.Skaddr == 0 && ev.Cookie == 0 {
+	if ev.Skaddr == 0 && ev.Cookie == 0 && rec.Note == "" {
 		return errors.New("neither skaddr nor cookie: cannot tell sockets apart")
 	}
 	if rec.InStateUs != nil {
@@ -219,7 +244,23 @@ func decode(line []byte, ev *tracer.Event) error {
 	default:
 		return fmt.Errorf("reset %q: want sent, received or sent+received", rec.Reset)
 	}
-	return nil
+	if rec.ResetReason != "" {
+		if ev.ResetReason, err = tracer.ParseResetReason(rec.ResetReason); err != nil {
+			return err
+		}
+	}
+	if rec.Error != "" {
+		if ev.Error, err = tracer.ParseErrno(rec.Error); err != nil {
+			return err
+		}
+	}
+	switch rec.Note {
+	case "":
+		return nil
+	case "reset_after_close":
+		ev.Note = tracer.NoteLateReset
+	}
+	return errNote
 }
 
 func parseAddr(s string) (netip.Addr, error) {

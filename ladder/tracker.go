@@ -168,6 +168,9 @@ func (t *Tracker) Note(ev *tracer.Event) error {
 	}
 	if s := t.notes[ev.ConnID()]; s != nil && len(s.evs) > 0 {
 		s.evs[len(s.evs)-1].Reset |= ev.Reset
+		if ev.Reset&tracer.ResetSent != 0 {
+			s.evs[len(s.evs)-1].ResetReason = ev.ResetReason
+		}
 		if t.opt.Follow {
 			return t.follow(s.conn)
 		}

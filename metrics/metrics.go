@@ -35,11 +35,20 @@ import (
 // tcpstate_connection_duration_seconds{role,closed_by} and
 // tcpstate_resets_total{direction}, indexed by the tracer's enums.
 var (
-	reasons    = [tracer.NumConnectFailures]string{tracer.FailRefused: "refused", tracer.FailTimeout: "timeout", tracer.FailOther: "other"}
+	reasons    = [tracer.NumConnectFailures]string{tracer.FailRefused: "refused", tracer.FailTimeout: "timeout", tracer.FailOther: "other", tracer.FailUnreachable: "unreachable"}
 	roles      = [tracer.NumRoles]string{tracer.RoleClient: "client", tracer.RoleServer: "server"}
-	closers    = [tracer.NumClosers]string{tracer.ClosedLocal: "local", tracer.ClosedRemote: "remote", tracer.ClosedSimultaneous: "simultaneous", tracer.ClosedReset: "reset"}
+	closers    = [tracer.NumClosers]string{tracer.ClosedLocal: "local", tracer.ClosedRemote: "remote", tracer.ClosedSimultaneous: "simultaneous", tracer.ClosedReset: "reset", tracer.ClosedTimeout: "timeout"}
 	directions = [2]string{"sent", "received"}
 )
+
+// resetReason is the reason label of tcpstate_resets_total: the kernel's
+// name for a RST sent, "" for one received (its reason is the peer's).
+func resetReason(dir, r int) string {
+	if dir != 0 {
+		return ""
+	}
+	return tracer.ResetReason(r).String()
+}
 
 // Snapshot reads the sockets that exist now, calling visit for each (the
 // Socket may be reused after visit returns).
@@ -92,7 +101,9 @@ type Collector struct {
 
 	transitionsDesc, stateDurDesc, connDurDesc, resetsDesc, connectFailDesc *prometheus.Desc
 	socketsDesc, stuckDesc, stuckOldestDesc, lostDesc, buildDesc            *prometheus.Desc
+	listenDropsDesc                                                         *prometheus.Desc
 	version                                                                 string
+	drops                                                                   listenDrops // listendrops.go
 }
 
 // podLabels are the labels Config.Identify adds.
@@ -116,15 +127,17 @@ func New(cfg Config) *Collector {
 		connDurDesc: prometheus.NewDesc("tcpstate_connection_duration_seconds",
 			"Connection lifetime, observed at its end (as tcpstate life).", append([]string{"role", "closed_by"}, histPod...), nil),
 		resetsDesc: prometheus.NewDesc("tcpstate_resets_total",
-			"Resets sent or received, by the state the connection was in.", []string{"state", "direction"}, nil),
+			"Resets sent or received, by the state the connection was in (CLOSE: sent for a segment that found no socket) and the kernel's reason for those sent (Linux 6.10 and later; unknown before).", []string{"state", "direction", "reason"}, nil),
 		connectFailDesc: prometheus.NewDesc("tcpstate_connect_failures_total",
-			"Connections that went from SYN_SENT to CLOSE: refused (RST received), timeout (SYN retransmitted, no answer) or other.", []string{"reason"}, nil),
+			"Connections that went from SYN_SENT to CLOSE: refused (RST received), unreachable (ICMP unreachable answer), timeout (SYN retransmitted, no answer) or other.", []string{"reason"}, nil),
 		socketsDesc: prometheus.NewDesc("tcpstate_sockets",
 			"TCP sockets that exist now, by state, read at scrape time.", append([]string{"state"}, pod...), nil),
 		stuckDesc: prometheus.NewDesc("tcpstate_stuck_sockets",
 			"Sockets in a closing or connecting state for longer than --stuck-for, per holding process name.", append([]string{"state", "comm"}, pod...), nil),
 		stuckOldestDesc: prometheus.NewDesc("tcpstate_stuck_oldest_seconds",
 			"Age of the oldest stuck socket (a lower bound, as tcpstate stuck shows it).", append([]string{"state", "comm"}, pod...), nil),
+		listenDropsDesc: prometheus.NewDesc("tcpstate_listen_drops_total",
+			"SYNs and handshake ACKs dropped by listeners (full accept queue: the application does not accept() fast enough), per process name of the listener's holder; a listener's drops since it exists when first seen.", append([]string{"comm"}, pod...), nil),
 		lostDesc: prometheus.NewDesc("tcpstate_events_lost_total",
 			"Transitions the kernel did not let tcpstate see (a BPF program still busy on the CPU).", nil, nil),
 		buildDesc: prometheus.NewDesc("tcpstate_build_info",
@@ -146,7 +159,7 @@ func (c *Collector) Attach(src Source) { c.source.Store(&src) }
 // Describe sends the descriptors of every metric.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.transitionsDesc, c.stateDurDesc, c.connDurDesc, c.resetsDesc,
-		c.connectFailDesc, c.socketsDesc, c.stuckDesc, c.stuckOldestDesc, c.lostDesc, c.buildDesc} {
+		c.connectFailDesc, c.socketsDesc, c.stuckDesc, c.stuckOldestDesc, c.lostDesc, c.buildDesc, c.listenDropsDesc} {
 		ch <- d
 	}
 }
@@ -175,6 +188,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.stuckDesc, prometheus.GaugeValue, float64(st.n), values...)
 		ch <- prometheus.MustNewConstMetric(c.stuckOldestDesc, prometheus.GaugeValue, st.oldest.Seconds(), values...)
 	}
+	c.drops.add(g.listeners)
+	c.collectListenDrops(ch)
 }
 
 // labels are the label values of a gauge series: first, then the pod
@@ -211,9 +226,11 @@ func (c *Collector) collectTallies(ch chan<- prometheus.Metric, src Source) {
 				ch <- prometheus.MustNewConstMetric(c.transitionsDesc, prometheus.CounterValue, float64(n), state(from), state(to))
 			}
 		}
-		for dir, n := range t.Resets[from] {
-			if n > 0 {
-				ch <- prometheus.MustNewConstMetric(c.resetsDesc, prometheus.CounterValue, float64(n), state(from), directions[dir])
+		for dir, byReason := range t.Resets[from] {
+			for r, n := range byReason {
+				if n > 0 {
+					ch <- prometheus.MustNewConstMetric(c.resetsDesc, prometheus.CounterValue, float64(n), state(from), directions[dir], resetReason(dir, r))
+				}
 			}
 		}
 	}
@@ -356,8 +373,9 @@ func (m *histogram) Write(out *dto.Metric) error {
 
 // gauges are the values of the scrape-time gauges.
 type gauges struct {
-	sockets map[where]int // with where.state
-	stuck   map[stuckKey]*stuckGroup
+	sockets   map[where]int // with where.state
+	stuck     map[stuckKey]*stuckGroup
+	listeners []listenerDrops // those that dropped something
 }
 
 // where is a state and, with pod labels, a pod's container.
@@ -413,7 +431,8 @@ func (c *Collector) gauges() (*gauges, error) {
 	var byCgroup []bool
 	err := c.cfg.Snapshot(func(s *snapshot.Socket) error {
 		w, ok := c.cgroupPod(s)
-		stuck := slices.Contains(conn.StuckStates, s.State) && s.AgeKnown && s.Age >= c.cfg.StuckFor
+		stuck := slices.Contains(conn.StuckStates, s.State) && s.AgeKnown && s.Age >= c.cfg.StuckFor ||
+			dropsOf(s) // its holder's comm is needed too
 		if !ok && !stuck && c.cfg.Identify != nil && s.Inode == 0 {
 			// No process can hold it (TIME_WAIT, an orphan): placed now,
 			// not kept for a walk of /proc that cannot find it (with tens
@@ -441,6 +460,9 @@ func (c *Collector) gauges() (*gauges, error) {
 			w = podWhere(s.State, c.cfg.Identify(s))
 		}
 		g.sockets[w]++
+		if dropsOf(s) {
+			g.listeners = append(g.listeners, newListener(s, w))
+		}
 		if !slices.Contains(conn.StuckStates, s.State) || !s.AgeKnown || s.Age < c.cfg.StuckFor {
 			continue
 		}

@@ -56,8 +56,8 @@ func TestTallies(t *testing.T) {
 	tl.Transitions[tcp.Close][tcp.SynSent] = 5
 	tl.Transitions[tcp.SynSent][tcp.Close] = 3
 	tl.Transitions[tcp.TimeWait][tcp.Close] = 1
-	tl.Resets[tcp.Established][0] = 2
-	tl.Resets[tcp.SynSent][1] = 1
+	tl.Resets[tcp.Established][0][tracer.ReasonAbortOnClose] = 2
+	tl.Resets[tcp.SynSent][1][tracer.ReasonUnknown] = 1
 	tl.ConnectFailures[tracer.FailRefused] = 1
 	tl.ConnectFailures[tracer.FailTimeout] = 4
 	// Native key k holds (2^((k-1)/8), 2^(k/8)] s: 1 s is key 0, 2 s key
@@ -81,15 +81,16 @@ func TestTallies(t *testing.T) {
 tcpstate_transitions_total{from="CLOSE",to="SYN_SENT"} 5
 tcpstate_transitions_total{from="SYN_SENT",to="CLOSE"} 3
 tcpstate_transitions_total{from="TIME_WAIT",to="CLOSE"} 1
-# HELP tcpstate_resets_total Resets sent or received, by the state the connection was in.
+# HELP tcpstate_resets_total Resets sent or received, by the state the connection was in (CLOSE: sent for a segment that found no socket) and the kernel's reason for those sent (Linux 6.10 and later; unknown before).
 # TYPE tcpstate_resets_total counter
-tcpstate_resets_total{direction="received",state="SYN_SENT"} 1
-tcpstate_resets_total{direction="sent",state="ESTABLISHED"} 2
-# HELP tcpstate_connect_failures_total Connections that went from SYN_SENT to CLOSE: refused (RST received), timeout (SYN retransmitted, no answer) or other.
+tcpstate_resets_total{direction="received",reason="",state="SYN_SENT"} 1
+tcpstate_resets_total{direction="sent",reason="TCP_ABORT_ON_CLOSE",state="ESTABLISHED"} 2
+# HELP tcpstate_connect_failures_total Connections that went from SYN_SENT to CLOSE: refused (RST received), unreachable (ICMP unreachable answer), timeout (SYN retransmitted, no answer) or other.
 # TYPE tcpstate_connect_failures_total counter
 tcpstate_connect_failures_total{reason="other"} 0
 tcpstate_connect_failures_total{reason="refused"} 1
 tcpstate_connect_failures_total{reason="timeout"} 4
+tcpstate_connect_failures_total{reason="unreachable"} 0
 # HELP tcpstate_events_lost_total Transitions the kernel did not let tcpstate see (a BPF program still busy on the CPU).
 # TYPE tcpstate_events_lost_total counter
 tcpstate_events_lost_total 5

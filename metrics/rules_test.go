@@ -17,7 +17,7 @@ func TestAlertingRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, metric := range []string{"tcpstate_stuck_sockets", "tcpstate_connect_failures_total", "tcpstate_sockets"} {
+	for _, metric := range []string{"tcpstate_stuck_sockets", "tcpstate_connect_failures_total", "tcpstate_sockets", "tcpstate_listen_drops_total"} {
 		if !strings.Contains(string(rules), metric+"{") && !strings.Contains(string(rules), metric+"[") {
 			t.Errorf("no rule uses %s", metric)
 		}
@@ -40,7 +40,7 @@ func TestAlertingRules(t *testing.T) {
 	if err != nil {
 		t.Fatalf("promtool check rules: %v\n%s", err, out)
 	}
-	if !strings.Contains(string(out), "3 rules found") {
-		t.Errorf("promtool: %s, want 3 rules", out)
+	if !strings.Contains(string(out), "4 rules found") {
+		t.Errorf("promtool: %s, want 4 rules", out)
 	}
 }

@@ -3,6 +3,8 @@
 package output
 
 import (
+	"golang.org/x/sys/unix"
+
 	"bytes"
 	"fmt"
 	"io"
@@ -41,6 +43,12 @@ func seqEvents() []tracer.Event {
 		evs[i].Cookie = uint64(i) << 33
 		evs[i].Retrans = uint32(i % 3)
 		evs[i].Reset = tracer.Reset(i % 4)
+		if i%2 == 1 {
+			evs[i].ResetReason = tracer.ReasonAbortOnClose
+		}
+		if i%3 == 2 {
+			evs[i].Error = tracer.Errno(unix.ETIMEDOUT)
+		}
 	}
 	tw := testEvents[0]
 	tw.OldState, tw.NewState, tw.Synthesized = tcp.FinWait2, tcp.TimeWait, true
@@ -90,6 +98,7 @@ func testConns() []conn.Connection {
 	v6.Duration = 90 * time.Minute
 	v6.Family, v6.LAddr, v6.RAddr = tcp.IPv6, netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("fe80::2%eth0")
 	v6.Reset, v6.ClosedBy, v6.HalfClose, v6.Retrans = tracer.ResetReceived, "remote", true, 17
+	v6.Error = tracer.Errno(unix.ECONNRESET)
 	v6.TxBytes, v6.RxBytes = ^uint64(0), 1<<40
 	c = append(c, v6)
 

@@ -53,6 +53,7 @@ func (f *jsonFormat) Append(dst []byte, ev *tracer.Event) []byte {
 	if ev.Synthesized {
 		dst = append(dst, `,"synthesized":true`...)
 	}
+	dst = appendWhyJSON(dst, ev, !f.seq)
 	if f.seq {
 		dst = append(dst, `,"snd_una":`...)
 		dst = strconv.AppendUint(dst, uint64(ev.SndUna), 10)
@@ -65,15 +66,33 @@ func (f *jsonFormat) Append(dst []byte, ev *tracer.Event) []byte {
 		// TIME_WAIT's end to its connection.
 		dst = append(dst, `,"retrans":`...)
 		dst = strconv.AppendUint(dst, uint64(ev.Retrans), 10)
-		if ev.Reset != 0 {
-			dst = append(dst, `,"reset":"`...)
-			dst = append(dst, ev.Reset.String()...)
-			dst = append(dst, '"')
-		}
 		dst = append(dst, `,"cookie":`...)
 		dst = strconv.AppendUint(dst, ev.Cookie, 10)
 	}
 	return append(dst, "}\n"...)
+}
+
+// appendWhyJSON appends what tells why a connection ended: the RST and
+// the kernel's reason for one sent, the error its application saw, and
+// (with retrans, when --seq does not add it anyway) the retransmissions
+// before it; and what a record that is not a transition is.
+func appendWhyJSON(dst []byte, ev *tracer.Event, retrans bool) []byte {
+	switch ev.Note {
+	case tracer.NoteLateReset:
+		dst = append(dst, `,"note":"reset_after_close"`...)
+	case tracer.NoteNoSocket:
+		dst = append(dst, `,"note":"no_socket"`...)
+		if ev.Suppressed > 0 {
+			dst = append(dst, `,"unrecorded_before":`...)
+			dst = strconv.AppendUint(dst, uint64(ev.Suppressed), 10)
+		}
+	}
+	dst = appendEndJSON(dst, ev.Reset, ev.ResetReason, ev.Error)
+	if ev.Error != 0 && retrans {
+		dst = append(dst, `,"retrans":`...)
+		dst = strconv.AppendUint(dst, uint64(ev.Retrans), 10)
+	}
+	return dst
 }
 
 // appendHex appends strconv.AppendUint(dst, v, 16), which takes the slow

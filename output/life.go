@@ -75,11 +75,7 @@ func (f *lifeJSON) Append(dst []byte, c *conn.Connection) []byte {
 	}
 	dst = append(dst, `,"half_close":`...)
 	dst = strconv.AppendBool(dst, c.HalfClose)
-	if c.Reset != 0 {
-		dst = append(dst, `,"reset":"`...)
-		dst = append(dst, c.Reset.String()...)
-		dst = append(dst, '"')
-	}
+	dst = appendEndJSON(dst, c.Reset, c.ResetReason, c.Error)
 	if c.ISNKnown {
 		dst = append(dst, `,"isn":`...)
 		dst = strconv.AppendUint(dst, uint64(c.ISN), 10)
@@ -136,9 +132,9 @@ func (f *lifeTable) Append(dst []byte, c *conn.Connection) []byte {
 		}
 		dst = appendState(dst, st.State)
 	}
-	if c.Reset != 0 {
-		dst = append(dst, " (reset "...)
-		dst = append(dst, c.Reset.String()...)
+	if c.Reset != 0 || c.Error != 0 {
+		dst = append(dst, " ("...)
+		dst = appendEndWords(dst, "reset", c.Reset, c.ResetReason, c.Error)
 		dst = append(dst, ')')
 	}
 	return append(dst, '\n')

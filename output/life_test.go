@@ -37,7 +37,7 @@ func TestLifeJSON(t *testing.T) {
 		`"laddr":"127.0.0.1","lport":47300,"raddr":"127.0.0.1","rport":7711,"start":"2026-11-25T21:34:03.330001358Z",` +
 		`"duration_us":180345,"path":[{"state":"SYN_SENT","us":70},{"state":"ESTABLISHED","us":78},` +
 		`{"state":"FIN_WAIT1","us":43724},{"state":"FIN_WAIT2","us":136471},{"state":"TIME_WAIT","us":0}],` +
-		`"tx_bytes":5,"rx_bytes":6,"retrans":0,"closed_by":"local","half_close":false,"reset":"sent",` +
+		`"tx_bytes":5,"rx_bytes":6,"retrans":0,"closed_by":"local","half_close":false,"reset":"sent","reset_reason":"unknown",` +
 		`"isn":1907384451,"peer_isn":4102017442,"netns":4026531833,"cgroup_id":1}` + "\n"
 	if string(line) != want {
 		t.Errorf("got\n%s\nwant\n%s", line, want)

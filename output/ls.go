@@ -8,6 +8,8 @@ import (
 	"io"
 	"strconv"
 	"time"
+
+	"github.com/tcpstate/tcpstate/tcp"
 )
 
 // This file prints the summary of 'tcpstate ls' (see summary.go).
@@ -118,6 +120,25 @@ func appendSummaryLine(b []byte, by GroupBy, r *SummaryRow) []byte {
 	} else {
 		b = append(b, '-')
 	}
+	if r.State == tcp.Listen {
+		b = append(b, "  accept queue "...)
+		b = strconv.AppendUint(b, r.AcceptQueue, 10)
+		b = append(b, " of backlog "...)
+		b = strconv.AppendUint(b, r.Backlog, 10)
+		if r.DropsKnown {
+			b = append(b, ", "...)
+			b = strconv.AppendUint(b, r.ListenDrops, 10)
+			b = append(b, " dropped"...)
+		}
+		if r.Full > 0 {
+			b = append(b, ", FULL"...)
+			if r.Count > 1 {
+				b = append(b, " ("...)
+				b = strconv.AppendInt(b, int64(r.Full), 10)
+				b = append(b, ')')
+			}
+		}
+	}
 	return append(b, '\n')
 }
 
@@ -147,6 +168,18 @@ func appendSummaryJSON(b []byte, by GroupBy, r *SummaryRow) []byte {
 	if r.OldestKnown {
 		b = append(b, `,"oldest_age_us":`...)
 		b = strconv.AppendInt(b, int64(r.Oldest/time.Microsecond), 10)
+	}
+	if r.State == tcp.Listen {
+		b = append(b, `,"accept_queue":`...)
+		b = strconv.AppendUint(b, r.AcceptQueue, 10)
+		b = append(b, `,"backlog":`...)
+		b = strconv.AppendUint(b, r.Backlog, 10)
+		if r.DropsKnown {
+			b = append(b, `,"listen_drops":`...)
+			b = strconv.AppendUint(b, r.ListenDrops, 10)
+		}
+		b = append(b, `,"full":`...)
+		b = strconv.AppendInt(b, int64(r.Full), 10)
 	}
 	return append(b, "}\n"...)
 }

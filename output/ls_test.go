@@ -20,7 +20,7 @@ TIME_WAIT    10.0.0.9                     2  >=50.0s
 TIME_WAIT    10.0.0.8                     1  >=1.0s
 CLOSE_WAIT   10.0.0.7                     2  >=3m00s
 CLOSE_WAIT   10.0.0.9                     1  >=1.0s
-LISTEN       0.0.0.0                      1  -
+LISTEN       0.0.0.0                      1  -  accept queue 0 of backlog 0
 total                                     8  in 1 network namespace
 `
 	if buf.String() != want {

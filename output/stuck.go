@@ -11,6 +11,7 @@ import (
 
 	"github.com/tcpstate/tcpstate/container"
 	"github.com/tcpstate/tcpstate/snapshot"
+	"github.com/tcpstate/tcpstate/tcp"
 )
 
 // StuckRow is one line of 'tcpstate stuck'.
@@ -233,6 +234,10 @@ func AppendStuckJSON(b []byte, r *StuckRow) []byte {
 	}
 	b = append(b, `,"retrans":`...)
 	b = strconv.AppendUint(b, uint64(s.Retrans), 10)
+	if s.State == tcp.Listen && s.HasDrops {
+		b = append(b, `,"listen_drops":`...)
+		b = strconv.AppendUint(b, uint64(s.Drops), 10)
+	}
 	if s.HasInfo {
 		b = append(b, `,"retransmits":`...)
 		b = strconv.AppendUint(b, uint64(s.Info.Retransmits), 10)

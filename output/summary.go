@@ -64,6 +64,15 @@ type SummaryRow struct {
 	// group has one.
 	Oldest      time.Duration
 	OldestKnown bool
+	// Of LISTEN rows, summed over their listeners: the connections
+	// waiting in the accept queues, the queues' limits (backlog), and the
+	// SYNs and handshake ACKs dropped since the listeners exist (their
+	// sk_drops: the kernel's ListenDrops of each); DropsKnown when the
+	// kernel gave it. --by local gives a row per listener.
+	AcceptQueue, Backlog uint64
+	ListenDrops          uint64
+	DropsKnown           bool
+	Full                 int // listeners whose accept queue is full
 }
 
 type summaryKey struct {
@@ -169,6 +178,17 @@ func (sm *Summary) add(k summaryKey, s *snapshot.Socket) {
 		sm.rows[k] = r
 	}
 	r.Count++
+	if s.State == tcp.Listen {
+		r.AcceptQueue += uint64(s.RecvQ)
+		r.Backlog += uint64(s.SendQ)
+		if s.HasDrops {
+			r.ListenDrops += uint64(s.Drops)
+			r.DropsKnown = true
+		}
+		if s.AcceptQueueFull() {
+			r.Full++
+		}
+	}
 	if s.AgeKnown && (!r.OldestKnown || s.Age > r.Oldest) {
 		r.Oldest, r.OldestKnown = s.Age, true
 	}

@@ -49,9 +49,16 @@ func (f *tableFormat) Append(dst []byte, ev *tracer.Event) []byte {
 	dst = appendEndpoints(dst, widthAddr, ev.LAddr, ev.LPort, ev.RAddr, ev.RPort)
 
 	start = len(dst)
-	dst = appendState(dst, ev.OldState)
-	dst = append(dst, " -> "...)
-	dst = appendState(dst, ev.NewState)
+	switch ev.Note {
+	case tracer.NoteLateReset:
+		dst = append(dst, "RST after CLOSE"...)
+	case tracer.NoteNoSocket:
+		dst = append(dst, "RST to no socket"...)
+	default:
+		dst = appendState(dst, ev.OldState)
+		dst = append(dst, " -> "...)
+		dst = appendState(dst, ev.NewState)
+	}
 	if ev.Synthesized {
 		dst = append(dst, '*') // derived by tcpstate, see --help
 	}
@@ -74,6 +81,34 @@ func (f *tableFormat) Append(dst []byte, ev *tracer.Event) []byte {
 			dst = strconv.AppendUint(dst, uint64(v), 10)
 			dst = padLeft(dst, start, widthSeq)
 		}
+	}
+	return appendWhy(append(dst, ' '), ev)
+}
+
+// appendWhy appends, after a blank, why a connection ended or failed, in
+// words, and the line's end: "RST sent: closed with unread data",
+// "ECONNREFUSED", "ETIMEDOUT after 6 retransmissions". Nothing (and no
+// blank) when there is nothing to say.
+func appendWhy(dst []byte, ev *tracer.Event) []byte {
+	start := len(dst)
+	dst = appendEndWords(dst, "RST", ev.Reset, ev.ResetReason, ev.Error)
+	if ev.Error != 0 {
+		if ev.Retrans > 0 {
+			dst = append(dst, " after "...)
+			dst = strconv.AppendUint(dst, uint64(ev.Retrans), 10)
+			dst = append(dst, " retransmission"...)
+			if ev.Retrans > 1 {
+				dst = append(dst, 's')
+			}
+		}
+	}
+	if ev.Suppressed > 0 {
+		dst = append(dst, " (and "...)
+		dst = strconv.AppendUint(dst, uint64(ev.Suppressed), 10)
+		dst = append(dst, " more before, not shown)"...)
+	}
+	if len(dst) == start {
+		dst = dst[:start-1] // no trailing blank
 	}
 	return append(dst, '\n')
 }

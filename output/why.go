@@ -46,6 +46,13 @@ func Why(s *snapshot.Socket) string {
 		why = "connection open"
 	case tcp.Listen:
 		why = "listening"
+		if s.AcceptQueueFull() {
+			why = "accept queue full (" + strconv.FormatUint(uint64(s.RecvQ), 10) + " waiting, backlog " +
+				strconv.FormatUint(uint64(s.SendQ), 10) + "): the application is not calling accept() (fast enough); the kernel drops new SYNs and handshake ACKs"
+		}
+		if s.HasDrops && s.Drops > 0 {
+			why += " (" + strconv.FormatUint(uint64(s.Drops), 10) + " dropped since the socket exists)"
+		}
 	default:
 		why = "state " + s.State.String()
 	}

@@ -30,6 +30,8 @@ const (
 	sizeofInetDiagMsg  = 72 // struct inet_diag_msg
 	inetDiagInfo       = 2  // INET_DIAG_INFO: struct tcp_info
 	inetDiagCgroupID   = 21 // INET_DIAG_CGROUP_ID
+	inetDiagSkMemInfo  = 7  // INET_DIAG_SKMEMINFO: __u32[SK_MEMINFO_VARS]
+	skMemInfoDrops     = 8  // SK_MEMINFO_DROPS: sk_drops
 	diagRecvBufferSize = 64 << 10
 
 	// nlaTypeMask leaves the type of a netlink attribute.
@@ -58,7 +60,8 @@ const (
 var nativeEndian = binary.NativeEndian
 
 // diagRequest builds the dump request for one address family and a
-// bitmask of states (1 << State), asking for tcp_info.
+// bitmask of states (1 << State), asking for tcp_info and the memory
+// counters (for sk_drops).
 func diagRequest(family uint8, states uint32, seq uint32) []byte {
 	b := make([]byte, unix.SizeofNlMsghdr+sizeofInetDiagReq)
 	nativeEndian.PutUint32(b[0:], uint32(len(b)))
@@ -68,7 +71,7 @@ func diagRequest(family uint8, states uint32, seq uint32) []byte {
 	req := b[unix.SizeofNlMsghdr:]
 	req[0] = family
 	req[1] = unix.IPPROTO_TCP
-	req[2] = 1 << (inetDiagInfo - 1) // idiag_ext
+	req[2] = 1<<(inetDiagInfo-1) | 1<<(inetDiagSkMemInfo-1) // idiag_ext
 	nativeEndian.PutUint32(req[4:], states)
 	return b
 }
@@ -207,6 +210,10 @@ func parseInetDiagMsg(b []byte, s *Socket) error {
 		case inetDiagCgroupID:
 			if len(v) >= 8 {
 				s.CgroupID = nativeEndian.Uint64(v)
+			}
+		case inetDiagSkMemInfo:
+			if len(v) >= 4*(skMemInfoDrops+1) {
+				s.Drops, s.HasDrops = nativeEndian.Uint32(v[4*skMemInfoDrops:]), true
 			}
 		}
 		a = a[min(nlAlign(l), len(a)):]

@@ -95,13 +95,19 @@ type Socket struct {
 	// received and not read; SendQ is bytes not acknowledged yet. For a
 	// listener they are the accept queue's length and limit.
 	RecvQ, SendQ uint32
-	Timer        Timer
-	Expires      time.Duration // until Timer fires
-	Retrans      uint8         // idiag_retrans: retransmissions or probes the timer counts
-	Inode        uint64        // 0 when no file refers to it (TIME_WAIT, request, closed)
-	CgroupID     uint64        // cgroup v2 id of the socket (of the process that made it); 0 when unknown
-	HasInfo      bool          // Info is set (full sockets only)
-	Info         TCPInfo
+	// Drops is the socket's sk_drops (HasDrops: the kernel said it). For
+	// a listener it counts the SYNs and handshake ACKs dropped since it
+	// exists (tcp_listendrop: the kernel's ListenDrops, of which
+	// ListenOverflows are those of a full accept queue).
+	Drops    uint32
+	HasDrops bool
+	Timer    Timer
+	Expires  time.Duration // until Timer fires
+	Retrans  uint8         // idiag_retrans: retransmissions or probes the timer counts
+	Inode    uint64        // 0 when no file refers to it (TIME_WAIT, request, closed)
+	CgroupID uint64        // cgroup v2 id of the socket (of the process that made it); 0 when unknown
+	HasInfo  bool          // Info is set (full sockets only)
+	Info     TCPInfo
 	// Seen is when the kernel reported the socket.
 	Seen time.Time
 	// Age is a lower bound, at Seen, of how long the socket has been in
@@ -118,6 +124,13 @@ type Socket struct {
 	AgeMaxKnown bool
 	// Owners are the processes holding the socket, when asked for.
 	Owners []Owner
+}
+
+// AcceptQueueFull tells whether a listener's accept queue is full: the
+// kernel then drops SYNs and handshake ACKs (sk_acceptq_is_full: more
+// waiting than the backlog).
+func (s *Socket) AcceptQueueFull() bool {
+	return s.State == tcp.Listen && s.RecvQ > s.SendQ
 }
 
 // Since returns the earliest time the socket can have entered its state

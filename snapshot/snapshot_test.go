@@ -458,7 +458,7 @@ func TestDiagRequest(t *testing.T) {
 		t.Fatalf("header % x", b[:16])
 	}
 	req := b[16:]
-	if req[0] != unix.AF_INET6 || req[1] != unix.IPPROTO_TCP || req[2] != 1<<(inetDiagInfo-1) {
+	if req[0] != unix.AF_INET6 || req[1] != unix.IPPROTO_TCP || req[2] != 1<<(inetDiagInfo-1)|1<<(inetDiagSkMemInfo-1) {
 		t.Errorf("request % x", req[:4])
 	}
 	if got, want := nativeEndian.Uint32(req[4:]), uint32(1<<8|1<<3|1<<12); got != want {

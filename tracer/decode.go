@@ -23,6 +23,7 @@ const (
 	evResetNote  = uint16(tcpstateEvFlagEV_RESET_NOTE)
 	evOrphanNote = uint16(tcpstateEvFlagEV_ORPHAN_NOTE)
 	evPollNote   = uint16(tcpstateEvFlagEV_POLL_NOTE)
+	evNoSockNote = uint16(tcpstateEvFlagEV_NOSOCK_NOTE)
 )
 
 const commLength = len(tcpstateEvent{}.Comm)
@@ -102,6 +103,14 @@ func (d *decoder) decode(raw []byte, ev *Event) error {
 	ev.SndNxt = r.SndNxt
 	ev.RcvNxt = r.RcvNxt
 	ev.Retrans = r.Retrans
+	ev.ResetReason = ResetReason(r.ResetReason)
+	ev.Error = Errno(r.Error)
+	ev.Suppressed = 0
+	if ev.flags&evNoSockNote != 0 {
+		// No socket: no counters; the field carries the RSTs before it
+		// not recorded.
+		ev.Suppressed, ev.Retrans = r.Retrans, 0
+	}
 	return nil
 }
 

@@ -172,6 +172,7 @@ func TestDecodeRoundTrip(t *testing.T) {
 		Oldstate: uint8(tcp.FinWait2), Newstate: uint8(tcp.TimeWait), Comm: comm("nginx: worker"),
 		Cookie: 123456789, TxBytes: 1001, RxBytes: 2002, SndUna: 11, SndNxt: 12, RcvNxt: 13,
 		Retrans: 3, Flags: evSynth, Reset: uint8(ResetSent | ResetReceived), NetnsCookie: 4242,
+		ResetReason: uint8(ReasonAbortOnClose), Error: uint8(unix.ECONNRESET),
 	}
 	e.Saddr = netip.MustParseAddr("2001:db8::1").As16()
 	e.Daddr = netip.MustParseAddr("2001:db8::2").As16()
@@ -188,6 +189,7 @@ func TestDecodeRoundTrip(t *testing.T) {
 		NetNS: 4026531999, NetNSCookie: 4242, CgroupID: 77, Synthesized: true,
 		Reset: ResetSent | ResetReceived, SndUna: 11, SndNxt: 12, RcvNxt: 13,
 		TxBytes: 1001, RxBytes: 2002, Retrans: 3, mono: 9_000, flags: evSynth,
+		ResetReason: ReasonAbortOnClose, Error: Errno(unix.ECONNRESET),
 	}
 	if !ev.Time.Equal(want.Time) {
 		t.Errorf("time %v, want %v", ev.Time, want.Time)
@@ -231,5 +233,40 @@ func TestLimitsMatchBPF(t *testing.T) {
 	}
 	if n := vars.FilterComms.Size(); int(n) != MaxComms*commLength {
 		t.Errorf("MaxComms %d, filter_comms holds %d bytes", MaxComms, n)
+	}
+}
+
+// A RST to no socket carries the count of those not recorded before it in
+// the field that holds retransmissions elsewhere.
+func TestDecodeNoSocket(t *testing.T) {
+	d := newDecoder(0)
+	e := tcpstateEvent{TsNs: 1, Family: unix.AF_INET, Sport: 9, Dport: 40000, Oldstate: uint8(tcp.Close), Newstate: uint8(tcp.Close),
+		Flags: evNoSockNote, Reset: uint8(ResetSent), ResetReason: uint8(ReasonNoSocket), Retrans: 57}
+	var ev Event
+	if err := d.decode(record(t, e), &ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev.Suppressed != 57 || ev.Retrans != 0 || ev.ResetReason.String() != "NO_SOCKET" || ev.Reset != ResetSent {
+		t.Errorf("decoded %+v", ev)
+	}
+}
+
+func TestReasonAndErrnoNames(t *testing.T) {
+	for r, want := range map[ResetReason]string{ReasonUnknown: "unknown", ReasonAbortOnClose: "TCP_ABORT_ON_CLOSE",
+		ReasonState: "TCP_STATE", ReasonNoSocket: "NO_SOCKET", 200: "OTHER"} {
+		if got := r.String(); got != want {
+			t.Errorf("reason %d: %q, want %q", r, got, want)
+		}
+	}
+	for i := range numKnownReasons {
+		if r := ResetReason(i); r.String() == "" || r.Words() == "" {
+			t.Errorf("reason %d has no name or words", i)
+		}
+	}
+	for e, want := range map[Errno]string{0: "", Errno(unix.ECONNREFUSED): "ECONNREFUSED", Errno(unix.ETIMEDOUT): "ETIMEDOUT",
+		Errno(unix.EHOSTUNREACH): "EHOSTUNREACH", 250: "E250"} {
+		if got := e.String(); got != want {
+			t.Errorf("errno %d: %q, want %q", e, got, want)
+		}
 	}
 }

@@ -43,6 +43,17 @@ type Event struct {
 	Synthesized bool
 	// Reset tells whether a RST was sent or received on the socket so far.
 	Reset Reset
+	// ResetReason is the kernel's reason for the RST it sent (Linux 6.10
+	// and later; ReasonUnknown before, and when none was sent).
+	ResetReason ResetReason
+	// Error is the error the socket ended on, as its application saw it
+	// (ECONNRESET, ECONNREFUSED, ETIMEDOUT, EHOSTUNREACH...), on the
+	// transition to CLOSE; 0 for none.
+	Error Errno
+	// Suppressed, on a NoteNoSocket, counts the RSTs to no socket sent
+	// before it (on its CPU) that were not recorded one by one: the BPF
+	// side records at most 100 a second per CPU.
+	Suppressed uint32
 	// Sequence numbers at the transition (absolute, as tcpdump -S shows).
 	SndUna, SndNxt, RcvNxt uint32
 	// Payload bytes acknowledged by the peer and received from it so far,
@@ -71,10 +82,15 @@ const (
 	// lives on as an orphaned timewait socket; its later transitions
 	// (FIN_WAIT2 -> TIME_WAIT or -> CLOSE) carry the same Cookie.
 	NoteOrphan
+	// NoteNoSocket: a RST sent for a segment that found no socket (a
+	// connect to a closed port, a segment of a connection this host does
+	// not know); the tuple is the segment's (local: its destination), Pid
+	// 0, Reset ResetSent, and Suppressed tells how many before it were
+	// not recorded. Linux 6.9 and later report these.
+	NoteNoSocket
 )
 
-// Noter is a Handler that also wants the notes, which trace output never
-// sees.
+// Noter is a Handler that also wants the notes.
 type Noter interface {
 	Note(ev *Event) error
 }

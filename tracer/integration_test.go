@@ -56,6 +56,15 @@ func (c *collector) snapshot() []tracer.Event {
 // collects its events until the test ends.
 func startTracer(t *testing.T, opts tracer.Options) *collector {
 	t.Helper()
+	c := &collector{}
+	c.tracer = startHandler(t, opts, c)
+	return c
+}
+
+// startHandler loads a tracer with opts, seeded as tcpstate seeds it, and
+// hands its events to h until the test ends.
+func startHandler(t *testing.T, opts tracer.Options, h tracer.Handler) *tracer.Tracer {
+	t.Helper()
 	if opts.Seeds == nil {
 		opts.Seeds = seedOwners
 	}
@@ -63,10 +72,9 @@ func startTracer(t *testing.T, opts tracer.Options) *collector {
 	if err != nil {
 		t.Fatalf("tracer.New: %v", err)
 	}
-	c := &collector{tracer: tr}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- tr.Run(ctx, c) }()
+	go func() { done <- tr.Run(ctx, h) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -76,7 +84,7 @@ func startTracer(t *testing.T, opts tracer.Options) *collector {
 			t.Errorf("Close: %v", err)
 		}
 	})
-	return c
+	return tr
 }
 
 // seedOwners puts the holders of the sockets that exist now, from /proc.

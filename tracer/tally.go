@@ -62,7 +62,10 @@ const (
 	ClosedRemote       Closer = Closer(tcpstateClosedByCLOSED_REMOTE)
 	ClosedSimultaneous Closer = Closer(tcpstateClosedByCLOSED_SIMULTANEOUS)
 	ClosedReset        Closer = Closer(tcpstateClosedByCLOSED_RESET)
-	NumClosers                = int(tcpstateTallyLayoutNR_CLOSED_BY)
+	// ClosedTimeout: the kernel's timers gave up (retransmissions,
+	// keepalive, TCP_USER_TIMEOUT): the socket ended on ETIMEDOUT.
+	ClosedTimeout Closer = Closer(tcpstateClosedByCLOSED_TIMEOUT)
+	NumClosers           = int(tcpstateTallyLayoutNR_CLOSED_BY)
 )
 
 // ConnectFailure says why a connection went from SYN_SENT to CLOSE.
@@ -74,9 +77,12 @@ const (
 	FailRefused ConnectFailure = ConnectFailure(tcpstateConnectFailureFAIL_REFUSED)
 	// FailTimeout: the SYN was retransmitted and never answered.
 	FailTimeout ConnectFailure = ConnectFailure(tcpstateConnectFailureFAIL_TIMEOUT)
-	// FailOther: neither, such as a connect() abandoned before the first
-	// retransmission, or an ICMP error.
-	FailOther          ConnectFailure = ConnectFailure(tcpstateConnectFailureFAIL_OTHER)
+	// FailOther: none of these, such as a connect() abandoned before the
+	// first retransmission.
+	FailOther ConnectFailure = ConnectFailure(tcpstateConnectFailureFAIL_OTHER)
+	// FailUnreachable: an ICMP unreachable answer (EHOSTUNREACH,
+	// ENETUNREACH).
+	FailUnreachable    ConnectFailure = ConnectFailure(tcpstateConnectFailureFAIL_UNREACHABLE)
 	NumConnectFailures                = int(tcpstateTallyLayoutNR_REASONS)
 )
 
@@ -85,8 +91,11 @@ const (
 type Tallies struct {
 	Transitions [NumStates][NumStates]uint64 // [from][to]
 	// Resets are counted when a connection goes to CLOSE, by the state it
-	// left and direction ([0] sent, [1] received), once per direction.
-	Resets          [NumStates][2]uint64
+	// left, direction ([0] sent, [1] received) and the kernel's reason
+	// (ResetReason; ReasonUnknown for those received), once per
+	// direction. A RST sent for a segment that found no socket counts in
+	// state CLOSE.
+	Resets          [NumStates][2][NumResetReasons]uint64
 	ConnectFailures [NumConnectFailures]uint64
 	// Durations of every socket traced.
 	Durations
@@ -174,8 +183,11 @@ func (t *Tracer) Tallies() (*Tallies, error) {
 			for to := range NumStates {
 				out.Transitions[from][to] += c.Transitions[from][to]
 			}
-			out.Resets[from][0] += c.Resets[from][0]
-			out.Resets[from][1] += c.Resets[from][1]
+			for dir := range 2 {
+				for r := range NumResetReasons {
+					out.Resets[from][dir][r] += c.Resets[from][dir][r]
+				}
+			}
 		}
 		for r := range NumConnectFailures {
 			out.ConnectFailures[r] += c.ConnectFailures[r]

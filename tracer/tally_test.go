@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/tcpstate/tcpstate/conn"
 	"github.com/tcpstate/tcpstate/internal/testenv"
 	"github.com/tcpstate/tcpstate/snapshot"
@@ -64,14 +66,16 @@ func (m *model) Event(ev *tracer.Event) error {
 		switch {
 		case ev.Reset&tracer.ResetReceived != 0:
 			reason = tracer.FailRefused
-		case ev.Retrans > 0:
+		case ev.Error == tracer.Errno(unix.EHOSTUNREACH) || ev.Error == tracer.Errno(unix.ENETUNREACH):
+			reason = tracer.FailUnreachable
+		case ev.Retrans > 0 || ev.Error == tracer.Errno(unix.ETIMEDOUT):
 			reason = tracer.FailTimeout
 		}
 		m.t.ConnectFailures[reason]++
 	}
 	if ev.NewState == tcp.Close {
 		cc := &closedConn{from: ev.OldState}
-		m.countResets(cc, ev.Reset)
+		m.countResets(cc, ev.Reset, ev.ResetReason)
 		m.closed[ev.ConnID()] = cc
 	}
 	return m.life.Event(ev)
@@ -90,9 +94,13 @@ func (m *model) cgroup(id uint64) *tracer.Durations {
 func (m *model) Note(ev *tracer.Event) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if ev.Note == tracer.NoteNoSocket {
+		m.t.Resets[tcp.Close][0][ev.ResetReason] += 1 + uint64(ev.Suppressed)
+		return nil
+	}
 	if ev.Note == tracer.NoteLateReset {
 		if cc := cmpOr(m.closed[ev.ConnID()], m.closedBefore[ev.ConnID()]); cc != nil {
-			m.countResets(cc, ev.Reset)
+			m.countResets(cc, ev.Reset, ev.ResetReason)
 		}
 	}
 	return m.life.Note(ev)
@@ -105,12 +113,12 @@ func cmpOr(a, b *closedConn) *closedConn {
 	return b
 }
 
-func (m *model) countResets(cc *closedConn, r tracer.Reset) {
+func (m *model) countResets(cc *closedConn, r tracer.Reset, why tracer.ResetReason) {
 	if r&tracer.ResetSent != 0 && cc.reset&tracer.ResetSent == 0 {
-		m.t.Resets[cc.from][0]++
+		m.t.Resets[cc.from][0][why]++
 	}
 	if r&tracer.ResetReceived != 0 && cc.reset&tracer.ResetReceived == 0 {
-		m.t.Resets[cc.from][1]++
+		m.t.Resets[cc.from][1][tracer.ReasonUnknown]++
 	}
 	cc.reset |= r
 }
@@ -144,6 +152,9 @@ func (o modelLife) Connection(c *conn.Connection) error {
 		"remote": tracer.ClosedRemote, "simultaneous": tracer.ClosedSimultaneous}[c.ClosedBy]
 	if c.Reset != 0 {
 		closer = tracer.ClosedReset
+	}
+	if c.Error == tracer.Errno(unix.ETIMEDOUT) {
+		closer = tracer.ClosedTimeout
 	}
 	observe(&o.m.t.ConnDurations[role][closer], c.Duration)
 	observe(&o.m.cgroup(c.CgroupID).ConnDurations[role][closer], c.Duration)
@@ -317,7 +328,7 @@ func TestTallyMatchesEvents(t *testing.T) {
 		{"TIME_WAIT -> CLOSE (reused)", got.Transitions[tcp.TimeWait][tcp.Close], 2},
 		{"refused", got.ConnectFailures[tracer.FailRefused], 2},
 		{"CLOSING -> TIME_WAIT", got.Transitions[tcp.Closing][tcp.TimeWait], 2 * simultaneous}, // the client
-		{"resets sent in ESTABLISHED", got.Resets[tcp.Established][0], 2},
+		{"resets sent in ESTABLISHED", sum(got.Resets[tcp.Established][0][:]), 2},
 		{"client connections reset", got.ConnDurations[tracer.RoleClient][tracer.ClosedReset].Count, 2},
 		{"simultaneous closes", got.ConnDurations[tracer.RoleClient][tracer.ClosedSimultaneous].Count, 2 * simultaneous},
 	} {
@@ -325,6 +336,13 @@ func TestTallyMatchesEvents(t *testing.T) {
 			t.Errorf("%s: %d, want %d", c.what, c.got, c.want)
 		}
 	}
+}
+
+func sum(ns []uint64) (n uint64) {
+	for _, v := range ns {
+		n += v
+	}
+	return n
 }
 
 // tallyDiff lists where got and want differ.
@@ -338,8 +356,10 @@ func tallyDiff(got, want *tracer.Tallies) []string {
 			}
 		}
 		for dir := range 2 {
-			if g, w := got.Resets[from][dir], want.Resets[from][dir]; g != w {
-				out = append(out, fmt.Sprintf("resets in %s (direction %d): %d, events say %d", state(from), dir, g, w))
+			for r := range tracer.NumResetReasons {
+				if g, w := got.Resets[from][dir][r], want.Resets[from][dir][r]; g != w {
+					out = append(out, fmt.Sprintf("resets in %s (direction %d, %s): %d, events say %d", state(from), dir, tracer.ResetReason(r), g, w))
+				}
 			}
 		}
 	}

@@ -27,6 +27,7 @@ const (
 	tcpstateClosedByCLOSED_REMOTE       tcpstateClosedBy = 1
 	tcpstateClosedByCLOSED_SIMULTANEOUS tcpstateClosedBy = 2
 	tcpstateClosedByCLOSED_RESET        tcpstateClosedBy = 3
+	tcpstateClosedByCLOSED_TIMEOUT      tcpstateClosedBy = 4
 )
 
 type tcpstateClosedConn struct {
@@ -41,15 +42,17 @@ type tcpstateClosedConn struct {
 	Cgroup uint64
 	From   uint8
 	Reset  uint8
-	Pad    [6]uint8
+	Error  uint8
+	Pad    [5]uint8
 }
 
 type tcpstateConnectFailure uint32
 
 const (
-	tcpstateConnectFailureFAIL_REFUSED tcpstateConnectFailure = 0
-	tcpstateConnectFailureFAIL_TIMEOUT tcpstateConnectFailure = 1
-	tcpstateConnectFailureFAIL_OTHER   tcpstateConnectFailure = 2
+	tcpstateConnectFailureFAIL_REFUSED     tcpstateConnectFailure = 0
+	tcpstateConnectFailureFAIL_TIMEOUT     tcpstateConnectFailure = 1
+	tcpstateConnectFailureFAIL_OTHER       tcpstateConnectFailure = 2
+	tcpstateConnectFailureFAIL_UNREACHABLE tcpstateConnectFailure = 3
 )
 
 type tcpstateCounter uint32
@@ -68,7 +71,9 @@ const (
 	tcpstateCounterCOUNT_CGROUP_HISTS_FULL tcpstateCounter = 10
 	tcpstateCounterCOUNT_UNSEEN_END        tcpstateCounter = 11
 	tcpstateCounterCOUNT_UNSEEN_STATE      tcpstateCounter = 12
-	tcpstateCounterNR_COUNTERS             tcpstateCounter = 13
+	tcpstateCounterCOUNT_NOSOCK_SEEN       tcpstateCounter = 13
+	tcpstateCounterCOUNT_NOSOCK_SUPPRESSED tcpstateCounter = 14
+	tcpstateCounterNR_COUNTERS             tcpstateCounter = 15
 )
 
 type tcpstateEvFlag uint32
@@ -78,6 +83,7 @@ const (
 	tcpstateEvFlagEV_RESET_NOTE  tcpstateEvFlag = 8
 	tcpstateEvFlagEV_ORPHAN_NOTE tcpstateEvFlag = 16
 	tcpstateEvFlagEV_POLL_NOTE   tcpstateEvFlag = 32
+	tcpstateEvFlagEV_NOSOCK_NOTE tcpstateEvFlag = 64
 )
 
 type tcpstateEvent struct {
@@ -107,6 +113,9 @@ type tcpstateEvent struct {
 	Reset       uint8
 	Pad         [5]uint8
 	NetnsCookie uint64
+	ResetReason uint8
+	Error       uint8
+	Pad2        [6]uint8
 }
 
 type tcpstateHeld struct {
@@ -128,6 +137,13 @@ type tcpstateLpmKey struct {
 	_         structs.HostLayout
 	Prefixlen uint32
 	Addr      [16]uint8
+}
+
+type tcpstateNosockRate struct {
+	_          structs.HostLayout
+	Window     uint64
+	Sent       uint32
+	Suppressed uint32
 }
 
 type tcpstateOwner struct {
@@ -152,17 +168,44 @@ const (
 	tcpstateRoleROLE_SERVER tcpstateRole = 1
 )
 
+type tcpstateRstReason uint32
+
+const (
+	tcpstateRstReasonRR_UNKNOWN                  tcpstateRstReason = 0
+	tcpstateRstReasonRR_NOT_SPECIFIED            tcpstateRstReason = 1
+	tcpstateRstReasonRR_NO_SOCKET                tcpstateRstReason = 2
+	tcpstateRstReasonRR_TCP_INVALID_ACK_SEQUENCE tcpstateRstReason = 3
+	tcpstateRstReasonRR_TCP_RFC7323PAWS          tcpstateRstReason = 4
+	tcpstateRstReasonRR_TCP_TOO_OLD_ACK          tcpstateRstReason = 5
+	tcpstateRstReasonRR_TCP_ACK_UNSENT_DATA      tcpstateRstReason = 6
+	tcpstateRstReasonRR_TCP_FLAGS                tcpstateRstReason = 7
+	tcpstateRstReasonRR_TCP_OLD_ACK              tcpstateRstReason = 8
+	tcpstateRstReasonRR_TCP_ABORT_ON_DATA        tcpstateRstReason = 9
+	tcpstateRstReasonRR_TCP_TIMEWAIT_SOCKET      tcpstateRstReason = 10
+	tcpstateRstReasonRR_INVALID_SYN              tcpstateRstReason = 11
+	tcpstateRstReasonRR_TCP_ABORT_ON_CLOSE       tcpstateRstReason = 12
+	tcpstateRstReasonRR_TCP_ABORT_ON_LINGER      tcpstateRstReason = 13
+	tcpstateRstReasonRR_TCP_ABORT_ON_MEMORY      tcpstateRstReason = 14
+	tcpstateRstReasonRR_TCP_STATE                tcpstateRstReason = 15
+	tcpstateRstReasonRR_TCP_KEEPALIVE_TIMEOUT    tcpstateRstReason = 16
+	tcpstateRstReasonRR_TCP_DISCONNECT_WITH_DATA tcpstateRstReason = 17
+	tcpstateRstReasonRR_ERROR                    tcpstateRstReason = 18
+	tcpstateRstReasonRR_MPTCP                    tcpstateRstReason = 19
+	tcpstateRstReasonRR_OTHER                    tcpstateRstReason = 20
+	tcpstateRstReasonNR_RST_REASONS              tcpstateRstReason = 21
+)
+
 type tcpstateSockInfo struct {
-	_       structs.HostLayout
-	LastTs  uint64
-	Cookie  uint64
-	Pid     uint32
-	Reset   uint8
-	State   uint8
-	Suspect uint8
-	Pad     uint8
-	Comm    [16]int8
-	Life    struct {
+	_           structs.HostLayout
+	LastTs      uint64
+	Cookie      uint64
+	Pid         uint32
+	Reset       uint8
+	State       uint8
+	Suspect     uint8
+	ResetReason uint8
+	Comm        [16]int8
+	Life        struct {
 		_       structs.HostLayout
 		StartTs uint64
 		Flags   uint8
@@ -173,25 +216,26 @@ type tcpstateSockInfo struct {
 type tcpstateTallies struct {
 	_               structs.HostLayout
 	Transitions     [16][16]uint64
-	Resets          [16][2]uint64
-	ConnectFailures [3]uint64
+	Resets          [16][2][24]uint64
+	ConnectFailures [4]uint64
 }
 
 type tcpstateTallyLayout int32
 
 const (
-	tcpstateTallyLayoutNR_STATES       tcpstateTallyLayout = 16
-	tcpstateTallyLayoutNR_DIRECTIONS   tcpstateTallyLayout = 2
-	tcpstateTallyLayoutNR_REASONS      tcpstateTallyLayout = 3
-	tcpstateTallyLayoutNR_ROLES        tcpstateTallyLayout = 2
-	tcpstateTallyLayoutNR_CLOSED_BY    tcpstateTallyLayout = 4
-	tcpstateTallyLayoutNATIVE_SCHEMA   tcpstateTallyLayout = 3
-	tcpstateTallyLayoutNATIVE_MIN_KEY  tcpstateTallyLayout = -159
-	tcpstateTallyLayoutNATIVE_BUCKETS  tcpstateTallyLayout = 352
-	tcpstateTallyLayoutCLASSIC_BUCKETS tcpstateTallyLayout = 17
-	tcpstateTallyLayoutHIST_STATE      tcpstateTallyLayout = 0
-	tcpstateTallyLayoutHIST_CONN       tcpstateTallyLayout = 16
-	tcpstateTallyLayoutNR_HISTS        tcpstateTallyLayout = 24
+	tcpstateTallyLayoutNR_STATES        tcpstateTallyLayout = 16
+	tcpstateTallyLayoutNR_DIRECTIONS    tcpstateTallyLayout = 2
+	tcpstateTallyLayoutNR_REASONS       tcpstateTallyLayout = 4
+	tcpstateTallyLayoutNR_ROLES         tcpstateTallyLayout = 2
+	tcpstateTallyLayoutNR_CLOSED_BY     tcpstateTallyLayout = 5
+	tcpstateTallyLayoutNR_RESET_REASONS tcpstateTallyLayout = 24
+	tcpstateTallyLayoutNATIVE_SCHEMA    tcpstateTallyLayout = 3
+	tcpstateTallyLayoutNATIVE_MIN_KEY   tcpstateTallyLayout = -159
+	tcpstateTallyLayoutNATIVE_BUCKETS   tcpstateTallyLayout = 352
+	tcpstateTallyLayoutCLASSIC_BUCKETS  tcpstateTallyLayout = 17
+	tcpstateTallyLayoutHIST_STATE       tcpstateTallyLayout = 0
+	tcpstateTallyLayoutHIST_CONN        tcpstateTallyLayout = 16
+	tcpstateTallyLayoutNR_HISTS         tcpstateTallyLayout = 26
 )
 
 type tcpstateTwDue struct {
@@ -243,6 +287,7 @@ const (
 	tcpstateMapHists              = "hists"
 	tcpstateMapLaddrs             = "laddrs"
 	tcpstateMapLports             = "lports"
+	tcpstateMapNosockRates        = "nosock_rates"
 	tcpstateMapOrphans            = "orphans"
 	tcpstateMapOverdue            = "overdue"
 	tcpstateMapPending            = "pending"
@@ -288,12 +333,14 @@ const (
 	tcpstateVarFollowTw           = "follow_tw"
 	tcpstateVarLateResets         = "late_resets"
 	tcpstateVarNativeBounds       = "native_bounds"
+	tcpstateVarNosockPerSec       = "nosock_per_sec"
 	tcpstateVarOrphansLive        = "orphans_live"
 	tcpstateVarOverdueLive        = "overdue_live"
 	tcpstateVarPollNextDueJ       = "poll_next_due_j"
 	tcpstateVarPollNowJ           = "poll_now_j"
 	tcpstateVarPollResultBtf      = "poll_result_btf"
 	tcpstateVarRoleBtf            = "role_btf"
+	tcpstateVarRstReasonBtf       = "rst_reason_btf"
 	tcpstateVarTallyCgroups       = "tally_cgroups"
 	tcpstateVarTallyLayoutBtf     = "tally_layout_btf"
 	tcpstateVarTallyMode          = "tally_mode"
@@ -369,6 +416,7 @@ type tcpstateMapSpecs struct {
 	Hists        *ebpf.MapSpec `ebpf:"hists"`
 	Laddrs       *ebpf.MapSpec `ebpf:"laddrs"`
 	Lports       *ebpf.MapSpec `ebpf:"lports"`
+	NosockRates  *ebpf.MapSpec `ebpf:"nosock_rates"`
 	Orphans      *ebpf.MapSpec `ebpf:"orphans"`
 	Overdue      *ebpf.MapSpec `ebpf:"overdue"`
 	Pending      *ebpf.MapSpec `ebpf:"pending"`
@@ -408,12 +456,14 @@ type tcpstateVariableSpecs struct {
 	FollowTw          *ebpf.VariableSpec `ebpf:"follow_tw"`
 	LateResets        *ebpf.VariableSpec `ebpf:"late_resets"`
 	NativeBounds      *ebpf.VariableSpec `ebpf:"native_bounds"`
+	NosockPerSec      *ebpf.VariableSpec `ebpf:"nosock_per_sec"`
 	OrphansLive       *ebpf.VariableSpec `ebpf:"orphans_live"`
 	OverdueLive       *ebpf.VariableSpec `ebpf:"overdue_live"`
 	PollNextDueJ      *ebpf.VariableSpec `ebpf:"poll_next_due_j"`
 	PollNowJ          *ebpf.VariableSpec `ebpf:"poll_now_j"`
 	PollResultBtf     *ebpf.VariableSpec `ebpf:"poll_result_btf"`
 	RoleBtf           *ebpf.VariableSpec `ebpf:"role_btf"`
+	RstReasonBtf      *ebpf.VariableSpec `ebpf:"rst_reason_btf"`
 	TallyCgroups      *ebpf.VariableSpec `ebpf:"tally_cgroups"`
 	TallyLayoutBtf    *ebpf.VariableSpec `ebpf:"tally_layout_btf"`
 	TallyMode         *ebpf.VariableSpec `ebpf:"tally_mode"`
@@ -449,6 +499,7 @@ type tcpstateMaps struct {
 	Hists        *ebpf.Map `ebpf:"hists"`
 	Laddrs       *ebpf.Map `ebpf:"laddrs"`
 	Lports       *ebpf.Map `ebpf:"lports"`
+	NosockRates  *ebpf.Map `ebpf:"nosock_rates"`
 	Orphans      *ebpf.Map `ebpf:"orphans"`
 	Overdue      *ebpf.Map `ebpf:"overdue"`
 	Pending      *ebpf.Map `ebpf:"pending"`
@@ -474,6 +525,7 @@ func (m *tcpstateMaps) Close() error {
 		m.Hists,
 		m.Laddrs,
 		m.Lports,
+		m.NosockRates,
 		m.Orphans,
 		m.Overdue,
 		m.Pending,
@@ -514,12 +566,14 @@ type tcpstateVariables struct {
 	FollowTw          *ebpf.Variable `ebpf:"follow_tw"`
 	LateResets        *ebpf.Variable `ebpf:"late_resets"`
 	NativeBounds      *ebpf.Variable `ebpf:"native_bounds"`
+	NosockPerSec      *ebpf.Variable `ebpf:"nosock_per_sec"`
 	OrphansLive       *ebpf.Variable `ebpf:"orphans_live"`
 	OverdueLive       *ebpf.Variable `ebpf:"overdue_live"`
 	PollNextDueJ      *ebpf.Variable `ebpf:"poll_next_due_j"`
 	PollNowJ          *ebpf.Variable `ebpf:"poll_now_j"`
 	PollResultBtf     *ebpf.Variable `ebpf:"poll_result_btf"`
 	RoleBtf           *ebpf.Variable `ebpf:"role_btf"`
+	RstReasonBtf      *ebpf.Variable `ebpf:"rst_reason_btf"`
 	TallyCgroups      *ebpf.Variable `ebpf:"tally_cgroups"`
 	TallyLayoutBtf    *ebpf.Variable `ebpf:"tally_layout_btf"`
 	TallyMode         *ebpf.Variable `ebpf:"tally_mode"`

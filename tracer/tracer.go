@@ -245,6 +245,9 @@ func New(opts Options) (*Tracer, error) {
 		t.Close()
 		return nil, err
 	}
+	if n := t.reasonNotice(); n != "" {
+		t.notices = append(t.notices, n)
+	}
 	if err := t.attach(); err != nil {
 		t.Close()
 		return nil, err
@@ -461,10 +464,14 @@ func (t *Tracer) deliver(h Handler, ev *Event) error {
 	case ev.flags == evPollNote:
 		t.wakePolls()
 		return nil
-	case ev.flags&(evResetNote|evOrphanNote) != 0:
-		ev.Note = NoteLateReset
-		if ev.flags&evOrphanNote != 0 {
+	case ev.flags&(evResetNote|evOrphanNote|evNoSockNote) != 0:
+		switch {
+		case ev.flags&evOrphanNote != 0:
 			ev.Note = NoteOrphan
+		case ev.flags&evNoSockNote != 0:
+			ev.Note = NoteNoSocket
+		default:
+			ev.Note = NoteLateReset
 		}
 		if n, ok := h.(Noter); ok {
 			return n.Note(ev)
@@ -700,6 +707,17 @@ func (t *Tracer) Unseen() (ends, moved uint64, err error) {
 	return counts[tcpstateCounterCOUNT_UNSEEN_END], counts[tcpstateCounterCOUNT_UNSEEN_STATE], nil
 }
 
+// NoSocketResets counts the RSTs sent for segments that found no socket
+// (that passed the filters), and of those the ones not recorded one by
+// one (rate limit); Linux 6.9 and later report them.
+func (t *Tracer) NoSocketResets() (seen, suppressed uint64, err error) {
+	counts, err := t.counters()
+	if err != nil {
+		return 0, 0, err
+	}
+	return counts[tcpstateCounterCOUNT_NOSOCK_SEEN], counts[tcpstateCounterCOUNT_NOSOCK_SUPPRESSED], nil
+}
+
 // Shortfall is one kind of thing the tracer could not follow, and how
 // often that happened so far.
 type Shortfall struct {
@@ -730,6 +748,7 @@ func (t *Tracer) Shortfalls() ([]Shortfall, error) {
 		full(tcpstateCounterCOUNT_CGROUP_HISTS_FULL, "durations of sockets of new cgroups left out of the histograms by pod", "per-cgroup histogram"),
 		{counts[tcpstateCounterCOUNT_UNSEEN_END], "sockets found gone whose end the kernel's tracepoint never showed (it ran no tracing program for it)"},
 		{counts[tcpstateCounterCOUNT_UNSEEN_STATE], "sockets found in another state than the kernel's tracepoint last showed (a transition it ran no tracing program for)"},
+		{counts[tcpstateCounterCOUNT_NOSOCK_SUPPRESSED], "RSTs sent for segments that found no socket not recorded one by one (more than 100 a second per CPU): counted on the next record"},
 	}, nil
 }
 

@@ -53,7 +53,9 @@ func newStuckCmd(stdout, stderr io.Writer) *cobra.Command {
 		Use:   "stuck",
 		Short: "List sockets that have lingered in a closing or connecting state",
 		Long: `List the TCP sockets that have been in CLOSE_WAIT, FIN_WAIT1, FIN_WAIT2,
-LAST_ACK, CLOSING, SYN_SENT or SYN_RECV for longer than --for (30s), in every
+LAST_ACK, CLOSING, SYN_SENT or SYN_RECV for longer than --for (30s), and the
+listeners whose accept queue is full (the application does not accept():
+the kernel drops SYNs; with --watch, full for longer than --for), in every
 network namespace, with the processes holding them (PID/COMM:FD, every holder
 of a shared socket, found in /proc/PID/fd as ss -p does), the queues as ss
 shows them, the pod of the holders (NAMESPACE/POD, from their
@@ -107,7 +109,7 @@ Exit status: 0, or 1 with --exit-code when stuck sockets were found.`,
 	fs.StringVar(&f.kernelBTF, "kernel-btf", "", "with --watch: BTF file for this kernel, when /sys/kernel/btf/vmlinux is missing")
 	f.register(fs)
 	holderUsage(fs)
-	stateUsage(fs, "only these states (default CLOSE_WAIT,FIN_WAIT1,FIN_WAIT2,LAST_ACK,CLOSING,SYN_SENT,SYN_RECV; add TIME_WAIT to see it)")
+	stateUsage(fs, "only these states (default CLOSE_WAIT,FIN_WAIT1,FIN_WAIT2,LAST_ACK,CLOSING,SYN_SENT,SYN_RECV and LISTEN with a full accept queue; add TIME_WAIT to see it)")
 	fs.SortFlags = false
 	return cmd
 }
@@ -148,7 +150,8 @@ func (f *stuckFlags) validate() (snapshot.Options, error) {
 		return o, err
 	}
 	if len(o.States) == 0 {
-		o.States = slices.Clone(conn.StuckStates)
+		// And listeners whose accept queue is full.
+		o.States = append(slices.Clone(conn.StuckStates), tcp.Listen)
 	}
 	slices.Sort(o.States)
 	o.States = slices.Compact(o.States)
@@ -196,6 +199,13 @@ func listStuck(opts snapshot.Options, threshold time.Duration, f *filterFlags, w
 	var socks []snapshot.Socket
 	var maybe maybeStuck
 	err := snapshot.Snapshot(opts, func(s *snapshot.Socket) error {
+		if s.State == tcp.Listen {
+			// Full now: the kernel keeps no time of it (--watch does).
+			if s.AcceptQueueFull() {
+				socks = append(socks, *s)
+			}
+			return nil
+		}
 		if s.AgeKnown && s.Age >= threshold {
 			c := *s
 			socks = append(socks, c)

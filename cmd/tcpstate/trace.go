@@ -215,6 +215,16 @@ func (p eventPrinter) Event(ev *tracer.Event) error {
 }
 func (p eventPrinter) Tick() error { return nil } // the session flushes
 
+// Note prints the RSTs that are records of their own: the one close()
+// sends just after its socket's CLOSE, and those sent for segments that
+// found no socket.
+func (p eventPrinter) Note(ev *tracer.Event) error {
+	if ev.Note != tracer.NoteLateReset && ev.Note != tracer.NoteNoSocket {
+		return nil
+	}
+	return p.Event(ev)
+}
+
 // startProfile writes a CPU profile until the returned function is called.
 func startProfile(path string) (func(), error) {
 	out, err := os.Create(path)
