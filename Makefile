@@ -52,10 +52,11 @@ deps:
 # syscalls (dd). A benchmark, not a test. Installs nginx-light, wrk and
 # libbpf-tools (the reference rows) when missing.
 BENCH_WORKLOADS ?= churn http syscalls
+BENCH_RUNS ?= 1
 .PHONY: bench-deps
 bench: build bench-deps
 	$(GO) build -o bin/tcpstate-bench ./cmd/tcpstate-bench
-	@for w in $(BENCH_WORKLOADS); do bin/tcpstate-bench -tcpstate $(BIN) -workload $$w || exit 1; echo; done
+	@for w in $(BENCH_WORKLOADS); do bin/tcpstate-bench -tcpstate $(BIN) -workload $$w -runs $(BENCH_RUNS) || exit 1; echo; done
 
 bench-deps:
 	@need=""; command -v nginx >/dev/null || need="$$need nginx-light"; \

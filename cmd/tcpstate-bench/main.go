@@ -92,13 +92,14 @@ func run() error {
 		jsonOut  = flag.String("json", "", "also write the results as JSON to this file")
 		only     = flag.String("modes", "", "comma-separated modes to run (default all)")
 		workload = flag.String("workload", workloadChurn, "churn, http or syscalls")
+		repeat   = flag.Int("runs", 1, "runs of each mode; the table shows the run of the median ratio")
 	)
 	flag.Parse()
 	if *workload != workloadChurn && *workload != workloadHTTP && *workload != workloadSyscalls {
 		fmt.Fprintf(os.Stderr, "tcpstate-bench: invalid -workload %q: want churn, http or syscalls\n", *workload)
 		os.Exit(2)
 	}
-	if *tcpstate == "" || flag.NArg() > 0 || *conns < 1 || *duration <= 0 {
+	if *tcpstate == "" || flag.NArg() > 0 || *conns < 1 || *duration <= 0 || *repeat < 1 {
 		flag.Usage()
 		os.Exit(2)
 	}
@@ -191,17 +192,24 @@ func run() error {
 		}
 		r := result{Mode: m.name, Skipped: m.skipped}
 		if m.skipped == "" {
-			fmt.Fprintf(os.Stderr, "running %s...\n", m.name)
-			if r, err = runMode(m, cfg); err != nil {
-				return fmt.Errorf("%s: %w", m.name, err)
+			// Each run of the mode between two baselines; the run of the
+			// median ratio stands for them, the others' ratios in a note.
+			var runs []result
+			for range *repeat {
+				fmt.Fprintf(os.Stderr, "running %s...\n", m.name)
+				if r, err = runMode(m, cfg); err != nil {
+					return fmt.Errorf("%s: %w", m.name, err)
+				}
+				next, err := baseline()
+				if err != nil {
+					return fmt.Errorf("baseline: %w", err)
+				}
+				baselines = append(baselines, next)
+				r.Ratio = ratio(r.ConnPerSec, mean(prev, next))
+				prev = next
+				runs = append(runs, r)
 			}
-			next, err := baseline()
-			if err != nil {
-				return fmt.Errorf("baseline: %w", err)
-			}
-			baselines = append(baselines, next)
-			r.Ratio = ratio(r.ConnPerSec, mean(prev, next))
-			prev = next
+			r = medianRun(runs)
 		}
 		traced = append(traced, r)
 	}

@@ -5,6 +5,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"fmt"
 	"io"
 	"os"
@@ -105,6 +106,22 @@ func spread(xs ...float64) float64 {
 	}
 	lo, hi := slices.Min(xs), slices.Max(xs)
 	return (hi - lo) / m
+}
+
+// medianRun is the run of the median ratio (the lower middle one of an
+// even count), with every run's ratio in a note when there are several.
+func medianRun(runs []result) result {
+	sorted := slices.Clone(runs)
+	slices.SortFunc(sorted, func(a, b result) int { return cmp.Compare(a.Ratio, b.Ratio) })
+	r := sorted[(len(sorted)-1)/2]
+	if len(runs) > 1 {
+		var ratios []string
+		for _, x := range runs {
+			ratios = append(ratios, strconv.FormatFloat(x.Ratio, 'f', 3, 64))
+		}
+		r.Notes = append(slices.Clone(r.Notes), fmt.Sprintf("ratios of %d runs: %s (median shown)", len(runs), strings.Join(ratios, " / ")))
+	}
+	return r
 }
 
 // countMatches counts the lines of a file that hold s.

@@ -93,3 +93,17 @@ func TestPrintTable(t *testing.T) {
 		t.Errorf("skipped mode not noted:\n%s", b.String())
 	}
 }
+
+func TestMedianRun(t *testing.T) {
+	runs := []result{{Mode: "m", Ratio: 0.9, ConnPerSec: 1}, {Mode: "m", Ratio: 0.7, ConnPerSec: 2}, {Mode: "m", Ratio: 0.95, ConnPerSec: 3}}
+	r := medianRun(runs)
+	if r.Ratio != 0.9 || r.ConnPerSec != 1 {
+		t.Errorf("median run %+v, want the one of ratio 0.9", r)
+	}
+	if want := "ratios of 3 runs: 0.900 / 0.700 / 0.950 (median shown)"; len(r.Notes) != 1 || r.Notes[0] != want {
+		t.Errorf("notes %q, want %q", r.Notes, want)
+	}
+	if r := medianRun(runs[:1]); len(r.Notes) != 0 {
+		t.Errorf("one run: notes %q, want none", r.Notes)
+	}
+}
