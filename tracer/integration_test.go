@@ -59,7 +59,7 @@ func startTracer(t *testing.T, opts tracer.Options) *collector {
 	if opts.Seeds == nil {
 		opts.Seeds = seedOwners
 	}
-	tr, err := tracer.New(opts)
+	tr, err := tracer.New(withTestKernelBTF(opts))
 	if err != nil {
 		t.Fatalf("tracer.New: %v", err)
 	}
@@ -343,8 +343,8 @@ func TestTransitions(t *testing.T) {
 						t.Errorf("shortfall %d %s", sf.Count, sf.What)
 					}
 				}
-				checkLife(t, findLife(ls, clientSock, r.Client, r.Server), clientSock, "CLOSE>"+tc.client, cli, srv)
-				checkLife(t, findLife(ls, childSock, r.Client, r.Server), childSock, "LISTEN>"+tc.server, srv, cli)
+				checkLife(t, findLife(ls, clientSock, r.Client, r.Server), clientSock, "CLOSE>"+classicWant(tc.client), cli, srv)
+				checkLife(t, findLife(ls, childSock, r.Client, r.Server), childSock, "LISTEN>"+classicWant(tc.server), srv, cli)
 				any := netip.IPv4Unspecified()
 				if network == "tcp6" {
 					any = netip.IPv6Unspecified()
