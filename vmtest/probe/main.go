@@ -5,8 +5,11 @@
 // the running kernel, one at a time, and prints the verifier's or loader's
 // error for any that fails; then it checks that tracer.New chose the tp_btf
 // flavour there (it silently falls back to classic tracepoints otherwise,
-// which the integration tests cannot tell apart). Exit status 1 means a
-// program did not load or the fallback was taken.
+// which the integration tests cannot tell apart). With -kernel-btf (the
+// classic run, /sys/kernel/btf/vmlinux hidden) it loads the classic
+// programs with that BTF and checks that tracer.New took the classic path
+// and says that it does not follow TIME_WAIT. Exit status 1 means a
+// program did not load or the path was not the one expected.
 package main
 
 import (
@@ -18,20 +21,23 @@ import (
 	"strings"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 
 	"github.com/tcpstate/tcpstate/tracer"
 )
 
 func main() {
 	obj := flag.String("obj", "tcpstate_bpfel.o", "the BPF object the tracer embeds")
+	path := flag.String("path", "tp_btf", "the path the tracer must take: tp_btf, classic (with -kernel-btf), or any other label (reported, not checked)")
+	kernelBTF := flag.String("kernel-btf", "", "BTF file for this kernel (classic path)")
 	flag.Parse()
 	spec, err := ebpf.LoadCollectionSpec(*obj)
 	if err != nil {
 		fmt.Printf("probe: read %s: %v\n", *obj, err)
 		os.Exit(1)
 	}
-	ok := loadEach(spec)
-	if !checkFlavour(spec) {
+	ok := loadEach(spec, *kernelBTF)
+	if !checkFlavour(spec, *path, *kernelBTF) {
 		ok = false
 	}
 	if !ok {
@@ -40,11 +46,23 @@ func main() {
 }
 
 // loadEach loads each program of the object (with the maps it uses) on its
-// own, so one failure does not hide another.
-func loadEach(spec *ebpf.CollectionSpec) bool {
+// own, so one failure does not hide another. With a BTF file, only the
+// classic tracepoint programs: the others need the kernel's own BTF.
+func loadEach(spec *ebpf.CollectionSpec, kernelBTF string) bool {
+	var opts ebpf.CollectionOptions
+	if kernelBTF != "" {
+		types, err := btf.LoadSpec(kernelBTF)
+		if err != nil {
+			fmt.Printf("probe: read %s: %v\n", kernelBTF, err)
+			return false
+		}
+		opts.Programs.KernelTypes = types
+	}
 	names := make([]string, 0, len(spec.Programs))
-	for name := range spec.Programs {
-		names = append(names, name)
+	for name, ps := range spec.Programs {
+		if kernelBTF == "" || ps.Type == ebpf.TracePoint {
+			names = append(names, name)
+		}
 	}
 	slices.Sort(names)
 	ok := true
@@ -56,7 +74,7 @@ func loadEach(spec *ebpf.CollectionSpec) bool {
 			}
 		}
 		ps := spec.Programs[name]
-		coll, err := ebpf.NewCollection(one)
+		coll, err := ebpf.NewCollectionWithOptions(one, opts)
 		if err != nil {
 			ok = false
 			var ve *ebpf.VerifierError
@@ -74,9 +92,9 @@ func loadEach(spec *ebpf.CollectionSpec) bool {
 }
 
 // checkFlavour starts a tracer and lists the programs of the object that
-// are loaded while it runs.
-func checkFlavour(spec *ebpf.CollectionSpec) bool {
-	tr, err := tracer.New(tracer.Options{})
+// are loaded while it runs, and its notices.
+func checkFlavour(spec *ebpf.CollectionSpec, path, kernelBTF string) bool {
+	tr, err := tracer.New(tracer.Options{KernelBTF: kernelBTF})
 	if err != nil {
 		fmt.Printf("probe: tracer.New: %v\n", err)
 		return false
@@ -105,10 +123,31 @@ func checkFlavour(spec *ebpf.CollectionSpec) bool {
 	}
 	slices.Sort(loaded)
 	fmt.Printf("probe: tracer.New loaded %s\n", strings.Join(loaded, " "))
-	if !slices.Contains(loaded, "set_state_btf") || !slices.Contains(loaded, "retransmit_btf") {
-		fmt.Println("probe: tracer.New did not use tp_btf (fell back to classic tracepoints)")
-		return false
+	notices := tr.Notices()
+	for _, n := range notices {
+		fmt.Printf("probe: tracer.New says: %s\n", n)
 	}
-	fmt.Println("probe: tracer.New uses tp_btf")
+	btfProgs := slices.Contains(loaded, "set_state_btf") && slices.Contains(loaded, "retransmit_btf")
+	classic := slices.Contains(loaded, "set_state_tp") && slices.Contains(loaded, "retransmit_tp")
+	switch path {
+	case "tp_btf":
+		if !btfProgs {
+			fmt.Println("probe: tracer.New did not use tp_btf (fell back to classic tracepoints)")
+			return false
+		}
+		fmt.Println("probe: tracer.New uses tp_btf")
+	case "classic":
+		if !classic {
+			fmt.Println("probe: tracer.New did not take the classic-tracepoint path")
+			return false
+		}
+		if !slices.ContainsFunc(notices, func(n string) bool { return strings.Contains(n, "TIME_WAIT is not followed") }) {
+			fmt.Println("probe: tracer.New took the classic path without saying that TIME_WAIT is not followed")
+			return false
+		}
+		fmt.Println("probe: tracer.New uses classic tracepoints, says TIME_WAIT is not followed")
+	default:
+		fmt.Printf("probe: tracer.New uses what it loaded above (path %q is not checked)\n", path)
+	}
 	return true
 }
