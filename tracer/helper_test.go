@@ -30,9 +30,10 @@ import (
 // /sys/kernel/btf/vmlinux hidden (vmtest/README.md).
 var testKernelBTF = os.Getenv("TCPSTATE_TEST_KERNEL_BTF")
 
-// withTestKernelBTF gives opts the TCPSTATE_TEST_KERNEL_BTF file, if any.
+// withTestKernelBTF gives opts the TCPSTATE_TEST_KERNEL_BTF file, if any,
+// also in place of the /sys/kernel/btf/vmlinux of a classic case.
 func withTestKernelBTF(opts tracer.Options) tracer.Options {
-	if opts.KernelBTF == "" {
+	if testKernelBTF != "" {
 		opts.KernelBTF = testKernelBTF
 	}
 	return opts
