@@ -35,7 +35,7 @@ cd "$(dirname "$0")/.."
 
 GO=${GO:-$(command -v go 2>/dev/null || echo /usr/local/go/bin/go)}
 # Longest first: with two at a time, the short ones fill in behind.
-CONFIGS=${VMTEST_CONFIGS:-aarch64/6.12 aarch64/6.1 x86_64/6.12 x86_64/6.12/classic x86_64/6.1}
+CONFIGS=${VMTEST_CONFIGS:-aarch64/6.12 x86_64/6.12 aarch64/6.1 x86_64/6.1 aarch64/6.1/classic x86_64/6.1/classic}
 if [ -z "${VMTEST_CONFIGS:-}" ] && [ -n "${VMTEST_SERIES:-}" ]; then
 	CONFIGS=$(for s in $VMTEST_SERIES; do printf 'x86_64/%s ' "$s"; done)
 fi
@@ -321,7 +321,6 @@ mount -t bpf bpf /sys/fs/bpf
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
 ip link set lo up
 echo "VMTEST-KERNEL \$(cat /proc/version)"
-echo "VMTEST-ENV \$(env | grep -E '^(TCPSTATE_|VMTEST_)' | sort | tr '\n' ' ')"
 probe_args=
 run='$RUN'
 if [ "\$VMTEST_PATH" = classic ]; then
@@ -334,6 +333,7 @@ if [ "\$VMTEST_PATH" = classic ]; then
 	probe_args="-kernel-btf /btf/vmlinux"
 	run='$RUN_CLASSIC'
 fi
+echo "VMTEST-ENV \$(env | grep -E '^(TCPSTATE_|VMTEST_)' | sort | tr '\n' ' ')"
 /probe -obj /tcpstate_bpfel.o -path "\$VMTEST_PATH" \$probe_args
 echo "VMTEST-PROBE exit=\$?"
 cd /tmp

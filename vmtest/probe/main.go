@@ -147,7 +147,7 @@ func checkFlavour(spec *ebpf.CollectionSpec, path, kernelBTF string) bool {
 		}
 		fmt.Println("probe: tracer.New uses classic tracepoints, says TIME_WAIT is not followed")
 	default:
-		fmt.Printf("probe: tracer.New uses what it loaded above (path %q is not checked)\n", path)
+		fmt.Printf("probe: tracer.New uses the programs listed above (what path %q should load is not checked)\n", path)
 	}
 	return true
 }
