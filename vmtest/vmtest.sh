@@ -139,9 +139,13 @@ if [ ${#need[@]} -gt 0 ]; then
 	apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
+# apt_opts: more options for apt-get and apt-cache (an older release's
+# package lists, see old_release).
+apt_opts=()
+
 # apt_download DIR PKG[=VERSION]; as root, apt would warn that its _apt
 # sandbox user cannot write to DIR.
-apt_download() { (cd "$1" && apt-get download -qq -o APT::Sandbox::User=root "$2"); }
+apt_download() { (cd "$1" && apt-get "${apt_opts[@]}" download -qq -o APT::Sandbox::User=root "$2"); }
 
 # deb PKG[:ARCH]: the path of the newest cached .deb of PKG for ARCH (the
 # host's by default), downloaded when missing.
@@ -161,12 +165,31 @@ deb() {
 # with the highest candidate version.
 newest() {
 	local names
-	names=$(apt-cache pkgnames linux-image- | grep -E "$1" || true)
+	names=$(apt-cache "${apt_opts[@]}" pkgnames linux-image- | grep -E "$1" || true)
 	[ -n "$names" ] || return 1
 	# shellcheck disable=SC2086
-	apt-cache show --no-all-versions $names 2>/dev/null |
+	apt-cache "${apt_opts[@]}" show --no-all-versions $names 2>/dev/null |
 		awk '/^Package:/ { p = $2 } /^Version:/ { print $2, p }' |
 		sort -V | tail -n 1
+}
+
+# old_release SERIES: for the kernel series of an older Debian release
+# (5.10: bullseye), sets apt_opts to package lists of that release alone, in
+# vmtest/.cache/apt-RELEASE (updated once a day): the host's apt sources
+# stay as they are. Returns 1 for other series.
+old_release() {
+	local rel dir
+	case $1 in 5.10) rel=bullseye ;; *) return 1 ;; esac
+	dir=$PWD/$CACHE/apt-$rel
+	mkdir -p "$dir/lists/partial" "$dir/archives/partial"
+	printf 'deb http://deb.debian.org/debian %s main\ndeb http://deb.debian.org/debian-security %s-security main\n' "$rel" "$rel" >"$dir/sources.list"
+	apt_opts=(-o "Dir::Etc::SourceList=$dir/sources.list" -o Dir::Etc::SourceParts=/dev/null
+		-o "Dir::State::Lists=$dir/lists" -o "Dir::Cache::Archives=$dir/archives"
+		-o "Dir::Cache::pkgcache=$dir/pkgcache.bin" -o "Dir::Cache::srcpkgcache=$dir/srcpkgcache.bin")
+	if [ -z "$(find "$dir/lists" -maxdepth 1 -name '*Packages*' -mmin -1440)" ]; then
+		say "package lists of $rel (for $1) in $dir"
+		apt-get "${apt_opts[@]}" update -qq || die "apt-get update of $rel's package lists failed"
+	fi
 }
 
 # kernel ARCH SERIES: sets kver (Debian version) and kdir (cache directory
@@ -176,6 +199,8 @@ kernel() {
 	flavour=$(debarch "$arch")
 	[ "$FLAVOUR" = generic ] || flavour=$FLAVOUR-$flavour
 	re="^linux-image-${series//./\\.}\.[0-9]+[-+][^ ]*-${flavour}(-unsigned)?\$"
+	apt_opts=()
+	old_release "$series" || true
 	found=$(newest "$re" || true)
 	if [ -z "$found" ] && [ "$series" = 6.12 ]; then
 		# bookworm has 6.12 in bookworm-security; older mirrors only in backports.
@@ -192,7 +217,10 @@ kernel() {
 	kver=${found%% *}
 	pkg=${found#* }
 	kdir=$KERNELS/${pkg}_$kver
-	[ -s "$kdir/vmlinuz" ] && return 0
+	if [ -s "$kdir/vmlinuz" ]; then
+		apt_opts=()
+		return 0
+	fi
 	deb=$(find "$DEBS" -name "${pkg}_${kver//:/%3a}_*.deb" | head -n 1)
 	if [ -z "$deb" ]; then
 		say "downloading $pkg $kver"
@@ -200,6 +228,7 @@ kernel() {
 		deb=$(find "$DEBS" -name "${pkg}_${kver//:/%3a}_*.deb" | head -n 1)
 		[ -n "$deb" ] || die "apt-get download $pkg=$kver left no .deb in $DEBS"
 	fi
+	apt_opts=()
 	tmp=$(mktemp -d "$CACHE/extract.XXXXXX")
 	dpkg-deb -x "$deb" "$tmp"
 	mkdir -p "$kdir"
