@@ -46,9 +46,23 @@ manifests:
 deps:
 	@bash .ci/deps
 
-# Connection churn with and without the tracer; a benchmark, not a test.
-bench: build
-	$(GO) run ./cmd/tcpstate-bench -tcpstate $(BIN)
+# What tracing costs a busy host, each mode against the untraced rate in
+# the same run: loopback connection churn, a real web server (nginx under
+# wrk, every request a new connection), and a process with no TCP making
+# syscalls (dd). A benchmark, not a test. Installs nginx-light, wrk and
+# libbpf-tools (the reference rows) when missing.
+BENCH_WORKLOADS ?= churn http syscalls
+.PHONY: bench-deps
+bench: build bench-deps
+	$(GO) build -o bin/tcpstate-bench ./cmd/tcpstate-bench
+	@for w in $(BENCH_WORKLOADS); do bin/tcpstate-bench -tcpstate $(BIN) -workload $$w || exit 1; echo; done
+
+bench-deps:
+	@need=""; command -v nginx >/dev/null || need="$$need nginx-light"; \
+	command -v wrk >/dev/null || need="$$need wrk"; \
+	[ -x /usr/sbin/tcpstates ] || need="$$need libbpf-tools"; \
+	if [ -n "$$need" ]; then echo "make bench: installing$$need"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$need >/dev/null; fi
 
 clean:
 	rm -rf bin

@@ -40,16 +40,12 @@ struct event {
 /* event.flags */
 enum ev_flag {
 	EV_SYNTH = 1,       /* derived by tcpstate, not reported by the kernel */
-	EV_TENTATIVE = 2,   /* a timewait timer was cancelled: the end of
-	                     * TIME_WAIT unless an EV_REARM for the same cookie
-	                     * follows */
-	EV_REARM = 4,       /* the cancelled timer was re-armed: not an end */
 	EV_RESET_NOTE = 8,  /* not a transition: a RST for a socket already
 	                     * reported CLOSE (the kernel sends it after) */
 	EV_ORPHAN_NOTE = 16, /* not a transition: the connection lives on as an
 	                      * orphaned FIN_WAIT2 timewait socket */
 	EV_POLL_NOTE = 32,   /* not a transition, nothing else in the record:
-	                      * orphans are followed again: poll them */
+	                      * timewait sockets are followed again: poll them */
 };
 
 /* event.reset */
@@ -64,13 +60,17 @@ enum counter {
 	COUNT_HELD_FULL,    /* held-back table full: SYN_SENT/SYN_RECV sent
 	                     * before its 4-tuple was final */
 	COUNT_TW_FULL,      /* timewait table full: a TIME_WAIT not followed */
+	COUNT_TW_UNFOUND,   /* a timewait socket not found in its hash chain
+	                     * (the chain longer than we walk): a TIME_WAIT
+	                     * shown as the kernel's CLOSE */
+	COUNT_TW_EARLY,     /* a TIME_WAIT that ended before its timer with no
+	                     * new socket on its 4-tuple shown (a RST, its
+	                     * namespace removed): its end is shown when found */
 	COUNT_ORPHANS_FULL, /* orphan table full: an orphan's FIN_WAIT2 ->
 	                     * TIME_WAIT seen only at its next timer event */
 	COUNT_TW_UNKNOWN,   /* a socket older than tcpstate closed from
 	                     * FIN_WAIT1/2 or CLOSING: a TIME_WAIT it may have
 	                     * left is not followed */
-	COUNT_REARM_LOST,   /* a re-arm lost (ring full): the TIME_WAIT end it
-	                     * should have retracted was shown */
 	COUNT_NESTED,       /* not a loss: transitions handled by the second
 	                     * set_state program because the first was busy on
 	                     * the CPU (the kernel counts a miss for it) */

@@ -44,6 +44,12 @@ func Build(a, b []tracer.Event) Diagram {
 		}
 	}
 	d.Open = views[Left].open || (len(b) > 0 && views[Right].open)
+	d.TimeWait = d.Open
+	for s := Left; s <= Right; s++ {
+		if (s == Left || len(b) > 0) && views[s].open && views[s].last != tcp.TimeWait {
+			d.TimeWait = false
+		}
+	}
 	d.Rows = merge(views, [2]bool{false, len(b) == 0})
 	return d
 }

@@ -136,7 +136,10 @@ func title(d *Diagram) string {
 		fam = "IPv6"
 	}
 	s := fmt.Sprintf("TCP %s ↔ %s (%s, %s)", l, r, fam, where)
-	if d.Open {
+	switch {
+	case d.TimeWait:
+		s += ", TIME_WAIT still running when drawn"
+	case d.Open:
 		s += ", still open when drawn"
 	}
 	return s

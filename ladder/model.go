@@ -137,6 +137,9 @@ type Diagram struct {
 	// Open: the connection had not ended when the diagram was drawn
 	// (tracing ended, or TIME_WAIT had not).
 	Open bool
+	// TimeWait: open only in TIME_WAIT, whose end (60 s after it began)
+	// is not waited for: both sides were done but for it.
+	TimeWait bool
 }
 
 // longCloseWait is how long a CLOSE_WAIT lasts before the diagram says

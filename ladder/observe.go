@@ -37,6 +37,7 @@ type sockView struct {
 	peerKnown bool
 	client    bool // it sent the first SYN
 	open      bool // its last transition did not end it
+	last      tcp.State
 }
 
 // observe derives the segments one socket sent and received from its
@@ -76,7 +77,7 @@ func observe(evs events) sockView {
 		}
 	}
 	last := evs[len(evs)-1]
-	v.open = !(last.NewState == tcp.Close)
+	v.open, v.last = last.NewState != tcp.Close, last.NewState
 	for i := range evs {
 		v.obs = append(v.obs, v.transition(evs, i)...)
 	}

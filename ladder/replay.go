@@ -5,6 +5,7 @@ package ladder
 import (
 	"bufio"
 	"bytes"
+	"container/heap"
 	"context"
 	"encoding/json"
 	"errors"
@@ -56,14 +57,24 @@ type LineError struct {
 func (e *LineError) Error() string { return fmt.Sprintf("line %d: %v", e.Line, e.Err) }
 func (e *LineError) Unwrap() error { return e.Err }
 
+// ReorderWindow is how many events Replay holds to put them back in time
+// order: the tracer's events from several CPUs can be a little out of
+// order, a sorted or reversed file much more.
+const ReorderWindow = 4096
+
 // Replay reads events recorded with 'tcpstate --seq -o json' from r and
-// passes them to h as the tracer would, with a Tick every 256 events so
-// that memory stays bounded, until r ends or ctx is done. Blank lines are
-// skipped; any other line that is not such an event is a *LineError.
+// passes them to h as the tracer would, in time order, with a Tick every
+// 256 lines so that memory stays bounded, until r ends or ctx is done.
+// Events are reordered within ReorderWindow lines; an event earlier than
+// one already passed on, further out of order than that, is a *LineError
+// (drawn, it would make false claims: negative times, a connection as
+// two). Blank lines are skipped; any other line that is not such an
+// event is a *LineError.
 func Replay(ctx context.Context, r io.Reader, h tracer.Handler) error {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 4096), maxLine)
 	var ev tracer.Event
+	var win reorder
 	n := 0
 	for sc.Scan() {
 		n++
@@ -74,8 +85,15 @@ func Replay(ctx context.Context, r io.Reader, h tracer.Handler) error {
 		if err := decode(line, &ev); err != nil {
 			return &LineError{Line: n, Err: err}
 		}
-		if err := h.Event(&ev); err != nil {
-			return err
+		if win.passed > 0 && ev.Time.Before(win.last) {
+			return &LineError{Line: n, Err: fmt.Errorf("out of time order: %s before line %d, already drawn: events are put back in order within %d lines only (sort the recording by time)",
+				human(win.last.Sub(ev.Time)), win.passed, ReorderWindow)}
+		}
+		win.push(n, &ev)
+		if len(win.evs) > ReorderWindow {
+			if err := h.Event(win.pop()); err != nil {
+				return err
+			}
 		}
 		if n%256 == 0 {
 			if err := ctx.Err(); err != nil {
@@ -92,7 +110,51 @@ func Replay(ctx context.Context, r io.Reader, h tracer.Handler) error {
 		}
 		return fmt.Errorf("read events: %w", err)
 	}
+	for len(win.evs) > 0 {
+		if err := h.Event(win.pop()); err != nil {
+			return err
+		}
+	}
 	return h.Tick()
+}
+
+// reorder is a min-heap of events by time, then line: events of the
+// same time keep the order of the file.
+type reorder struct {
+	evs    []lineEvent
+	last   time.Time // of the last event popped
+	passed int       // its line; 0 before the first
+	out    tracer.Event
+}
+
+type lineEvent struct {
+	line int
+	ev   tracer.Event
+}
+
+func (w *reorder) Len() int { return len(w.evs) }
+func (w *reorder) Less(i, j int) bool {
+	a, b := &w.evs[i], &w.evs[j]
+	if !a.ev.Time.Equal(b.ev.Time) {
+		return a.ev.Time.Before(b.ev.Time)
+	}
+	return a.line < b.line
+}
+func (w *reorder) Swap(i, j int) { w.evs[i], w.evs[j] = w.evs[j], w.evs[i] }
+func (w *reorder) Push(x any)    { w.evs = append(w.evs, x.(lineEvent)) }
+func (w *reorder) Pop() any {
+	x := w.evs[len(w.evs)-1]
+	w.evs = w.evs[:len(w.evs)-1]
+	return x
+}
+
+func (w *reorder) push(line int, ev *tracer.Event) { heap.Push(w, lineEvent{line, *ev}) }
+
+// pop returns the earliest event, valid until the next pop.
+func (w *reorder) pop() *tracer.Event {
+	x := heap.Pop(w).(lineEvent)
+	w.out, w.last, w.passed = x.ev, x.ev.Time, x.line
+	return &w.out
 }
 
 var errNotEvent = errors.New("not a tcpstate event (want the lines of 'tcpstate --seq -o json')")

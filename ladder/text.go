@@ -90,8 +90,11 @@ func (r Render) FollowText(d *Diagram, rows []Row, first bool) string {
 
 // FollowEnd is the line --follow ends a connection with.
 func (r Render) FollowEnd(d *Diagram) string {
-	if d.Open {
-		return "#" + strconv.Itoa(d.Num) + " still open when drawn (in TIME_WAIT, or tracing ended)\n"
+	switch {
+	case d.TimeWait:
+		return "#" + strconv.Itoa(d.Num) + " ended, TIME_WAIT still running\n"
+	case d.Open:
+		return "#" + strconv.Itoa(d.Num) + " still open when drawn (tracing ended)\n"
 	}
 	return "#" + strconv.Itoa(d.Num) + " ended\n"
 }

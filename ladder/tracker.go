@@ -3,8 +3,10 @@
 package ladder
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
 
 	"github.com/tcpstate/tcpstate/tcp"
 	"github.com/tcpstate/tcpstate/tracer"
@@ -12,8 +14,9 @@ import (
 
 // Output receives what a Tracker draws.
 type Output interface {
-	// Diagram is called once per connection, when it has ended (TIME_WAIT
-	// included), or at Flush for one still in TIME_WAIT.
+	// Diagram is called once per connection, when its sockets are all
+	// closed or in TIME_WAIT: the end of a TIME_WAIT, 60 s later, is not
+	// waited for (Diagram.TimeWait says it was still running).
 	Diagram(d *Diagram) error
 	// Follow is called, with Options.Follow, whenever a connection has
 	// rows to print: new ones, or states a printed row gained since
@@ -51,17 +54,21 @@ type Tracker struct {
 	out      Output
 	opt      Options
 	sel      selector
-	socks    map[uint64]*sock    // by tracer.Event.ConnID, until CLOSE
+	socks    map[uint64]*sock    // by tracer.Event.ConnID, until drawn
 	unpaired map[tupleKey]*sock  // sockets whose peer may still come
 	ended    []*conn             // ended since the last Tick
 	waiting  []*conn             // ended before it: drawn at the next
-	lingers  []*conn             // in TIME_WAIT only: drawn first when full
-	conns    int                 // connections followed now
+	conns    int                 // connections followed now, not ended
 	num      int                 // connections numbered so far (Follow)
 	notes    map[uint64]*sock    // ended sockets a late RST may still come for
-	dropped  map[uint64]struct{} // sockets not followed, until their CLOSE
+	dropped  map[uint64]tupleKey // sockets not followed, until they close or enter TIME_WAIT
+	// droppedKeys are the 4-tuples of connections not followed whose
+	// peer socket, if it is on this host, has not come yet: it is the
+	// same connection, not followed and not counted again.
+	droppedKeys map[tupleKey]struct{}
 	// Dropped counts connections not followed because MaxConns were.
 	Dropped uint64
+	events  uint64 // events given
 }
 
 type sock struct {
@@ -105,11 +112,13 @@ func NewTracker(out Output, o Options) *Tracker {
 		o.MaxConns = DefaultMaxConns
 	}
 	return &Tracker{out: out, opt: o, sel: newSelector(o.Filter),
-		socks: map[uint64]*sock{}, unpaired: map[tupleKey]*sock{}, notes: map[uint64]*sock{}, dropped: map[uint64]struct{}{}}
+		socks: map[uint64]*sock{}, unpaired: map[tupleKey]*sock{}, notes: map[uint64]*sock{},
+		dropped: map[uint64]tupleKey{}, droppedKeys: map[tupleKey]struct{}{}}
 }
 
 // Event follows one transition.
 func (t *Tracker) Event(ev *tracer.Event) error {
+	t.events++
 	if ev.NewState == tcp.Listen || ev.OldState == tcp.Listen && ev.NewState == tcp.Close {
 		return nil // a listener is no connection
 	}
@@ -122,9 +131,10 @@ func (t *Tracker) Event(ev *tracer.Event) error {
 		s = nil
 	}
 	if s == nil {
-		if _, ok := t.dropped[id]; ok {
-			if ev.NewState == tcp.Close {
+		if k, ok := t.dropped[id]; ok {
+			if ev.NewState == tcp.Close || ev.NewState == tcp.TimeWait {
 				delete(t.dropped, id)
+				delete(t.droppedKeys, k)
 			}
 			return nil // not followed from its start: not at all
 		}
@@ -138,11 +148,11 @@ func (t *Tracker) Event(ev *tracer.Event) error {
 	if len(s.evs) < maxEvents {
 		s.evs = append(s.evs, *ev)
 	}
-	if ev.NewState == tcp.TimeWait && s.conn.lingering() {
-		t.lingers = append(t.lingers, s.conn)
-	}
-	if ev.NewState == tcp.Close {
+	switch ev.NewState {
+	case tcp.Close:
 		t.end(s)
+	case tcp.TimeWait:
+		t.finish(s.conn)
 	}
 	if t.opt.Follow {
 		return t.follow(s.conn)
@@ -176,12 +186,8 @@ func (t *Tracker) start(ev *tracer.Event, partial bool) *sock {
 		t.socks[s.id] = s
 		return s
 	}
-	if t.conns >= t.opt.MaxConns && !t.evict() {
-		t.Dropped++
-		if len(t.dropped) >= t.opt.MaxConns {
-			clear(t.dropped) // bounded too; the forgotten may show up partial
-		}
-		t.dropped[s.id] = struct{}{}
+	if t.conns >= t.opt.MaxConns {
+		t.drop(s)
 		return nil
 	}
 	t.conns++
@@ -211,27 +217,22 @@ func pairs(p, s *sock, ev *tracer.Event) bool {
 	return p.partial && s.partial
 }
 
-// evict makes room: the connection longest in TIME_WAIT is drawn now,
-// without waiting for its end. It reports whether there was one.
-func (t *Tracker) evict() bool {
-	for len(t.lingers) > 0 {
-		c := t.lingers[0]
-		t.lingers = t.lingers[1:]
-		if c.drawn || !c.lingering() {
-			continue
+// drop leaves s unfollowed, and counts its connection unless s is the
+// peer of a socket already left so.
+func (t *Tracker) drop(s *sock) {
+	if _, ok := t.droppedKeys[s.key.reversed()]; ok {
+		delete(t.droppedKeys, s.key.reversed())
+	} else {
+		t.Dropped++
+		if len(t.droppedKeys) >= t.opt.MaxConns {
+			clear(t.droppedKeys) // bounded: a forgotten one's peer is counted again
 		}
-		for _, s := range c.socks {
-			if s != nil && !s.done {
-				s.done = true
-				delete(t.socks, s.id)
-			}
-		}
-		t.conns--
-		c.drawn = true
-		t.ended = append(t.ended, c)
-		return true
+		t.droppedKeys[s.key] = struct{}{}
 	}
-	return false
+	if len(t.dropped) >= 2*t.opt.MaxConns {
+		clear(t.dropped) // bounded too; the forgotten may show up partial
+	}
+	t.dropped[s.id] = s.key
 }
 
 // end marks s closed, and its connection ended when its peer is too.
@@ -245,17 +246,19 @@ func (t *Tracker) end(s *sock) {
 	if t.unpaired[s.key] == s {
 		delete(t.unpaired, s.key)
 	}
-	c := s.conn
-	for _, o := range c.socks {
-		if o != nil && !o.done {
-			return
-		}
+	t.finish(s.conn)
+}
+
+// finish ends c when its sockets have all closed or are in TIME_WAIT:
+// it is drawn at the second Tick from now, with what came until then,
+// and no longer counts as followed.
+func (t *Tracker) finish(c *conn) {
+	if c.drawn || !c.lingering() {
+		return
 	}
-	if !c.drawn {
-		c.drawn = true
-		t.conns--
-		t.ended = append(t.ended, c)
-	}
+	c.drawn = true
+	t.conns--
+	t.ended = append(t.ended, c)
 }
 
 // lingering tells whether every socket of c has closed or is in
@@ -339,11 +342,6 @@ type rowKey struct {
 // Tick draws the connections that ended before the last tick: the RST
 // of an abortive close comes just after its CLOSE, as a note.
 func (t *Tracker) Tick() error {
-	if len(t.lingers) > 2*t.conns+64 {
-		// Those drawn since (TIME_WAIT over) stay in the queue until
-		// here: it stays within twice the connections followed.
-		t.lingers = slices.DeleteFunc(t.lingers, func(c *conn) bool { return c.drawn })
-	}
 	ready := t.waiting
 	t.waiting, t.ended = t.ended, nil
 	return t.draw(ready)
@@ -354,6 +352,11 @@ func (t *Tracker) draw(ready []*conn) error {
 		for _, s := range c.socks {
 			if s != nil {
 				delete(t.notes, s.id)
+				if !s.done {
+					// In TIME_WAIT: its end is not waited for.
+					s.done = true
+					delete(t.socks, s.id)
+				}
 			}
 		}
 		if !t.matches(c) {
@@ -368,31 +371,63 @@ func (t *Tracker) draw(ready []*conn) error {
 	return nil
 }
 
-// Flush draws, at the end, the connections that only wait for the end
-// of their TIME_WAIT, and returns how many others were still open.
+// NothingDrawn says why a Tracker drew nothing, given how many selected
+// connections Flush found still open.
+func (t *Tracker) NothingDrawn(open int) string {
+	switch {
+	case t.events == 0:
+		return "no tcpstate event"
+	case t.num == 0:
+		return fmt.Sprintf("%s, but no connection (listening sockets, or ends of connections that began before)", plural(t.events, "event"))
+	case open > 0:
+		return fmt.Sprintf("%s selected, not ended when the events did (still open: not drawn)", plural(uint64(open), "connection"))
+	case t.num == 1:
+		return "the only connection does not match the filters"
+	}
+	return fmt.Sprintf("none of the %d connections matches the filters", t.num)
+}
+
+// Summary is what a run says at its end, in connections: drawn, more
+// selected but not drawn (past a limit of one: -o svg), still open (not
+// drawn), not followed.
+func (t *Tracker) Summary(drawn, more, open int) string {
+	s := plural(uint64(drawn), "connection") + " drawn"
+	if more > 0 {
+		s += fmt.Sprintf(", %d more selected (one picture: select it with the filters)", more)
+	}
+	if open > 0 {
+		s += fmt.Sprintf(", %d still open not drawn", open)
+	}
+	if t.Dropped > 0 {
+		s += fmt.Sprintf(", %d not followed (more than %d open at once)", t.Dropped, t.opt.MaxConns)
+	}
+	return s
+}
+
+// plural is "1 event", "2 events".
+func plural(n uint64, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.FormatUint(n, 10) + " " + noun + "s"
+}
+
+// Flush draws, at the end, the connections that ended since the last
+// Ticks, and returns how many selected ones were still open (not drawn).
 func (t *Tracker) Flush() (open int, err error) {
 	ready := slices.Concat(t.waiting, t.ended)
 	t.waiting, t.ended = nil, nil
 	seen := map[*conn]bool{}
 	for _, s := range t.socks {
 		c := s.conn
-		if seen[c] {
+		if seen[c] || c.drawn {
 			continue
 		}
 		seen[c] = true
-		if !c.lingering() {
+		if t.matches(c) {
 			open++
-			continue
 		}
-		for _, s := range c.socks {
-			if s != nil {
-				s.done = true
-			}
-		}
-		c.drawn = true
-		ready = append(ready, c)
 	}
-	slices.SortStableFunc(ready, func(a, b *conn) int { return a.num - b.num })
 	clear(t.socks)
 	return open, t.draw(ready)
 }

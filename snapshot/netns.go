@@ -75,27 +75,36 @@ func netnsCookieLocked(path string) (cookie uint64, restored bool, err error) {
 // names it. path is tried first; a namespace held only by an open file
 // descriptor elsewhere counts as gone. With cookie 0 (kernels before 5.14)
 // the inode alone decides.
+//
+// Running out of file descriptors (EMFILE, ENFILE) is an error, not
+// "gone": a file that could not be opened may still name the namespace.
 func NetNSAlive(path string, inode uint32, cookie uint64) (bool, error) {
-	same := func(p string) bool {
+	same := func(p string) (bool, error) {
 		if ino, err := netnsOf(p); err != nil || ino != inode {
-			return false
+			return false, nil
 		}
 		if cookie == 0 {
-			return true
+			return true, nil
 		}
 		c, err := NetNSCookie(p)
-		return err == nil && c == cookie
+		if errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) {
+			return false, err
+		}
+		return err == nil && c == cookie, nil
 	}
-	if same(path) {
-		return true, nil
+	if ok, err := same(path); ok || err != nil {
+		return ok, err
 	}
 	spaces, err := NetNamespaces()
 	if err != nil {
 		return false, err
 	}
 	for _, ns := range spaces {
-		if ns.Inode == inode && same(ns.Path) {
-			return true, nil
+		if ns.Inode != inode {
+			continue
+		}
+		if ok, err := same(ns.Path); ok || err != nil {
+			return ok, err
 		}
 	}
 	return false, nil

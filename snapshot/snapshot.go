@@ -341,11 +341,9 @@ func (sn *Snapshotter) Snapshot(visit func(*Socket) error) error {
 			return err
 		}
 	}
+	// IPv4 sockets include the IPv4-mapped ones of IPv6 sockets.
 	families := []uint8{unix.AF_INET, unix.AF_INET6}
-	switch {
-	case sn.opts.IPv4 && !sn.opts.IPv6:
-		families = families[:1]
-	case sn.opts.IPv6 && !sn.opts.IPv4:
+	if sn.opts.IPv6 && !sn.opts.IPv4 {
 		families = families[1:]
 	}
 	mask := diagStates(sn.opts.States)
@@ -509,7 +507,6 @@ func FillOwners(socks []Socket) error {
 // socketFilter applies Options to snapshot sockets.
 type socketFilter struct {
 	o       *Options
-	family  tcp.Family
 	states  uint32
 	pids    map[uint32]bool
 	lports  map[uint16]bool
@@ -519,12 +516,6 @@ type socketFilter struct {
 
 func newSocketFilter(o *Options) (socketFilter, error) {
 	f := socketFilter{o: o}
-	switch {
-	case o.IPv4 && !o.IPv6:
-		f.family = tcp.IPv4
-	case o.IPv6 && !o.IPv4:
-		f.family = tcp.IPv6
-	}
 	for _, s := range o.States {
 		f.states |= 1 << s
 	}
@@ -556,7 +547,7 @@ func newSocketFilter(o *Options) (socketFilter, error) {
 
 func (f *socketFilter) match(s *Socket) bool {
 	o := f.o
-	if f.family != 0 && s.Family != f.family {
+	if !o.MatchFamily(s.Family, s.LAddr, s.RAddr) {
 		return false
 	}
 	if f.states != 0 && f.states&(1<<s.State) == 0 {

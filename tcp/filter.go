@@ -7,7 +7,10 @@ import "net/netip"
 // Filter selects sockets: the tracer applies it in the kernel, snapshots
 // in user space. Zero values mean "every socket".
 type Filter struct {
-	IPv4, IPv6 bool // both or neither: either family
+	// IPv4, IPv6: both or neither, either family. A socket of family
+	// IPv6 whose address is IPv4-mapped (::ffff:a.b.c.d, a dual-stack
+	// server's IPv4 client) is IPv4, as it is printed: see MatchFamily.
+	IPv4, IPv6 bool
 	PIDs       []uint32
 	Comms      []string
 	LPorts     []uint16
@@ -26,6 +29,19 @@ type Filter struct {
 // applies them (snapshots, ladder).
 func (f *Filter) MatchAddrs(laddr, raddr netip.Addr) bool {
 	return inPrefixes(laddr, f.LAddrs) && inPrefixes(raddr, f.RAddrs)
+}
+
+// MatchFamily tells whether a socket of family fam with these addresses
+// (IPv4-mapped ones unmapped, as tcpstate keeps them) is selected by IPv4
+// and IPv6: a socket is IPv4 when it is of that family or either address
+// is IPv4 in an IPv6 socket (mapped); the unspecified "::" of an IPv6
+// listener is IPv6.
+func (f *Filter) MatchFamily(fam Family, laddr, raddr netip.Addr) bool {
+	if f.IPv4 == f.IPv6 {
+		return true
+	}
+	v4 := fam == IPv4 || laddr.Is4() || raddr.Is4()
+	return v4 == f.IPv4
 }
 
 func inPrefixes(a netip.Addr, list []netip.Prefix) bool {

@@ -20,8 +20,6 @@ const eventSize = int(unsafe.Sizeof(tcpstateEvent{}))
 // event.flags, generated from enum ev_flag in bpf/tcpstate.h.
 const (
 	evSynth      = uint16(tcpstateEvFlagEV_SYNTH)
-	evTentative  = uint16(tcpstateEvFlagEV_TENTATIVE)
-	evRearm      = uint16(tcpstateEvFlagEV_REARM)
 	evResetNote  = uint16(tcpstateEvFlagEV_RESET_NOTE)
 	evOrphanNote = uint16(tcpstateEvFlagEV_ORPHAN_NOTE)
 	evPollNote   = uint16(tcpstateEvFlagEV_POLL_NOTE)

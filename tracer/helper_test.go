@@ -317,3 +317,12 @@ func simultaneousClose(network, addr string, say func(helperReport) error) error
 	}
 	return testenv.SimultaneousClose(c.(*net.TCPConn), s.(*net.TCPConn))
 }
+
+// withTestHooks applies TCPSTATE_TEST_HOOKS (fentry or tracepoint; make
+// vmtest runs the tests with each) to opts that choose none.
+func withTestHooks(opts tracer.Options) tracer.Options {
+	if opts.Hooks == tracer.HooksAuto {
+		opts.Hooks = tracer.Hooks(os.Getenv("TCPSTATE_TEST_HOOKS"))
+	}
+	return opts
+}

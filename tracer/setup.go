@@ -3,14 +3,10 @@
 package tracer
 
 import (
-	"bufio"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
 	"os"
-	"strconv"
-	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -138,7 +134,6 @@ func setFilters(spec *ebpf.CollectionSpec, o *Options) error {
 		{vars.FilterNcomms, uint32(len(o.Comms))},
 		{vars.FilterComms, comms},
 		{vars.WakeupBytes, uint64(wakeupBytes)},
-		{vars.RawMode, o.Raw},
 		{vars.TallyMode, o.Tally},
 		{vars.TallyCgroups, o.Tally && o.TallyCgroups},
 	} {
@@ -150,9 +145,9 @@ func setFilters(spec *ebpf.CollectionSpec, o *Options) error {
 }
 
 // setVariable sets one of the BPF object's constants that is known only
-// after setFilters: tw_timer_fn (the address of tw_timer_handler, 0: do not
-// follow TIME_WAIT) and late_resets (the tp_btf flavour's reset hooks and
-// poll run, so tally mode may wait for a late RST).
+// once the flavour is chosen: follow_tw (TIME_WAIT followed: tp_btf and not
+// --raw) and late_resets (the tp_btf flavour's reset hooks and poll run, so
+// tally mode may wait for a late RST).
 func setVariable(spec *ebpf.CollectionSpec, name string, value any) error {
 	v, ok := spec.Variables[name]
 	if !ok {
@@ -211,90 +206,21 @@ func putPrefixes(m *ebpf.Map, prefixes []netip.Prefix) error {
 	return nil
 }
 
-// kernelSymbol returns the address of a kernel function: from the kernel
-// directly (lookupSymbol) where it can, else from /proc/kallsyms.
-func kernelSymbol(name string) (uint64, error) {
-	if addr, err := lookupSymbol(name); err == nil {
-		return addr, nil
-	}
-	return kallsym(name)
-}
-
-// lookupSymbol asks the kernel for the address of a kernel function with
-// a BPF_PROG_TYPE_SYSCALL program that calls bpf_kallsyms_lookup_name
-// (Linux 5.16). Reading /proc/kallsyms up to the name instead makes the
-// kernel format some 100000 lines: a fifth of tcpstate's start-up CPU.
-func lookupSymbol(name string) (uint64, error) {
-	// The context: the name, NUL-terminated and padded to 8 bytes, then
-	// the address.
-	off := (len(name) + 1 + 7) &^ 7
-	// The helper wants the name on the stack: copy it there from the
-	// context, and the address back.
-	insns := asm.Instructions{asm.Mov.Reg(asm.R6, asm.R1)}
-	for i := 0; i < off; i += 8 {
-		insns = append(insns,
-			asm.LoadMem(asm.R2, asm.R6, int16(i), asm.DWord),
-			asm.StoreMem(asm.RFP, int16(i-off), asm.R2, asm.DWord))
-	}
-	insns = append(insns,
-		asm.Mov.Reg(asm.R1, asm.RFP),
-		asm.Add.Imm(asm.R1, int32(-off)),        // name
-		asm.Mov.Imm(asm.R2, int32(len(name)+1)), // name_sz, with the NUL
-		asm.Mov.Imm(asm.R3, 0),                  // flags
-		asm.Mov.Reg(asm.R4, asm.RFP),
-		asm.Add.Imm(asm.R4, int32(-off-8)), // res
-		asm.FnKallsymsLookupName.Call(),
-		asm.LoadMem(asm.R2, asm.RFP, int16(-off-8), asm.DWord),
-		asm.StoreMem(asm.R6, int16(off), asm.R2, asm.DWord),
-		asm.Return(),
-	)
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Name:         "lookup_symbol",
-		Type:         ebpf.Syscall,
-		Flags:        unix.BPF_F_SLEEPABLE, // required of syscall programs
+// fexitAllowed tells whether this kernel loads fexit programs (many do;
+// some refuse them, e.g. with EPERM under a lockdown or a build without
+// the trampolines): a one-instruction fexit on inet_csk_accept, loaded
+// against kernelTypes (nil: the running kernel's).
+func fexitAllowed(kernelTypes *btf.Spec) error {
+	prog, err := ebpf.NewProgramWithOptions(&ebpf.ProgramSpec{
+		Name:         "probe_fexit",
+		Type:         ebpf.Tracing,
+		AttachType:   ebpf.AttachTraceFExit,
+		AttachTo:     "inet_csk_accept",
 		License:      "GPL",
-		Instructions: insns,
-	})
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()},
+	}, ebpf.ProgramOptions{KernelTypes: kernelTypes})
 	if err != nil {
-		return 0, err
+		return err
 	}
-	defer prog.Close()
-	ctx := make([]byte, off+8)
-	copy(ctx, name)
-	out := make([]byte, len(ctx))
-	ret, err := prog.Run(&ebpf.RunOptions{Context: ctx, ContextOut: out})
-	if err != nil {
-		return 0, err
-	}
-	addr := binary.LittleEndian.Uint64(out[off:])
-	if ret != 0 || addr == 0 {
-		return 0, fmt.Errorf("bpf_kallsyms_lookup_name(%s): error %d", name, int32(ret))
-	}
-	return addr, nil
-}
-
-// kallsym returns the address of a kernel function from /proc/kallsyms.
-func kallsym(name string) (uint64, error) {
-	f, err := os.Open("/proc/kallsyms")
-	if err != nil {
-		return 0, fmt.Errorf("read /proc/kallsyms: %w", err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasSuffix(line, " "+name) {
-			continue
-		}
-		fields := strings.Fields(line)
-		if len(fields) < 3 || fields[2] != name {
-			continue
-		}
-		addr, err := strconv.ParseUint(fields[0], 16, 64)
-		if err != nil || addr == 0 {
-			return 0, fmt.Errorf("/proc/kallsyms hides the address of %s", name)
-		}
-		return addr, nil
-	}
-	return 0, fmt.Errorf("%s not found in /proc/kallsyms", name)
+	return prog.Close()
 }

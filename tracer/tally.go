@@ -6,11 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"runtime"
 	"time"
 
 	"github.com/cilium/ebpf"
-	"golang.org/x/sys/unix"
 )
 
 // Tally mode (Options.Tally) counts transitions and observes durations in
@@ -160,14 +158,10 @@ func setTallyBounds(vars *tcpstateVariableSpecs) error {
 // ErrNotTallying is returned by Tallies when the tracer sends events.
 var ErrNotTallying = errors.New("the tracer was not started in tally mode")
 
-// Tallies reads the totals. It first makes final the TIME_WAIT ends each
-// CPU holds back for a re-arm check (see flushNotes), so that they count.
+// Tallies reads the totals.
 func (t *Tracer) Tallies() (*Tallies, error) {
 	if !t.tally {
 		return nil, ErrNotTallying
-	}
-	if err := t.flushNotes(); err != nil {
-		return nil, err
 	}
 	out := &Tallies{}
 	var counts []tcpstateTallies
@@ -291,51 +285,4 @@ func (h *Histogram) add(c *tcpstateHist) {
 	for i := range h.Classic {
 		h.Classic[i] += c.Classic[i]
 	}
-}
-
-// flushNotes runs flush_note on every CPU. A timewait timer cancelled on a
-// CPU is an end only if the next timewait timer started there is not the
-// same (a re-arm); the BPF side keeps it in a per-CPU note meanwhile, and
-// only programs running with interrupts off on that CPU may touch it. An
-// IPI sent from another CPU (BPF_F_TEST_RUN_ON_CPU) is such a program; so
-// this thread moves to another CPU for each. A CPU that has no other CPU
-// this process may run on keeps its note until its next timewait timer.
-func (t *Tracer) flushNotes() error {
-	if !t.timewait {
-		return nil
-	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	var allowed unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &allowed); err != nil {
-		return fmt.Errorf("read CPU affinity: %w", err)
-	}
-	defer unix.SchedSetaffinity(0, &allowed)
-	cpus, err := ebpf.PossibleCPU()
-	if err != nil {
-		return fmt.Errorf("count CPUs: %w", err)
-	}
-	prog := t.progs[tcpstateProgFlushNote]
-	for cpu := range cpus {
-		from := -1
-		for c := range cpus {
-			if c != cpu && allowed.IsSet(c) {
-				from = c
-				break
-			}
-		}
-		if from < 0 {
-			continue
-		}
-		var one unix.CPUSet
-		one.Set(from)
-		if err := unix.SchedSetaffinity(0, &one); err != nil {
-			continue // that CPU went offline
-		}
-		_, err := prog.Run(&ebpf.RunOptions{CPU: uint32(cpu), Flags: unix.BPF_F_TEST_RUN_ON_CPU})
-		if err != nil && !errors.Is(err, unix.ENXIO) { // ENXIO: offline
-			return fmt.Errorf("flush timewait notes on CPU %d: %w", cpu, err)
-		}
-	}
-	return nil
 }

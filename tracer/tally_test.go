@@ -210,14 +210,14 @@ func runTracer(t *testing.T, tr *tracer.Tracer, h tracer.Handler) (stop func()) 
 func TestTallyMatchesEvents(t *testing.T) {
 	ns := testenv.NewNetns(t)
 	opts := tracer.Options{Filter: tcp.Filter{NetNS: ns.Inode}}
-	evTracer, err := tracer.New(opts)
+	evTracer, err := tracer.New(withTestHooks(opts))
 	if err != nil {
 		t.Fatalf("tracer.New: %v", err)
 	}
 	m := newModel()
 	stopEvents := runTracer(t, evTracer, m)
 	opts.Tally, opts.TallyCgroups = true, true
-	tallyTracer, err := tracer.New(opts)
+	tallyTracer, err := tracer.New(withTestHooks(opts))
 	if err != nil {
 		t.Fatalf("tracer.New (tally): %v", err)
 	}

@@ -59,23 +59,22 @@ const (
 	tcpstateCounterCOUNT_SOCKS_FULL        tcpstateCounter = 1
 	tcpstateCounterCOUNT_HELD_FULL         tcpstateCounter = 2
 	tcpstateCounterCOUNT_TW_FULL           tcpstateCounter = 3
-	tcpstateCounterCOUNT_ORPHANS_FULL      tcpstateCounter = 4
-	tcpstateCounterCOUNT_TW_UNKNOWN        tcpstateCounter = 5
-	tcpstateCounterCOUNT_REARM_LOST        tcpstateCounter = 6
-	tcpstateCounterCOUNT_NESTED            tcpstateCounter = 7
-	tcpstateCounterCOUNT_CLOSED_FULL       tcpstateCounter = 8
-	tcpstateCounterCOUNT_CGROUP_HISTS_FULL tcpstateCounter = 9
-	tcpstateCounterCOUNT_UNSEEN_END        tcpstateCounter = 10
-	tcpstateCounterCOUNT_UNSEEN_STATE      tcpstateCounter = 11
-	tcpstateCounterNR_COUNTERS             tcpstateCounter = 12
+	tcpstateCounterCOUNT_TW_UNFOUND        tcpstateCounter = 4
+	tcpstateCounterCOUNT_TW_EARLY          tcpstateCounter = 5
+	tcpstateCounterCOUNT_ORPHANS_FULL      tcpstateCounter = 6
+	tcpstateCounterCOUNT_TW_UNKNOWN        tcpstateCounter = 7
+	tcpstateCounterCOUNT_NESTED            tcpstateCounter = 8
+	tcpstateCounterCOUNT_CLOSED_FULL       tcpstateCounter = 9
+	tcpstateCounterCOUNT_CGROUP_HISTS_FULL tcpstateCounter = 10
+	tcpstateCounterCOUNT_UNSEEN_END        tcpstateCounter = 11
+	tcpstateCounterCOUNT_UNSEEN_STATE      tcpstateCounter = 12
+	tcpstateCounterNR_COUNTERS             tcpstateCounter = 13
 )
 
 type tcpstateEvFlag uint32
 
 const (
 	tcpstateEvFlagEV_SYNTH       tcpstateEvFlag = 1
-	tcpstateEvFlagEV_TENTATIVE   tcpstateEvFlag = 2
-	tcpstateEvFlagEV_REARM       tcpstateEvFlag = 4
 	tcpstateEvFlagEV_RESET_NOTE  tcpstateEvFlag = 8
 	tcpstateEvFlagEV_ORPHAN_NOTE tcpstateEvFlag = 16
 	tcpstateEvFlagEV_POLL_NOTE   tcpstateEvFlag = 32
@@ -110,6 +109,12 @@ type tcpstateEvent struct {
 	NetnsCookie uint64
 }
 
+type tcpstateHeld struct {
+	_     structs.HostLayout
+	E     tcpstateEvent
+	Taken uint64
+}
+
 type tcpstateHist struct {
 	_       structs.HostLayout
 	Count   uint64
@@ -129,13 +134,6 @@ type tcpstateOwner struct {
 	_    structs.HostLayout
 	Pid  uint32
 	Comm [16]int8
-}
-
-type tcpstateRearmNote struct {
-	_      structs.HostLayout
-	Cookie uint64
-	Ts     uint64
-	Info   tcpstateTwInfo
 }
 
 type tcpstateRole uint32
@@ -187,21 +185,41 @@ const (
 	tcpstateTallyLayoutNR_HISTS        tcpstateTallyLayout = 24
 )
 
+type tcpstateTwDue struct {
+	_   structs.HostLayout
+	Key tcpstateTwKey
+	Pad [6]uint8
+	Due uint64
+}
+
 type tcpstateTwInfo struct {
 	_       structs.HostLayout
 	Tmpl    tcpstateEvent
 	Twaddr  uint64
+	Cookie  uint64
 	EnterTs uint64
+	Expires uint64
+	Q       tcpstateTwDue
 	Life    struct {
 		_       structs.HostLayout
 		StartTs uint64
 		Flags   uint8
 		Pad     [7]uint8
 	}
+	Ended    uint64
 	Substate uint8
 	CgroupOk uint8
-	Paired   uint8
-	Pad      [5]uint8
+	Pad      [6]uint8
+}
+
+type tcpstateTwKey struct {
+	_      structs.HostLayout
+	Netns  uint32
+	Saddr  [16]uint8
+	Daddr  [16]uint8
+	Sport  uint16
+	Dport  uint16
+	Family uint16
 }
 
 // Names of all BPF objects in the ELF.
@@ -210,7 +228,6 @@ type tcpstateTwInfo struct {
 const (
 	tcpstateMapCgroupHists        = "cgroup_hists"
 	tcpstateMapClosed             = "closed"
-	tcpstateMapConnecting         = "connecting"
 	tcpstateMapCounters           = "counters"
 	tcpstateMapEvents             = "events"
 	tcpstateMapHistZero           = "hist_zero"
@@ -218,21 +235,20 @@ const (
 	tcpstateMapLaddrs             = "laddrs"
 	tcpstateMapLports             = "lports"
 	tcpstateMapOrphans            = "orphans"
+	tcpstateMapOverdue            = "overdue"
 	tcpstateMapPending            = "pending"
 	tcpstateMapPids               = "pids"
 	tcpstateMapRaddrs             = "raddrs"
-	tcpstateMapRearmNotes         = "rearm_notes"
 	tcpstateMapRports             = "rports"
 	tcpstateMapSeeds              = "seeds"
 	tcpstateMapSetStateBusy       = "set_state_busy"
 	tcpstateMapSocks              = "socks"
 	tcpstateMapTallyCounts        = "tally_counts"
+	tcpstateMapTwZero             = "tw_zero"
+	tcpstateMapTwq                = "twq"
 	tcpstateMapTws                = "tws"
-	tcpstateProgAccept4Exit       = "accept4_exit"
 	tcpstateProgAcceptExit        = "accept_exit"
-	tcpstateProgConnectExit       = "connect_exit"
-	tcpstateProgFlushNote         = "flush_note"
-	tcpstateProgPollOrphans       = "poll_orphans"
+	tcpstateProgPollTimewait      = "poll_timewait"
 	tcpstateProgReceiveReset      = "receive_reset"
 	tcpstateProgRetransmitBtf     = "retransmit_btf"
 	tcpstateProgRetransmitTp      = "retransmit_tp"
@@ -242,9 +258,7 @@ const (
 	tcpstateProgSetStateNestedTp  = "set_state_nested_tp"
 	tcpstateProgSetStateTp        = "set_state_tp"
 	tcpstateProgSweepSocks        = "sweep_socks"
-	tcpstateProgTwTimerCancel     = "tw_timer_cancel"
-	tcpstateProgTwTimerExpire     = "tw_timer_expire"
-	tcpstateProgTwTimerStart      = "tw_timer_start"
+	tcpstateProgSweepTimewait     = "sweep_timewait"
 	tcpstateVarClassicBounds      = "classic_bounds"
 	tcpstateVarClosedByBtf        = "closed_by_btf"
 	tcpstateVarClosedLive         = "closed_live"
@@ -262,15 +276,16 @@ const (
 	tcpstateVarFilterRaddr        = "filter_raddr"
 	tcpstateVarFilterRport        = "filter_rport"
 	tcpstateVarFilterStates       = "filter_states"
+	tcpstateVarFollowTw           = "follow_tw"
 	tcpstateVarLateResets         = "late_resets"
 	tcpstateVarNativeBounds       = "native_bounds"
 	tcpstateVarOrphansLive        = "orphans_live"
-	tcpstateVarRawMode            = "raw_mode"
+	tcpstateVarOverdueLive        = "overdue_live"
 	tcpstateVarRoleBtf            = "role_btf"
 	tcpstateVarTallyCgroups       = "tally_cgroups"
 	tcpstateVarTallyLayoutBtf     = "tally_layout_btf"
 	tcpstateVarTallyMode          = "tally_mode"
-	tcpstateVarTwTimerFn          = "tw_timer_fn"
+	tcpstateVarTwsLive            = "tws_live"
 	tcpstateVarWakeupBytes        = "wakeup_bytes"
 )
 
@@ -316,11 +331,8 @@ type tcpstateSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpstateProgramSpecs struct {
-	Accept4Exit       *ebpf.ProgramSpec `ebpf:"accept4_exit"`
 	AcceptExit        *ebpf.ProgramSpec `ebpf:"accept_exit"`
-	ConnectExit       *ebpf.ProgramSpec `ebpf:"connect_exit"`
-	FlushNote         *ebpf.ProgramSpec `ebpf:"flush_note"`
-	PollOrphans       *ebpf.ProgramSpec `ebpf:"poll_orphans"`
+	PollTimewait      *ebpf.ProgramSpec `ebpf:"poll_timewait"`
 	ReceiveReset      *ebpf.ProgramSpec `ebpf:"receive_reset"`
 	RetransmitBtf     *ebpf.ProgramSpec `ebpf:"retransmit_btf"`
 	RetransmitTp      *ebpf.ProgramSpec `ebpf:"retransmit_tp"`
@@ -330,9 +342,7 @@ type tcpstateProgramSpecs struct {
 	SetStateNestedTp  *ebpf.ProgramSpec `ebpf:"set_state_nested_tp"`
 	SetStateTp        *ebpf.ProgramSpec `ebpf:"set_state_tp"`
 	SweepSocks        *ebpf.ProgramSpec `ebpf:"sweep_socks"`
-	TwTimerCancel     *ebpf.ProgramSpec `ebpf:"tw_timer_cancel"`
-	TwTimerExpire     *ebpf.ProgramSpec `ebpf:"tw_timer_expire"`
-	TwTimerStart      *ebpf.ProgramSpec `ebpf:"tw_timer_start"`
+	SweepTimewait     *ebpf.ProgramSpec `ebpf:"sweep_timewait"`
 }
 
 // tcpstateMapSpecs contains maps before they are loaded into the kernel.
@@ -341,7 +351,6 @@ type tcpstateProgramSpecs struct {
 type tcpstateMapSpecs struct {
 	CgroupHists  *ebpf.MapSpec `ebpf:"cgroup_hists"`
 	Closed       *ebpf.MapSpec `ebpf:"closed"`
-	Connecting   *ebpf.MapSpec `ebpf:"connecting"`
 	Counters     *ebpf.MapSpec `ebpf:"counters"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	HistZero     *ebpf.MapSpec `ebpf:"hist_zero"`
@@ -349,15 +358,17 @@ type tcpstateMapSpecs struct {
 	Laddrs       *ebpf.MapSpec `ebpf:"laddrs"`
 	Lports       *ebpf.MapSpec `ebpf:"lports"`
 	Orphans      *ebpf.MapSpec `ebpf:"orphans"`
+	Overdue      *ebpf.MapSpec `ebpf:"overdue"`
 	Pending      *ebpf.MapSpec `ebpf:"pending"`
 	Pids         *ebpf.MapSpec `ebpf:"pids"`
 	Raddrs       *ebpf.MapSpec `ebpf:"raddrs"`
-	RearmNotes   *ebpf.MapSpec `ebpf:"rearm_notes"`
 	Rports       *ebpf.MapSpec `ebpf:"rports"`
 	Seeds        *ebpf.MapSpec `ebpf:"seeds"`
 	SetStateBusy *ebpf.MapSpec `ebpf:"set_state_busy"`
 	Socks        *ebpf.MapSpec `ebpf:"socks"`
 	TallyCounts  *ebpf.MapSpec `ebpf:"tally_counts"`
+	TwZero       *ebpf.MapSpec `ebpf:"tw_zero"`
+	Twq          *ebpf.MapSpec `ebpf:"twq"`
 	Tws          *ebpf.MapSpec `ebpf:"tws"`
 }
 
@@ -382,15 +393,16 @@ type tcpstateVariableSpecs struct {
 	FilterRaddr       *ebpf.VariableSpec `ebpf:"filter_raddr"`
 	FilterRport       *ebpf.VariableSpec `ebpf:"filter_rport"`
 	FilterStates      *ebpf.VariableSpec `ebpf:"filter_states"`
+	FollowTw          *ebpf.VariableSpec `ebpf:"follow_tw"`
 	LateResets        *ebpf.VariableSpec `ebpf:"late_resets"`
 	NativeBounds      *ebpf.VariableSpec `ebpf:"native_bounds"`
 	OrphansLive       *ebpf.VariableSpec `ebpf:"orphans_live"`
-	RawMode           *ebpf.VariableSpec `ebpf:"raw_mode"`
+	OverdueLive       *ebpf.VariableSpec `ebpf:"overdue_live"`
 	RoleBtf           *ebpf.VariableSpec `ebpf:"role_btf"`
 	TallyCgroups      *ebpf.VariableSpec `ebpf:"tally_cgroups"`
 	TallyLayoutBtf    *ebpf.VariableSpec `ebpf:"tally_layout_btf"`
 	TallyMode         *ebpf.VariableSpec `ebpf:"tally_mode"`
-	TwTimerFn         *ebpf.VariableSpec `ebpf:"tw_timer_fn"`
+	TwsLive           *ebpf.VariableSpec `ebpf:"tws_live"`
 	WakeupBytes       *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
@@ -416,7 +428,6 @@ func (o *tcpstateObjects) Close() error {
 type tcpstateMaps struct {
 	CgroupHists  *ebpf.Map `ebpf:"cgroup_hists"`
 	Closed       *ebpf.Map `ebpf:"closed"`
-	Connecting   *ebpf.Map `ebpf:"connecting"`
 	Counters     *ebpf.Map `ebpf:"counters"`
 	Events       *ebpf.Map `ebpf:"events"`
 	HistZero     *ebpf.Map `ebpf:"hist_zero"`
@@ -424,15 +435,17 @@ type tcpstateMaps struct {
 	Laddrs       *ebpf.Map `ebpf:"laddrs"`
 	Lports       *ebpf.Map `ebpf:"lports"`
 	Orphans      *ebpf.Map `ebpf:"orphans"`
+	Overdue      *ebpf.Map `ebpf:"overdue"`
 	Pending      *ebpf.Map `ebpf:"pending"`
 	Pids         *ebpf.Map `ebpf:"pids"`
 	Raddrs       *ebpf.Map `ebpf:"raddrs"`
-	RearmNotes   *ebpf.Map `ebpf:"rearm_notes"`
 	Rports       *ebpf.Map `ebpf:"rports"`
 	Seeds        *ebpf.Map `ebpf:"seeds"`
 	SetStateBusy *ebpf.Map `ebpf:"set_state_busy"`
 	Socks        *ebpf.Map `ebpf:"socks"`
 	TallyCounts  *ebpf.Map `ebpf:"tally_counts"`
+	TwZero       *ebpf.Map `ebpf:"tw_zero"`
+	Twq          *ebpf.Map `ebpf:"twq"`
 	Tws          *ebpf.Map `ebpf:"tws"`
 }
 
@@ -440,7 +453,6 @@ func (m *tcpstateMaps) Close() error {
 	return _TcpstateClose(
 		m.CgroupHists,
 		m.Closed,
-		m.Connecting,
 		m.Counters,
 		m.Events,
 		m.HistZero,
@@ -448,15 +460,17 @@ func (m *tcpstateMaps) Close() error {
 		m.Laddrs,
 		m.Lports,
 		m.Orphans,
+		m.Overdue,
 		m.Pending,
 		m.Pids,
 		m.Raddrs,
-		m.RearmNotes,
 		m.Rports,
 		m.Seeds,
 		m.SetStateBusy,
 		m.Socks,
 		m.TallyCounts,
+		m.TwZero,
+		m.Twq,
 		m.Tws,
 	)
 }
@@ -482,15 +496,16 @@ type tcpstateVariables struct {
 	FilterRaddr       *ebpf.Variable `ebpf:"filter_raddr"`
 	FilterRport       *ebpf.Variable `ebpf:"filter_rport"`
 	FilterStates      *ebpf.Variable `ebpf:"filter_states"`
+	FollowTw          *ebpf.Variable `ebpf:"follow_tw"`
 	LateResets        *ebpf.Variable `ebpf:"late_resets"`
 	NativeBounds      *ebpf.Variable `ebpf:"native_bounds"`
 	OrphansLive       *ebpf.Variable `ebpf:"orphans_live"`
-	RawMode           *ebpf.Variable `ebpf:"raw_mode"`
+	OverdueLive       *ebpf.Variable `ebpf:"overdue_live"`
 	RoleBtf           *ebpf.Variable `ebpf:"role_btf"`
 	TallyCgroups      *ebpf.Variable `ebpf:"tally_cgroups"`
 	TallyLayoutBtf    *ebpf.Variable `ebpf:"tally_layout_btf"`
 	TallyMode         *ebpf.Variable `ebpf:"tally_mode"`
-	TwTimerFn         *ebpf.Variable `ebpf:"tw_timer_fn"`
+	TwsLive           *ebpf.Variable `ebpf:"tws_live"`
 	WakeupBytes       *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
@@ -498,11 +513,8 @@ type tcpstateVariables struct {
 //
 // It can be passed to loadTcpstateObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpstatePrograms struct {
-	Accept4Exit       *ebpf.Program `ebpf:"accept4_exit"`
 	AcceptExit        *ebpf.Program `ebpf:"accept_exit"`
-	ConnectExit       *ebpf.Program `ebpf:"connect_exit"`
-	FlushNote         *ebpf.Program `ebpf:"flush_note"`
-	PollOrphans       *ebpf.Program `ebpf:"poll_orphans"`
+	PollTimewait      *ebpf.Program `ebpf:"poll_timewait"`
 	ReceiveReset      *ebpf.Program `ebpf:"receive_reset"`
 	RetransmitBtf     *ebpf.Program `ebpf:"retransmit_btf"`
 	RetransmitTp      *ebpf.Program `ebpf:"retransmit_tp"`
@@ -512,18 +524,13 @@ type tcpstatePrograms struct {
 	SetStateNestedTp  *ebpf.Program `ebpf:"set_state_nested_tp"`
 	SetStateTp        *ebpf.Program `ebpf:"set_state_tp"`
 	SweepSocks        *ebpf.Program `ebpf:"sweep_socks"`
-	TwTimerCancel     *ebpf.Program `ebpf:"tw_timer_cancel"`
-	TwTimerExpire     *ebpf.Program `ebpf:"tw_timer_expire"`
-	TwTimerStart      *ebpf.Program `ebpf:"tw_timer_start"`
+	SweepTimewait     *ebpf.Program `ebpf:"sweep_timewait"`
 }
 
 func (p *tcpstatePrograms) Close() error {
 	return _TcpstateClose(
-		p.Accept4Exit,
 		p.AcceptExit,
-		p.ConnectExit,
-		p.FlushNote,
-		p.PollOrphans,
+		p.PollTimewait,
 		p.ReceiveReset,
 		p.RetransmitBtf,
 		p.RetransmitTp,
@@ -533,9 +540,7 @@ func (p *tcpstatePrograms) Close() error {
 		p.SetStateNestedTp,
 		p.SetStateTp,
 		p.SweepSocks,
-		p.TwTimerCancel,
-		p.TwTimerExpire,
-		p.TwTimerStart,
+		p.SweepTimewait,
 	)
 }
 

@@ -73,7 +73,26 @@ type Options struct {
 	// at once: nothing is seen. What the hooks alone cost, for the
 	// benchmark's floor.
 	Hollow bool
+	// Hooks chooses how accepted sockets get their owner: HooksAuto
+	// (fexit on inet_csk_accept where the kernel allows it, else at the
+	// owner's first close or shutdown), or one of the two forced.
+	Hooks Hooks
 }
+
+// Hooks is a choice of the kernel hooks that are not the same on every
+// kernel.
+type Hooks string
+
+const (
+	// HooksAuto picks HooksFentry where the kernel allows it.
+	HooksAuto Hooks = ""
+	// HooksFentry: fexit on inet_csk_accept names an accepted socket's
+	// owner at accept(); load fails where the kernel refuses fentry.
+	HooksFentry Hooks = "fentry"
+	// HooksTracepoint: tracepoints only; an accepted socket's owner is
+	// named at its first close() or shutdown().
+	HooksTracepoint Hooks = "tracepoint"
+)
 
 // Handler receives what the tracer reads.
 type Handler interface {
@@ -91,17 +110,15 @@ type Handler interface {
 var (
 	// classicOnly are the classic-tracepoint twins of tp_btf programs.
 	classicOnly = []string{tcpstateProgSetStateTp, tcpstateProgSetStateNestedTp, tcpstateProgRetransmitTp}
-	// timewaitHooks see every timer on the host: attached only when they
-	// serve (TIME_WAIT followed).
-	timewaitHooks = []string{tcpstateProgTwTimerStart, tcpstateProgTwTimerCancel, tcpstateProgTwTimerExpire}
 	// runOnly programs are run by the tracer (BPF_PROG_TEST_RUN), never
 	// attached.
-	runOnly = []string{tcpstateProgPollOrphans, tcpstateProgFlushNote, tcpstateProgSweepSocks}
+	runOnly = []string{tcpstateProgPollTimewait, tcpstateProgSweepSocks, tcpstateProgSweepTimewait}
 	// tupleHooks only help to report the final 4-tuple of SYN_SENT and
-	// SYN_RECV events; ownerHooks record who owns accepted sockets. Tally
-	// mode needs them only for the filters that look at these.
-	tupleHooks = []string{tcpstateProgConnectExit, tcpstateProgRetransmitBtf, tcpstateProgRetransmitTp}
-	ownerHooks = []string{tcpstateProgAcceptExit, tcpstateProgAccept4Exit}
+	// SYN_RECV events; ownerHooks record who owns accepted sockets (fexit,
+	// where the kernel allows it). Tally mode needs them only for the
+	// filters that look at these.
+	tupleHooks = []string{tcpstateProgRetransmitBtf, tcpstateProgRetransmitTp}
+	ownerHooks = []string{tcpstateProgAcceptExit}
 )
 
 // Tracer is a loaded and attached set of BPF programs.
@@ -120,9 +137,11 @@ type Tracer struct {
 	// timewait is set when TIME_WAIT is followed (not --raw, and the
 	// kernel allows it).
 	timewait bool
-	tally    bool // Options.Tally
-	hollow   bool // Options.Hollow
-	// pollWake wakes pollLoop when orphans are followed again.
+	// fexit is set when accept_exit is attached (Options.Hooks).
+	fexit  bool
+	tally  bool // Options.Tally
+	hollow bool // Options.Hollow
+	// pollWake wakes pollLoop when timewait sockets are followed again.
 	pollWake chan struct{}
 	// tallyCgroups: Options.Tally and Options.TallyCgroups
 	tallyCgroups bool
@@ -133,14 +152,7 @@ type Tracer struct {
 	// skip are programs neither loaded nor attached (not needed in tally mode).
 	skip    []string
 	notices []string
-	// held are timewait ends waiting to be confirmed, oldest first from
-	// heldHead; a retracted one is marked with evRearm.
-	held     []Event
-	heldHead int
-	limits   map[tcpstateCounter]uint32 // sizes of the tables behind the counters
-	// heldEarly counts timewait ends released before holdFor because too
-	// many were held.
-	heldEarly uint64
+	limits  map[tcpstateCounter]uint32 // sizes of the tables behind the counters
 }
 
 // New checks privileges and kernel support, loads the BPF programs with the
@@ -149,16 +161,8 @@ func New(opts Options) (*Tracer, error) {
 	if err := CheckPrivileges(); err != nil {
 		return nil, err
 	}
-	// What comes from /proc (the address of tw_timer_handler, the owners
-	// of the sockets that exist) takes as long as loading the programs:
-	// read it meanwhile.
-	twTimerFn := make(chan symbol, 1)
-	if !opts.Raw {
-		go func() {
-			addr, err := kernelSymbol("tw_timer_handler")
-			twTimerFn <- symbol{addr, err}
-		}()
-	}
+	// The owners of the sockets that exist come from /proc, which takes
+	// as long as loading the programs: read it meanwhile.
 	needSeeds := opts.Seeds
 	if opts.Tally && len(opts.PIDs) == 0 && len(opts.Comms) == 0 {
 		needSeeds = nil // owners matter to tally mode only for the owner filters
@@ -199,16 +203,16 @@ func New(opts Options) (*Tracer, error) {
 			t.skip = append(t.skip, tupleHooks...)
 		}
 	}
-	if !opts.Raw {
-		fn := <-twTimerFn
-		err := fn.err
-		if err == nil {
-			err = setVariable(spec, tcpstateVarTwTimerFn, fn.addr)
-		}
-		if err != nil {
-			t.notices = append(t.notices, fmt.Sprintf("TIME_WAIT is not followed (as with --raw): %v", err))
-		}
-		t.timewait = err == nil
+	t.timewait = !opts.Raw
+	switch err := fexitAllowed(kernelTypes); {
+	case opts.Hooks == HooksTracepoint || kernelTypes != nil || slices.Contains(t.skip, tcpstateProgAcceptExit):
+		t.skip = append(t.skip, ownerHooks...)
+	case err == nil:
+		t.fexit = true
+	case opts.Hooks == HooksFentry:
+		return nil, fmt.Errorf("--hooks fentry: this kernel refuses fexit programs: %w", err)
+	default:
+		t.skip = append(t.skip, ownerHooks...)
 	}
 
 	// tp_btf is cheaper but needs the running kernel's own BTF; a BTF file
@@ -222,6 +226,7 @@ func New(opts Options) (*Tracer, error) {
 		if err != nil {
 			t.notices = append(t.notices, fmt.Sprintf("using classic tracepoints, TIME_WAIT not followed: %v", err))
 		}
+		t.timewait = false
 		if err2 := t.load(spec, kernelTypes, false); err2 != nil {
 			if err == nil {
 				err = err2
@@ -265,12 +270,11 @@ func (t *Tracer) load(spec *ebpf.CollectionSpec, kernelTypes *btf.Spec, useBTF b
 			ps.Instructions = asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()}
 		}
 	}
-	if !useBTF {
-		// Classic tracepoints cannot follow TIME_WAIT (no timer hooks, no
-		// cookies): the BPF side must not try, nor count what it misses.
-		if err := setVariable(spec, tcpstateVarTwTimerFn, uint64(0)); err != nil {
-			return err
-		}
+	// Classic tracepoints cannot follow TIME_WAIT (they cannot make a
+	// socket's cookie, which pairs it with its timewait socket): the BPF
+	// side must not try, nor count what it misses.
+	if err := setVariable(spec, tcpstateVarFollowTw, useBTF && t.timewait); err != nil {
+		return err
 	}
 	if err := setVariable(spec, tcpstateVarLateResets, useBTF && t.tally); err != nil {
 		return err
@@ -297,6 +301,7 @@ func (t *Tracer) load(spec *ebpf.CollectionSpec, kernelTypes *btf.Spec, useBTF b
 // set_state ones first (their nested twin relies on no order, though).
 func (t *Tracer) attach() error {
 	t.timewait = t.timewait && t.btf
+	t.fexit = t.fexit && t.progs[tcpstateProgAcceptExit] != nil
 	names := slices.Sorted(maps.Keys(t.progs))
 	first := func(name string) int {
 		if strings.HasPrefix(name, "set_state") {
@@ -307,7 +312,7 @@ func (t *Tracer) attach() error {
 	slices.SortStableFunc(names, func(a, b string) int { return cmp.Compare(first(a), first(b)) })
 	for _, name := range names {
 		prog := t.progs[name]
-		if slices.Contains(runOnly, name) || !t.timewait && slices.Contains(timewaitHooks, name) {
+		if slices.Contains(runOnly, name) {
 			continue
 		}
 		var l link.Link
@@ -355,9 +360,6 @@ func (t *Tracer) Run(ctx context.Context, h Handler) error {
 				return err
 			}
 		default:
-		}
-		if err := t.release(h, monoNow(), false); err != nil {
-			return err
 		}
 		return h.Tick()
 	}
@@ -423,9 +425,6 @@ func (t *Tracer) Run(ctx context.Context, h Handler) error {
 				return err
 			}
 			if draining {
-				if err := t.release(h, 0, true); err != nil {
-					return err
-				}
 				return h.Tick()
 			}
 			if ctx.Err() != nil {
@@ -452,36 +451,9 @@ func (t *Tracer) Run(ctx context.Context, h Handler) error {
 // they save.
 const maxBlock = 9 * time.Millisecond
 
-// holdFor is how long the end of a TIME_WAIT announced by a timer cancel
-// waits for a re-arm that would undo it. A re-arm follows its cancel on the
-// same CPU at once (one mod_timer() with interrupts off), so it is in the
-// ring right behind it; this only covers the reader's batching.
-const holdFor = 25 * time.Millisecond
-
-// maxHeld bounds the held-back ends on a host closing many at once; past
-// it the oldest goes out early (counted), long after its re-arm could have
-// been read.
-const maxHeld = 1 << 16
-
 // deliver hands ev to h, except for the BPF side's bookkeeping records.
 func (t *Tracer) deliver(h Handler, ev *Event) error {
 	switch {
-	case ev.flags&evTentative != 0:
-		t.held = append(t.held, *ev)
-		if len(t.held)-t.heldHead > maxHeld {
-			t.heldEarly++
-			return t.releaseOne(h)
-		}
-		return nil
-	case ev.flags&evRearm != 0:
-		// Its cancel is among the last held: look from the end.
-		for i := len(t.held) - 1; i >= t.heldHead; i-- {
-			if t.held[i].Cookie == ev.Cookie && t.held[i].flags&evRearm == 0 {
-				t.held[i].flags |= evRearm
-				break
-			}
-		}
-		return nil
 	case ev.flags == evPollNote:
 		t.wakePolls()
 		return nil
@@ -496,61 +468,31 @@ func (t *Tracer) deliver(h Handler, ev *Event) error {
 		return nil
 	}
 	ev.Note = NoteNone
-	if len(t.held) > t.heldHead && t.held[t.heldHead].mono+uint64(holdFor) <= ev.mono {
-		if err := t.release(h, ev.mono, false); err != nil {
-			return err
-		}
-	}
 	return h.Event(ev)
-}
-
-// release delivers the held timewait ends older than holdFor at monotonic
-// time now (all of them with all set).
-func (t *Tracer) release(h Handler, now uint64, all bool) error {
-	for t.heldHead < len(t.held) && (all || t.held[t.heldHead].mono+uint64(holdFor) <= now) {
-		if err := t.releaseOne(h); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// releaseOne delivers the oldest held end, unless it was retracted.
-func (t *Tracer) releaseOne(h Handler) error {
-	ev := &t.held[t.heldHead]
-	t.heldHead++
-	var err error
-	if ev.flags&evRearm == 0 {
-		err = h.Event(ev)
-	}
-	if t.heldHead == len(t.held) {
-		t.held, t.heldHead = t.held[:0], 0
-	} else if t.heldHead >= 4096 && t.heldHead*2 >= len(t.held) {
-		t.held = t.held[:copy(t.held, t.held[t.heldHead:])]
-		t.heldHead = 0
-	}
-	return err
 }
 
 // pollLoop runs, until ctx ends, the BPF programs that look at sockets
 // rather than wait for the kernel to show them:
 //
-//   - poll_orphans notices orphans turned TIME_WAIT (and, in tally mode,
-//     ends connections that waited long enough for a late RST). It walks
-//     every bucket of the orphans table while any orphan is followed
-//     (about 1 ms for 64 Ki buckets, 30 ms with 10,000 orphans). While
-//     none is, it runs ever less often, up to pollIdleWait apart, until
-//     the BPF side says one is followed again (wakePolls): waking every
-//     50 ms for nothing cost 2% of a CPU on an idle host.
+//   - poll_timewait ends the followed TIME_WAITs whose timer has run, or
+//     that a RST or a namespace's removal ended, and notices orphans
+//     turned TIME_WAIT (and, in tally mode, ends connections that waited
+//     long enough for a late RST). Its cost is that of the sockets due
+//     (and of the orphans): it runs every PollInterval while any is
+//     followed, at once again while more are due than one run looks at,
+//     and ever less often, up to pollIdleWait apart, while none is, until
+//     the BPF side says one is followed again (wakePolls).
 //   - sweep_socks checks every followed socket against the kernel's and
-//     counts those the tracepoint stopped showing (see Shortfalls).
+//     counts those the tracepoint stopped showing (see Shortfalls);
+//     sweep_timewait finds the TIME_WAITs that ended before their timer
+//     with no new socket on their tuple (a RST, a namespace removed).
 //
 // Each waits pollCostFactor times the CPU time it last took, so that
 // neither takes more than 1% of a CPU, within bounds of its own.
 func (t *Tracer) pollLoop(ctx context.Context) error {
-	orphans := t.timewait || t.tally && t.btf
+	polls := t.timewait || t.tally && t.btf
 	sweep := t.progs[tcpstateProgSweepSocks]
-	if !orphans && sweep == nil {
+	if !polls && sweep == nil {
 		return nil
 	}
 	// The cost is the CPU time, not the wall time: on a loaded machine a
@@ -577,12 +519,19 @@ func (t *Tracer) pollLoop(ctx context.Context) error {
 			nextPoll, idleWait = time.Now(), PollInterval
 		}
 		now := time.Now()
-		if orphans && !now.Before(nextPoll) {
-			pending, wait, err := run(t.progs[tcpstateProgPollOrphans])
-			if err != nil {
-				return fmt.Errorf("poll orphaned FIN_WAIT2 sockets: %w", err)
+		if polls && !now.Before(nextPoll) {
+			var followed uint32
+			var wait time.Duration
+			for range maxPollRuns {
+				var err error
+				if followed, wait, err = run(t.progs[tcpstateProgPollTimewait]); err != nil {
+					return fmt.Errorf("poll timewait sockets: %w", err)
+				}
+				if followed != pollMore {
+					break
+				}
 			}
-			if pending != 0 {
+			if followed != 0 {
 				idleWait = PollInterval
 			} else {
 				idleWait = min(2*idleWait, pollIdleWait)
@@ -594,17 +543,32 @@ func (t *Tracer) pollLoop(ctx context.Context) error {
 			if err != nil {
 				return fmt.Errorf("check followed sockets: %w", err)
 			}
+			if t.timewait {
+				_, twWait, err := run(t.progs[tcpstateProgSweepTimewait])
+				if err != nil {
+					return fmt.Errorf("check followed timewait sockets: %w", err)
+				}
+				wait += twWait
+			}
 			nextSweep = now.Add(min(max(sweepMinWait, wait), sweepMaxWait))
 		}
 		next := nextSweep
-		if orphans && nextPoll.Before(next) || sweep == nil {
+		if polls && nextPoll.Before(next) || sweep == nil {
 			next = nextPoll
 		}
 		timer.Reset(time.Until(next)) // (since Go 1.23 no stale tick survives a Reset)
 	}
 }
 
-// wakePolls has the orphans polled now: one is followed again.
+// pollMore is what poll_timewait returns when more timewait sockets are due
+// than one run looks at (TW_POLL_BATCH); maxPollRuns bounds the runs of
+// one poll (a burst of 65,536 ends that came due at once).
+const (
+	pollMore    = 2
+	maxPollRuns = 8
+)
+
+// wakePolls has the timewait sockets polled now: one is followed again.
 func (t *Tracer) wakePolls() {
 	select {
 	case t.pollWake <- struct{}{}:
@@ -621,8 +585,8 @@ func threadCPU() time.Duration {
 
 const pollCostFactor = 100
 
-// pollMaxWait bounds the wait, so that an orphan's TIME_WAIT is seen
-// within about a second even during a burst of thousands (a poll of
+// pollMaxWait bounds the wait, so that a TIME_WAIT's end is seen within
+// about a second even during a burst of thousands of orphans (a poll of
 // 10,000 orphans takes 30 ms: up to 3% of a CPU while they last).
 const pollMaxWait = time.Second
 
@@ -641,6 +605,16 @@ const (
 // Notices are one-line remarks for the user about what this kernel does
 // not allow (e.g. TIME_WAIT is not followed).
 func (t *Tracer) Notices() []string { return t.notices }
+
+// Hooks says which choice of Options.Hooks runs: HooksFentry when an
+// accepted socket is owned from accept() on, HooksTracepoint when from its
+// first close() or shutdown() on.
+func (t *Tracer) Hooks() Hooks {
+	if t.fexit {
+		return HooksFentry
+	}
+	return HooksTracepoint
+}
 
 func monoNow() uint64 {
 	var ts unix.Timespec
@@ -705,10 +679,10 @@ func (t *Tracer) Shortfalls() ([]Shortfall, error) {
 		full(tcpstateCounterCOUNT_SOCKS_FULL, "sockets shown without owner or time in state", "owner"),
 		full(tcpstateCounterCOUNT_HELD_FULL, "SYN_SENT/SYN_RECV events sent before their 4-tuple was final", "held-back"),
 		full(tcpstateCounterCOUNT_TW_FULL, "TIME_WAITs not followed (shown as the kernel reports them)", "timewait"),
-		full(tcpstateCounterCOUNT_ORPHANS_FULL, "orphaned FIN_WAIT2 sockets whose TIME_WAIT is seen only at its next timer event", "orphan"),
+		{counts[tcpstateCounterCOUNT_TW_UNFOUND], "TIME_WAITs not followed: their timewait socket was not found in its hash chain (shown as the kernel reports them)"},
+		{counts[tcpstateCounterCOUNT_TW_EARLY], "TIME_WAITs ended before their timer with no new connection on their 4-tuple (a RST, their namespace removed): the end is shown when found, up to 10 s late"},
+		full(tcpstateCounterCOUNT_ORPHANS_FULL, "orphaned FIN_WAIT2 sockets whose TIME_WAIT is seen only when their timer runs", "orphan"),
 		{counts[tcpstateCounterCOUNT_TW_UNKNOWN], "sockets older than tcpstate closed from FIN_WAIT1/FIN_WAIT2/CLOSING: a TIME_WAIT they left is not followed"},
-		{t.heldEarly, "TIME_WAIT ends released before their re-arm check (too many at once)"},
-		{counts[tcpstateCounterCOUNT_REARM_LOST], "TIME_WAIT ends shown that a lost event would have retracted (the timer was re-armed)"},
 		full(tcpstateCounterCOUNT_CLOSED_FULL, "connection ends counted before the RST that may follow (closed_by may say local, not reset)", "late-reset"),
 		full(tcpstateCounterCOUNT_CGROUP_HISTS_FULL, "durations of sockets of new cgroups left out of the histograms by pod", "per-cgroup histogram"),
 		{counts[tcpstateCounterCOUNT_UNSEEN_END], "sockets found gone whose end the kernel's tracepoint never showed (it ran no tracing program for it)"},

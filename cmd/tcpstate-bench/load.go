@@ -10,6 +10,8 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -24,6 +26,7 @@ const childEnv = "TCPSTATE_BENCH_LOAD"
 
 // loadConfig is what the parent passes to the load child.
 type loadConfig struct {
+	Workload string        `json:"workload"` // workloadChurn, ...
 	Conns    int           `json:"conns"`
 	Warmup   time.Duration `json:"warmup"`
 	Duration time.Duration `json:"duration"`
@@ -36,6 +39,9 @@ type loadResult struct {
 	Total   int64   `json:"total"`   // completed including the warm-up
 	Seconds float64 `json:"seconds"` // length of the measured window
 	Errors  int64   `json:"errors"`
+	// TimeWaits is the namespace's TcpExtTW at the end: the TIME_WAITs
+	// the kernel made (in __inet_twsk_schedule).
+	TimeWaits int64 `json:"time_waits"`
 	// FirstError helps when Errors is not 0.
 	FirstError string `json:"first_error,omitempty"`
 }
@@ -80,10 +86,20 @@ func loadChild(arg string) error {
 	if err := setupNetns(cfg.ParentNS); err != nil {
 		return err
 	}
-	res, err := generate(cfg)
+	var res loadResult
+	var err error
+	switch cfg.Workload {
+	case workloadHTTP:
+		res, err = generateHTTP(cfg)
+	case workloadSyscalls:
+		res, err = generateSyscalls(cfg)
+	default:
+		res, err = generate(cfg)
+	}
 	if err != nil {
 		return err
 	}
+	res.TimeWaits = netstat("TcpExt", "TW")
 	return json.NewEncoder(os.Stdout).Encode(res)
 }
 
@@ -209,4 +225,27 @@ func serve(ln net.Listener) {
 			c.Read(buf)
 		}()
 	}
+}
+
+// netstat reads one counter of this namespace's /proc/net/netstat (0 if
+// it is not there).
+func netstat(group, name string) int64 {
+	b, err := os.ReadFile("/proc/net/netstat")
+	if err != nil {
+		return 0
+	}
+	lines := strings.Split(string(b), "\n")
+	for i := 0; i+1 < len(lines); i += 2 {
+		keys, vals := strings.Fields(lines[i]), strings.Fields(lines[i+1])
+		if len(keys) == 0 || keys[0] != group+":" || len(vals) != len(keys) {
+			continue
+		}
+		for j, k := range keys {
+			if k == name {
+				n, _ := strconv.ParseInt(vals[j], 10, 64)
+				return n
+			}
+		}
+	}
+	return 0
 }

@@ -1,17 +1,21 @@
 // SPDX-License-Identifier: Apache-2.0
 
-// Command tcpstate-bench measures what tracing costs a connection-heavy
-// workload: it runs a loopback connect/echo/close load in a fresh network
-// namespace, untraced and under each tracer, and reports connections per
-// second, events, lost events and the tracer's CPU, memory and start-up.
+// Command tcpstate-bench measures what tracing costs a busy host: it runs a
+// workload in a fresh network namespace, untraced and under each tracer,
+// and reports its rate, events, lost events and the tracer's CPU, memory
+// and start-up. Workloads: churn (loopback connect/echo/close, Go on both
+// ends), http (Debian's nginx under wrk, every request a new connection
+// that nginx closes), syscalls (dd, one byte per read and write: no TCP,
+// what tracing costs every other process).
 //
-//	go run ./cmd/tcpstate-bench -tcpstate /tmp/tcpstate [-duration 5s] [-conns N] [-json FILE]
+//	go run ./cmd/tcpstate-bench -tcpstate /tmp/tcpstate [-workload churn] [-duration 5s] [-conns N] [-json FILE]
 //
 // It must run as root. It is a benchmark, not a test.
 package main
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -19,6 +23,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"regexp"
 	"runtime"
 	"strconv"
@@ -26,9 +31,19 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/tcpstate/tcpstate/tracer"
 )
 
-const tcpstatesPath = "/usr/sbin/tcpstates" // Debian libbpf-tools
+// Debian's libbpf-tools.
+const (
+	tcpstatesPath = "/usr/sbin/tcpstates"
+	tcplifePath   = "/usr/sbin/tcplife"
+)
+
+// floorEnv marks the re-executed process that attaches the floor program
+// (tracer.Floor) until SIGINT.
+const floorEnv = "TCPSTATE_BENCH_FLOOR"
 
 // mode is one configuration to measure. A mode without argv is a baseline.
 type mode struct {
@@ -41,9 +56,20 @@ type mode struct {
 	// and lost counters are read there at the end of the load.
 	scrape  string
 	skipped string
+	env     string // added to the tracer's environment
+	json    bool   // tcpstate's NDJSON of transitions
+	// noEvents: its lines are not transitions (tcplife: one a connection).
+	noEvents bool
 }
 
 func main() {
+	if _, ok := os.LookupEnv(floorEnv); ok {
+		if err := floorChild(); err != nil {
+			fmt.Fprintln(os.Stderr, "tcpstate-bench floor:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if arg, ok := os.LookupEnv(childEnv); ok {
 		if err := loadChild(arg); err != nil {
 			fmt.Fprintln(os.Stderr, "tcpstate-bench load:", err)
@@ -65,8 +91,13 @@ func run() error {
 		conns    = flag.Int("conns", 8*runtime.NumCPU(), "concurrent client connections (8 per CPU gave the highest rate)")
 		jsonOut  = flag.String("json", "", "also write the results as JSON to this file")
 		only     = flag.String("modes", "", "comma-separated modes to run (default all)")
+		workload = flag.String("workload", workloadChurn, "churn, http or syscalls")
 	)
 	flag.Parse()
+	if *workload != workloadChurn && *workload != workloadHTTP && *workload != workloadSyscalls {
+		fmt.Fprintf(os.Stderr, "tcpstate-bench: invalid -workload %q: want churn, http or syscalls\n", *workload)
+		os.Exit(2)
+	}
 	if *tcpstate == "" || flag.NArg() > 0 || *conns < 1 || *duration <= 0 {
 		flag.Usage()
 		os.Exit(2)
@@ -77,7 +108,7 @@ func run() error {
 
 	modes := []mode{
 		{name: "baseline"},
-		{name: "json-file", argv: []string{*tcpstate, "-o", "json"}, toFile: true},
+		{name: "json-file", argv: []string{*tcpstate, "-o", "json"}, toFile: true, json: true},
 		{name: "json-file-raw", argv: []string{*tcpstate, "-o", "json", "--raw"}, toFile: true},
 		{name: "table-devnull", argv: []string{*tcpstate}},
 		{name: "life-json", argv: []string{*tcpstate, "life", "-o", "json"}, toFile: true},
@@ -86,7 +117,12 @@ func run() error {
 		// are, each returning at once. No mode of them can do better.
 		{name: "hooks-only", argv: []string{*tcpstate, "-o", "json", "--hollow"}, toFile: true},
 		{name: "metrics-hooks-only", argv: []string{*tcpstate, "metrics", "--listen", metricsAddr, "--hollow"}, scrape: "http://" + metricsAddr + "/metrics"},
+		{name: "ladder-devnull", argv: []string{*tcpstate, "ladder"}},
+		{name: "stuck-watch", argv: []string{*tcpstate, "stuck", "--watch"}},
+		// The practical floor: one program adding 1 to a per-CPU counter.
+		{name: "floor-one-program", argv: []string{"/proc/self/exe"}, env: floorEnv + "=1"},
 		{name: "libbpf-tools-tcpstates", argv: []string{tcpstatesPath}, toFile: true, header: 1, libbpf: true},
+		{name: "libbpf-tools-tcplife", argv: []string{tcplifePath}, toFile: true, header: 1, libbpf: true, noEvents: true},
 	}
 	skip := func(name, why string) {
 		for i := range modes {
@@ -106,8 +142,10 @@ func run() error {
 		skip("hooks-only", "tcpstate has no --hollow")
 		skip("metrics-hooks-only", "tcpstate has no --hollow")
 	}
-	if _, err := os.Stat(tcpstatesPath); err != nil {
-		skip("libbpf-tools-tcpstates", tcpstatesPath+" not found (apt-get install libbpf-tools)")
+	for name, path := range map[string]string{"libbpf-tools-tcpstates": tcpstatesPath, "libbpf-tools-tcplife": tcplifePath} {
+		if _, err := os.Stat(path); err != nil {
+			skip(name, path+" not found (apt-get install libbpf-tools)")
+		}
 	}
 
 	rep := &report{
@@ -118,6 +156,8 @@ func run() error {
 		Warmup:   warmup.String(),
 		Conns:    *conns,
 		Tcpstate: *tcpstate,
+		Workload: *workload,
+		Unit:     unitOf(*workload),
 	}
 	selected := map[string]bool{}
 	for _, m := range modes {
@@ -131,7 +171,7 @@ func run() error {
 			selected[name] = true
 		}
 	}
-	cfg := loadConfig{Conns: *conns, Warmup: *warmup, Duration: *duration}
+	cfg := loadConfig{Workload: *workload, Conns: *conns, Warmup: *warmup, Duration: *duration}
 	// The machine's speed drifts by 10-20% within a minute, so every
 	// tracer mode runs between two baselines and is compared with their mean.
 	baseline := func() (float64, error) {
@@ -261,6 +301,9 @@ func runMode(m mode, cfg loadConfig) (result, error) {
 	defer out.Close()
 
 	cmd := exec.Command(m.argv[0], m.argv[1:]...)
+	if m.env != "" {
+		cmd.Env = append(os.Environ(), m.env)
+	}
 	cmd.Stdout = out
 	stderr := &stderrWatch{attached: make(chan struct{})}
 	cmd.Stderr = stderr
@@ -288,6 +331,9 @@ func runMode(m mode, cfg loadConfig) (result, error) {
 		}
 	}
 	r.StartupMs = ptr(float64(time.Since(start).Microseconds()) / 1e3)
+	// What the start-up took of the tracer's CPU, to leave it out of the
+	// CPU per event.
+	startCPU := procCPU(cmd.Process.Pid)
 
 	load, loadErr := runLoad(cfg)
 	var scraped struct {
@@ -341,12 +387,25 @@ func runMode(m mode, cfg loadConfig) (result, error) {
 			r.Notes = append(r.Notes, fmt.Sprintf("tracer counted %d events but wrote %d lines", events, lines))
 		}
 		events, ok = max(lines-m.header, 0), true
+		if m.json && load.TimeWaits > 0 {
+			// Every TIME_WAIT the kernel made in the load's namespace,
+			// seen entered (the tracer sees the whole host: another
+			// process's TIME_WAITs would count too).
+			seen, err := countMatches(out.Name(), `"newstate":"TIME_WAIT"`)
+			if err != nil {
+				return r, err
+			}
+			r.Notes = append(r.Notes, fmt.Sprintf("TIME_WAIT entered %d times, the kernel's TcpExtTW %d", seen, load.TimeWaits))
+		}
+	}
+	if m.noEvents {
+		ok = false
 	}
 	if ok {
 		r.Events = &events
 		r.EvPerConn = ptr(float64(events) / float64(load.Total))
 		if events > 0 {
-			r.CPUUsPerEv = ptr(cpu * 1e6 / float64(events))
+			r.CPUUsPerEv = ptr(max(cpu-startCPU, 0) * 1e6 / float64(events))
 		}
 	}
 	return r, nil
@@ -372,9 +431,48 @@ func waitForFD(pid int, target string, timeout time.Duration) bool {
 	return false
 }
 
+// procCPU is the CPU time, in seconds, that process pid has used so far
+// (utime and stime of /proc/PID/stat, in clock ticks of 1/100 s).
+func procCPU(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The fields after the command name, which is in parentheses.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseFloat(f[11], 64)
+	stime, _ := strconv.ParseFloat(f[12], 64)
+	return (utime + stime) / 100
+}
+
 // attachedLine is the line tcpstate prints once attached: "Tracing ..."
-// (trace, life), "Serving Prometheus metrics ..." (metrics).
-var attachedLine = regexp.MustCompile(`(?m)^(Tracing|Serving Prometheus metrics) `)
+// (trace, life, the floor), "Drawing ..." (ladder), "Watching ..." (stuck
+// --watch),
+// "Serving Prometheus metrics ..." (metrics).
+var attachedLine = regexp.MustCompile(`(?m)^(Tracing|Drawing|Watching|Serving Prometheus metrics) `)
+
+// floorChild attaches the floor program until SIGINT or SIGTERM, and says
+// how many transitions it counted.
+func floorChild() error {
+	f, err := tracer.NewFloor()
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	fmt.Fprintln(os.Stderr, "Tracing with the floor program. Ctrl-C to end.")
+	<-sig
+	n, err := f.Count()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "%d events, 0 lost\n", n)
+	return nil
+}
 
 // stderrWatch keeps a tracer's stderr and closes attached at the first line
 // that says it is tracing. exec copies into it, and Wait returns only after

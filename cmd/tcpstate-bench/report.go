@@ -24,6 +24,8 @@ type report struct {
 	Warmup   string   `json:"warmup"`
 	Conns    int      `json:"conns"`
 	Tcpstate string   `json:"tcpstate"`
+	Workload string   `json:"workload"`
+	Unit     string   `json:"unit"`                // what conn_per_s counts: connections, requests, syscalls
 	RefRate  float64  `json:"baseline_conn_per_s"` // mean of the baselines
 	RefRuns  int      `json:"baseline_runs"`
 	Spread   float64  `json:"baseline_spread"` // (max-min)/mean of the baselines
@@ -105,6 +107,24 @@ func spread(xs ...float64) float64 {
 	return (hi - lo) / m
 }
 
+// countMatches counts the lines of a file that hold s.
+func countMatches(path, s string) (int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	var n int64
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if bytes.Contains(sc.Bytes(), []byte(s)) {
+			n++
+		}
+	}
+	return n, sc.Err()
+}
+
 // countLines counts newline-terminated lines in a file.
 func countLines(path string) (int64, error) {
 	f, err := os.Open(path)
@@ -132,7 +152,11 @@ func ptr[T any](v T) *T { return &v }
 // printTable writes the results as columns: the mode left-aligned, the
 // numbers right-aligned.
 func printTable(w io.Writer, rep *report) error {
-	rows := [][]string{{"mode", "conn/s", "ratio", "events", "ev/conn", "lost", "cpu s", "cpu µs/ev", "maxrss MiB", "start ms"}}
+	unit := map[string]string{"requests": "req", "syscalls": "syscall"}[rep.Unit]
+	if unit == "" {
+		unit = "conn"
+	}
+	rows := [][]string{{"mode", unit + "/s", "ratio", "events", "ev/" + unit, "lost", "cpu s", "cpu µs/ev", "maxrss MiB", "start ms"}}
 	var notes []string
 	for _, r := range rep.Modes {
 		if r.Skipped != "" {
@@ -166,12 +190,12 @@ func printTable(w io.Writer, rep *report) error {
 	if rep.Spread > 0.1 {
 		notes = append(notes, fmt.Sprintf("the baseline runs differ by %.0f%%: the machine is noisy, compare ratios with care", 100*rep.Spread))
 	}
-	fmt.Fprintf(w, "\nratio: to the mean of the baselines run just before and after the mode; baseline (mean of %d runs): %.0f conn/s; %d clients, %s per mode after %s warm-up; nproc %d, kernel %s, %s\n",
-		rep.RefRuns, rep.RefRate, rep.Conns, rep.Duration, rep.Warmup, rep.Nproc, rep.Kernel, rep.Date)
+	fmt.Fprintf(w, "\nworkload %s; ratio: to the mean of the baselines run just before and after the mode; baseline (mean of %d runs): %.0f %s/s; %d clients, %s per mode after %s warm-up; nproc %d, kernel %s, %s\n",
+		rep.Workload, rep.RefRuns, rep.RefRate, unit, rep.Conns, rep.Duration, rep.Warmup, rep.Nproc, rep.Kernel, rep.Date)
 	for _, n := range notes {
 		fmt.Fprintln(w, "note:", n)
 	}
-	_, err := fmt.Fprintln(w, "events, ev/conn and cpu include the warm-up; cpu also includes the tracer's start-up.")
+	_, err := fmt.Fprintln(w, "events, ev/conn and cpu include the warm-up; cpu s also includes the tracer's start-up, cpu µs/ev does not (its CPU when it said it was attached is left out).")
 	return err
 }
 

@@ -29,6 +29,7 @@ func TestMain(m *testing.M) {
 		"reset":             func([]string) error { return connectAndReset() },
 		"stuck":             stuckHelper,
 		"metrics-scenarios": metricsScenarios,
+		"dualstack":         dualStack,
 	})
 }
 
@@ -107,6 +108,13 @@ func connectUntilInterrupt(t *testing.T, cmd *exec.Cmd, ns, ready string) (pid i
 // must begin with ready.
 func startedWith(t *testing.T, cmd *exec.Cmd, ready string) *bufio.Reader {
 	t.Helper()
+	_, r := startedLine(t, cmd, ready)
+	return r
+}
+
+// startedLine is startedWith returning that first line too.
+func startedLine(t *testing.T, cmd *exec.Cmd, ready string) (string, *bufio.Reader) {
+	t.Helper()
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -120,7 +128,7 @@ func startedWith(t *testing.T, cmd *exec.Cmd, ready string) *bufio.Reader {
 	if err != nil || !strings.HasPrefix(line, ready) {
 		t.Fatalf("first stderr line %q, %v", line, err)
 	}
-	return r
+	return line, r
 }
 
 var summaryRe = regexp.MustCompile(`^(\d+) events, (\d+) lost\n$`)

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -37,6 +39,8 @@ type filterFlags struct {
 	// hollow attaches programs that do nothing: the cost of the hooks
 	// alone, for the benchmark (hidden).
 	hollow bool
+	// hooks chooses how accepted sockets get their owner (tracer.Hooks).
+	hooks string
 	// resolver names the containers and pods of owners; made on first
 	// use, one per command.
 	res *container.Resolver
@@ -51,8 +55,8 @@ type filterFlags struct {
 
 func (f *filterFlags) register(fs *pflag.FlagSet) {
 	f.set = fs
-	fs.BoolVarP(&f.ipv4, "ipv4", "4", false, "only IPv4 sockets")
-	fs.BoolVarP(&f.ipv6, "ipv6", "6", false, "only IPv6 sockets")
+	fs.BoolVarP(&f.ipv4, "ipv4", "4", false, "only IPv4 sockets, with IPv6 sockets of IPv4-mapped addresses (::ffff:a.b.c.d, shown as a.b.c.d: a dual-stack server's IPv4 clients)")
+	fs.BoolVarP(&f.ipv6, "ipv6", "6", false, "only IPv6 sockets, without those of IPv4-mapped addresses")
 	fs.StringSliceVar(&f.pids, "pid", nil, "only sockets owned by these process ids (comma-separated)")
 	fs.StringSliceVar(&f.comms, "comm", nil, "only sockets owned by processes with these names (comma-separated, as in /proc/PID/comm)")
 	fs.StringSliceVar(&f.lports, "lport", nil, "only these local ports (comma-separated, 1-65535)")
@@ -66,6 +70,18 @@ func (f *filterFlags) register(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&f.podNames, "pod", nil, "only sockets of processes in these Kubernetes pods: NAME, NAMESPACE/NAME or pod uid (comma-separated)")
 	fs.BoolVar(&f.hollow, "hollow", false, "attach programs that return at once and show nothing: what the hooks alone cost (for the benchmark)")
 	_ = fs.MarkHidden("hollow")
+	fs.StringVar(&f.hooks, "hooks", "auto", "how an accepted socket gets its owner: fentry (fexit on inet_csk_accept, from accept() on), tracepoint (from its first close() or shutdown() on; no hook beyond TCP's tracepoints), or auto (fentry where the kernel allows it)")
+}
+
+// parseHooks checks --hooks.
+func parseHooks(s string) (tracer.Hooks, error) {
+	switch s {
+	case "auto", "":
+		return tracer.HooksAuto, nil
+	case "fentry", "tracepoint":
+		return tracer.Hooks(s), nil
+	}
+	return "", usagef("invalid --hooks %q: want auto, fentry or tracepoint", s)
 }
 
 // resolver returns the command's container.Resolver.
@@ -106,6 +122,35 @@ func (f *filterFlags) podFilter() (container.Filter, error) {
 		return pf, usagef("invalid --namespace/--pod: at most %d names in all", maxPodFilters)
 	}
 	return pf, nil
+}
+
+// kubeletPods is where kubelet keeps its pods' logs, a directory
+// NAMESPACE_NAME_UID per pod.
+const kubeletPods = "/var/log/pods"
+
+// podsKnown reports whether kubelet's logs name a pod: a Kubernetes node
+// with pods, where pod labels are on by default.
+func podsKnown() bool {
+	d, err := os.Open(kubeletPods)
+	if err != nil {
+		return false
+	}
+	defer d.Close()
+	names, _ := d.Readdirnames(256)
+	for _, n := range names {
+		if strings.Count(n, "_") >= 2 {
+			return true
+		}
+	}
+	return false
+}
+
+// sayNoPods says on stderr that --pod and --namespace can match nothing
+// when no pod is known on this host.
+func (f *filterFlags) sayNoPods(stderr io.Writer) {
+	if !f.pods.Empty() && !podsKnown() {
+		fmt.Fprintf(stderr, "tcpstate: no Kubernetes pods are known on this host (kubelet's %s names none): --namespace and --pod match no socket\n", kubeletPods)
+	}
 }
 
 // maxPodFilters bounds --namespace and --pod: each is compared with every
@@ -163,6 +208,10 @@ func (f *filterFlags) options() (tracer.Options, error) {
 	if err := f.checkEmpty(); err != nil {
 		return o, err
 	}
+	var err error
+	if o.Hooks, err = parseHooks(f.hooks); err != nil {
+		return o, err
+	}
 	for _, s := range f.pids {
 		n, err := strconv.ParseUint(strings.TrimSpace(s), 10, 32)
 		if err != nil || n == 0 {
@@ -183,7 +232,6 @@ func (f *filterFlags) options() (tracer.Options, error) {
 	if len(o.Comms) > tracer.MaxComms {
 		return o, usagef("invalid --comm: at most %d names", tracer.MaxComms)
 	}
-	var err error
 	if o.LPorts, err = parsePorts("lport", f.lports); err != nil {
 		return o, err
 	}
@@ -194,6 +242,9 @@ func (f *filterFlags) options() (tracer.Options, error) {
 		return o, err
 	}
 	if o.RAddrs, err = parsePrefixes("raddr", f.raddrs); err != nil {
+		return o, err
+	}
+	if err := checkFamilyPrefixes(&o.Filter); err != nil {
 		return o, err
 	}
 	for _, s := range f.states {
@@ -218,6 +269,15 @@ func (f *filterFlags) options() (tracer.Options, error) {
 		}
 	}
 	return o, nil
+}
+
+// checkDuration refuses a --duration that is negative, or 0 when given:
+// 0 is the default, until Ctrl-C, which -d 0 hardly means.
+func (f *filterFlags) checkDuration(d time.Duration) error {
+	if d < 0 || d == 0 && f.set != nil && f.set.Changed("duration") {
+		return usagef("invalid --duration %s: must be positive; leave it out to run until Ctrl-C", d)
+	}
+	return nil
 }
 
 // checkEmpty refuses a filter flag given an empty value (--lport ""):
@@ -289,6 +349,25 @@ func parsePrefixes(flag string, list []string) ([]netip.Prefix, error) {
 		return nil, usagef("invalid --%s: at most %d prefixes", flag, tracer.MaxPrefixes)
 	}
 	return out, nil
+}
+
+// checkFamilyPrefixes refuses -4 or -6 with an address list none of
+// whose prefixes can be of that family: nothing would ever match.
+func checkFamilyPrefixes(o *tcp.Filter) error {
+	if o.IPv4 == o.IPv6 {
+		return nil
+	}
+	for i, list := range [][]netip.Prefix{o.LAddrs, o.RAddrs} {
+		flag := [...]string{"laddr", "raddr"}[i]
+		if len(list) > 0 && !slices.ContainsFunc(list, func(p netip.Prefix) bool { return p.Addr().Is4() == o.IPv4 }) {
+			fam, short := "IPv4", "-4"
+			if o.IPv6 {
+				fam, short = "IPv6", "-6"
+			}
+			return usagef("invalid --%s with %s: none of its prefixes is %s, so nothing would match", flag, short, fam)
+		}
+	}
+	return nil
 }
 
 func stateList() string {

@@ -73,26 +73,29 @@ each side's ISN, as tcpdump does without -S).
 
 Marked (⚠): SYN retransmissions, a connect refused or timed out, resets, a
 CLOSE_WAIT of a second or more (the application closed late), a TIME_WAIT
-that did not last its 60 s.
+that did not last its 60 s (when its end came before the diagram was drawn).
 
-A connection ends when its sockets are closed, TIME_WAIT included: one
-closed first from this host is drawn 60 s after its close, when its
-TIME_WAIT is over. At Ctrl-C (or --duration, or --count) connections in
-TIME_WAIT are drawn at once, marked "still open when drawn". --follow
-draws the arrows as they happen instead, each line prefixed with #N.
+A connection is drawn as soon as its sockets are closed or in TIME_WAIT:
+the end of a TIME_WAIT (60 s later) is not waited for, and the title says
+"TIME_WAIT still running when drawn". Connections still open at the end
+(Ctrl-C, --duration, --count, the end of --from) are counted, not drawn.
+--follow draws the arrows as they happen instead, each line prefixed
+with #N.
 
 --from FILE draws events recorded with 'tcpstate --seq -o json' ('-' for
 standard input): record where the problem is, draw anywhere, no root
 needed. The trace filters select connections (one of whose sockets
 matches); with --from, --netns takes the inode number recorded in the
-events.
+events. Events out of time order are put back in order within 4096
+lines, and refused past that, naming the line. Drawing nothing from
+--from is an error (status 1) that says why.
 
 Formats: text (Unicode; --ascii for plain characters), mermaid (a
 sequenceDiagram in a markdown code block, which GitHub and GitLab render),
 svg (one connection as a standalone picture).
 
-At most 4096 connections are followed at once; more are counted and said
-on stderr. At exit "N connections drawn" goes to stderr.`,
+At most 4096 connections are followed at once; more are counted, in
+connections, and said on stderr. At exit "N connections drawn" goes to stderr.`,
 		Example:      ladderExamples,
 		Args:         noArgs,
 		SilenceUsage: true,
@@ -147,8 +150,8 @@ func (f *ladderFlags) validate(stdin io.Reader) (ladderPlan, error) {
 	if f.ascii && f.output != "text" {
 		return p, usagef("invalid --ascii with -o %s: --ascii is for text", f.output)
 	}
-	if f.duration < 0 {
-		return p, usagef("invalid --duration %s: must be positive", f.duration)
+	if err := f.checkDuration(f.duration); err != nil {
+		return p, err
 	}
 	p.track.Follow = f.follow
 	if f.from != "" {
@@ -226,19 +229,13 @@ func runLadder(ctx context.Context, f *ladderFlags, stdout, stderr io.Writer) er
 	}
 	ctx, stopCount := context.WithCancel(ctx)
 	defer stopCount()
-	out := &ladderPrinter{w: bufio.NewWriterSize(outputWriter{stdout}, 64<<10), render: p.render, format: p.format, limit: p.limit, stop: stopCount}
+	out := &ladderPrinter{w: bufio.NewWriterSize(outputWriter{stdout}, 64<<10), render: p.render, format: p.format, limit: p.limit, stop: stopCount,
+		// -o svg draws one picture: from a recording, those past it
+		// are counted, to say so.
+		countMore: p.format == "svg" && p.from != nil}
 	tr := ladder.NewTracker(out, p.track)
 	h := &ladderHandler{Tracker: tr, out: out, stderr: stderr}
-	summary := func(lost string) string {
-		s := fmt.Sprintf("%d connections drawn", out.drawn)
-		if h.open > 0 {
-			s += fmt.Sprintf(", %d still open not drawn", h.open)
-		}
-		if tr.Dropped > 0 {
-			s += fmt.Sprintf(", %d not followed (more than %d open at once)", tr.Dropped, ladder.DefaultMaxConns)
-		}
-		return s + lost
-	}
+	summary := func(lost string) string { return tr.Summary(out.drawn, out.more, h.open) + lost }
 	if p.from != nil {
 		defer p.from.Close()
 		return replayLadder(ctx, p, h, stdout, stderr, summary)
@@ -257,7 +254,7 @@ func ladderBanner(follow bool) string {
 	if follow {
 		return "Drawing TCP connections as they happen. Ctrl-C to end."
 	}
-	return "Drawing each TCP connection when it ends (after TIME_WAIT, 60 s, if this host closed first; Ctrl-C draws those at once). Ctrl-C to end."
+	return "Drawing each TCP connection when it ends (without waiting for the end of a TIME_WAIT). Ctrl-C to end."
 }
 
 // replayLadder draws a recording: as a session would, it ends on Ctrl-C,
@@ -279,6 +276,13 @@ func replayLadder(ctx context.Context, p ladderPlan, h *ladderHandler, stdout, s
 	}
 	if done, err := endOutput(err, h.finish, h.out); done {
 		return err
+	}
+	if h.out.drawn == 0 && ctx.Err() == nil {
+		where := fmt.Sprintf("--from %q", h.fromName(p))
+		if p.netns != 0 {
+			where += fmt.Sprintf(" in network namespace %d", p.netns)
+		}
+		return fmt.Errorf("nothing to draw from %s: %s", where, h.NothingDrawn(h.open))
 	}
 	fmt.Fprintln(stderr, summary(""))
 	return nil
@@ -320,7 +324,7 @@ func (h *ladderHandler) Tick() error {
 }
 
 func (h *ladderHandler) finish() error {
-	if h.out.done() {
+	if h.out.done() && !h.out.countMore {
 		return nil
 	}
 	open, err := h.Flush()
@@ -336,14 +340,16 @@ func (h *ladderHandler) fromName(p ladderPlan) string {
 }
 
 // ladderPrinter writes diagrams, up to limit (0: no limit), then stops
-// the run.
+// the run, or with countMore counts those past the limit.
 type ladderPrinter struct {
-	w      *bufio.Writer
-	render ladder.Render
-	format string
-	limit  int
-	drawn  int
-	stop   context.CancelFunc
+	w         *bufio.Writer
+	render    ladder.Render
+	format    string
+	limit     int
+	drawn     int
+	more      int
+	countMore bool
+	stop      context.CancelFunc
 }
 
 func (p *ladderPrinter) Begin() error { return nil }
@@ -353,6 +359,9 @@ func (p *ladderPrinter) done() bool { return p.limit > 0 && p.drawn >= p.limit }
 
 func (p *ladderPrinter) Diagram(d *ladder.Diagram) error {
 	if p.done() {
+		if p.countMore {
+			p.more++
+		}
 		return nil
 	}
 	var s string
@@ -373,7 +382,7 @@ func (p *ladderPrinter) Diagram(d *ladder.Diagram) error {
 	if _, err := p.w.WriteString(s); err != nil {
 		return err
 	}
-	if p.done() {
+	if p.done() && !p.countMore {
 		p.stop()
 	}
 	return nil

@@ -62,6 +62,14 @@ because the ring buffer was full, which may leave some records incomplete.`,
 			if err != nil {
 				return usagef("invalid --output %q: want table or json", f.output)
 			}
+			f.sayNoPods(stderr)
+			if f.profile != "" {
+				stop, err := startProfile(f.profile)
+				if err != nil {
+					return err
+				}
+				defer stop()
+			}
 			return runLife(cmd.Context(), &f, opts, format, stdout, stderr)
 		},
 	}
@@ -69,6 +77,8 @@ because the ring buffer was full, which may leave some records incomplete.`,
 	fs.StringVarP(&f.output, "output", "o", "table", "output format: table or json (one object per line)")
 	fs.DurationVarP(&f.duration, "duration", "d", 0, "stop after this long (e.g. 30s, 5m); default: until Ctrl-C")
 	fs.StringVar(&f.kernelBTF, "kernel-btf", "", "BTF file for this kernel, when /sys/kernel/btf/vmlinux is missing")
+	fs.StringVar(&f.profile, "cpuprofile", "", "write a Go CPU profile of tcpstate itself to this file")
+	_ = fs.MarkHidden("cpuprofile")
 	f.register(fs)
 	fs.SortFlags = false
 	return cmd

@@ -88,7 +88,7 @@ It needs root: CAP_SYS_PTRACE to read which processes hold each socket
 	return cmd
 }
 
-func runLs(f *lsFlags, stdout, _ io.Writer) error {
+func runLs(f *lsFlags, stdout, stderr io.Writer) error {
 	if f.output != "table" && f.output != "json" {
 		return usagef("invalid --output %q: want table or json", f.output)
 	}
@@ -103,6 +103,7 @@ func runLs(f *lsFlags, stdout, _ io.Writer) error {
 	if err := checkSnapshotPrivileges("ls"); err != nil {
 		return err
 	}
+	f.sayNoPods(stderr)
 	if err := checkOutput(stdout); err != nil {
 		return err
 	}

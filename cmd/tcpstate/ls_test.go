@@ -142,7 +142,7 @@ func TestLsAndStuckBadFlags(t *testing.T) {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			stdout, stderr, code := cli(t, args...)
 			lines := strings.Split(strings.TrimSpace(stderr), "\n")
-			if code != 2 || len(lines) != 2 || !strings.HasPrefix(lines[0], "tcpstate: ") || !strings.Contains(lines[0], want) || stdout != "" {
+			if code != 2 || len(lines) != 1 || !strings.HasPrefix(lines[0], "tcpstate: ") || !strings.Contains(lines[0], want) || stdout != "" {
 				t.Errorf("exit %d, stdout %q, stderr %q: want status 2 and one line naming %s", code, stdout, stderr, want)
 			}
 		})

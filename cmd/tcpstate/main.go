@@ -17,7 +17,8 @@ func main() {
 }
 
 // run executes the command line and returns the exit status: 0 on success,
-// 2 for a bad command line, 1 for anything else.
+// 2 for a bad command line, 3 when metrics ended on its own (its --netns
+// namespace is gone), 1 for anything else.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root := newRootCmd(stdout, stderr)
 	root.SetArgs(args)
@@ -25,10 +26,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		return 0
 	}
+	var es exitStatus
+	if errors.As(err, &es) {
+		return int(es)
+	}
 	fmt.Fprintf(stderr, "tcpstate: %v\n", err)
 	var ue usageError
 	if errors.As(err, &ue) {
-		fmt.Fprintln(stderr, "Run 'tcpstate --help' for usage.")
 		return 2
 	}
 	return 1
@@ -43,3 +47,14 @@ func (e usageError) Unwrap() error { return e.err }
 func usagef(format string, args ...any) error {
 	return usageError{fmt.Errorf(format, args...)}
 }
+
+// exitStatus ends tcpstate with this status and nothing more on stderr:
+// what happened was said already.
+type exitStatus int
+
+func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+// exitNetnsGone is the status of a metrics server whose --netns namespace
+// is gone: it ended on its own, so a supervisor's Restart=on-failure
+// restarts it (to serve the namespace's successor, or to say it is gone).
+const exitNetnsGone = exitStatus(3)

@@ -7,10 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -22,6 +22,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tcpstate/tcpstate/container"
+	"github.com/tcpstate/tcpstate/internal/connlimit"
 	"github.com/tcpstate/tcpstate/metrics"
 	"github.com/tcpstate/tcpstate/snapshot"
 	"github.com/tcpstate/tcpstate/tracer"
@@ -46,6 +47,8 @@ type metricsFlags struct {
 	stuckFor  time.Duration
 	kernelBTF string
 	podLabels bool
+	maxConns  int
+	maxReqs   int
 }
 
 func newMetricsCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -60,6 +63,15 @@ copied to user space, so the cost stays low on busy hosts), and at each scrape t
 closing or connecting state for over --stuck-for, per holding process name.
 /-/healthy answers 200 while tcpstate runs, /-/ready once the tracer is
 attached.
+
+Exit status: 2 for a bad flag; 3 when the --netns namespace is gone (it
+ended on its own: a supervisor restarts it as a failure); 1 for other
+errors; 0 after Ctrl-C or SIGTERM.
+
+At most --web.max-connections HTTP connections are kept: over it, the one
+idle longest is closed, so clients holding connections cannot keep a
+scrape out; --web.max-requests scrapes run at once. Idle keep-alive
+connections are closed after 15s.
 
 --web.config.file enables TLS and basic authentication, in the format of
 the Prometheus exporter-toolkit (as node_exporter):
@@ -80,23 +92,23 @@ on the CPU) are counted in tcpstate_events_lost_total and said on stderr.`,
 	fs := cmd.Flags()
 	fs.StringVar(&f.listen, "listen", defaultListen, "address to serve /metrics on (host:port; :9969 is every address)")
 	fs.StringVar(&f.webConfig, "web.config.file", "", "exporter-toolkit web configuration file for TLS and basic authentication")
+	fs.IntVar(&f.maxConns, "web.max-connections", 64, "most HTTP connections kept open; over it, the one idle longest is closed")
+	fs.IntVar(&f.maxReqs, "web.max-requests", 10, "most scrapes of /metrics served at once; more are answered 503")
 	fs.DurationVar(&f.stuckFor, "stuck-for", 30*time.Second, "count sockets as stuck after this long in a closing or connecting state")
-	fs.BoolVar(&f.podLabels, "pod-labels", kubeletNode(), "namespace, pod and container labels on the socket and stuck gauges and the duration histograms (default: on where kubelet's "+kubeletPods+" exists; where sockets' cgroups do not tell their pod, cgroup v1 and hybrid hosts, each scrape reads every socket's holders from /proc)")
+	fs.BoolVar(&f.podLabels, "pod-labels", false, "namespace, pod and container labels on the socket and stuck gauges and the duration histograms (default: on where kubelet's "+kubeletPods+" names a pod; where sockets' cgroups do not tell their pod, cgroup v1 and hybrid hosts, each scrape reads every socket's holders from /proc)")
 	fs.StringVar(&f.kernelBTF, "kernel-btf", "", "BTF file for this kernel, when /sys/kernel/btf/vmlinux is missing")
 	f.register(fs)
 	fs.SortFlags = false
 	return cmd
 }
 
-// kubeletPods is where kubelet keeps its pods' logs: a Kubernetes node.
-const kubeletPods = "/var/log/pods"
-
-// kubeletNode reports whether this is a Kubernetes node, where pod labels
-// are on by default.
-func kubeletNode() bool {
-	st, err := os.Stat(kubeletPods)
-	return err == nil && st.IsDir()
-}
+// What one HTTP connection may hold: a keep-alive connection idle for
+// longer is closed (Prometheus opens another at its next scrape), and a
+// request's headers are at most this size (a scrape's are under 1 KiB).
+const (
+	idleTimeout    = 15 * time.Second
+	maxHeaderBytes = 16 << 10
+)
 
 // tallyOnly is the handler of a tracer in tally mode, which delivers no
 // events.
@@ -110,6 +122,12 @@ func (f *metricsFlags) validate() (tracer.Options, snapshot.Options, error) {
 		return tracer.Options{}, snapshot.Options{}, usagef("invalid --listen %q: want host:port, such as :9969 or 127.0.0.1:9969", f.listen)
 	} else if _, err := net.LookupPort("tcp", port); err != nil {
 		return tracer.Options{}, snapshot.Options{}, usagef("invalid --listen %q: port %q is not a port number (0 to 65535) or service name", f.listen, port)
+	}
+	if f.maxConns < 1 {
+		return tracer.Options{}, snapshot.Options{}, usagef("invalid --web.max-connections %d: must be at least 1", f.maxConns)
+	}
+	if f.maxReqs < 1 {
+		return tracer.Options{}, snapshot.Options{}, usagef("invalid --web.max-requests %d: must be at least 1", f.maxReqs)
 	}
 	if f.stuckFor < 0 {
 		return tracer.Options{}, snapshot.Options{}, usagef("invalid --stuck-for %s: must not be negative", f.stuckFor)
@@ -129,6 +147,9 @@ func (f *metricsFlags) validate() (tracer.Options, snapshot.Options, error) {
 			return topts, snapshot.Options{}, err
 		}
 		topts.KernelBTF = f.kernelBTF
+	}
+	if !f.set.Changed("pod-labels") {
+		f.podLabels = podsKnown()
 	}
 	sopts, err := snapshotOptions(&f.filterFlags)
 	return topts, sopts, err
@@ -171,6 +192,7 @@ func runMetrics(ctx context.Context, f *metricsFlags, stdout, stderr io.Writer) 
 		cfg.IdentifyCgroup = func(id uint64) *container.Identity { return f.resolver().Lookup(0, id, time.Now()) }
 		cfg.LiveCgroups = snapshot.CgroupIDs
 	}
+	f.sayNoPods(stderr)
 	if !f.pods.Empty() {
 		fmt.Fprintln(stderr, "tcpstate: --namespace and --pod select the sockets of tcpstate_sockets and the stuck gauges; the counters and histograms, kept in the kernel, count every pod (--cgroup selects for them too)")
 	}
@@ -180,7 +202,7 @@ func runMetrics(ctx context.Context, f *metricsFlags, stdout, stderr io.Writer) 
 
 	var ready atomic.Bool
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError, MaxRequestsInFlight: f.maxReqs}))
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "Healthy") })
 	mux.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) {
 		if !ready.Load() {
@@ -196,7 +218,15 @@ func runMetrics(ctx context.Context, f *metricsFlags, stdout, stderr io.Writer) 
 		}
 		fmt.Fprintln(w, "tcpstate metrics: see /metrics")
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := connlimit.New(f.maxConns).Serve(&http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		// Accept errors (out of file descriptors: retried) and TLS
+		// handshake failures.
+		ErrorLog: log.New(stderr, "tcpstate: ", 0),
+	})
 	systemd := false
 	flags := &web.FlagConfig{WebListenAddresses: &[]string{f.listen}, WebSystemdSocket: &systemd, WebConfigFile: &f.webConfig}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -217,20 +247,21 @@ func runMetrics(ctx context.Context, f *metricsFlags, stdout, stderr io.Writer) 
 
 	err = runSession(ctx, stdout, stderr, sessionConfig{
 		opts: topts, netnsPath: f.netnsPath,
-		banner: fmt.Sprintf("Serving Prometheus metrics on %s/metrics. Ctrl-C to end.", f.listen),
+		banner: fmt.Sprintf("Serving Prometheus metrics on %s/metrics. Ctrl-C to end.", ln.Addr()),
 		out:    nopOutput{},
 		handler: func(t *tracer.Tracer) (tracer.Handler, error) {
 			col.Attach(t)
 			ready.Store(true)
 			return tallyOnly{}, nil
 		},
-		summary: func(lost uint64) string { return fmt.Sprintf("%d transitions lost", lost) },
+		summary:    func(lost uint64) string { return fmt.Sprintf("%d transitions lost", lost) },
+		goneStatus: exitNetnsGone,
 	})
 	shutdown, done := context.WithTimeout(context.Background(), 5*time.Second)
 	defer done()
 	srv.Shutdown(shutdown)
 	if serr := <-serveErr; serr != nil && err == nil {
-		err = fmt.Errorf("serving metrics on %s: %w", f.listen, serr)
+		err = fmt.Errorf("serving metrics on %s: %w", ln.Addr(), serr)
 	}
 	return err
 }

@@ -37,7 +37,7 @@ another task. Without a subcommand it runs 'tcpstate trace'.`,
 	root.AddCommand(newLsCmd(stdout, stderr))
 	root.AddCommand(newStuckCmd(stdout, stderr))
 	root.AddCommand(newMetricsCmd(stdout, stderr))
-	root.CompletionOptions.DisableDefaultCmd = true
+	addCompletion(root)
 	return root
 }
 

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tcpstate/tcpstate/snapshot"
+	"github.com/tcpstate/tcpstate/tcp"
 	"github.com/tcpstate/tcpstate/tracer"
 )
 
@@ -36,6 +37,9 @@ type sessionConfig struct {
 	// summary is the last line on stderr, given the events lost; none
 	// when nil.
 	summary func(lost uint64) string
+	// goneStatus, when set, is returned after the summary when the
+	// session ended because the --netns namespace is gone.
+	goneStatus error
 }
 
 // sessionOutput is a command's output: a header, and buffered records.
@@ -50,7 +54,10 @@ type sessionOutput interface {
 // tracer lost or could not follow, and ends when the --netns namespace is
 // gone.
 type session struct {
-	h        tracer.Handler
+	h tracer.Handler
+	// filter is the command's; its family test (MatchFamily) is also the
+	// kernel's (family_of in bpf/filters.h).
+	filter   tcp.Filter
 	out      sessionOutput
 	tracer   *tracer.Tracer
 	stdout   io.Writer
@@ -67,6 +74,9 @@ type session struct {
 	nsInode  uint32
 	nsCookie uint64
 	nsGone   bool
+	// nsUnchecked is set while the namespace cannot be checked for want
+	// of file descriptors, said once until a check succeeds again.
+	nsUnchecked bool
 }
 
 // runSession loads the tracer and runs the command's handler until ctx
@@ -102,7 +112,7 @@ func runSession(ctx context.Context, stdout, stderr io.Writer, cfg sessionConfig
 		fmt.Fprintf(stderr, "tcpstate: %d sockets older than tcpstate will show no owner (too many to record)\n", n)
 	}
 
-	s := &session{out: cfg.out, tracer: t, stdout: stdout, stderr: stderr, end: end,
+	s := &session{out: cfg.out, tracer: t, stdout: stdout, stderr: stderr, end: end, filter: opts.Filter,
 		netns: cfg.netnsPath, nsInode: opts.NetNS, nsCookie: opts.NetNSCookie}
 	err = s.out.Begin()
 	if err == nil {
@@ -126,6 +136,9 @@ func runSession(ctx context.Context, stdout, stderr io.Writer, cfg sessionConfig
 	}
 	if cfg.summary != nil {
 		fmt.Fprintln(stderr, cfg.summary(lost))
+	}
+	if s.nsGone {
+		return cfg.goneStatus
 	}
 	return nil
 }
@@ -212,7 +225,12 @@ func (s *session) reportShortfalls(final bool) error {
 	return nil
 }
 
-func (s *session) Event(ev *tracer.Event) error { return s.h.Event(ev) }
+func (s *session) Event(ev *tracer.Event) error {
+	if !s.filter.MatchFamily(ev.Family, ev.LAddr, ev.RAddr) {
+		return nil
+	}
+	return s.h.Event(ev)
+}
 
 // Note passes the tracer's notes on to a handler that wants them.
 func (s *session) Note(ev *tracer.Event) error {
@@ -260,13 +278,32 @@ func (s *session) checkNetNS() error {
 		return nil
 	}
 	alive, err := snapshot.NetNSAlive(s.netns, s.nsInode, s.nsCookie)
+	if outOfFiles(err) {
+		// Not knowing is no reason to end: tracing and counting go on,
+		// and the check is tried again at the next tick.
+		if !s.nsUnchecked {
+			fmt.Fprintf(s.stderr, "tcpstate: cannot check that network namespace %s is still there: %v; going on, and trying again every second\n", s.netns, err)
+		}
+		s.nsUnchecked = true
+		return nil
+	}
 	if err != nil || alive {
+		if err == nil && s.nsUnchecked {
+			fmt.Fprintf(s.stderr, "tcpstate: network namespace %s checked again\n", s.netns)
+			s.nsUnchecked = false
+		}
 		return err
 	}
 	s.nsGone = true
 	fmt.Fprintf(s.stderr, "tcpstate: network namespace %s is gone (no process is in it and no file names it); ending\n", s.netns)
 	s.end()
 	return nil
+}
+
+// outOfFiles reports whether err is the process's or the system's file
+// descriptors running out: a passing want.
+func outOfFiles(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)
 }
 
 // stopSignals end a session cleanly: the last events are printed, then

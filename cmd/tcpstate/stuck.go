@@ -129,8 +129,8 @@ func (f *stuckFlags) validate() (snapshot.Options, error) {
 	if f.threshold < 0 {
 		return snapshot.Options{}, usagef("invalid --for %s: must not be negative", f.threshold)
 	}
-	if f.duration < 0 {
-		return snapshot.Options{}, usagef("invalid --duration %s: must be positive", f.duration)
+	if err := f.checkDuration(f.duration); err != nil {
+		return snapshot.Options{}, err
 	}
 	if f.duration > 0 && !f.watch {
 		return snapshot.Options{}, usagef("invalid --duration: only with --watch")
@@ -163,6 +163,7 @@ func runStuck(ctx context.Context, f *stuckFlags, stdout, stderr io.Writer) erro
 	if err := checkSnapshotPrivileges("stuck"); err != nil {
 		return err
 	}
+	f.sayNoPods(stderr)
 	w, err := output.NewStuckWriter(outputWriter{stdout}, f.output, f.watch)
 	if err != nil {
 		return usagef("invalid --output %q: want table or json", f.output)
@@ -231,10 +232,19 @@ type maybeStuck struct {
 	n        int
 	states   map[tcp.State]bool
 	min, max time.Duration
+	// unknown counts the sockets whose age nothing bounds, per state.
+	unknown map[tcp.State]int
 }
 
 func (m *maybeStuck) add(s *snapshot.Socket, threshold time.Duration) {
-	if !s.AgeKnown || s.Age >= threshold || !s.AgeMaxKnown || s.AgeMax < threshold {
+	if !s.AgeKnown {
+		if m.unknown == nil {
+			m.unknown = map[tcp.State]int{}
+		}
+		m.unknown[s.State]++
+		return
+	}
+	if s.Age >= threshold || !s.AgeMaxKnown || s.AgeMax < threshold {
 		return
 	}
 	if m.n == 0 {
@@ -248,6 +258,17 @@ func (m *maybeStuck) add(s *snapshot.Socket, threshold time.Duration) {
 // say tells about them on stderr: they are not listed, but a person
 // should know they may be there.
 func (m *maybeStuck) say(stderr io.Writer, threshold time.Duration) {
+	if len(m.unknown) > 0 {
+		n, names := 0, []string(nil)
+		for _, s := range tcp.States() {
+			if m.unknown[s] > 0 {
+				n += m.unknown[s]
+				names = append(names, s.String())
+			}
+		}
+		fmt.Fprintf(stderr, "tcpstate: %d %s (%s) not listed, age unknown: the kernel keeps no trace of when a socket entered this state; "+
+			"'tcpstate stuck --watch' times those that enter it from then on\n", n, plural(n, "socket", "sockets"), strings.Join(names, ", "))
+	}
 	if m.n == 0 {
 		return
 	}
@@ -257,10 +278,7 @@ func (m *maybeStuck) say(stderr io.Writer, threshold time.Duration) {
 			names = append(names, s.String())
 		}
 	}
-	what := "sockets"
-	if m.n == 1 {
-		what = "socket"
-	}
+	what := plural(m.n, "socket", "sockets")
 	fmt.Fprintf(stderr, "tcpstate: %d more %s (%s) may have been in their state for over %s: "+
 		"it began between %s and %s ago, and ACKs received since (answers to keepalive probes, say) hide when; "+
 		"'tcpstate stuck --watch' times them exactly\n",
@@ -282,7 +300,7 @@ func watchStuck(ctx context.Context, f *stuckFlags, opts snapshot.Options, w *ou
 	}
 	var sw *conn.StuckWatch
 	var snap *snapshot.Snapshotter
-	found := 0
+	found, left := 0, 0
 	shown := map[*snapshot.Socket]bool{} // reported stuck, with --namespace or --pod
 	defer func() {
 		if snap != nil {
@@ -325,12 +343,23 @@ func watchStuck(ctx context.Context, f *stuckFlags, opts snapshot.Options, w *ou
 				}
 				if r.Event != "left" {
 					found++
+				} else {
+					left++
 				}
 				return w.Write(&output.StuckRow{Time: r.Time, Event: r.Event, Sock: r.Sock, Age: r.Age, AgeEstimated: r.AgeEstimated, Why: r.Why,
 					Identity: f.holderIdentity(r.Sock)})
 			})
 			return sw, sw.Start(func(visit func(*snapshot.Socket) error) error { return snapshot.Snapshot(opts, visit) })
 		},
+		summary: func(lost uint64) string { return fmt.Sprintf("%d stuck, %d left, %d events lost", found, left, lost) },
 	})
 	return found, err
+}
+
+// plural is one or many, as n says.
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }

@@ -121,8 +121,8 @@ func (f *traceFlags) validate() (tracer.Options, output.Format, error) {
 	if err != nil {
 		return tracer.Options{}, nil, usagef("invalid --output %q: want table or json", f.output)
 	}
-	if f.duration < 0 {
-		return tracer.Options{}, nil, usagef("invalid --duration %s: must be positive", f.duration)
+	if err := f.checkDuration(f.duration); err != nil {
+		return tracer.Options{}, nil, err
 	}
 	opts, err := f.options()
 	if err != nil {
@@ -155,7 +155,22 @@ func checkKernelBTF(path string) error {
 	if st.Size() > maxKernelBTF {
 		return usagef("invalid --kernel-btf %q: %d bytes is too large for a kernel's BTF (at most 1 GiB)", path, st.Size())
 	}
+	f, err := os.Open(path)
+	if err != nil {
+		return usagef("invalid --kernel-btf %q: %v", path, err)
+	}
+	defer f.Close()
+	var magic [4]byte
+	if _, err := io.ReadFull(f, magic[:]); err != nil || !isBTF(magic) {
+		return usagef("invalid --kernel-btf %q: not a BTF file (neither raw BTF, which starts with 0xeb9f, nor ELF); give a BTF file such as one from BTFHub", path)
+	}
 	return nil
+}
+
+// isBTF tells by its first bytes whether a file can be a kernel's BTF: raw
+// BTF (magic 0xeb9f, either byte order) or an ELF file with a .BTF section.
+func isBTF(magic [4]byte) bool {
+	return magic[0] == 0x9f && magic[1] == 0xeb || magic[0] == 0xeb && magic[1] == 0x9f || string(magic[:]) == "\x7fELF"
 }
 
 func runTrace(ctx context.Context, f *traceFlags, stdout, stderr io.Writer) error {
@@ -163,6 +178,7 @@ func runTrace(ctx context.Context, f *traceFlags, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	f.sayNoPods(stderr)
 	if f.profile != "" {
 		stop, err := startProfile(f.profile)
 		if err != nil {

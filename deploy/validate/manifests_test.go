@@ -19,7 +19,7 @@ const manifests = "../kubernetes"
 
 // wantCaps are the capabilities the DaemonSet adds, each explained in
 // the README's Kubernetes section.
-var wantCaps = []string{"BPF", "PERFMON", "SYS_ADMIN", "SYS_PTRACE", "SYSLOG", "SYS_NICE"}
+var wantCaps = []string{"BPF", "PERFMON", "SYS_ADMIN", "SYS_PTRACE", "SYS_NICE"}
 
 func load(t *testing.T) []Object {
 	t.Helper()
