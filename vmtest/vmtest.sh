@@ -12,7 +12,8 @@
 #   VMTEST_CONFIGS       the VM runs, each ARCH/SERIES[/PATH[:VAR=VAL,...]]
 #                        (default below); ARCH x86_64 or aarch64 (amd64,
 #                        arm64 too), PATH tp_btf (default), classic, or any
-#                        label; VAR=VAL go into the tests' environment
+#                        label (tp_btf, named); VAR=VAL go into the tests'
+#                        environment, e.g. TCPSTATE_TEST_HOOKS=tracepoint
 #   VMTEST_ENV           VAR=VAL ... for the tests' environment in every run
 #   VMTEST_FLAVOUR       Debian kernel flavour: cloud (default) or generic
 #   VMTEST_RUN           the tests' -test.run regex (tp_btf and labelled runs)
@@ -34,8 +35,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 GO=${GO:-$(command -v go 2>/dev/null || echo /usr/local/go/bin/go)}
-# Longest first: with two at a time, the short ones fill in behind.
-CONFIGS=${VMTEST_CONFIGS:-aarch64/6.12 x86_64/6.12 aarch64/6.1 x86_64/6.1 aarch64/6.1/classic x86_64/6.1/classic}
+# Longest first: with two at a time, the short ones fill in behind. Each
+# hook choice of the tracer (tracer.Hooks) runs somewhere: fentry forced on
+# the 6.12s, the tracer's own choice on the 6.1s, tracepoints forced on one
+# 6.1, and (always) on the classic path.
+CONFIGS=${VMTEST_CONFIGS:-aarch64/6.12/tp_btf:TCPSTATE_TEST_HOOKS=fentry x86_64/6.12/tp_btf:TCPSTATE_TEST_HOOKS=fentry aarch64/6.1 x86_64/6.1 x86_64/6.1/tp_btf:TCPSTATE_TEST_HOOKS=tracepoint aarch64/6.1/classic x86_64/6.1/classic}
 if [ -z "${VMTEST_CONFIGS:-}" ] && [ -n "${VMTEST_SERIES:-}" ]; then
 	CONFIGS=$(for s in $VMTEST_SERIES; do printf 'x86_64/%s ' "$s"; done)
 fi
@@ -389,10 +393,10 @@ done
 
 # boot I: run VM run I, print its verdict, return 1 on failure.
 boot() {
-	local i=$1 arch series path kdir kver env name log t0 secs rc=0 probe result splat progs why timeout n skipped uses
+	local i=$1 arch series path kdir kver env name log t0 secs rc=0 probe result splat progs why timeout n skipped uses hooks
 	arch=${c_arch[$i]} series=${c_series[$i]} path=${c_path[$i]} kdir=${c_kdir[$i]} kver=${c_kver[$i]}
 	env="VMTEST_PATH=$path $GLOBAL_ENV ${c_env[$i]}"
-	log=$LOGS/$arch-$series-$path.log
+	log=$LOGS/$i-$arch-$series-$path.log
 	timeout=$VM_TIMEOUT
 	[ "$arch" = x86_64 ] || timeout=$((VM_TIMEOUT * 2))
 	t0=$(date +%s)
@@ -411,7 +415,8 @@ boot() {
 	n=$(grep -a -c -E '^ *--- PASS' "$log" || true)
 	skipped=$(grep -a -c -E '^ *--- SKIP' "$log" || true)
 	uses=$(grep -a -o -m 1 'probe: tracer.New uses .*' "$log" || true)
-	name="$arch ${kver%%-*} $path"
+	hooks=$(grep -a -o -m 1 'probe: tracer.New uses .*, hooks [a-z]*' "$log" || true)
+	name="$arch ${kver%%-*} $path${hooks:+ hooks=${hooks##* }}"
 	if [ "$probe" = "VMTEST-PROBE exit=0" ] && [ "$result" = "VMTEST-RESULT exit=0" ] && [ -z "$splat" ] && [ "$n" -gt 0 ]; then
 		say "PASS $name ($n tests and subtests, $skipped skipped, $secs s; $(cat "$kdir/package") $kver; $progs BPF programs load, ${uses#probe: })"
 		[ "${VMTEST_KEEP_LOGS:-}" != 1 ] || sed 's/^/    /' "$log"

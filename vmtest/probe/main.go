@@ -8,8 +8,10 @@
 // which the integration tests cannot tell apart). With -kernel-btf (the
 // classic run, /sys/kernel/btf/vmlinux hidden) it loads the classic
 // programs with that BTF and checks that tracer.New took the classic path
-// and says that it does not follow TIME_WAIT. Exit status 1 means a
-// program did not load or the path was not the one expected.
+// and says that it does not follow TIME_WAIT. It names the hooks the
+// tracer chose (tracer.Hooks), with TCPSTATE_TEST_HOOKS those asked for, as
+// the tests get them. Exit status 1 means a program did not load, or the
+// path or the hooks were not the ones expected.
 package main
 
 import (
@@ -28,7 +30,7 @@ import (
 
 func main() {
 	obj := flag.String("obj", "tcpstate_bpfel.o", "the BPF object the tracer embeds")
-	path := flag.String("path", "tp_btf", "the path the tracer must take: tp_btf, classic (with -kernel-btf), or any other label (reported, not checked)")
+	path := flag.String("path", "tp_btf", "the path the tracer must take: classic (with -kernel-btf), or tp_btf (any other label means tp_btf too)")
 	kernelBTF := flag.String("kernel-btf", "", "BTF file for this kernel (classic path)")
 	flag.Parse()
 	spec, err := ebpf.LoadCollectionSpec(*obj)
@@ -94,7 +96,9 @@ func loadEach(spec *ebpf.CollectionSpec, kernelBTF string) bool {
 // checkFlavour starts a tracer and lists the programs of the object that
 // are loaded while it runs, and its notices.
 func checkFlavour(spec *ebpf.CollectionSpec, path, kernelBTF string) bool {
-	tr, err := tracer.New(tracer.Options{KernelBTF: kernelBTF})
+	// The hooks the tests are told to use (make vmtest runs each choice).
+	hooks := tracer.Hooks(os.Getenv("TCPSTATE_TEST_HOOKS"))
+	tr, err := tracer.New(tracer.Options{KernelBTF: kernelBTF, Hooks: hooks})
 	if err != nil {
 		fmt.Printf("probe: tracer.New: %v\n", err)
 		return false
@@ -129,14 +133,8 @@ func checkFlavour(spec *ebpf.CollectionSpec, path, kernelBTF string) bool {
 	}
 	btfProgs := slices.Contains(loaded, "set_state_btf") && slices.Contains(loaded, "retransmit_btf")
 	classic := slices.Contains(loaded, "set_state_tp") && slices.Contains(loaded, "retransmit_tp")
-	switch path {
-	case "tp_btf":
-		if !btfProgs {
-			fmt.Println("probe: tracer.New did not use tp_btf (fell back to classic tracepoints)")
-			return false
-		}
-		fmt.Println("probe: tracer.New uses tp_btf")
-	case "classic":
+	ok := true
+	if path == "classic" {
 		if !classic {
 			fmt.Println("probe: tracer.New did not take the classic-tracepoint path")
 			return false
@@ -145,9 +143,22 @@ func checkFlavour(spec *ebpf.CollectionSpec, path, kernelBTF string) bool {
 			fmt.Println("probe: tracer.New took the classic path without saying that TIME_WAIT is not followed")
 			return false
 		}
-		fmt.Println("probe: tracer.New uses classic tracepoints, says TIME_WAIT is not followed")
-	default:
-		fmt.Printf("probe: tracer.New uses the programs listed above (what path %q should load is not checked)\n", path)
+		fmt.Print("probe: tracer.New uses classic tracepoints, says TIME_WAIT is not followed")
+	} else {
+		if !btfProgs {
+			fmt.Println("probe: tracer.New did not use tp_btf (fell back to classic tracepoints)")
+			return false
+		}
+		fmt.Print("probe: tracer.New uses tp_btf")
 	}
-	return true
+	got := tr.Hooks()
+	fmt.Printf(", hooks %s", got)
+	if hooks == tracer.HooksAuto {
+		fmt.Print(" (chosen by the tracer)")
+	} else if got != hooks {
+		fmt.Printf(", not the %s asked for", hooks)
+		ok = false
+	}
+	fmt.Println()
+	return ok
 }
