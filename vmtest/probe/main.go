@@ -23,7 +23,9 @@ import (
 	"strings"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/link"
 
 	"github.com/tcpstate/tcpstate/tracer"
 )
@@ -39,6 +41,9 @@ func main() {
 		os.Exit(1)
 	}
 	ok := loadEach(spec, *kernelBTF)
+	if *kernelBTF == "" {
+		fexitAttach()
+	}
 	if !checkFlavour(spec, *path, *kernelBTF) {
 		ok = false
 	}
@@ -91,6 +96,32 @@ func loadEach(spec *ebpf.CollectionSpec, kernelBTF string) bool {
 		fmt.Printf("probe: program %s (%s %s): loaded\n", name, ps.Type, ps.SectionName)
 	}
 	return ok
+}
+
+// fexitAttach tells whether this kernel loads, and attaches, a fexit
+// program on inet_csk_accept (what the tracer's fentry hooks need): some
+// load one they cannot attach (arm64 before ftrace direct calls).
+func fexitAttach() {
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Name:         "probe_fexit",
+		Type:         ebpf.Tracing,
+		AttachType:   ebpf.AttachTraceFExit,
+		AttachTo:     "inet_csk_accept",
+		License:      "GPL",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()},
+	})
+	if err != nil {
+		fmt.Printf("probe: fexit on inet_csk_accept: does not load: %v\n", err)
+		return
+	}
+	defer prog.Close()
+	l, err := link.AttachTracing(link.TracingOptions{Program: prog})
+	if err != nil {
+		fmt.Printf("probe: fexit on inet_csk_accept: loads, does not attach: %v\n", err)
+		return
+	}
+	l.Close()
+	fmt.Println("probe: fexit on inet_csk_accept: loads and attaches")
 }
 
 // checkFlavour starts a tracer and lists the programs of the object that
