@@ -23,7 +23,6 @@ import (
 	"strings"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 
@@ -42,7 +41,7 @@ func main() {
 	}
 	ok := loadEach(spec, *kernelBTF)
 	if *kernelBTF == "" {
-		fexitAttach()
+		fexitAttach(spec)
 	}
 	if !checkFlavour(spec, *path, *kernelBTF) {
 		ok = false
@@ -74,14 +73,8 @@ func loadEach(spec *ebpf.CollectionSpec, kernelBTF string) bool {
 	slices.Sort(names)
 	ok := true
 	for _, name := range names {
-		one := spec.Copy()
-		for other := range one.Programs {
-			if other != name {
-				delete(one.Programs, other)
-			}
-		}
 		ps := spec.Programs[name]
-		coll, err := ebpf.NewCollectionWithOptions(one, opts)
+		coll, err := ebpf.NewCollectionWithOptions(only(spec, name), opts)
 		if err != nil {
 			ok = false
 			var ve *ebpf.VerifierError
@@ -98,30 +91,39 @@ func loadEach(spec *ebpf.CollectionSpec, kernelBTF string) bool {
 	return ok
 }
 
-// fexitAttach tells whether this kernel loads, and attaches, a fexit
-// program on inet_csk_accept (what the tracer's fentry hooks need): some
-// load one they cannot attach (arm64 before ftrace direct calls).
-func fexitAttach() {
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Name:         "probe_fexit",
-		Type:         ebpf.Tracing,
-		AttachType:   ebpf.AttachTraceFExit,
-		AttachTo:     "inet_csk_accept",
-		License:      "GPL",
-		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()},
-	})
-	if err != nil {
-		fmt.Printf("probe: fexit on inet_csk_accept: does not load: %v\n", err)
-		return
+// only is spec with program name alone (and the maps it uses).
+func only(spec *ebpf.CollectionSpec, name string) *ebpf.CollectionSpec {
+	one := spec.Copy()
+	for other := range one.Programs {
+		if other != name {
+			delete(one.Programs, other)
+		}
 	}
-	defer prog.Close()
-	l, err := link.AttachTracing(link.TracingOptions{Program: prog})
-	if err != nil {
-		fmt.Printf("probe: fexit on inet_csk_accept: loads, does not attach: %v\n", err)
-		return
+	return one
+}
+
+// fexitAttach tells whether this kernel attaches the object's fexit
+// programs (accept_exit on inet_csk_accept, the tracer's fentry hooks):
+// some load one they cannot attach (arm64 before ftrace direct calls).
+func fexitAttach(spec *ebpf.CollectionSpec) {
+	for name, ps := range spec.Programs {
+		if ps.AttachType != ebpf.AttachTraceFExit {
+			continue
+		}
+		coll, err := ebpf.NewCollection(only(spec, name))
+		if err != nil {
+			fmt.Printf("probe: fexit %s (%s): does not load: %v\n", name, ps.SectionName, err)
+			continue
+		}
+		l, err := link.AttachTracing(link.TracingOptions{Program: coll.Programs[name]})
+		if err != nil {
+			fmt.Printf("probe: fexit %s (%s): loads, does not attach: %v\n", name, ps.SectionName, err)
+		} else {
+			l.Close()
+			fmt.Printf("probe: fexit %s (%s): loads and attaches\n", name, ps.SectionName)
+		}
+		coll.Close()
 	}
-	l.Close()
-	fmt.Println("probe: fexit on inet_csk_accept: loads and attaches")
 }
 
 // checkFlavour starts a tracer and lists the programs of the object that
