@@ -68,8 +68,9 @@ bench-deps:
 clean:
 	rm -rf bin
 
-# Boot Debian's newest 6.1 and 6.12 kernels in QEMU and run the integration
-# tests in each (as root; see vmtest/README.md). The host kernel is make test's.
+# Boot Debian's newest amd64 and arm64 6.1 and 6.12 kernels in QEMU and run
+# the integration tests in each, and on both 6.1s the classic-tracepoint path
+# (as root; see vmtest/README.md). The host kernel is make test's.
 .PHONY: vmtest
 vmtest:
 	GO=$(GO) bash vmtest/vmtest.sh

@@ -15,12 +15,39 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/tcpstate/tcpstate/internal/testenv"
 	"github.com/tcpstate/tcpstate/tracer"
 )
+
+// testKernelBTF, from TCPSTATE_TEST_KERNEL_BTF, is a BTF file that every
+// tracer startTracer starts is given (tracer.Options.KernelBTF), so that
+// all of them take the classic-tracepoint path, which does not follow
+// TIME_WAIT. make vmtest's classic run sets it, with
+// /sys/kernel/btf/vmlinux hidden (vmtest/README.md).
+var testKernelBTF = os.Getenv("TCPSTATE_TEST_KERNEL_BTF")
+
+// withTestKernelBTF gives opts the TCPSTATE_TEST_KERNEL_BTF file, if any,
+// also in place of the /sys/kernel/btf/vmlinux of a classic case.
+func withTestKernelBTF(opts tracer.Options) tracer.Options {
+	if testKernelBTF != "" {
+		opts.KernelBTF = testKernelBTF
+	}
+	return opts
+}
+
+// classicWant is the path a test expects where TIME_WAIT is followed, as
+// the classic path (TCPSTATE_TEST_KERNEL_BTF) reports it: the kernel's
+// FIN_WAIT2 -> CLOSE.
+func classicWant(path string) string {
+	if testKernelBTF == "" {
+		return path
+	}
+	return strings.ReplaceAll(path, ">TIME_WAIT", ">CLOSE")
+}
 
 // helperReport is what a helper prints on stdout, one JSON object a line.
 type helperReport struct {

@@ -68,7 +68,7 @@ func startHandler(t *testing.T, opts tracer.Options, h tracer.Handler) *tracer.T
 	if opts.Seeds == nil {
 		opts.Seeds = seedOwners
 	}
-	tr, err := tracer.New(withTestHooks(opts))
+	tr, err := tracer.New(withTestKernelBTF(withTestHooks(opts)))
 	if err != nil {
 		t.Fatalf("tracer.New: %v", err)
 	}
@@ -351,8 +351,8 @@ func TestTransitions(t *testing.T) {
 						t.Errorf("shortfall %d %s", sf.Count, sf.What)
 					}
 				}
-				checkLife(t, findLife(ls, clientSock, r.Client, r.Server), clientSock, "CLOSE>"+tc.client, cli, srv)
-				checkLife(t, findLife(ls, childSock, r.Client, r.Server), childSock, "LISTEN>"+tc.server, srv, cli)
+				checkLife(t, findLife(ls, clientSock, r.Client, r.Server), clientSock, "CLOSE>"+classicWant(tc.client), cli, srv)
+				checkLife(t, findLife(ls, childSock, r.Client, r.Server), childSock, "LISTEN>"+classicWant(tc.server), srv, cli)
 				any := netip.IPv4Unspecified()
 				if network == "tcp6" {
 					any = netip.IPv6Unspecified()
