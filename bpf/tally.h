@@ -203,14 +203,25 @@ static __always_inline void observe_end(const struct conn_life *life, __u64 end_
 	observe(HIST_CONN + role * NR_CLOSED_BY + closer_of(life->flags, reset, error), end_ts - life->start_ts, cgroup);
 }
 
+/* Count a RST in resets[state][dir][reason], indexed flat and bounded
+ * where the verifier sees it (6.1's loses the bound of a 3-D index). */
+static __always_inline void count_reset(struct tallies *t, __u8 state, __u32 dir, __u8 reason)
+{
+	__u32 i = ((state & (NR_STATES - 1)) * NR_DIRECTIONS + dir) * NR_RESET_REASONS + reason;
+
+	barrier_var(i);
+	if (i < NR_STATES * NR_DIRECTIONS * NR_RESET_REASONS)
+		ADD(((__u64 *)t->resets)[i], 1);
+}
+
 static __always_inline void count_resets(struct tallies *t, __u8 state, __u8 reset, __u8 reason)
 {
 	if (reason >= NR_RESET_REASONS)
 		reason = RR_OTHER;
 	if (reset & RESET_SENT)
-		ADD(t->resets[state][0][reason], 1);
+		count_reset(t, state, 0, reason);
 	if (reset & RESET_RECEIVED)
-		ADD(t->resets[state][1][RR_UNKNOWN], 1); /* the peer's reason is not on the wire */
+		count_reset(t, state, 1, RR_UNKNOWN); /* the peer's reason is not on the wire */
 }
 
 /* A RST sent for a segment that found no socket (resets.h). */

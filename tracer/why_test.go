@@ -5,6 +5,7 @@ package tracer_test
 import (
 	"fmt"
 	"net/netip"
+	"os"
 	"os/exec"
 	"runtime"
 	"slices"
@@ -198,24 +199,61 @@ func kernelAtLeast(major, minor int) bool {
 	return ma > major || ma == major && mi >= minor
 }
 
-// nstat reads the namespace's TCP counters (a fresh namespace's start at
-// zero) without touching nstat's history.
+// nstat reads the namespace's TCP counters as nstat names them (a fresh
+// namespace's start at zero): /proc/net/snmp and /proc/net/netstat read
+// from inside it, so that no nstat binary is needed (make vmtest's guests
+// have none).
 func nstat(t *testing.T, ns *testenv.Netns) map[string]uint64 {
 	t.Helper()
-	out, err := exec.Command("ip", "netns", "exec", ns.Name, "nstat", "-asz").Output()
-	if err != nil {
-		t.Fatalf("nstat: %v", err)
-	}
 	m := map[string]uint64{}
-	for _, line := range strings.Split(string(out), "\n") {
-		f := strings.Fields(line)
-		if len(f) >= 2 {
-			if n, err := strconv.ParseUint(f[1], 10, 64); err == nil {
-				m[f[0]] = n
+	err := inNetns(ns.Path, func() error {
+		for _, name := range []string{"snmp", "netstat"} {
+			b, err := os.ReadFile("/proc/thread-self/net/" + name)
+			if err != nil {
+				return err
+			}
+			lines := strings.Split(string(b), "\n")
+			for i := 0; i+1 < len(lines); i += 2 {
+				keys, vals := strings.Fields(lines[i]), strings.Fields(lines[i+1])
+				if len(keys) == 0 || len(keys) != len(vals) {
+					continue
+				}
+				group := strings.TrimSuffix(keys[0], ":")
+				for j := 1; j < len(keys); j++ {
+					if n, err := strconv.ParseUint(vals[j], 10, 64); err == nil {
+						m[group+keys[j]] = n
+					}
+				}
 			}
 		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("read the namespace's counters: %v", err)
 	}
 	return m
+}
+
+// inNetns runs f on a thread moved into the network namespace at path.
+func inNetns(path string, f func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		// The thread stays locked and ends with the goroutine: it is
+		// never handed back in the other namespace.
+		runtime.LockOSThread()
+		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer unix.Close(fd)
+		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+			errc <- err
+			return
+		}
+		errc <- f()
+	}()
+	return <-errc
 }
 
 // checkNstat compares what the records say with the kernel's counters:
