@@ -654,7 +654,10 @@ func TestLoadsEverything(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tr.Close()
-	if n := tr.Notices(); len(n) != 0 {
-		t.Errorf("notices: %q", n)
+	for _, n := range tr.Notices() {
+		// Kernels before 6.10 give no RST reason: said, not a failure.
+		if !strings.HasPrefix(n, "this kernel gives no reason for the RSTs it sends") {
+			t.Errorf("notice: %q", n)
+		}
 	}
 }
