@@ -63,13 +63,11 @@ because the ring buffer was full, which may leave some records incomplete.`,
 				return usagef("invalid --output %q: want table or json", f.output)
 			}
 			f.sayNoPods(stderr)
-			if f.profile != "" {
-				stop, err := startProfile(f.profile)
-				if err != nil {
-					return err
-				}
-				defer stop()
+			stop, err := startProfile(f.profile)
+			if err != nil {
+				return err
 			}
+			defer stop()
 			return runLife(cmd.Context(), &f, opts, format, stdout, stderr)
 		},
 	}

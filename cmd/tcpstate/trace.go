@@ -179,13 +179,11 @@ func runTrace(ctx context.Context, f *traceFlags, stdout, stderr io.Writer) erro
 		return err
 	}
 	f.sayNoPods(stderr)
-	if f.profile != "" {
-		stop, err := startProfile(f.profile)
-		if err != nil {
-			return err
-		}
-		defer stop()
+	stop, err := startProfile(f.profile)
+	if err != nil {
+		return err
 	}
+	defer stop()
 	printer := output.NewPrinter(outputWriter{stdout}, format)
 	defer f.reportResolver(stderr)
 	return runSession(ctx, stdout, stderr, sessionConfig{
@@ -225,8 +223,12 @@ func (p eventPrinter) Note(ev *tracer.Event) error {
 	return p.Event(ev)
 }
 
-// startProfile writes a CPU profile until the returned function is called.
+// startProfile writes a CPU profile to path (--cpuprofile; none when
+// empty) until the returned function is called.
 func startProfile(path string) (func(), error) {
+	if path == "" {
+		return func() {}, nil
+	}
 	out, err := os.Create(path)
 	if err != nil {
 		return nil, fmt.Errorf("create --cpuprofile: %w", err)
