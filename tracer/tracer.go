@@ -258,6 +258,19 @@ func New(opts Options) (*Tracer, error) {
 		return nil, fmt.Errorf("open ring buffer: %w", err)
 	}
 	t.dec = newDecoder(bootWall())
+	// The first run of any program detects BPF_PROG_RUN's support, which
+	// loads a program: a descriptor. Done now, the polls need none later,
+	// when a process out of descriptors (a metrics server flooded with
+	// connections) could not give one.
+	for _, name := range []string{tcpstateProgPollTimewait, tcpstateProgSweepTimewait, tcpstateProgSweepSocks} {
+		if prog := t.progs[name]; prog != nil {
+			if _, err := prog.Run(&ebpf.RunOptions{}); err != nil {
+				t.Close()
+				return nil, fmt.Errorf("run %s: %w", name, err)
+			}
+			break
+		}
+	}
 	return t, nil
 }
 
@@ -514,6 +527,11 @@ func (t *Tracer) pollLoop(ctx context.Context) error {
 	run := func(prog *ebpf.Program) (uint32, time.Duration, error) {
 		start := threadCPU()
 		ret, err := prog.Run(&ebpf.RunOptions{})
+		if errors.Is(err, unix.ENOMEM) || errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN) {
+			// Short of memory for a moment: what this run would have
+			// ended or found, the next one does, a PollInterval later.
+			return uint32(tcpstatePollResultPOLL_AGAIN), 0, nil
+		}
 		return ret, pollCostFactor * (threadCPU() - start), err
 	}
 	now := time.Now()
