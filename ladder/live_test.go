@@ -301,7 +301,11 @@ func TestLive(t *testing.T) {
 				}
 				d := findDiagram(draw(t, evs), port)
 				if d == nil {
-					t.Fatalf("no diagram for port %d among %d events", port, len(evs))
+					lost, _ := tr.Lost()
+					for _, ev := range events(evs) {
+						t.Logf("event %+v", ev)
+					}
+					t.Fatalf("no diagram for port %d among %d events (%d lost)", port, len(evs), lost)
 				}
 				if got := rowStrings(d); strings.Join(got, "\n") != strings.Join(sc.rows, "\n") {
 					t.Errorf("rows:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(sc.rows, "\n"))
