@@ -47,16 +47,21 @@ deps:
 	@bash .ci/deps
 
 # What tracing costs a busy host, each mode against the untraced rate in
-# the same run: loopback connection churn, a real web server (nginx under
-# wrk, every request a new connection), and a process with no TCP making
-# syscalls (dd). A benchmark, not a test. Installs nginx-light, wrk and
-# libbpf-tools (the reference rows) when missing.
-BENCH_WORKLOADS ?= churn http syscalls
-BENCH_RUNS ?= 1
+# the same run, median of BENCH_RUNS: loopback connection churn, a real web
+# server (nginx under wrk, every request a new connection), the same on
+# keep-alive connections (timers re-armed by every request, no
+# transitions), a process with no TCP making syscalls (dd), and churn at a
+# moderate rate (2 clients) for the CPU per event. A benchmark, not a
+# test. Installs nginx-light, wrk and libbpf-tools (the reference rows)
+# when missing.
+BENCH_WORKLOADS ?= churn http http-keepalive syscalls
+BENCH_RUNS ?= 3
+BENCH_MODERATE_MODES ?= json-file,life-json,metrics,floor-one-program,libbpf-tools-tcpstates
 .PHONY: bench-deps
 bench: build bench-deps
 	$(GO) build -o bin/tcpstate-bench ./cmd/tcpstate-bench
 	@for w in $(BENCH_WORKLOADS); do bin/tcpstate-bench -tcpstate $(BIN) -workload $$w -runs $(BENCH_RUNS) || exit 1; echo; done
+	bin/tcpstate-bench -tcpstate $(BIN) -workload churn -conns 2 -modes $(BENCH_MODERATE_MODES) -runs $(BENCH_RUNS)
 
 bench-deps:
 	@need=""; command -v nginx >/dev/null || need="$$need nginx-light"; \

@@ -89,7 +89,7 @@ func loadChild(arg string) error {
 	var res loadResult
 	var err error
 	switch cfg.Workload {
-	case workloadHTTP:
+	case workloadHTTP, workloadKeepalive:
 		res, err = generateHTTP(cfg)
 	case workloadSyscalls:
 		res, err = generateSyscalls(cfg)

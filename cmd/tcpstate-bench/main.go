@@ -26,6 +26,7 @@ import (
 	"os/signal"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -91,12 +92,12 @@ func run() error {
 		conns    = flag.Int("conns", 8*runtime.NumCPU(), "concurrent client connections (8 per CPU gave the highest rate)")
 		jsonOut  = flag.String("json", "", "also write the results as JSON to this file")
 		only     = flag.String("modes", "", "comma-separated modes to run (default all)")
-		workload = flag.String("workload", workloadChurn, "churn, http or syscalls")
+		workload = flag.String("workload", workloadChurn, "churn, http, http-keepalive or syscalls")
 		repeat   = flag.Int("runs", 1, "runs of each mode; the table shows the run of the median ratio")
 	)
 	flag.Parse()
-	if *workload != workloadChurn && *workload != workloadHTTP && *workload != workloadSyscalls {
-		fmt.Fprintf(os.Stderr, "tcpstate-bench: invalid -workload %q: want churn, http or syscalls\n", *workload)
+	if !slices.Contains([]string{workloadChurn, workloadHTTP, workloadKeepalive, workloadSyscalls}, *workload) {
+		fmt.Fprintf(os.Stderr, "tcpstate-bench: invalid -workload %q: want churn, http, http-keepalive or syscalls\n", *workload)
 		os.Exit(2)
 	}
 	if *tcpstate == "" || flag.NArg() > 0 || *conns < 1 || *duration <= 0 || *repeat < 1 {

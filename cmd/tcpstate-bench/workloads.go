@@ -22,6 +22,12 @@ const (
 	// request a new connection (Connection: close) that nginx closes
 	// first, so the TIME_WAITs are the server's. Both saturate the CPUs.
 	workloadHTTP = "http"
+	// workloadKeepalive: the same nginx and wrk on keep-alive
+	// connections: no transitions once connected, but every request
+	// re-arms the retransmit and delayed-ACK timers (timer_list) of its
+	// sockets. What tracing costs a host busy with timers, not with
+	// connections.
+	workloadKeepalive = "http-keepalive"
 	// workloadSyscalls: dd copies one byte at a time from /dev/zero to
 	// /dev/null, no TCP at all: what tracing costs every other process.
 	workloadSyscalls = "syscalls"
@@ -30,7 +36,7 @@ const (
 // unitOf names what a workload's rate counts.
 func unitOf(workload string) string {
 	switch workload {
-	case workloadHTTP:
+	case workloadHTTP, workloadKeepalive:
 		return "requests"
 	case workloadSyscalls:
 		return "syscalls"
@@ -38,7 +44,8 @@ func unitOf(workload string) string {
 	return "connections"
 }
 
-// nginxConf serves "ok" on 127.0.0.1:8080, a worker per CPU, no logs.
+// nginxConf serves "ok" on 127.0.0.1:8080, a worker per CPU, no logs;
+// keep-alive for %[2]s seconds (0: each response closes its connection).
 const nginxConf = `daemon off;
 master_process on;
 worker_processes auto;
@@ -52,7 +59,8 @@ http {
 	fastcgi_temp_path %[1]s;
 	uwsgi_temp_path %[1]s;
 	scgi_temp_path %[1]s;
-	keepalive_timeout 0;
+	keepalive_timeout %[2]s;
+	keepalive_requests 1000000;
 	server {
 		listen 127.0.0.1:8080 backlog=4096;
 		location / { return 200 "ok\n"; }
@@ -72,7 +80,11 @@ func generateHTTP(cfg loadConfig) (loadResult, error) {
 	}
 	defer os.RemoveAll(dir)
 	conf := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf(nginxConf, dir)), 0o644); err != nil {
+	keepalive, header := "0", []string{"-H", "Connection: close"}
+	if cfg.Workload == workloadKeepalive {
+		keepalive, header = "600", nil
+	}
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(nginxConf, dir, keepalive)), 0o644); err != nil {
 		return res, err
 	}
 	nginx := exec.Command("nginx", "-c", conf, "-p", dir)
@@ -86,8 +98,8 @@ func generateHTTP(cfg loadConfig) (loadResult, error) {
 	}()
 	wrk := func(d time.Duration) (int64, float64, error) {
 		secs := max(1, int(d.Round(time.Second)/time.Second))
-		out, err := exec.Command("wrk", "-t", strconv.Itoa(max(1, cfg.Conns/16)), "-c", strconv.Itoa(cfg.Conns), "-d", strconv.Itoa(secs)+"s",
-			"-H", "Connection: close", "http://127.0.0.1:8080/").CombinedOutput()
+		args := append([]string{"-t", strconv.Itoa(max(1, cfg.Conns/16)), "-c", strconv.Itoa(cfg.Conns), "-d", strconv.Itoa(secs) + "s"}, header...)
+		out, err := exec.Command("wrk", append(args, "http://127.0.0.1:8080/")...).CombinedOutput()
 		if err != nil {
 			return 0, 0, fmt.Errorf("wrk (apt-get install wrk): %w: %s", err, out)
 		}
