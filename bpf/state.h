@@ -91,6 +91,10 @@ static __always_inline int on_set_state(const struct sock *sk, int oldstate, int
 	} else {
 		si = bpf_map_lookup_elem(&socks, &key);
 		if (si) {
+			/* The kernel ran no program for a transition between
+			 * the last one shown and this one (see socks.h). */
+			if (si->state != oldstate)
+				count(COUNT_UNSEEN_STATE);
 			e->prev_ts_ns = si->last_ts;
 			si->last_ts = e->ts_ns;
 			si->state = newstate;

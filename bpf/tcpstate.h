@@ -120,7 +120,8 @@ enum counter {
 	                     * memory reused) without the tracepoint having
 	                     * shown its CLOSE */
 	COUNT_UNSEEN_STATE, /* a followed socket found in another state than
-	                     * the tracepoint last showed, twice in a row */
+	                     * the tracepoint last showed: by its next
+	                     * transition, or by two sweeps in a row */
 	COUNT_NOSOCK_SEEN,  /* not a loss: RSTs sent for segments that found
 	                     * no socket, all of them */
 	COUNT_NOSOCK_SUPPRESSED, /* of those, not recorded one by one (rate
