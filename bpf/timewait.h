@@ -385,6 +385,19 @@ struct poll_state {
 	__u32 more; /* more are due than one poll looks at */
 };
 
+/* End key's timewait socket if it is gone: by its timer, or before it was
+ * due by something else (a RST, its namespace removed), which is counted
+ * since the time shown is when it was found. Returns whether it was. */
+static __always_inline bool tw_end_if_gone(struct tw_key *key, struct tw_info *info, struct poll_state *ps)
+{
+	if (!tw_gone(info))
+		return false;
+	if (!info->q.due || ps->now_j < info->q.due)
+		count(COUNT_TW_EARLY);
+	tw_end(key, info, ps->now);
+	return true;
+}
+
 /* Look at key's timewait socket, due or overdue: ended, re-armed (a FIN
  * repeated in TIME_WAIT restarts its 60 s), or late. Returns whether it
  * still needs looking at every poll. */
@@ -393,12 +406,8 @@ static __always_inline bool tw_look(struct tw_key *key, struct tw_info *info, st
 	const struct inet_timewait_sock *tw = (const void *)info->twaddr;
 	__u64 expires;
 
-	if (tw_gone(info)) {
-		if (!info->q.due || ps->now_j < info->q.due)
-			count(COUNT_TW_EARLY);
-		tw_end(key, info, ps->now);
+	if (tw_end_if_gone(key, info, ps))
 		return false;
-	}
 	if (check_substate(key, info, ps->now, ps->now_j))
 		return false;
 	expires = tw_expires(tw);
@@ -456,11 +465,7 @@ static long orphan_one(struct bpf_map *map, struct tw_key *key, __u8 *v, struct 
 
 static long sweep_tw_one(struct bpf_map *map, struct tw_key *key, struct tw_info *info, struct poll_state *ps)
 {
-	if (tw_gone(info)) {
-		if (!info->q.due || ps->now_j < info->q.due)
-			count(COUNT_TW_EARLY);
-		tw_end(key, info, ps->now);
-	}
+	tw_end_if_gone(key, info, ps);
 	return 0;
 }
 
