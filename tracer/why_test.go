@@ -322,6 +322,7 @@ func TestListenDrops(t *testing.T) {
 			ns := testenv.NewNetns(t)
 			h := startHelper(t, ns, "backlog-full", network)
 			r := h.next(t)
+			before := nstat(t, ns)["TcpExtListenDrops"]
 			var ln *snapshot.Socket
 			err := snapshot.Snapshot(snapshot.Options{Filter: tcp.Filter{NetNS: ns.Inode, States: []tcp.State{tcp.Listen}}, NetNSPath: ns.Path},
 				func(s *snapshot.Socket) error {
@@ -343,10 +344,14 @@ func TestListenDrops(t *testing.T) {
 			if !ln.AcceptQueueFull() || ln.RecvQ != 2 || ln.SendQ != 1 || !ln.HasDrops {
 				t.Errorf("listener: queue %d of backlog %d, full %v, drops known %v; want 2 of 1, full", ln.RecvQ, ln.SendQ, ln.AcceptQueueFull(), ln.HasDrops)
 			}
-			if drops == 0 || uint64(ln.Drops) != drops {
-				t.Errorf("listen drops: the socket says %d, the kernel's TcpExtListenDrops %d (want equal, not 0)", ln.Drops, drops)
+			// The socket's count (sk_drops, as ss shows it) goes up with
+			// every listen drop, and with a few other drops the
+			// namespace's ListenDrops leaves out: at least as many as
+			// counted before the snapshot (seen 13 against 11, once).
+			if before == 0 || uint64(ln.Drops) < before {
+				t.Errorf("listen drops: the socket says %d, the kernel's TcpExtListenDrops %d before the snapshot and %d after (want at least as many, not 0)", ln.Drops, before, drops)
 			} else {
-				t.Logf("listen drops: %d, as the kernel counted", drops)
+				t.Logf("listen drops: the socket says %d, the kernel counted %d before the snapshot, %d after", ln.Drops, before, drops)
 			}
 		})
 	}
