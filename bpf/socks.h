@@ -13,6 +13,25 @@
 #ifndef TCPSTATE_SOCKS_H
 #define TCPSTATE_SOCKS_H
 
+/* A SYN_SENT or SYN_RECV event held back until the socket's 4-tuple is
+ * final (SYN_SENT before the local port is bound, SYN_RECV before the
+ * child has its peer): what it had then. The rest of the event is read
+ * when it is sent: at the socket's next transition, or at its first SYN
+ * retransmission. Kept in the socket's entry: no table of its own. */
+struct held {
+	__u64 ts;      /* 0: nothing held */
+	__u64 tx_bytes;
+	__u64 rx_bytes;
+	__u64 taken;   /* counted up by the one that sends it */
+	__u32 snd_una;
+	__u32 snd_nxt;
+	__u32 rcv_nxt;
+	__u32 retrans;
+	__u8 oldstate;
+	__u8 newstate;
+	__u8 _pad[6];
+};
+
 /* What we remember per socket between transitions. */
 struct sock_info {
 	__u64 last_ts;
@@ -24,6 +43,7 @@ struct sock_info {
 	__u8 reset_reason; /* enum rst_reason of the RST it sent (resets.h) */
 	char comm[TASK_COMM_LEN];
 	struct conn_life life;
+	struct held held;
 };
 
 /* A process that holds a socket, as found in /proc at start-up. */
@@ -42,21 +62,6 @@ struct {
 	__type(key, __u64);
 	__type(value, struct sock_info);
 } socks SEC(".maps");
-
-/* Events held back until the socket's 4-tuple is final: SYN_SENT before
- * the local port is bound, SYN_RECV before the child has its peer. */
-struct held {
-	struct event e;
-	__u64 taken; /* counted up by the one that sends it */
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1 << 16);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, __u64);
-	__type(value, struct held);
-} pending SEC(".maps");
 
 /* Owners of sockets older than the tracer, by socket inode: filled from
  * /proc before attaching, moved into socks at the socket's first event. */

@@ -1,31 +1,77 @@
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause */
 /* The state transitions themselves, from sock/inet_sock_set_state: each
  * becomes a record (or a tally) attributed to the socket's owner, with its
- * time in the previous state; SYN_SENT and SYN_RECV are held back (map
- * pending) until their 4-tuple is final. */
+ * time in the previous state; SYN_SENT and SYN_RECV are held back (in
+ * the socket's entry) until their 4-tuple is final. */
 #ifndef TCPSTATE_STATE_H
 #define TCPSTATE_STATE_H
 
-/* Send the held-back event of sk, if any, with its tuple read now, in
- * place (no second event fits on the stack). The one that marks it taken
- * sends it, so it goes out once even when a retransmission runs on one
- * CPU while the next transition runs on another. */
-static __always_inline void flush_pending(const struct sock *sk, __u64 key, bool btf)
+/* Send the event held back in sk's entry, if any, with its tuple read
+ * now. The one that marks it taken sends it, so it goes out once even
+ * when a retransmission runs on one CPU while the next transition runs on
+ * another. Returns whether there was one. */
+static __always_inline bool send_held(const struct sock *sk, struct sock_info *si, bool btf)
 {
-	struct held *p = bpf_map_lookup_elem(&pending, &key);
+	struct held *h = &si->held;
+	struct event *e;
 
-	if (!p || __sync_fetch_and_add(&p->taken, 1))
-		return;
-	fill_tuple(&p->e, sk, btf);
-	fill_tcp(&p->e, sk, btf);
+	if (!h->ts || __sync_fetch_and_add(&h->taken, 1))
+		return false;
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		h->ts = 0;
+		count(COUNT_LOST);
+		return true;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	e->ts_ns = h->ts;
+	e->skaddr = (__u64)sk;
+	e->oldstate = h->oldstate;
+	e->newstate = h->newstate;
+	e->snd_una = h->snd_una;
+	e->snd_nxt = h->snd_nxt;
+	e->rcv_nxt = h->rcv_nxt;
+	e->tx_bytes = h->tx_bytes;
+	e->rx_bytes = h->rx_bytes;
+	e->retrans = h->retrans;
+	h->ts = 0;
+	e->pid = si->pid;
+	__builtin_memcpy(e->comm, si->comm, sizeof(e->comm));
 	/* Also the cookie: before 6.x a server child takes its request
 	 * socket's cookie just after LISTEN -> SYN_RECV. */
-	p->e.cookie = sock_cookie(sk, btf);
+	e->cookie = sock_cookie(sk, btf);
+	if (!tally_mode || tally_cgroups)
+		e->cgroup_id = sock_cgroup_id(sk, btf);
+	fill_tuple(e, sk, btf);
 	/* A TIME_WAIT this socket took the tuple of ended first. */
-	tw_reused(&p->e, p->e.ts_ns);
-	if (wanted(&p->e))
-		emit(&p->e, NULL);
-	bpf_map_delete_elem(&pending, &key);
+	tw_reused(e, e->ts_ns);
+	if (!wanted(e)) {
+		bpf_ringbuf_discard(e, BPF_RB_NO_WAKEUP);
+	} else if (tally_mode) {
+		emit(e, NULL);
+		bpf_ringbuf_discard(e, BPF_RB_NO_WAKEUP);
+	} else {
+		bpf_ringbuf_submit(e, wakeup_flags());
+	}
+	return true;
+}
+
+/* Hold back the event e of sk (CLOSE -> SYN_SENT, LISTEN -> SYN_RECV) in
+ * fresh, its new entry, with the counters it has now. */
+static __always_inline void hold(struct sock_info *fresh, struct event *e, const struct sock *sk, bool btf)
+{
+	struct held *h = &fresh->held;
+
+	fill_tcp(e, sk, btf);
+	h->ts = e->ts_ns;
+	h->oldstate = e->oldstate;
+	h->newstate = e->newstate;
+	h->snd_una = e->snd_una;
+	h->snd_nxt = e->snd_nxt;
+	h->rcv_nxt = e->rcv_nxt;
+	h->tx_bytes = e->tx_bytes;
+	h->rx_bytes = e->rx_bytes;
+	h->retrans = e->retrans;
 }
 
 static __always_inline int on_set_state(const struct sock *sk, int oldstate, int newstate, bool btf)
@@ -33,12 +79,11 @@ static __always_inline int on_set_state(const struct sock *sk, int oldstate, int
 	__u64 key = (__u64)sk;
 	struct sock_info *si, fresh = {};
 	struct conn_life life;
-	long err;
-	/* The event, in the form map pending holds it (taken 0). */
-	struct held held = {};
-	struct event *e = &held.e;
+	struct event ev = {};
+	struct event *e = &ev;
 	__u8 substate = 0;
-	bool cgroup_ok, had_cookie;
+	bool cgroup_ok, had_cookie, held = false, syn_new;
+	long err;
 
 	if (READ(btf, sk, sk_protocol) != IPPROTO_TCP)
 		return 0;
@@ -51,20 +96,15 @@ static __always_inline int on_set_state(const struct sock *sk, int oldstate, int
 	had_cookie = e->cookie != 0;
 	if (!had_cookie)
 		e->cookie = sock_cookie(sk, btf);
-
-	/* Keep the per-socket order: what was held back goes first. Only
-	 * SYN_SENT and SYN_RECV are held back, so only they need a look.
-	 * Their tuple is final now: a TIME_WAIT it was taken from ended. */
-	if (oldstate == TCP_SYN_SENT || oldstate == TCP_SYN_RECV) {
-		if (!tally_mode || tuple_filtered())
-			flush_pending(sk, key, btf);
-		else if (tws_live) {
-			/* Nothing held back: read the final tuple only to see
-			 * whether it ends a followed TIME_WAIT. */
-			fill_tuple(e, sk, btf);
-			tw_reused(e, e->ts_ns);
-		}
-	}
+	cgroup_ok = !filter_cgroup || in_cgroup(sk);
+	if (!tally_mode || tally_cgroups)
+		e->cgroup_id = sock_cgroup_id(sk, btf);
+	/* A new socket whose local port (SYN_SENT) or peer (a listener's
+	 * child in SYN_RECV) is set just after this tracepoint: its event
+	 * waits in its entry for the next transition, or the first SYN
+	 * retransmission, whichever comes first. Tally mode needs the tuple
+	 * only for a filter. */
+	syn_new = newstate == TCP_SYN_SENT || (oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV);
 
 	if (oldstate == TCP_CLOSE || (oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV)) {
 		/* A new life for this address: forget what was there. connect()
@@ -78,6 +118,9 @@ static __always_inline int on_set_state(const struct sock *sk, int oldstate, int
 		life_step(&fresh.life, oldstate, newstate, e->ts_ns);
 		fresh.cookie = e->cookie;
 		fresh.state = newstate;
+		held = syn_new && (!tally_mode || tuple_filtered()) && cgroup_ok && state_ok(oldstate, newstate);
+		if (held)
+			hold(&fresh, e, sk, btf);
 		/* An entry left at this address is of a socket whose CLOSE
 		 * the tracepoint never showed. */
 		err = bpf_map_update_elem(&socks, &key, &fresh, BPF_NOEXIST);
@@ -85,8 +128,10 @@ static __always_inline int on_set_state(const struct sock *sk, int oldstate, int
 			count(COUNT_UNSEEN_END);
 			err = bpf_map_update_elem(&socks, &key, &fresh, BPF_ANY);
 		}
-		if (err)
+		if (err) {
 			count(COUNT_SOCKS_FULL);
+			held = false; /* it cannot wait: sent now with what is known */
+		}
 		si = &fresh;
 	} else {
 		si = bpf_map_lookup_elem(&socks, &key);
@@ -99,10 +144,20 @@ static __always_inline int on_set_state(const struct sock *sk, int oldstate, int
 			si->last_ts = e->ts_ns;
 			si->state = newstate;
 			si->suspect = 0;
+			/* Keep the per-socket order: what was held back goes
+			 * first. Its tuple is final now. */
+			if (oldstate == TCP_SYN_SENT || oldstate == TCP_SYN_RECV)
+				held = send_held(sk, si, btf);
 		} else {
 			fresh.cookie = e->cookie;
 			fresh.state = newstate;
 			si = sock_info_of(sk, key, e->ts_ns, btf, &fresh);
+		}
+		if (!held && tws_live && (oldstate == TCP_SYN_SENT || oldstate == TCP_SYN_RECV)) {
+			/* Nothing held back: read the final tuple only to see
+			 * whether it ends a followed TIME_WAIT. */
+			fill_tuple(e, sk, btf);
+			tw_reused(e, e->ts_ns);
 		}
 	}
 	if (si != &fresh) {
@@ -119,12 +174,8 @@ static __always_inline int on_set_state(const struct sock *sk, int oldstate, int
 		e->error = sock_error(sk, btf); /* errors.h */
 	}
 
-	cgroup_ok = !filter_cgroup || in_cgroup(sk);
-	if (!tally_mode || tally_cgroups)
-		e->cgroup_id = sock_cgroup_id(sk, btf);
-
-	if (newstate == TCP_SYN_SENT || (oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV)) {
-		if (!cgroup_ok || !state_ok(e->oldstate, e->newstate))
+	if (syn_new) {
+		if (held || !cgroup_ok || !state_ok(e->oldstate, e->newstate))
 			return 0;
 		if (tally_mode && !tuple_filtered()) {
 			/* Nothing waits for the final tuple. */
@@ -134,13 +185,8 @@ static __always_inline int on_set_state(const struct sock *sk, int oldstate, int
 				emit(e, NULL);
 			return 0;
 		}
-		/* The local port (SYN_SENT) or the peer (SYN_RECV) is set just
-		 * after this tracepoint; send at the next transition, or the
-		 * first SYN retransmission, whichever comes first. If it cannot
-		 * wait, send it now with what is known. */
-		if (!bpf_map_update_elem(&pending, &key, &held, BPF_ANY))
-			return 0;
-		count(COUNT_HELD_FULL);
+		/* It could not wait (no room in socks): sent with what is
+		 * known now. */
 	}
 
 	if (need_tuple()) {
@@ -252,17 +298,29 @@ int set_state_nested_tp(struct set_state_ctx *ctx)
 
 /* A SYN_SENT socket whose connect() blocks with no answer: its first SYN
  * retransmission (1 s) shows the event rather than the final timeout. */
+static __always_inline void send_held_on_retransmit(const struct sock *sk, bool btf)
+{
+	__u64 key = (__u64)sk;
+	struct sock_info *si;
+
+	if (READ(btf, sk, __sk_common.skc_state) != TCP_SYN_SENT)
+		return;
+	si = bpf_map_lookup_elem(&socks, &key);
+	if (si)
+		send_held(sk, si, btf);
+}
+
 SEC("tp_btf/tcp_retransmit_skb")
 int BPF_PROG(retransmit_btf, const struct sock *sk)
 {
-	flush_pending(sk, (__u64)sk, true);
+	send_held_on_retransmit(sk, true);
 	return 0;
 }
 
 SEC("tracepoint/tcp/tcp_retransmit_skb")
 int retransmit_tp(struct retransmit_ctx *ctx)
 {
-	flush_pending(ctx->skaddr, (__u64)ctx->skaddr, false);
+	send_held_on_retransmit(ctx->skaddr, false);
 	return 0;
 }
 

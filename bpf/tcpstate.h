@@ -93,8 +93,6 @@ enum rst_reason {
 enum counter {
 	COUNT_LOST,         /* ring buffer full: an event dropped */
 	COUNT_SOCKS_FULL,   /* owner table full: a socket without owner or age */
-	COUNT_HELD_FULL,    /* held-back table full: SYN_SENT/SYN_RECV sent
-	                     * before its 4-tuple was final */
 	COUNT_TW_FULL,      /* timewait table full: a TIME_WAIT not followed */
 	COUNT_TW_UNFOUND,   /* a timewait socket not found in its hash chain
 	                     * (the chain longer than we walk): a TIME_WAIT

@@ -60,20 +60,19 @@ type tcpstateCounter uint32
 const (
 	tcpstateCounterCOUNT_LOST              tcpstateCounter = 0
 	tcpstateCounterCOUNT_SOCKS_FULL        tcpstateCounter = 1
-	tcpstateCounterCOUNT_HELD_FULL         tcpstateCounter = 2
-	tcpstateCounterCOUNT_TW_FULL           tcpstateCounter = 3
-	tcpstateCounterCOUNT_TW_UNFOUND        tcpstateCounter = 4
-	tcpstateCounterCOUNT_TW_EARLY          tcpstateCounter = 5
-	tcpstateCounterCOUNT_ORPHANS_FULL      tcpstateCounter = 6
-	tcpstateCounterCOUNT_TW_UNKNOWN        tcpstateCounter = 7
-	tcpstateCounterCOUNT_NESTED            tcpstateCounter = 8
-	tcpstateCounterCOUNT_CLOSED_FULL       tcpstateCounter = 9
-	tcpstateCounterCOUNT_CGROUP_HISTS_FULL tcpstateCounter = 10
-	tcpstateCounterCOUNT_UNSEEN_END        tcpstateCounter = 11
-	tcpstateCounterCOUNT_UNSEEN_STATE      tcpstateCounter = 12
-	tcpstateCounterCOUNT_NOSOCK_SEEN       tcpstateCounter = 13
-	tcpstateCounterCOUNT_NOSOCK_SUPPRESSED tcpstateCounter = 14
-	tcpstateCounterNR_COUNTERS             tcpstateCounter = 15
+	tcpstateCounterCOUNT_TW_FULL           tcpstateCounter = 2
+	tcpstateCounterCOUNT_TW_UNFOUND        tcpstateCounter = 3
+	tcpstateCounterCOUNT_TW_EARLY          tcpstateCounter = 4
+	tcpstateCounterCOUNT_ORPHANS_FULL      tcpstateCounter = 5
+	tcpstateCounterCOUNT_TW_UNKNOWN        tcpstateCounter = 6
+	tcpstateCounterCOUNT_NESTED            tcpstateCounter = 7
+	tcpstateCounterCOUNT_CLOSED_FULL       tcpstateCounter = 8
+	tcpstateCounterCOUNT_CGROUP_HISTS_FULL tcpstateCounter = 9
+	tcpstateCounterCOUNT_UNSEEN_END        tcpstateCounter = 10
+	tcpstateCounterCOUNT_UNSEEN_STATE      tcpstateCounter = 11
+	tcpstateCounterCOUNT_NOSOCK_SEEN       tcpstateCounter = 12
+	tcpstateCounterCOUNT_NOSOCK_SUPPRESSED tcpstateCounter = 13
+	tcpstateCounterNR_COUNTERS             tcpstateCounter = 14
 )
 
 type tcpstateEvFlag uint32
@@ -116,12 +115,6 @@ type tcpstateEvent struct {
 	ResetReason uint8
 	Error       uint8
 	Pad2        [6]uint8
-}
-
-type tcpstateHeld struct {
-	_     structs.HostLayout
-	E     tcpstateEvent
-	Taken uint64
 }
 
 type tcpstateHist struct {
@@ -211,6 +204,20 @@ type tcpstateSockInfo struct {
 		Flags   uint8
 		Pad     [7]uint8
 	}
+	Held struct {
+		_        structs.HostLayout
+		Ts       uint64
+		TxBytes  uint64
+		RxBytes  uint64
+		Taken    uint64
+		SndUna   uint32
+		SndNxt   uint32
+		RcvNxt   uint32
+		Retrans  uint32
+		Oldstate uint8
+		Newstate uint8
+		Pad      [6]uint8
+	}
 }
 
 type tcpstateTallies struct {
@@ -290,7 +297,6 @@ const (
 	tcpstateMapNosockRates        = "nosock_rates"
 	tcpstateMapOrphans            = "orphans"
 	tcpstateMapOverdue            = "overdue"
-	tcpstateMapPending            = "pending"
 	tcpstateMapPids               = "pids"
 	tcpstateMapRaddrs             = "raddrs"
 	tcpstateMapRports             = "rports"
@@ -419,7 +425,6 @@ type tcpstateMapSpecs struct {
 	NosockRates  *ebpf.MapSpec `ebpf:"nosock_rates"`
 	Orphans      *ebpf.MapSpec `ebpf:"orphans"`
 	Overdue      *ebpf.MapSpec `ebpf:"overdue"`
-	Pending      *ebpf.MapSpec `ebpf:"pending"`
 	Pids         *ebpf.MapSpec `ebpf:"pids"`
 	Raddrs       *ebpf.MapSpec `ebpf:"raddrs"`
 	Rports       *ebpf.MapSpec `ebpf:"rports"`
@@ -502,7 +507,6 @@ type tcpstateMaps struct {
 	NosockRates  *ebpf.Map `ebpf:"nosock_rates"`
 	Orphans      *ebpf.Map `ebpf:"orphans"`
 	Overdue      *ebpf.Map `ebpf:"overdue"`
-	Pending      *ebpf.Map `ebpf:"pending"`
 	Pids         *ebpf.Map `ebpf:"pids"`
 	Raddrs       *ebpf.Map `ebpf:"raddrs"`
 	Rports       *ebpf.Map `ebpf:"rports"`
@@ -528,7 +532,6 @@ func (m *tcpstateMaps) Close() error {
 		m.NosockRates,
 		m.Orphans,
 		m.Overdue,
-		m.Pending,
 		m.Pids,
 		m.Raddrs,
 		m.Rports,

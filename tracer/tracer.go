@@ -188,7 +188,6 @@ func New(opts Options) (*Tracer, error) {
 	}
 	t := &Tracer{tally: opts.Tally, hollow: opts.Hollow, pollWake: make(chan struct{}, 1), tallyCgroups: opts.Tally && opts.TallyCgroups, limits: map[tcpstateCounter]uint32{
 		tcpstateCounterCOUNT_SOCKS_FULL:        spec.Maps[tcpstateMapSocks].MaxEntries,
-		tcpstateCounterCOUNT_HELD_FULL:         spec.Maps[tcpstateMapPending].MaxEntries,
 		tcpstateCounterCOUNT_TW_FULL:           spec.Maps[tcpstateMapTws].MaxEntries,
 		tcpstateCounterCOUNT_ORPHANS_FULL:      spec.Maps[tcpstateMapOrphans].MaxEntries,
 		tcpstateCounterCOUNT_CLOSED_FULL:       spec.Maps[tcpstateMapClosed].MaxEntries,
@@ -756,7 +755,6 @@ func (t *Tracer) Shortfalls() ([]Shortfall, error) {
 	}
 	return []Shortfall{
 		full(tcpstateCounterCOUNT_SOCKS_FULL, "sockets shown without owner or time in state", "owner"),
-		full(tcpstateCounterCOUNT_HELD_FULL, "SYN_SENT/SYN_RECV events sent before their 4-tuple was final", "held-back"),
 		full(tcpstateCounterCOUNT_TW_FULL, "TIME_WAITs not followed (shown as the kernel reports them)", "timewait"),
 		{counts[tcpstateCounterCOUNT_TW_UNFOUND], "TIME_WAITs not followed: their timewait socket was not found in its hash chain (shown as the kernel reports them)"},
 		{counts[tcpstateCounterCOUNT_TW_EARLY], "TIME_WAITs ended before their timer with no new connection on their 4-tuple (a RST, their namespace removed): the end is shown when found, up to 10 s late"},
