@@ -112,15 +112,16 @@ struct {
 } overdue SEC(".maps");
 
 /* Orphaned FIN_WAIT2 timewait sockets: the peer's FIN turns them into
- * TIME_WAIT with no event, so each poll looks at every one, and at every
- * bucket (about 15 ns each). They normally live for a round trip, hence
- * the modest size; past it they are seen when their timer runs. */
+ * TIME_WAIT with no event, so each poll looks at every one: it takes each
+ * from the queue and puts back those still orphans (a queue, not a set,
+ * so that a poll costs what is in it, not the table's size). They
+ * normally live for a round trip, hence the modest size; past it they
+ * are seen when their timer runs. */
+#define ORPHANS_MAX (1 << 14)
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1 << 14);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct tw_key);
-	__type(value, __u8);
+	__uint(type, BPF_MAP_TYPE_QUEUE);
+	__uint(max_entries, ORPHANS_MAX);
+	__type(value, struct tw_key);
 } orphans SEC(".maps");
 
 /* Entries in tws, overdue and orphans: a poll with none to look at costs
@@ -260,8 +261,6 @@ static __always_inline void tw_end(struct tw_key *key, struct tw_info *info, __u
 	if (__sync_fetch_and_add(&info->ended, 1))
 		return;
 	send_tw(info, TCP_CLOSE, ts);
-	if (info->substate == TCP_FIN_WAIT2)
-		set_del(&orphans, &orphans_live, key);
 	if (!bpf_map_delete_elem(&tws, key))
 		__sync_fetch_and_sub(&tws_live, 1);
 }
@@ -289,7 +288,6 @@ static __always_inline bool check_substate(struct tw_key *key, struct tw_info *i
 	info->substate = TCP_TIME_WAIT;
 	info->enter_ts = now;
 	info->expires = tw_expires(tw);
-	set_del(&orphans, &orphans_live, key);
 	tw_watch(info, now_j);
 	return true;
 }
@@ -352,9 +350,9 @@ static __always_inline __u8 tw_follow(const struct sock *sk, bool had_cookie, st
 	info->enter_ts = substate == TCP_TIME_WAIT ? e->ts_ns : e->prev_ts_ns;
 	if (!__sync_fetch_and_add(&tws_live, 1))
 		poll_note();
-	if (substate != TCP_TIME_WAIT && set_add(&orphans, &orphans_live, key)) {
+	if (substate != TCP_TIME_WAIT && !bpf_map_push_elem(&orphans, key, 0)) {
 		/* The polls may sleep until a TIME_WAIT is due: wake them. */
-		if (orphans_live == 1)
+		if (!__sync_fetch_and_add(&orphans_live, 1))
 			poll_note();
 		return substate;
 	}
@@ -446,20 +444,32 @@ static long overdue_one(struct bpf_map *map, struct tw_key *key, __u8 *v, struct
 	return 0;
 }
 
-static long orphan_one(struct bpf_map *map, struct tw_key *key, __u8 *v, struct poll_state *ps)
+/* The next orphan in the queue: ended, in TIME_WAIT now, or put back to
+ * be looked at again next poll. */
+static long orphan_one(__u32 i, struct poll_state *ps)
 {
-	struct tw_info *info = bpf_map_lookup_elem(&tws, key);
+	struct tw_info *info;
+	struct tw_key key;
 
-	if (!info) {
-		set_del(&orphans, &orphans_live, key);
-		return 0;
+	if (bpf_map_pop_elem(&orphans, &key))
+		return 1;
+	info = bpf_map_lookup_elem(&tws, &key);
+	/* Not there or no orphan any more: ended by a new socket on its
+	 * tuple, or followed again as another timewait socket. */
+	if (info && info->substate == TCP_FIN_WAIT2 && !info->ended) {
+		if (tw_gone(info)) {
+			/* Its tcp_fin_timeout is over, or it was killed. */
+			tw_end(&key, info, ps->now);
+		} else if (!check_substate(&key, info, ps->now, ps->now_j)) {
+			if (!bpf_map_push_elem(&orphans, &key, 0))
+				return 0;
+			/* No room to put it back: its FIN is seen late, at its
+			 * timer's due. */
+			count(COUNT_ORPHANS_FULL);
+			tw_watch(info, ps->now_j);
+		}
 	}
-	if (tw_gone(info)) {
-		/* Its tcp_fin_timeout is over, or it was killed. */
-		tw_end(key, info, ps->now);
-		return 0;
-	}
-	check_substate(key, info, ps->now, ps->now_j);
+	__sync_fetch_and_sub(&orphans_live, 1);
 	return 0;
 }
 
@@ -515,7 +525,7 @@ int poll_timewait(void *ctx)
 	if (overdue_live)
 		bpf_for_each_map_elem(&overdue, overdue_one, &ps, 0);
 	if (orphans_live)
-		bpf_for_each_map_elem(&orphans, orphan_one, &ps, 0);
+		bpf_loop(orphans_live < ORPHANS_MAX ? orphans_live : ORPHANS_MAX, orphan_one, &ps, 0);
 	if (tally_mode && closed_live)
 		bpf_for_each_map_elem(&closed, sweep_one, &ps.now, 0);
 	poll_now_j = ps.now_j;
