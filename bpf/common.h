@@ -32,6 +32,9 @@
 const volatile __u64 wakeup_bytes = 0;
 /* Tally mode (tally.h): count and observe in maps, send no records. */
 const volatile bool tally_mode = false;
+/* Life mode (state.h): one record per connection, at its end, with its
+ * path (struct path_record), not one per transition. */
+const volatile bool life_mode = false;
 
 /* What tally mode needs of a connection's path (sock_info.life.flags). */
 enum life_flag {

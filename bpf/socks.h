@@ -43,7 +43,10 @@ struct sock_info {
 	__u8 reset_reason; /* enum rst_reason of the RST it sent (resets.h) */
 	char comm[TASK_COMM_LEN];
 	struct conn_life life;
-	struct held held;
+	union {
+		struct held held; /* trace: an event held back */
+		struct conn_path path; /* life mode: the path so far */
+	};
 };
 
 /* A process that holds a socket, as found in /proc at start-up. */

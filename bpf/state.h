@@ -15,7 +15,8 @@ static __always_inline bool send_held(const struct sock *sk, struct sock_info *s
 	struct held *h = &si->held;
 	struct event *e;
 
-	if (!h->ts || __sync_fetch_and_add(&h->taken, 1))
+	/* Life mode holds nothing back (and keeps a path in its place). */
+	if (life_mode || !h->ts || __sync_fetch_and_add(&h->taken, 1))
 		return false;
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
@@ -74,10 +75,81 @@ static __always_inline void hold(struct sock_info *fresh, struct event *e, const
 	h->retrans = e->retrans;
 }
 
-static __always_inline int on_set_state(const struct sock *sk, int oldstate, int newstate, bool btf)
+/* Life mode: add newstate, entered at ts, to the path, and what the
+ * connection's record needs of the socket then: the initial sequence
+ * numbers on ESTABLISHED, the counters at the first FIN (half-close). */
+static __always_inline void path_step(struct conn_path *p, __u8 oldstate, __u8 newstate, __u64 ts, const struct sock *sk,
+				      bool btf)
+{
+	const struct tcp_sock *tp;
+	__u32 i = p->n;
+
+	if (!i)
+		p->first_old = oldstate;
+	if (newstate == TCP_LISTEN || (oldstate == TCP_LISTEN && newstate == TCP_CLOSE))
+		p->listener = 1;
+	if (i >= PATH_STEPS) {
+		/* Keep the end right: the last state replaces the one before. */
+		i = PATH_STEPS - 1;
+		if (!p->truncated)
+			count(COUNT_PATH_LONG);
+		p->truncated = 1;
+	}
+	p->ts[i & (PATH_STEPS - 1)] = ts;
+	p->state[i & (PATH_STEPS - 1)] = newstate;
+	p->n = i + 1;
+	if (newstate == TCP_ESTABLISHED && (oldstate == TCP_SYN_SENT || oldstate == TCP_SYN_RECV)) {
+		tp = tcp_sk_of(sk, btf);
+		if (tp) {
+			p->isn_snd_una = READ(btf, tp, snd_una);
+			p->isn_rcv_nxt = READ(btf, tp, rcv_nxt);
+			p->isn_known = 1;
+		}
+	} else if (!p->fin_dir && newstate == TCP_FIN_WAIT1) {
+		tp = tcp_sk_of(sk, btf);
+		p->fin_dir = 1;
+		if (tp)
+			p->fin_rx = READ(btf, tp, bytes_received);
+	} else if (!p->fin_dir && newstate == TCP_CLOSE_WAIT) {
+		tp = tcp_sk_of(sk, btf);
+		p->fin_dir = 2;
+		if (tp)
+			p->fin_snd_nxt = READ(btf, tp, snd_nxt);
+	}
+}
+
+/* Life mode: the connection of e ended (or lives on as an orphan, flags
+ * EV_ORPHAN_NOTE): its one record. */
+static __always_inline void send_path(const struct event *e, const struct conn_path *p, __u16 flags)
+{
+	struct path_record *r;
+
+	if (p->listener)
+		return;
+	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+	if (!r) {
+		count(COUNT_LOST);
+		return;
+	}
+	__builtin_memcpy(&r->e, e, sizeof(*e));
+	__builtin_memcpy(&r->p, p, sizeof(*p));
+	r->e.flags |= flags | EV_PATH;
+	bpf_ringbuf_submit(r, wakeup_flags());
+}
+
+/* A new socket's entry as it is made, per CPU: one for set_state, one
+ * for its nested twin (see below). Off the stack, where the event is. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, struct sock_info);
+} fresh_socks SEC(".maps");
+
+static __always_inline int on_set_state(const struct sock *sk, int oldstate, int newstate, bool btf, __u32 nested)
 {
 	__u64 key = (__u64)sk;
-	struct sock_info *si, fresh = {};
+	struct sock_info *si, *fresh = bpf_map_lookup_elem(&fresh_socks, &nested);
 	struct conn_life life;
 	struct event ev = {};
 	struct event *e = &ev;
@@ -85,7 +157,7 @@ static __always_inline int on_set_state(const struct sock *sk, int oldstate, int
 	bool cgroup_ok, had_cookie, held = false, syn_new;
 	long err;
 
-	if (READ(btf, sk, sk_protocol) != IPPROTO_TCP)
+	if (!fresh || READ(btf, sk, sk_protocol) != IPPROTO_TCP)
 		return 0;
 	e->ts_ns = bpf_ktime_get_ns();
 	e->skaddr = key;
@@ -110,29 +182,33 @@ static __always_inline int on_set_state(const struct sock *sk, int oldstate, int
 		/* A new life for this address: forget what was there. connect()
 		 * and listen() run in the caller's context, so the task on CPU
 		 * is the owner; a child of a listener has none until accept(). */
+		__builtin_memset(fresh, 0, sizeof(*fresh));
 		if (newstate == TCP_SYN_SENT || newstate == TCP_LISTEN) {
-			fresh.pid = bpf_get_current_pid_tgid() >> 32;
-			bpf_get_current_comm(fresh.comm, sizeof(fresh.comm));
+			fresh->pid = bpf_get_current_pid_tgid() >> 32;
+			bpf_get_current_comm(fresh->comm, sizeof(fresh->comm));
 		}
-		fresh.last_ts = e->ts_ns;
-		life_step(&fresh.life, oldstate, newstate, e->ts_ns);
-		fresh.cookie = e->cookie;
-		fresh.state = newstate;
-		held = syn_new && (!tally_mode || tuple_filtered()) && cgroup_ok && state_ok(oldstate, newstate);
+		fresh->last_ts = e->ts_ns;
+		life_step(&fresh->life, oldstate, newstate, e->ts_ns);
+		fresh->cookie = e->cookie;
+		fresh->state = newstate;
+		held = syn_new && !life_mode && (!tally_mode || tuple_filtered()) && cgroup_ok &&
+		       state_ok(oldstate, newstate);
+		if (life_mode)
+			path_step(&fresh->path, oldstate, newstate, e->ts_ns, sk, btf);
 		if (held)
-			hold(&fresh, e, sk, btf);
+			hold(fresh, e, sk, btf);
 		/* An entry left at this address is of a socket whose CLOSE
 		 * the tracepoint never showed. */
-		err = bpf_map_update_elem(&socks, &key, &fresh, BPF_NOEXIST);
+		err = bpf_map_update_elem(&socks, &key, fresh, BPF_NOEXIST);
 		if (err == -17 /* EEXIST */) {
 			count(COUNT_UNSEEN_END);
-			err = bpf_map_update_elem(&socks, &key, &fresh, BPF_ANY);
+			err = bpf_map_update_elem(&socks, &key, fresh, BPF_ANY);
 		}
 		if (err) {
 			count(COUNT_SOCKS_FULL);
 			held = false; /* it cannot wait: sent now with what is known */
 		}
-		si = &fresh;
+		si = fresh;
 	} else {
 		si = bpf_map_lookup_elem(&socks, &key);
 		if (si) {
@@ -149,9 +225,12 @@ static __always_inline int on_set_state(const struct sock *sk, int oldstate, int
 			if (oldstate == TCP_SYN_SENT || oldstate == TCP_SYN_RECV)
 				held = send_held(sk, si, btf);
 		} else {
-			fresh.cookie = e->cookie;
-			fresh.state = newstate;
-			si = sock_info_of(sk, key, e->ts_ns, btf, &fresh);
+			__builtin_memset(fresh, 0, sizeof(*fresh));
+			fresh->cookie = e->cookie;
+			fresh->state = newstate;
+			if (life_mode && newstate != TCP_CLOSE)
+				path_step(&fresh->path, oldstate, newstate, e->ts_ns, sk, btf);
+			si = sock_info_of(sk, key, e->ts_ns, btf, fresh);
 		}
 		if (!held && tws_live && (oldstate == TCP_SYN_SENT || oldstate == TCP_SYN_RECV)) {
 			/* Nothing held back: read the final tuple only to see
@@ -160,19 +239,21 @@ static __always_inline int on_set_state(const struct sock *sk, int oldstate, int
 			tw_reused(e, e->ts_ns);
 		}
 	}
-	if (si != &fresh) {
+	if (si != fresh) {
 		life_step(&si->life, oldstate, newstate, e->ts_ns);
 		own_if_closing(si, newstate);
+		if (life_mode && newstate != TCP_CLOSE)
+			path_step(&si->path, oldstate, newstate, e->ts_ns, sk, btf);
 	}
 	e->pid = si->pid;
 	e->reset = si->reset;
 	e->reset_reason = si->reset_reason;
 	__builtin_memcpy(e->comm, si->comm, sizeof(e->comm));
 	life = si->life;
-	if (newstate == TCP_CLOSE) {
-		bpf_map_delete_elem(&socks, &key);
+	if (newstate == TCP_CLOSE)
 		e->error = sock_error(sk, btf); /* errors.h */
-	}
+	else if (life_mode)
+		return 0; /* only a connection's end is sent */
 
 	if (syn_new) {
 		if (held || !cgroup_ok || !state_ok(e->oldstate, e->newstate))
@@ -210,13 +291,26 @@ static __always_inline int on_set_state(const struct sock *sk, int oldstate, int
 			/* An orphan: still FIN_WAIT2 as far as anyone can tell.
 			 * Tell user space that the connection lives on. */
 			e->flags = EV_ORPHAN_NOTE;
-			if (!tally_mode && cgroup_ok && wanted(e))
-				send(e);
-			return 0;
 		}
 	}
-	if (cgroup_ok && state_ok(e->oldstate, e->newstate) && wanted(e))
+	if (life_mode) {
+		if (substate && substate != TCP_TIME_WAIT) {
+			if (cgroup_ok && wanted(e))
+				send_path(e, &si->path, EV_ORPHAN_NOTE);
+		} else {
+			path_step(&si->path, oldstate, e->newstate, e->ts_ns, sk, btf);
+			if (cgroup_ok && wanted(e))
+				send_path(e, &si->path, 0);
+		}
+	} else if (substate && substate != TCP_TIME_WAIT) {
+		if (!tally_mode && cgroup_ok && wanted(e))
+			send(e);
+	} else if (cgroup_ok && state_ok(e->oldstate, e->newstate) && wanted(e)) {
 		emit(e, &life);
+	}
+	/* Forgotten only now: life mode's path was in the entry. */
+	if (newstate == TCP_CLOSE)
+		bpf_map_delete_elem(&socks, &key);
 	return 0;
 }
 
@@ -239,7 +333,7 @@ static __always_inline int set_state_outer(const struct sock *sk, int oldstate, 
 	if (!busy)
 		return 0;
 	*busy = 1;
-	on_set_state(sk, oldstate, newstate, btf);
+	on_set_state(sk, oldstate, newstate, btf, 0);
 	*busy = 0;
 	return 0;
 }
@@ -252,7 +346,7 @@ static __always_inline int set_state_inner(const struct sock *sk, int oldstate, 
 		return 0;
 	/* The kernel counted a miss for the outer program: not lost. */
 	count(COUNT_NESTED);
-	return on_set_state(sk, oldstate, newstate, btf);
+	return on_set_state(sk, oldstate, newstate, btf, 1);
 }
 
 /* Two ways in: tp_btf where the kernel has BTF (cheaper, typed), the

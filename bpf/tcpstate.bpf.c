@@ -31,6 +31,7 @@ const volatile enum connect_failure connect_failure_btf = 0;
 const volatile enum role role_btf = 0;
 const volatile enum closed_by closed_by_btf = 0;
 const volatile enum rst_reason rst_reason_btf = 0;
+const volatile enum path_layout path_layout_btf = 0;
 
 #include "common.h"
 #include "filters.h"

@@ -49,6 +49,10 @@ enum ev_flag {
 	                      * orphaned FIN_WAIT2 timewait socket */
 	EV_POLL_NOTE = 32,   /* not a transition, nothing else in the record:
 	                      * timewait sockets are followed again: poll them */
+	EV_PATH = 128,       /* a connection's path (struct path_record), sent
+	                      * at its end instead of its transitions (life
+	                      * mode); with EV_ORPHAN_NOTE it lives on as an
+	                      * orphan, whose end comes as a transition */
 	EV_NOSOCK_NOTE = 64, /* not a transition: a RST sent for a segment that
 	                      * found no socket (tuple from the segment, pid 0);
 	                      * `retrans` holds how many such RSTs on this CPU
@@ -82,6 +86,32 @@ enum rst_reason {
 	RR_MPTCP,            /* any of MPTCP's */
 	RR_OTHER,            /* a name newer than this tcpstate */
 	NR_RST_REASONS,
+};
+
+/* Life mode (tcpstate life): what a connection's entry keeps of its path,
+ * sent whole with the event of its end. */
+enum path_layout { PATH_STEPS = 8 }; /* a TCP life has at most 7 */
+
+struct conn_path {
+	__u64 ts[PATH_STEPS];    /* when each state was entered */
+	__u8 state[PATH_STEPS];  /* the states, in order */
+	__u8 n;                  /* steps kept */
+	__u8 first_old;          /* the state before the first step */
+	__u8 listener;           /* a listening socket: no connection */
+	__u8 fin_dir;            /* who sent the first FIN: 1 we, 2 the peer */
+	__u8 isn_known;          /* the handshake was seen */
+	__u8 truncated;          /* more steps than kept: the last replaced */
+	__u8 _pad[2];
+	__u32 isn_snd_una;       /* snd_una and rcv_nxt on ESTABLISHED */
+	__u32 isn_rcv_nxt;
+	__u32 fin_snd_nxt;       /* snd_nxt at the peer's first FIN */
+	__u32 _pad2;
+	__u64 fin_rx;            /* bytes_received at our first FIN */
+};
+
+struct path_record {
+	struct event e;          /* the connection's last transition */
+	struct conn_path p;
 };
 
 /* event.reset */
@@ -124,6 +154,8 @@ enum counter {
 	                     * no socket, all of them */
 	COUNT_NOSOCK_SUPPRESSED, /* of those, not recorded one by one (rate
 	                          * limit): counted here and on the next record */
+	COUNT_PATH_LONG,    /* a connection with more states than a path
+	                     * keeps: its last replaces the one before */
 	NR_COUNTERS,
 };
 

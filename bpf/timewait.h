@@ -233,6 +233,9 @@ static __always_inline void send_tw(const struct tw_info *info, __u8 newstate, _
 
 	if (!info->cgroup_ok || !state_ok(info->substate, newstate) || !wanted(&info->tmpl))
 		return;
+	/* Life mode sent the connection on entering TIME_WAIT. */
+	if (life_mode && info->substate == TCP_TIME_WAIT)
+		return;
 	if (tally_mode) {
 		/* An orphan's connection ends now; a TIME_WAIT's ended when
 		 * it entered TIME_WAIT. */

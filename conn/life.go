@@ -107,8 +107,12 @@ func NewLifeTracker(out LifeHandler) *LifeTracker {
 	return &LifeTracker{out: out, open: make(map[uint64]*life)}
 }
 
-// Event follows one transition.
+// Event follows one transition, or a connection's whole path
+// (tracer.Options.Life).
 func (lt *LifeTracker) Event(ev *tracer.Event) error {
+	if ev.Path != nil {
+		return lt.path(ev)
+	}
 	key := ev.ConnID() // an orphan's later events share its cookie
 	if ev.OldState == tcp.TimeWait {
 		return nil // the connection was reported when it entered TIME_WAIT
@@ -135,6 +139,43 @@ func (lt *LifeTracker) Event(ev *tracer.Event) error {
 		if !l.listener {
 			lt.ended = append(lt.ended, l)
 		}
+	}
+	return nil
+}
+
+// path follows a connection the kernel sent whole: each step as the
+// transition it was, with the counters the model reads there (at the
+// handshake and the first FIN) as the kernel kept them, and the record's
+// own, those of the connection's end, elsewhere.
+func (lt *LifeTracker) path(ev *tracer.Event) error {
+	p := ev.Path
+	step := *ev
+	step.Path = nil
+	old := p.From
+	for i, s := range p.Steps {
+		step.OldState, step.NewState, step.Time = old, s.State, s.Time
+		step.InStateKnown = i > 0
+		step.InState = 0
+		if i > 0 {
+			step.InState = s.Time.Sub(p.Steps[i-1].Time)
+		}
+		step.Synthesized = ev.Synthesized && i == len(p.Steps)-1
+		step.SndUna, step.SndNxt, step.RcvNxt, step.RxBytes = ev.SndUna, ev.SndNxt, ev.RcvNxt, ev.RxBytes
+		switch {
+		case s.State == tcp.Established && (old == tcp.SynSent || old == tcp.SynRecv) && p.HandshakeSeen:
+			step.SndUna, step.RcvNxt = p.SndUna, p.RcvNxt
+		case s.State == tcp.FinWait1:
+			step.RxBytes = p.FinRx
+		case s.State == tcp.CloseWait:
+			step.SndNxt = p.FinSndNxt
+		}
+		if err := lt.Event(&step); err != nil {
+			return err
+		}
+		old = s.State
+	}
+	if l, ok := lt.open[ev.ConnID()]; ok && p.Orphan {
+		l.orphan = true
 	}
 	return nil
 }

@@ -3,6 +3,7 @@
 package conn
 
 import (
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -159,5 +160,131 @@ func BenchmarkLifeTracker(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+	}
+}
+
+// pathRecord is what the kernel sends in life mode for a socket's
+// transitions evs: the last one, with the path of them all.
+func pathRecord(evs []tracer.Event, orphan bool) tracer.Event {
+	p := &tracer.Path{From: evs[0].OldState, Orphan: orphan}
+	for _, ev := range evs {
+		p.Steps = append(p.Steps, tracer.PathStep{State: ev.NewState, Time: ev.Time})
+		switch ev.NewState {
+		case tcp.Established:
+			p.HandshakeSeen, p.SndUna, p.RcvNxt = true, ev.SndUna, ev.RcvNxt
+		case tcp.FinWait1:
+			p.FinRx = ev.RxBytes
+		case tcp.CloseWait:
+			p.FinSndNxt = ev.SndNxt
+		}
+	}
+	rec := evs[len(evs)-1]
+	rec.Path = p
+	return rec
+}
+
+// TestLifeTrackerPathIsItsTransitions: a connection sent whole (life mode)
+// is the connection its transitions make, counters, half-close, ISNs,
+// orphans and late resets included.
+func TestLifeTrackerPathIsItsTransitions(t *testing.T) {
+	at := func(ms int) time.Time { return time.Unix(1000, 0).Add(time.Duration(ms) * time.Millisecond) }
+	ev := func(ms int, old, new tcp.State, mod func(*tracer.Event)) tracer.Event {
+		e := tracer.Event{Time: at(ms), Skaddr: 0x2000, Cookie: 9, OldState: old, NewState: new, Pid: 42, Comm: "app",
+			Family: tcp.IPv4, LPort: 1000, RPort: 80, TxBytes: 7, RxBytes: 5, Retrans: 2, SndNxt: 500}
+		if mod != nil {
+			mod(&e)
+		}
+		return e
+	}
+	cases := []struct {
+		name   string
+		evs    []tracer.Event // of the path record
+		orphan bool
+		after  []tracer.Event // transitions after it (an orphan's end)
+		notes  []tracer.Event
+	}{
+		{name: "client-half-close", evs: []tracer.Event{
+			ev(1, tcp.Close, tcp.SynSent, func(e *tracer.Event) { e.TxBytes, e.RxBytes = 0, 0 }),
+			ev(2, tcp.SynSent, tcp.Established, func(e *tracer.Event) { e.SndUna, e.RcvNxt, e.TxBytes, e.RxBytes = 101, 301, 1, 0 }),
+			ev(5, tcp.Established, tcp.FinWait1, func(e *tracer.Event) { e.RxBytes = 2 }),
+			ev(6, tcp.FinWait1, tcp.FinWait2, nil),
+			ev(9, tcp.FinWait2, tcp.TimeWait, func(e *tracer.Event) { e.Synthesized, e.TxBytes, e.RxBytes = true, 8, 12 }),
+		}},
+		{name: "server-half-close", evs: []tracer.Event{
+			ev(1, tcp.Listen, tcp.SynRecv, nil),
+			ev(2, tcp.SynRecv, tcp.Established, func(e *tracer.Event) { e.SndUna, e.RcvNxt = 301, 101 }),
+			ev(4, tcp.Established, tcp.CloseWait, func(e *tracer.Event) { e.SndNxt = 310 }),
+			ev(7, tcp.CloseWait, tcp.LastAck, func(e *tracer.Event) { e.SndNxt = 330 }),
+			ev(8, tcp.LastAck, tcp.Close, func(e *tracer.Event) { e.SndNxt = 331 }),
+		}},
+		{name: "orphan", orphan: true, evs: []tracer.Event{
+			ev(1, tcp.Close, tcp.SynSent, nil),
+			ev(2, tcp.SynSent, tcp.Established, func(e *tracer.Event) { e.SndUna, e.RcvNxt = 11, 21 }),
+			ev(3, tcp.Established, tcp.FinWait1, func(e *tracer.Event) { e.RxBytes = 3 }),
+			ev(4, tcp.FinWait1, tcp.FinWait2, nil),
+		}, after: []tracer.Event{
+			ev(30, tcp.FinWait2, tcp.TimeWait, func(e *tracer.Event) { e.Synthesized, e.RxBytes = true, 4 }),
+		}},
+		{name: "late-reset", evs: []tracer.Event{
+			ev(1, tcp.Listen, tcp.SynRecv, nil),
+			ev(2, tcp.SynRecv, tcp.Established, func(e *tracer.Event) { e.SndUna, e.RcvNxt = 1, 2 }),
+			ev(3, tcp.Established, tcp.Close, func(e *tracer.Event) { e.Error = 104 }),
+		}, notes: []tracer.Event{
+			{Skaddr: 0x2000, Cookie: 9, Reset: tracer.ResetSent, ResetReason: 5, Note: tracer.NoteLateReset},
+		}},
+		{name: "older-than-tcpstate", evs: []tracer.Event{
+			ev(4, tcp.Established, tcp.FinWait1, func(e *tracer.Event) { e.RxBytes = 3 }),
+			ev(5, tcp.FinWait1, tcp.FinWait2, nil),
+			ev(6, tcp.FinWait2, tcp.TimeWait, func(e *tracer.Event) { e.Synthesized = true }),
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			run := func(whole bool) []Connection {
+				sink := &lifeSink{}
+				lt := NewLifeTracker(sink)
+				if whole {
+					rec := pathRecord(tc.evs, tc.orphan)
+					if err := lt.Event(&rec); err != nil {
+						t.Fatal(err)
+					}
+				} else {
+					for i := range tc.evs {
+						if err := lt.Event(&tc.evs[i]); err != nil {
+							t.Fatal(err)
+						}
+					}
+					if tc.orphan {
+						if err := lt.Note(&tracer.Event{Skaddr: 0x2000, Cookie: 9, Note: tracer.NoteOrphan}); err != nil {
+							t.Fatal(err)
+						}
+					}
+				}
+				for _, evs := range [][]tracer.Event{tc.after, tc.notes} {
+					for i := range evs {
+						var err error
+						if evs[i].Note != tracer.NoteNone {
+							err = lt.Note(&evs[i])
+						} else {
+							err = lt.Event(&evs[i])
+						}
+						if err != nil {
+							t.Fatal(err)
+						}
+					}
+				}
+				if err := lt.Tick(); err != nil {
+					t.Fatal(err)
+				}
+				return sink.conns
+			}
+			fromEvents, fromPath := run(false), run(true)
+			if len(fromEvents) != 1 {
+				t.Fatalf("%d connections from the transitions, want 1", len(fromEvents))
+			}
+			if !reflect.DeepEqual(fromPath, fromEvents) {
+				t.Errorf("from the path:\n%+v\nfrom the transitions:\n%+v", fromPath, fromEvents)
+			}
+		})
 	}
 }

@@ -24,7 +24,12 @@ const (
 	evOrphanNote = uint16(tcpstateEvFlagEV_ORPHAN_NOTE)
 	evPollNote   = uint16(tcpstateEvFlagEV_POLL_NOTE)
 	evNoSockNote = uint16(tcpstateEvFlagEV_NOSOCK_NOTE)
+	evPath       = uint16(tcpstateEvFlagEV_PATH)
 )
+
+// pathSize is sizeof(struct conn_path), which follows the event in a
+// path record (struct path_record).
+const pathSize = int(unsafe.Sizeof(tcpstateConnPath{}))
 
 const commLength = len(tcpstateEvent{}.Comm)
 
@@ -36,6 +41,8 @@ type decoder struct {
 	bootWall int64
 	comms    map[[commLength]int8]string
 	aligned  tcpstateEvent // a copy of a record that is not 8-byte aligned
+	path     Path          // the last path record's, reused
+	pathRaw  tcpstateConnPath
 }
 
 const maxComms = 4096
@@ -90,7 +97,7 @@ func (d *decoder) decode(raw []byte, ev *Event) error {
 	ev.OldState = tcp.State(r.Oldstate)
 	ev.NewState = tcp.State(r.Newstate)
 	if ev.OldState < tcp.Established || ev.OldState > tcp.NewSynRecv || ev.NewState < tcp.Established || ev.NewState > tcp.NewSynRecv {
-		return fmt.Errorf("decode event: unknown state %d -> %d", r.Oldstate, r.Newstate)
+		return fmt.Errorf("decode event: unknown state %d -> %d (flags %d, len %d)", r.Oldstate, r.Newstate, r.Flags, len(raw))
 	}
 	ev.Comm = d.comm(r.Comm)
 	ev.mono = r.TsNs
@@ -111,6 +118,46 @@ func (d *decoder) decode(raw []byte, ev *Event) error {
 		// not recorded.
 		ev.Suppressed, ev.Retrans = r.Retrans, 0
 	}
+	ev.Path = nil
+	if ev.flags&evPath != 0 {
+		return d.decodePath(raw, ev)
+	}
+	return nil
+}
+
+// decodePath reads the path that follows the event in a path record.
+func (d *decoder) decodePath(raw []byte, ev *Event) error {
+	if len(raw) < eventSize+pathSize {
+		return fmt.Errorf("decode path: record is %d bytes, want %d", len(raw), eventSize+pathSize)
+	}
+	// Copied: the path does not start 8-byte aligned in every record.
+	d.pathRaw = *(*tcpstateConnPath)(unsafe.Pointer(unsafe.SliceData(raw[eventSize:])))
+	r := &d.pathRaw
+	n := int(r.N)
+	if n < 1 || n > PathSteps {
+		return fmt.Errorf("decode path: %d steps, want 1 to %d", n, PathSteps)
+	}
+	p := &d.path
+	p.From = tcp.State(r.FirstOld)
+	p.Steps = p.Steps[:0]
+	for i := range n {
+		st := tcp.State(r.State[i])
+		if st < tcp.Established || st > tcp.NewSynRecv {
+			return fmt.Errorf("decode path: unknown state %d", r.State[i])
+		}
+		p.Steps = append(p.Steps, PathStep{State: st, Time: time.Unix(0, d.bootWall+int64(r.Ts[i]))})
+	}
+	p.Orphan = ev.flags&evOrphanNote != 0
+	p.Truncated = r.Truncated != 0
+	p.HandshakeSeen, p.SndUna, p.RcvNxt = r.IsnKnown != 0, r.IsnSndUna, r.IsnRcvNxt
+	p.FinRx, p.FinSndNxt = 0, 0
+	switch r.FinDir {
+	case 1:
+		p.FinRx = r.FinRx
+	case 2:
+		p.FinSndNxt = r.FinSndNxt
+	}
+	ev.Path = p
 	return nil
 }
 

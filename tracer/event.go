@@ -63,6 +63,11 @@ type Event struct {
 
 	// Note is set on records that are not transitions (see Noter).
 	Note Note
+	// Path, with Options.Life, is the whole path of the connection whose
+	// last transition this is (or, with Orphan set, of one that lives on
+	// as an orphan): one record per connection instead of one per
+	// transition. Nil otherwise. It is reused with ev.
+	Path *Path
 
 	mono  uint64 // bpf_ktime_get_ns of the transition
 	flags uint16
@@ -89,6 +94,39 @@ const (
 	// not recorded. Linux 6.9 and later report these.
 	NoteNoSocket
 )
+
+// Path is what the kernel kept of a connection for 'life' (Options.Life):
+// its states in order, when each was entered, and the counters the
+// connection's record reads at its handshake and first FIN.
+type Path struct {
+	From  tcp.State // the state before the first step
+	Steps []PathStep
+	// Orphan: closed in FIN_WAIT2, the connection lives on as an orphaned
+	// timewait socket; its end comes as a transition (FIN_WAIT2 ->
+	// TIME_WAIT or CLOSE) with the same Cookie.
+	Orphan bool
+	// Truncated: more states than the kernel keeps (PathSteps, more than
+	// a TCP connection passes through); the last replaced the one
+	// before. Counted too (Shortfalls).
+	Truncated bool
+	// SndUna and RcvNxt on entering ESTABLISHED from SYN_SENT or
+	// SYN_RECV, if HandshakeSeen.
+	HandshakeSeen  bool
+	SndUna, RcvNxt uint32
+	// FinRx is RxBytes at our first FIN (FIN_WAIT1), FinSndNxt SndNxt at
+	// the peer's (CLOSE_WAIT): the model of half-closes needs them.
+	FinRx     uint64
+	FinSndNxt uint32
+}
+
+// PathStep is one state of a Path.
+type PathStep struct {
+	State tcp.State
+	Time  time.Time // entered
+}
+
+// PathSteps is how many states a Path holds.
+const PathSteps = int(tcpstatePathLayoutPATH_STEPS)
 
 // Noter is a Handler that also wants the notes.
 type Noter interface {

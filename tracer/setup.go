@@ -136,6 +136,7 @@ func setFilters(spec *ebpf.CollectionSpec, o *Options) error {
 		{vars.FilterComms, comms},
 		{vars.WakeupBytes, uint64(wakeupBytes)},
 		{vars.TallyMode, o.Tally},
+		{vars.LifeMode, o.Life},
 		{vars.TallyCgroups, o.Tally && o.TallyCgroups},
 	} {
 		if err := v.spec.Set(v.value); err != nil {

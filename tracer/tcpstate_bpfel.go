@@ -46,6 +46,24 @@ type tcpstateClosedConn struct {
 	Pad    [5]uint8
 }
 
+type tcpstateConnPath struct {
+	_         structs.HostLayout
+	Ts        [8]uint64
+	State     [8]uint8
+	N         uint8
+	FirstOld  uint8
+	Listener  uint8
+	FinDir    uint8
+	IsnKnown  uint8
+	Truncated uint8
+	Pad       [2]uint8
+	IsnSndUna uint32
+	IsnRcvNxt uint32
+	FinSndNxt uint32
+	Pad2      uint32
+	FinRx     uint64
+}
+
 type tcpstateConnectFailure uint32
 
 const (
@@ -72,7 +90,8 @@ const (
 	tcpstateCounterCOUNT_UNSEEN_STATE      tcpstateCounter = 11
 	tcpstateCounterCOUNT_NOSOCK_SEEN       tcpstateCounter = 12
 	tcpstateCounterCOUNT_NOSOCK_SUPPRESSED tcpstateCounter = 13
-	tcpstateCounterNR_COUNTERS             tcpstateCounter = 14
+	tcpstateCounterCOUNT_PATH_LONG         tcpstateCounter = 14
+	tcpstateCounterNR_COUNTERS             tcpstateCounter = 15
 )
 
 type tcpstateEvFlag uint32
@@ -82,6 +101,7 @@ const (
 	tcpstateEvFlagEV_RESET_NOTE  tcpstateEvFlag = 8
 	tcpstateEvFlagEV_ORPHAN_NOTE tcpstateEvFlag = 16
 	tcpstateEvFlagEV_POLL_NOTE   tcpstateEvFlag = 32
+	tcpstateEvFlagEV_PATH        tcpstateEvFlag = 128
 	tcpstateEvFlagEV_NOSOCK_NOTE tcpstateEvFlag = 64
 )
 
@@ -144,6 +164,12 @@ type tcpstateOwner struct {
 	Pid  uint32
 	Comm [16]int8
 }
+
+type tcpstatePathLayout uint32
+
+const (
+	tcpstatePathLayoutPATH_STEPS tcpstatePathLayout = 8
+)
 
 type tcpstatePollResult uint32
 
@@ -218,6 +244,7 @@ type tcpstateSockInfo struct {
 		Newstate uint8
 		Pad      [6]uint8
 	}
+	_ [48]byte
 }
 
 type tcpstateTallies struct {
@@ -290,6 +317,7 @@ const (
 	tcpstateMapClosed             = "closed"
 	tcpstateMapCounters           = "counters"
 	tcpstateMapEvents             = "events"
+	tcpstateMapFreshSocks         = "fresh_socks"
 	tcpstateMapHistZero           = "hist_zero"
 	tcpstateMapHists              = "hists"
 	tcpstateMapLaddrs             = "laddrs"
@@ -338,10 +366,12 @@ const (
 	tcpstateVarFilterStates       = "filter_states"
 	tcpstateVarFollowTw           = "follow_tw"
 	tcpstateVarLateResets         = "late_resets"
+	tcpstateVarLifeMode           = "life_mode"
 	tcpstateVarNativeBounds       = "native_bounds"
 	tcpstateVarNosockPerSec       = "nosock_per_sec"
 	tcpstateVarOrphansLive        = "orphans_live"
 	tcpstateVarOverdueLive        = "overdue_live"
+	tcpstateVarPathLayoutBtf      = "path_layout_btf"
 	tcpstateVarPollNextDueJ       = "poll_next_due_j"
 	tcpstateVarPollNowJ           = "poll_now_j"
 	tcpstateVarPollResultBtf      = "poll_result_btf"
@@ -418,6 +448,7 @@ type tcpstateMapSpecs struct {
 	Closed       *ebpf.MapSpec `ebpf:"closed"`
 	Counters     *ebpf.MapSpec `ebpf:"counters"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
+	FreshSocks   *ebpf.MapSpec `ebpf:"fresh_socks"`
 	HistZero     *ebpf.MapSpec `ebpf:"hist_zero"`
 	Hists        *ebpf.MapSpec `ebpf:"hists"`
 	Laddrs       *ebpf.MapSpec `ebpf:"laddrs"`
@@ -460,10 +491,12 @@ type tcpstateVariableSpecs struct {
 	FilterStates      *ebpf.VariableSpec `ebpf:"filter_states"`
 	FollowTw          *ebpf.VariableSpec `ebpf:"follow_tw"`
 	LateResets        *ebpf.VariableSpec `ebpf:"late_resets"`
+	LifeMode          *ebpf.VariableSpec `ebpf:"life_mode"`
 	NativeBounds      *ebpf.VariableSpec `ebpf:"native_bounds"`
 	NosockPerSec      *ebpf.VariableSpec `ebpf:"nosock_per_sec"`
 	OrphansLive       *ebpf.VariableSpec `ebpf:"orphans_live"`
 	OverdueLive       *ebpf.VariableSpec `ebpf:"overdue_live"`
+	PathLayoutBtf     *ebpf.VariableSpec `ebpf:"path_layout_btf"`
 	PollNextDueJ      *ebpf.VariableSpec `ebpf:"poll_next_due_j"`
 	PollNowJ          *ebpf.VariableSpec `ebpf:"poll_now_j"`
 	PollResultBtf     *ebpf.VariableSpec `ebpf:"poll_result_btf"`
@@ -500,6 +533,7 @@ type tcpstateMaps struct {
 	Closed       *ebpf.Map `ebpf:"closed"`
 	Counters     *ebpf.Map `ebpf:"counters"`
 	Events       *ebpf.Map `ebpf:"events"`
+	FreshSocks   *ebpf.Map `ebpf:"fresh_socks"`
 	HistZero     *ebpf.Map `ebpf:"hist_zero"`
 	Hists        *ebpf.Map `ebpf:"hists"`
 	Laddrs       *ebpf.Map `ebpf:"laddrs"`
@@ -525,6 +559,7 @@ func (m *tcpstateMaps) Close() error {
 		m.Closed,
 		m.Counters,
 		m.Events,
+		m.FreshSocks,
 		m.HistZero,
 		m.Hists,
 		m.Laddrs,
@@ -568,10 +603,12 @@ type tcpstateVariables struct {
 	FilterStates      *ebpf.Variable `ebpf:"filter_states"`
 	FollowTw          *ebpf.Variable `ebpf:"follow_tw"`
 	LateResets        *ebpf.Variable `ebpf:"late_resets"`
+	LifeMode          *ebpf.Variable `ebpf:"life_mode"`
 	NativeBounds      *ebpf.Variable `ebpf:"native_bounds"`
 	NosockPerSec      *ebpf.Variable `ebpf:"nosock_per_sec"`
 	OrphansLive       *ebpf.Variable `ebpf:"orphans_live"`
 	OverdueLive       *ebpf.Variable `ebpf:"overdue_live"`
+	PathLayoutBtf     *ebpf.Variable `ebpf:"path_layout_btf"`
 	PollNextDueJ      *ebpf.Variable `ebpf:"poll_next_due_j"`
 	PollNowJ          *ebpf.Variable `ebpf:"poll_now_j"`
 	PollResultBtf     *ebpf.Variable `ebpf:"poll_result_btf"`

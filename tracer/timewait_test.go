@@ -4,6 +4,7 @@ package tracer_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os/exec"
 	"slices"
@@ -230,73 +231,111 @@ func TestLife(t *testing.T) {
 			want{"SYN_SENT>ESTABLISHED>CLOSE", 0, 0, "", false, tracer.ResetSent},
 			want{"SYN_RECV>ESTABLISHED>CLOSE", 0, 0, "", false, tracer.ResetReceived}},
 	}
-	for _, network := range []string{"tcp4", "tcp6"} {
-		for _, tc := range cases {
-			t.Run(tc.scenario+"/"+network, func(t *testing.T) {
-				ns := testenv.NewNetns(t)
-				tr, err := tracer.New(withTestHooks(tracer.Options{Filter: tcp.Filter{NetNS: ns.Inode}}))
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer tr.Close()
-				lc := &lifeCollector{}
-				ctx, cancel := context.WithCancel(context.Background())
-				done := make(chan error, 1)
-				go func() { done <- tr.Run(ctx, conn.NewLifeTracker(lc)) }()
-				r := runPair(t, ns, tc.scenario, network)
-				deadline := time.Now().Add(5 * time.Second)
-				for time.Now().Before(deadline) && (lc.find(r.Client, r.Server) == nil || lc.find(r.Server, r.Client) == nil) {
-					time.Sleep(20 * time.Millisecond)
-				}
-				time.Sleep(200 * time.Millisecond)
-				cancel()
-				if err := <-done; err != nil {
-					t.Fatal(err)
-				}
-				check := func(who string, c *conn.Connection, w want) {
-					t.Helper()
-					if c == nil {
-						t.Errorf("%s: no record", who)
-						return
+	for _, records := range []string{"transitions", "paths"} {
+		for _, network := range []string{"tcp4", "tcp6"} {
+			for _, tc := range cases {
+				t.Run(records+"/"+tc.scenario+"/"+network, func(t *testing.T) {
+					ns := testenv.NewNetns(t)
+					// paths: the kernel sends each connection whole, at its
+					// end (tcpstate life); the same connections must come out.
+					tr, err := tracer.New(withTestHooks(tracer.Options{Filter: tcp.Filter{NetNS: ns.Inode}, Life: records == "paths"}))
+					if err != nil {
+						t.Fatal(err)
 					}
-					var states []string
-					var sum time.Duration
-					for _, st := range c.Path {
-						states = append(states, st.State.String())
-						sum += st.Duration
+					defer tr.Close()
+					lc := &lifeCollector{}
+					ctx, cancel := context.WithCancel(context.Background())
+					done := make(chan error, 1)
+					rc := &recordCounter{h: conn.NewLifeTracker(lc)}
+					go func() { done <- tr.Run(ctx, rc) }()
+					r := runPair(t, ns, tc.scenario, network)
+					deadline := time.Now().Add(5 * time.Second)
+					for time.Now().Before(deadline) && (lc.find(r.Client, r.Server) == nil || lc.find(r.Server, r.Client) == nil) {
+						time.Sleep(20 * time.Millisecond)
 					}
-					if got := strings.Join(states, ">"); got != w.path {
-						t.Errorf("%s: path %s, want %s", who, got, w.path)
+					time.Sleep(200 * time.Millisecond)
+					cancel()
+					if err := <-done; err != nil {
+						t.Fatal(err)
 					}
-					if c.TxBytes != w.tx || c.RxBytes != w.rx {
-						t.Errorf("%s: tx %d rx %d, want %d and %d", who, c.TxBytes, c.RxBytes, w.tx, w.rx)
+					check := func(who string, c *conn.Connection, w want) {
+						t.Helper()
+						if c == nil {
+							t.Errorf("%s: no record", who)
+							return
+						}
+						var states []string
+						var sum time.Duration
+						for _, st := range c.Path {
+							states = append(states, st.State.String())
+							sum += st.Duration
+						}
+						if got := strings.Join(states, ">"); got != w.path {
+							t.Errorf("%s: path %s, want %s", who, got, w.path)
+						}
+						if c.TxBytes != w.tx || c.RxBytes != w.rx {
+							t.Errorf("%s: tx %d rx %d, want %d and %d", who, c.TxBytes, c.RxBytes, w.tx, w.rx)
+						}
+						if c.ClosedBy != w.closedBy || c.HalfClose != w.halfClose || c.Reset != w.reset {
+							t.Errorf("%s: closed_by %q half_close %v reset %q, want %q %v %q", who, c.ClosedBy, c.HalfClose, c.Reset, w.closedBy, w.halfClose, w.reset)
+						}
+						wantPid := uint32(r.Pid)
+						if who == "server" && tc.scenario == "reset" && tr.Hooks() == tracer.HooksTracepoint {
+							wantPid = 0 // reset before the server closed it: never owned
+						}
+						if c.Pid != wantPid || !c.ISNKnown || c.Partial {
+							t.Errorf("%s: pid %d isn known %v partial %v", who, c.Pid, c.ISNKnown, c.Partial)
+						}
+						if sum != c.Duration || c.Start.Add(c.Duration) != c.Time {
+							t.Errorf("%s: steps add up to %v, duration %v", who, sum, c.Duration)
+						}
 					}
-					if c.ClosedBy != w.closedBy || c.HalfClose != w.halfClose || c.Reset != w.reset {
-						t.Errorf("%s: closed_by %q half_close %v reset %q, want %q %v %q", who, c.ClosedBy, c.HalfClose, c.Reset, w.closedBy, w.halfClose, w.reset)
+					check("client", lc.find(r.Client, r.Server), tc.client)
+					check("server", lc.find(r.Server, r.Client), tc.server)
+					cli, srv := lc.find(r.Client, r.Server), lc.find(r.Server, r.Client)
+					if cli != nil && srv != nil && (cli.ISN != srv.PeerISN || srv.ISN != cli.PeerISN) {
+						t.Errorf("isn: client %d/%d server %d/%d", cli.ISN, cli.PeerISN, srv.ISN, srv.PeerISN)
 					}
-					wantPid := uint32(r.Pid)
-					if who == "server" && tc.scenario == "reset" && tr.Hooks() == tracer.HooksTracepoint {
-						wantPid = 0 // reset before the server closed it: never owned
+					if n := len(lc.conns); n != 2 {
+						t.Errorf("%d records, want 2 (the listener is no connection)", n)
 					}
-					if c.Pid != wantPid || !c.ISNKnown || c.Partial {
-						t.Errorf("%s: pid %d isn known %v partial %v", who, c.Pid, c.ISNKnown, c.Partial)
+					// One record per connection, none for the listener.
+					if paths, transitions := rc.counts(); records == "paths" && (paths != 2 || transitions != 0) {
+						t.Errorf("%d path records and %d transitions, want 2 and 0", paths, transitions)
+					} else if records == "transitions" && paths != 0 {
+						t.Errorf("%d path records without Options.Life", paths)
 					}
-					if sum != c.Duration || c.Start.Add(c.Duration) != c.Time {
-						t.Errorf("%s: steps add up to %v, duration %v", who, sum, c.Duration)
-					}
-				}
-				check("client", lc.find(r.Client, r.Server), tc.client)
-				check("server", lc.find(r.Server, r.Client), tc.server)
-				cli, srv := lc.find(r.Client, r.Server), lc.find(r.Server, r.Client)
-				if cli != nil && srv != nil && (cli.ISN != srv.PeerISN || srv.ISN != cli.PeerISN) {
-					t.Errorf("isn: client %d/%d server %d/%d", cli.ISN, cli.PeerISN, srv.ISN, srv.PeerISN)
-				}
-				if n := len(lc.conns); n != 2 {
-					t.Errorf("%d records, want 2 (the listener is no connection)", n)
-				}
-			})
+				})
+			}
 		}
 	}
+}
+
+// recordCounter passes records on to a LifeTracker, counting them.
+type recordCounter struct {
+	h                  *conn.LifeTracker
+	mu                 sync.Mutex
+	paths, transitions int
+}
+
+func (r *recordCounter) Event(ev *tracer.Event) error {
+	r.mu.Lock()
+	if ev.Path != nil {
+		r.paths++
+	} else {
+		r.transitions++
+	}
+	r.mu.Unlock()
+	return r.h.Event(ev)
+}
+
+func (r *recordCounter) Note(ev *tracer.Event) error { return r.h.Note(ev) }
+func (r *recordCounter) Tick() error                 { return r.h.Tick() }
+
+func (r *recordCounter) counts() (paths, transitions int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.paths, r.transitions
 }
 
 // TestOrphanSeenAfterIdle: while no orphan is followed the polls of
@@ -402,6 +441,71 @@ func TestTimeWaitEndsWithItsNamespace(t *testing.T) {
 		}
 		if sf.Count != want {
 			t.Errorf("shortfall %d, want %d: %s", sf.Count, want, sf.What)
+		}
+	}
+}
+
+// TestLifePathsEqualTransitions: two tracers at once, one sending
+// transitions and one each connection's path (Options.Life), make the
+// same connections of an orphan that times out and of a simultaneous
+// close: the orphan's path ends with a transition of its timewait socket.
+func TestLifePathsEqualTransitions(t *testing.T) {
+	testenv.RequireRoot(t)
+	for _, scenario := range []string{"orphan-timeout", "simultaneous"} {
+		for _, network := range []string{"tcp4", "tcp6"} {
+			t.Run(scenario+"/"+network, func(t *testing.T) {
+				ns := testenv.NewNetns(t)
+				var lcs [2]*lifeCollector
+				var dones [2]chan error
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				for i, life := range []bool{false, true} {
+					tr, err := tracer.New(withTestHooks(tracer.Options{Filter: tcp.Filter{NetNS: ns.Inode}, Life: life}))
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer tr.Close()
+					lcs[i], dones[i] = &lifeCollector{}, make(chan error, 1)
+					go func() { dones[i] <- tr.Run(ctx, conn.NewLifeTracker(lcs[i])) }()
+				}
+				r := runPair(t, ns, scenario, network)
+				deadline := time.Now().Add(10 * time.Second)
+				for time.Now().Before(deadline) && (lcs[1].find(r.Client, r.Server) == nil || lcs[0].find(r.Client, r.Server) == nil) {
+					time.Sleep(20 * time.Millisecond)
+				}
+				time.Sleep(200 * time.Millisecond)
+				cancel()
+				for _, done := range dones {
+					if err := <-done; err != nil {
+						t.Fatal(err)
+					}
+				}
+				// What the model makes of them; each tracer has its own
+				// clock readings, so times are left out.
+				summary := func(c *conn.Connection) string {
+					if c == nil {
+						return "none"
+					}
+					var states []string
+					for _, st := range c.Path {
+						states = append(states, st.State.String())
+					}
+					return fmt.Sprintf("%s pid %d tx %d rx %d retrans %d closed_by %q half_close %v reset %q err %d isn %d/%d/%v partial %v",
+						strings.Join(states, ">"), c.Pid, c.TxBytes, c.RxBytes, c.Retrans, c.ClosedBy, c.HalfClose, c.Reset,
+						c.Error, c.ISN, c.PeerISN, c.ISNKnown, c.Partial)
+				}
+				for _, side := range [][2]int{{r.Client, r.Server}, {r.Server, r.Client}} {
+					fromEvents, fromPaths := summary(lcs[0].find(side[0], side[1])), summary(lcs[1].find(side[0], side[1]))
+					if fromPaths != fromEvents {
+						t.Errorf("port %d:\npaths:       %s\ntransitions: %s", side[0], fromPaths, fromEvents)
+					} else {
+						t.Logf("port %d: %s", side[0], fromPaths)
+					}
+				}
+				if side := summary(lcs[1].find(r.Client, r.Server)); scenario == "orphan-timeout" && !strings.HasPrefix(side, "SYN_SENT>ESTABLISHED>FIN_WAIT1>FIN_WAIT2>CLOSE ") {
+					t.Errorf("client: %s, want the orphan's FIN_WAIT2 then CLOSE", side)
+				}
+			})
 		}
 	}
 }

@@ -69,6 +69,12 @@ type Options struct {
 	// TallyCgroups also observes durations per socket cgroup (v2), for
 	// histograms by pod: Tallies.Cgroups.
 	TallyCgroups bool
+	// Life sends one record per connection, at its end, with its whole
+	// path (Event.Path), instead of its transitions: what 'life' needs,
+	// at a tenth of the records. Run delivers only path records, the
+	// ends of orphans (transitions) and notes. Not with Tally, nor with a
+	// state filter (a path is whole or not sent).
+	Life bool
 	// Hollow loads and attaches every program as usual, but each returns
 	// at once: nothing is seen. What the hooks alone cost, for the
 	// benchmark's floor.
@@ -161,6 +167,9 @@ type Tracer struct {
 // New checks privileges and kernel support, loads the BPF programs with the
 // filters of opts and attaches them. Close releases everything.
 func New(opts Options) (*Tracer, error) {
+	if opts.Life && (opts.Tally || len(opts.States) > 0) {
+		return nil, errors.New("life records go with neither tally mode nor a state filter")
+	}
 	if err := CheckPrivileges(); err != nil {
 		return nil, err
 	}
@@ -476,6 +485,9 @@ func (t *Tracer) deliver(h Handler, ev *Event) error {
 	case ev.flags == evPollNote:
 		t.wakePolls()
 		return nil
+	case ev.flags&evPath != 0:
+		ev.Note = NoteNone
+		return h.Event(ev)
 	case ev.flags&(evResetNote|evOrphanNote|evNoSockNote) != 0:
 		switch {
 		case ev.flags&evOrphanNote != 0:
@@ -764,6 +776,7 @@ func (t *Tracer) Shortfalls() ([]Shortfall, error) {
 		full(tcpstateCounterCOUNT_CGROUP_HISTS_FULL, "durations of sockets of new cgroups left out of the histograms by pod", "per-cgroup histogram"),
 		{counts[tcpstateCounterCOUNT_UNSEEN_END], "sockets found gone whose end the kernel's tracepoint never showed (it ran no tracing program for it)"},
 		{counts[tcpstateCounterCOUNT_UNSEEN_STATE], "sockets found in another state than the kernel's tracepoint last showed (a transition it ran no tracing program for)"},
+		{counts[tcpstateCounterCOUNT_PATH_LONG], "connections with more states than a path keeps (their last state replaced the one before)"},
 		{counts[tcpstateCounterCOUNT_NOSOCK_SUPPRESSED], "RSTs sent for segments that found no socket not recorded one by one (more than 100 a second per CPU): counted on the next record"},
 	}, nil
 }

@@ -58,6 +58,10 @@ because the ring buffer was full, which may leave some records incomplete.`,
 			if err != nil {
 				return err
 			}
+			// The kernel keeps each connection's path and sends it at
+			// its end: a record per connection, not per transition. A
+			// state filter cuts paths: it needs the transitions.
+			opts.Life = len(opts.States) == 0
 			format, err := output.NewLifeWith(f.output, output.Options{Pods: f.resolver()})
 			if err != nil {
 				return usagef("invalid --output %q: want table or json", f.output)
