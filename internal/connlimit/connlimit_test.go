@@ -56,13 +56,36 @@ func closed(c net.Conn) bool {
 	return err != nil && !os.IsTimeout(err)
 }
 
+// waitIdle waits until the server has seen n connections go idle: it
+// says so after the client has its answer, from the connection's own
+// goroutine, which a loaded machine may run late.
+func waitIdle(t *testing.T, l *Limiter, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		l.mu.Lock()
+		idle := 0
+		for _, st := range l.conns {
+			if !st.active {
+				idle++
+			}
+		}
+		l.mu.Unlock()
+		if idle >= n {
+			return
+		}
+	}
+	t.Fatalf("%d connections not idle after 5 s", n)
+}
+
 // Over the cap, the connection idle longest is closed.
 func TestIdleLongestGoes(t *testing.T) {
 	l, addr := serve(t, 2, http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	a, b := dial(t, addr), dial(t, addr)
 	get(t, a, "/")
 	get(t, b, "/")
+	waitIdle(t, l, 2)
 	get(t, a, "/") // b is now the one idle longest
+	waitIdle(t, l, 2)
 	c := dial(t, addr)
 	get(t, c, "/")
 	if !closed(b) || closed(a) || closed(c) {
