@@ -135,9 +135,12 @@ static __always_inline bool wanted_where(const struct event *e)
 /* Filters on the final event: its owner, tuple and namespace. */
 static __always_inline bool wanted(const struct event *e)
 {
+	/* A copy: e may be ring buffer memory, no map key before 6.2 or so. */
+	__u32 pid = e->pid;
+
 	if (!wanted_where(e))
 		return false;
-	if (filter_pid && !bpf_map_lookup_elem(&pids, &e->pid))
+	if (filter_pid && !bpf_map_lookup_elem(&pids, &pid))
 		return false;
 	if (filter_ncomms) {
 		bool found = false;

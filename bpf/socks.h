@@ -20,9 +20,10 @@
  * retransmission. Kept in the socket's entry: no table of its own. */
 struct held {
 	__u64 ts;      /* 0: nothing held */
+	__u64 taken;   /* counted up by the one that sends it */
+	/* The event's counters then, tx_bytes to retrans, in its order. */
 	__u64 tx_bytes;
 	__u64 rx_bytes;
-	__u64 taken;   /* counted up by the one that sends it */
 	__u32 snd_una;
 	__u32 snd_nxt;
 	__u32 rcv_nxt;
@@ -31,6 +32,10 @@ struct held {
 	__u8 newstate;
 	__u8 _pad[6];
 };
+
+#define HELD_COUNTERS (__builtin_offsetof(struct held, oldstate) - __builtin_offsetof(struct held, tx_bytes))
+_Static_assert(__builtin_offsetof(struct event, retrans) + 4 - __builtin_offsetof(struct event, tx_bytes) == HELD_COUNTERS,
+	       "struct held keeps struct event's counters in its order");
 
 /* What we remember per socket between transitions. */
 struct sock_info {

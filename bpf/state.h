@@ -13,6 +13,7 @@
 static __always_inline bool send_held(const struct sock *sk, struct sock_info *si, bool btf)
 {
 	struct held *h = &si->held;
+	struct tw_key key;
 	struct event *e;
 
 	/* Life mode holds nothing back (and keeps a path in its place). */
@@ -29,12 +30,7 @@ static __always_inline bool send_held(const struct sock *sk, struct sock_info *s
 	e->skaddr = (__u64)sk;
 	e->oldstate = h->oldstate;
 	e->newstate = h->newstate;
-	e->snd_una = h->snd_una;
-	e->snd_nxt = h->snd_nxt;
-	e->rcv_nxt = h->rcv_nxt;
-	e->tx_bytes = h->tx_bytes;
-	e->rx_bytes = h->rx_bytes;
-	e->retrans = h->retrans;
+	__builtin_memcpy(&e->tx_bytes, &h->tx_bytes, HELD_COUNTERS);
 	h->ts = 0;
 	e->pid = si->pid;
 	__builtin_memcpy(e->comm, si->comm, sizeof(e->comm));
@@ -44,8 +40,10 @@ static __always_inline bool send_held(const struct sock *sk, struct sock_info *s
 	if (!tally_mode || tally_cgroups)
 		e->cgroup_id = sock_cgroup_id(sk, btf);
 	fill_tuple(e, sk, btf);
-	/* A TIME_WAIT this socket took the tuple of ended first. */
-	tw_reused(e, e->ts_ns);
+	/* A TIME_WAIT this socket took the tuple of ended first. The key
+	 * is copied: before 6.2 or so, ring buffer memory is no map key. */
+	__builtin_memcpy(&key, key_of(e), sizeof(key));
+	tw_reused(&key, e->ts_ns);
 	if (!wanted(e)) {
 		bpf_ringbuf_discard(e, BPF_RB_NO_WAKEUP);
 	} else if (tally_mode) {
@@ -67,12 +65,7 @@ static __always_inline void hold(struct sock_info *fresh, struct event *e, const
 	h->ts = e->ts_ns;
 	h->oldstate = e->oldstate;
 	h->newstate = e->newstate;
-	h->snd_una = e->snd_una;
-	h->snd_nxt = e->snd_nxt;
-	h->rcv_nxt = e->rcv_nxt;
-	h->tx_bytes = e->tx_bytes;
-	h->rx_bytes = e->rx_bytes;
-	h->retrans = e->retrans;
+	__builtin_memcpy(&h->tx_bytes, &e->tx_bytes, HELD_COUNTERS);
 }
 
 /* Life mode: add newstate, entered at ts, to the path, and what the
@@ -236,7 +229,7 @@ static __always_inline int on_set_state(const struct sock *sk, int oldstate, int
 			/* Nothing held back: read the final tuple only to see
 			 * whether it ends a followed TIME_WAIT. */
 			fill_tuple(e, sk, btf);
-			tw_reused(e, e->ts_ns);
+			tw_reused(key_of(e), e->ts_ns);
 		}
 	}
 	if (si != fresh) {

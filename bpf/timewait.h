@@ -368,16 +368,16 @@ static __always_inline __u8 tw_follow(const struct sock *sk, bool had_cookie, st
 /* A new socket whose 4-tuple is final now (sk, its event e with the tuple
  * filled in): a timewait socket on the same tuple ended when the new one
  * took it over, at ts. */
-static __always_inline void tw_reused(const struct event *e, __u64 ts)
+static __always_inline void tw_reused(struct tw_key *key, __u64 ts)
 {
 	struct tw_info *info;
 
-	if (!tws_live || !e->sport || !e->dport)
+	if (!tws_live || !key->sport || !key->dport)
 		return;
-	info = bpf_map_lookup_elem(&tws, key_of(e));
+	info = bpf_map_lookup_elem(&tws, key);
 	/* Still there: the new socket failed to take the tuple over. */
 	if (info && tw_gone(info))
-		tw_end(key_of(e), info, ts);
+		tw_end(key, info, ts);
 }
 
 struct poll_state {

@@ -77,8 +77,11 @@ const maxOpen = 1 << 17
 type LifeTracker struct {
 	out  LifeHandler
 	open map[uint64]*life // by tracer.Event.ConnID
-	// ended waits one tick for the RST the kernel sends after CLOSE.
-	ended []*life
+	// ended and then ending wait for the RST the kernel sends after
+	// CLOSE: a connection is reported at the second tick after its end,
+	// at least a tick period later, since the RST's note may come just
+	// after a tick.
+	ended, ending []*life
 	// free are reported lives to follow new connections with: a busy
 	// host starts many, and allocating each made work for the GC.
 	free []*life
@@ -188,34 +191,58 @@ func (lt *LifeTracker) Note(ev *tracer.Event) error {
 		}
 		return nil
 	}
-	for _, l := range lt.ended {
-		if l.id == ev.ConnID() {
-			l.c.Reset |= ev.Reset
-			if ev.Reset&tracer.ResetSent != 0 {
-				l.c.ResetReason = ev.ResetReason
+	for _, ls := range [...][]*life{lt.ending, lt.ended} {
+		for _, l := range ls {
+			if l.id == ev.ConnID() {
+				l.c.Reset |= ev.Reset
+				if ev.Reset&tracer.ResetSent != 0 {
+					l.c.ResetReason = ev.ResetReason
+				}
 			}
 		}
 	}
 	return nil
 }
 
-// Tick reports the connections that ended since the last tick.
+// Tick reports the connections that ended before the last tick.
 func (lt *LifeTracker) Tick() error {
-	for i, l := range lt.ended {
+	var err error
+	if lt.ending, err = lt.report(lt.ending); err != nil {
+		return err
+	}
+	lt.ending, lt.ended = lt.ended, lt.ending
+	return lt.out.Tick()
+}
+
+// Flush reports every connection that ended, without waiting longer for
+// a late RST: at the end of a session.
+func (lt *LifeTracker) Flush() error {
+	var err error
+	if lt.ending, err = lt.report(lt.ending); err != nil {
+		return err
+	}
+	if lt.ended, err = lt.report(lt.ended); err != nil {
+		return err
+	}
+	return lt.out.Tick()
+}
+
+// report hands ls to the LifeHandler and keeps the lives for reuse; it
+// returns ls emptied, or what is left of it after an error.
+func (lt *LifeTracker) report(ls []*life) ([]*life, error) {
+	for i, l := range ls {
 		if err := lt.out.Connection(&l.c); err != nil {
-			lt.ended = lt.ended[i+1:]
-			return err
+			return ls[i+1:], err
 		}
 	}
-	for _, l := range lt.ended {
+	for _, l := range ls {
 		if len(lt.free) < maxFree {
 			*l = life{}
 			lt.free = append(lt.free, l)
 		}
 	}
-	clear(lt.ended)
-	lt.ended = lt.ended[:0]
-	return lt.out.Tick()
+	clear(ls)
+	return ls[:0], nil
 }
 
 func (lt *LifeTracker) evictOne() {

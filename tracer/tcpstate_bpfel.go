@@ -233,9 +233,9 @@ type tcpstateSockInfo struct {
 	Held struct {
 		_        structs.HostLayout
 		Ts       uint64
+		Taken    uint64
 		TxBytes  uint64
 		RxBytes  uint64
-		Taken    uint64
 		SndUna   uint32
 		SndNxt   uint32
 		RcvNxt   uint32

@@ -46,10 +46,16 @@ the first state seen. Listening sockets are not connections and are left out.
 With -o json, an owner running in a container adds container_id and, in a
 Kubernetes pod, pod_uid, namespace, pod and container (as 'tcpstate trace').
 
+The kernel keeps each connection's path and sends one record when it ends,
+rather than each transition: on a busy host that is a tenth of the records
+to read. With --state it sends the transitions of those states instead, and
+the paths are made of them.
+
 Filters are those of 'tcpstate trace' and run in the kernel (--namespace
 and --pod on the connection's owner, in tcpstate). At exit
-"N connections, M events lost" goes to stderr: M counts the transitions lost
-because the ring buffer was full, which may leave some records incomplete.`,
+"N connections, M events lost" goes to stderr: M counts the records lost
+because the ring buffer was full (a connection each; with --state a
+transition, which may leave some records incomplete).`,
 		Example:      lifeExamples,
 		Args:         noArgs,
 		SilenceUsage: true,
@@ -89,13 +95,16 @@ because the ring buffer was full, which may leave some records incomplete.`,
 func runLife(ctx context.Context, f *traceFlags, opts tracer.Options, format output.LifeFormat, stdout, stderr io.Writer) error {
 	printer := output.NewPrinter(outputWriter{stdout}, format)
 	defer f.reportResolver(stderr)
+	lt := conn.NewLifeTracker(lifeOut{printer, &f.filterFlags})
 	return runSession(ctx, stdout, stderr, sessionConfig{
 		duration: f.duration, opts: opts, netnsPath: f.netnsPath,
 		banner: tracingBanner,
 		out:    printer,
 		handler: func(*tracer.Tracer) (tracer.Handler, error) {
-			return conn.NewLifeTracker(lifeOut{printer, &f.filterFlags}), nil
+			return lt, nil
 		},
+		// Connections that ended just now wait no longer for a late RST.
+		finish: lt.Flush,
 		summary: func(lost uint64) string {
 			return fmt.Sprintf("%d connections, %d events lost", printer.Records(), lost)
 		},
