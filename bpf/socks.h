@@ -180,7 +180,9 @@ static long sweep_sock(struct bpf_map *map, __u64 *key, struct sock_info *si, vo
 	__u32 refs = BPF_CORE_READ(sk, __sk_common.skc_refcnt.refs.counter);
 	__u8 state = BPF_CORE_READ(sk, __sk_common.skc_state);
 
-	if (!refs || (si->cookie && cookie != si->cookie)) {
+	/* A server child in SYN_RECV may not have its final cookie yet (see
+	 * on_set_state): only its references tell whether it is gone. */
+	if (!refs || (si->cookie && cookie != si->cookie && si->state != TCP_SYN_RECV)) {
 		count(COUNT_UNSEEN_END);
 		bpf_map_delete_elem(&socks, key);
 	} else if (state == si->state) {

@@ -213,6 +213,11 @@ static __always_inline int on_set_state(const struct sock *sk, int oldstate, int
 			si->last_ts = e->ts_ns;
 			si->state = newstate;
 			si->suspect = 0;
+			/* Before 6.x a server child takes its request socket's
+			 * cookie just after LISTEN -> SYN_RECV: the one it has
+			 * from now on tells it from a later socket (the sweep). */
+			if (oldstate == TCP_SYN_RECV)
+				si->cookie = e->cookie;
 			/* Keep the per-socket order: what was held back goes
 			 * first. Its tuple is final now. */
 			if (oldstate == TCP_SYN_SENT || oldstate == TCP_SYN_RECV)
