@@ -36,27 +36,24 @@ func (l *eventLog) Event(ev *Event) error {
 	return nil
 }
 
-// lastPeer is the latest event of the peer that entered state, if any.
-func (l *eventLog) lastPeer(state tcp.State) (Event, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for i := len(l.peer) - 1; i >= 0; i-- {
-		if l.peer[i].NewState == state {
-			return l.peer[i], true
-		}
-	}
-	return Event{}, false
-}
-
 func (l *eventLog) Tick() error { return nil }
 
 // last is the latest event of the port that entered state, if any.
-func (l *eventLog) last(state tcp.State) (Event, bool) {
+func (l *eventLog) last(state tcp.State) (Event, bool) { return l.latest(false, state) }
+
+// lastPeer is the latest event of the peer that entered state, if any.
+func (l *eventLog) lastPeer(state tcp.State) (Event, bool) { return l.latest(true, state) }
+
+func (l *eventLog) latest(peer bool, state tcp.State) (Event, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for i := len(l.evs) - 1; i >= 0; i-- {
-		if l.evs[i].NewState == state {
-			return l.evs[i], true
+	evs := l.evs
+	if peer {
+		evs = l.peer
+	}
+	for i := len(evs) - 1; i >= 0; i-- {
+		if evs[i].NewState == state {
+			return evs[i], true
 		}
 	}
 	return Event{}, false
@@ -73,12 +70,7 @@ func TestSweepCountsWhatTheTracepointDidNotShow(t *testing.T) {
 	}
 	tr, log, client, server := traceConnection(t, Options{})
 	defer server.Close()
-	var est Event
-	waitFor(t, "the client's ESTABLISHED", func() bool {
-		var ok bool
-		est, ok = log.last(tcp.Established)
-		return ok
-	})
+	est := waitLast(t, "the client's ESTABLISHED", log.last, tcp.Established)
 	sweep := func() {
 		t.Helper()
 		if _, err := tr.progs[tcpstateProgSweepSocks].Run(&ebpf.RunOptions{}); err != nil {
@@ -165,12 +157,7 @@ func TestSweepKeepsServerChildren(t *testing.T) {
 	tr, log, client, server := traceConnection(t, Options{})
 	defer client.Close()
 	defer server.Close()
-	var est Event
-	waitFor(t, "the server child's ESTABLISHED", func() bool {
-		var ok bool
-		est, ok = log.lastPeer(tcp.Established)
-		return ok
-	})
+	est := waitLast(t, "the server child's ESTABLISHED", log.lastPeer, tcp.Established)
 	entry := func() tcpstateSockInfo {
 		t.Helper()
 		var si tcpstateSockInfo
@@ -237,6 +224,18 @@ func traceConnection(t *testing.T, opts Options) (tr *Tracer, log *eventLog, cli
 		t.Fatal(err)
 	}
 	return tr, log, client, server
+}
+
+// waitLast waits until last finds an event that entered state.
+func waitLast(t *testing.T, what string, last func(tcp.State) (Event, bool), state tcp.State) Event {
+	t.Helper()
+	var ev Event
+	waitFor(t, what, func() bool {
+		var ok bool
+		ev, ok = last(state)
+		return ok
+	})
+	return ev
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
