@@ -53,9 +53,11 @@ the paths are made of them.
 
 Filters are those of 'tcpstate trace' and run in the kernel (--namespace
 and --pod on the connection's owner, in tcpstate). At exit
-"N connections, M events lost" goes to stderr: M counts the records lost
-because the ring buffer was full (a connection each; with --state a
-transition, which may leave some records incomplete).`,
+"N connections, M events lost" goes to stderr, also after | head: M counts
+the records lost because the ring buffer was full (a connection each; with
+--state a transition, which may leave some records incomplete), and the
+transitions the kernel ran no program for (a busy CPU), which may leave a
+connection without its record.`,
 		Example:      lifeExamples,
 		Args:         noArgs,
 		SilenceUsage: true,

@@ -159,8 +159,9 @@ func startOutput(ctx context.Context, stdout io.Writer) (context.Context, contex
 }
 
 // endOutput ends a command's output after its run ended with err: its
-// finish, if any, and the last flush. A reader that went away is no
-// error. done tells the caller to return err now, without a summary.
+// finish, if any, and the last flush. A reader that went away (`| head`)
+// is no error: the summary still goes to stderr. done tells the caller to
+// return err now, without a summary.
 func endOutput(err error, finish func() error, out sessionOutput) (done bool, _ error) {
 	if err == nil && finish != nil {
 		err = finish()
@@ -169,7 +170,7 @@ func endOutput(err error, finish func() error, out sessionOutput) (done bool, _ 
 		err = out.Flush()
 	}
 	if isReaderGone(err) {
-		return true, nil
+		return false, nil
 	}
 	return err != nil, err
 }
