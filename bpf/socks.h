@@ -115,13 +115,18 @@ static __always_inline struct sock_info *sock_info_of(const struct sock *sk, __u
 }
 
 /* An accepted socket still without owner, at a transition only its
- * owner's task can make: close() or shutdown() of it (never a kernel
- * thread's: an in-kernel user, or a deferred fput). */
-static __always_inline void own_if_closing(struct sock_info *si, __u8 newstate)
+ * owner's task can make: close() or shutdown() of it (FIN_WAIT1,
+ * LAST_ACK), or any made while a task holds the socket's lock (an
+ * abortive close with SO_LINGER 0, a RST read from the backlog at
+ * release_sock: the kernel defers packets and timers of a socket so held).
+ * Never a kernel thread's: an in-kernel user, or a deferred fput. */
+static __always_inline void own_in_owner_task(struct sock_info *si, const struct sock *sk, __u8 newstate, bool btf)
 {
 	struct task_struct *task;
 
-	if (si->pid || (newstate != TCP_FIN_WAIT1 && newstate != TCP_LAST_ACK))
+	if (si->pid)
+		return;
+	if (newstate != TCP_FIN_WAIT1 && newstate != TCP_LAST_ACK && !READ(btf, sk, sk_lock.owned))
 		return;
 	task = (struct task_struct *)bpf_get_current_task();
 	if (BPF_CORE_READ(task, flags) & PF_KTHREAD)

@@ -239,7 +239,7 @@ static __always_inline int on_set_state(const struct sock *sk, int oldstate, int
 	}
 	if (si != fresh) {
 		life_step(&si->life, oldstate, newstate, e->ts_ns);
-		own_if_closing(si, newstate);
+		own_in_owner_task(si, sk, newstate, btf);
 		if (life_mode && newstate != TCP_CLOSE)
 			path_step(&si->path, oldstate, newstate, e->ts_ns, sk, btf);
 	}

@@ -186,6 +186,27 @@ func TestSweepKeepsServerChildren(t *testing.T) {
 	}
 }
 
+// TestOwnerOfAbortiveClose: an accepted socket closed with SO_LINGER 0
+// (ESTABLISHED -> CLOSE, a RST sent) is owned by the process that closed
+// it, also where no hook sees accept(): the transition is made under the
+// socket's lock, in its owner's task.
+func TestOwnerOfAbortiveClose(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	_, log, client, server := traceConnection(t, Options{Hooks: HooksTracepoint})
+	defer client.Close()
+	waitLast(t, "the server child's ESTABLISHED", log.lastPeer, tcp.Established)
+	if err := server.(*net.TCPConn).SetLinger(0); err != nil {
+		t.Fatal(err)
+	}
+	server.Close()
+	ev := waitLast(t, "the server child's CLOSE", log.lastPeer, tcp.Close)
+	if ev.OldState != tcp.Established || int(ev.Pid) != os.Getpid() {
+		t.Errorf("server child %v -> CLOSE owned by %d %q, want ESTABLISHED -> CLOSE by %d (this test)", ev.OldState, ev.Pid, ev.Comm, os.Getpid())
+	}
+}
+
 // traceConnection starts a tracer with opts, logging the events of a
 // loopback client it then connects; the tracer stops when the test ends.
 func traceConnection(t *testing.T, opts Options) (tr *Tracer, log *eventLog, client, server net.Conn) {
