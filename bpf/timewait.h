@@ -326,6 +326,15 @@ static __always_inline __u8 tw_follow(const struct sock *sk, bool had_cookie, st
 	/* Only what the filters select is followed (and counted). */
 	if (!cgroup_ok || !wanted(e))
 		return 0;
+	substate = BPF_CORE_READ(tw, tw_substate);
+	/* An orphan's timewait socket may take the peer's FIN between its
+	 * making and here (FIN_WAIT2 -> TIME_WAIT on another CPU): the
+	 * connection received it, as a full socket's counters would say. */
+	if (substate == TCP_TIME_WAIT && e->rcv_nxt &&
+	    BPF_CORE_READ(tw, __tw_common.skc_tw_rcv_nxt) - e->rcv_nxt == 1) {
+		e->rcv_nxt++;
+		e->rx_bytes++;
+	}
 	key = key_of(e);
 	zeros = bpf_map_lookup_elem(&tw_zero, &zero);
 	if (!zeros)
@@ -347,7 +356,6 @@ static __always_inline __u8 tw_follow(const struct sock *sk, bool had_cookie, st
 	info->expires = tw_expires(tw);
 	info->life = *life;
 	info->cgroup_ok = cgroup_ok;
-	substate = BPF_CORE_READ(tw, tw_substate);
 	info->substate = substate;
 	/* An orphan stays in FIN_WAIT2: its age counts from there. */
 	info->enter_ts = substate == TCP_TIME_WAIT ? e->ts_ns : e->prev_ts_ns;
