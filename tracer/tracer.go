@@ -554,6 +554,13 @@ func (t *Tracer) pollLoop(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
+			// A last check of the followed sockets, so that those gone
+			// unseen since the last one are counted in the summary.
+			if sweep != nil {
+				if _, _, err := run(sweep); err != nil {
+					return fmt.Errorf("check followed sockets: %w", err)
+				}
+			}
 			return nil
 		case <-timer.C:
 		case <-t.pollWake:
