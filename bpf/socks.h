@@ -7,7 +7,7 @@
  * an accepted socket gets its owner from fexit on inet_csk_accept where
  * the kernel allows fentry/fexit, and otherwise at its first transition
  * that only a process can make (close() or shutdown(): ESTABLISHED ->
- * FIN_WAIT1, CLOSE_WAIT -> LAST_ACK). Sockets older than the tracer get
+ * FIN_WAIT1, CLOSE_WAIT -> LAST_ACK; any, under the socket's lock). Sockets older than the tracer get
  * theirs from /proc (map seeds). A periodic sweep counts the followed
  * sockets that the tracepoint stopped showing. */
 #ifndef TCPSTATE_SOCKS_H
