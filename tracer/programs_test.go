@@ -71,12 +71,7 @@ func TestSweepCountsWhatTheTracepointDidNotShow(t *testing.T) {
 	tr, log, client, server := traceConnection(t, Options{})
 	defer server.Close()
 	est := waitLast(t, "the client's ESTABLISHED", log.last, tcp.Established)
-	sweep := func() {
-		t.Helper()
-		if _, err := tr.progs[tcpstateProgSweepSocks].Run(&ebpf.RunOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	sweep := func() { t.Helper(); sweepSocks(t, tr) }
 	entry := func() (tcpstateSockInfo, bool) {
 		var si tcpstateSockInfo
 		err := tr.maps.Socks.Lookup(est.Skaddr, &si)
@@ -173,11 +168,8 @@ func TestSweepKeepsServerChildren(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for range 2 {
-		if _, err := tr.progs[tcpstateProgSweepSocks].Run(&ebpf.RunOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	sweepSocks(t, tr)
+	sweepSocks(t, tr)
 	if ends, moved, _ := tr.Unseen(); ends != ends0 || moved != moved0 {
 		t.Errorf("two sweeps counted %d gone and %d moved sockets, want 0 and 0", ends-ends0, moved-moved0)
 	}
@@ -204,6 +196,15 @@ func TestOwnerOfAbortiveClose(t *testing.T) {
 	ev := waitLast(t, "the server child's CLOSE", log.lastPeer, tcp.Close)
 	if ev.OldState != tcp.Established || int(ev.Pid) != os.Getpid() {
 		t.Errorf("server child %v -> CLOSE owned by %d %q, want ESTABLISHED -> CLOSE by %d (this test)", ev.OldState, ev.Pid, ev.Comm, os.Getpid())
+	}
+}
+
+// sweepSocks runs the check of the followed sockets once, as the tracer's
+// polls do every 10 s.
+func sweepSocks(t *testing.T, tr *Tracer) {
+	t.Helper()
+	if _, err := tr.progs[tcpstateProgSweepSocks].Run(&ebpf.RunOptions{}); err != nil {
+		t.Fatal(err)
 	}
 }
 
