@@ -273,7 +273,13 @@ func openDiagSocketLocked(path string, netns uint32) (d *diagSocket, restored bo
 		if err != nil {
 			return nil, true, err
 		}
-		err = unix.Setns(target, unix.CLONE_NEWNET)
+		// Already there (the thread's own namespace, whatever the
+		// process's main thread is in): no setns, which needs root.
+		if sameFile(orig, target) {
+			path = ""
+		} else {
+			err = unix.Setns(target, unix.CLONE_NEWNET)
+		}
 		unix.Close(target)
 		if err != nil {
 			if errors.Is(err, unix.EPERM) {
@@ -308,6 +314,13 @@ func openDiagSocketLocked(path string, netns uint32) (d *diagSocket, restored bo
 		return nil, true, fmt.Errorf("open sock_diag socket: %w", err)
 	}
 	return d, true, nil
+}
+
+// sameFile tells whether two open files are the same (for namespace
+// files: the same namespace).
+func sameFile(a, b int) bool {
+	var sa, sb unix.Stat_t
+	return unix.Fstat(a, &sa) == nil && unix.Fstat(b, &sb) == nil && sa.Dev == sb.Dev && sa.Ino == sb.Ino
 }
 
 func (d *diagSocket) close() {

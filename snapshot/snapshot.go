@@ -314,7 +314,10 @@ func NewSnapshotter(o Options) (*Snapshotter, error) {
 	if err != nil {
 		return nil, err
 	}
-	own, err := netnsOf("/proc/self/ns/net")
+	// The calling thread's namespace: /proc/self is the main thread's,
+	// which a goroutine that ended locked to it in another namespace
+	// leaves there.
+	own, err := netnsOf("/proc/thread-self/ns/net")
 	if err != nil {
 		return nil, fmt.Errorf("read our network namespace: %w", err)
 	}

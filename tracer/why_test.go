@@ -234,24 +234,39 @@ func nstat(t *testing.T, ns *testenv.Netns) map[string]uint64 {
 	return m
 }
 
-// inNetns runs f on a thread moved into the network namespace at path.
+// inNetns runs f on a thread moved into the network namespace at path,
+// and moves the thread back. A thread that cannot come back stays locked
+// and ends with the goroutine (unless it is the main thread, which Go
+// keeps: then /proc/self/ns/net says that namespace).
 func inNetns(path string, f func() error) error {
 	errc := make(chan error, 1)
 	go func() {
-		// The thread stays locked and ends with the goroutine: it is
-		// never handed back in the other namespace.
 		runtime.LockOSThread()
+		orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer unix.Close(orig)
 		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
+			runtime.UnlockOSThread()
 			errc <- err
 			return
 		}
-		defer unix.Close(fd)
-		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+		err = unix.Setns(fd, unix.CLONE_NEWNET)
+		unix.Close(fd)
+		if err != nil {
+			runtime.UnlockOSThread()
 			errc <- err
 			return
 		}
-		errc <- f()
+		err = f()
+		if unix.Setns(orig, unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
+		errc <- err
 	}()
 	return <-errc
 }
@@ -341,8 +356,12 @@ func TestListenDrops(t *testing.T) {
 			if ln == nil {
 				t.Fatalf("listener on port %d not in the snapshot", r.Server)
 			}
-			if !ln.AcceptQueueFull() || ln.RecvQ != 2 || ln.SendQ != 1 || !ln.HasDrops {
-				t.Errorf("listener: queue %d of backlog %d, full %v, drops known %v; want 2 of 1, full", ln.RecvQ, ln.SendQ, ln.AcceptQueueFull(), ln.HasDrops)
+			// The kernel lets one more in than the backlog (full is
+			// "more than the backlog"), and two handshakes ending at
+			// once on two CPUs may both pass the unlocked check: 2
+			// waiting, at times 3 (seen once in 40 runs), of the 6.
+			if !ln.AcceptQueueFull() || ln.RecvQ < 2 || ln.RecvQ > 6 || ln.SendQ != 1 || !ln.HasDrops {
+				t.Errorf("listener: queue %d of backlog %d, full %v, drops known %v; want 2 to 6 of 1, full", ln.RecvQ, ln.SendQ, ln.AcceptQueueFull(), ln.HasDrops)
 			}
 			// The socket's count (sk_drops, as ss shows it) goes up with
 			// every listen drop, and with a few other drops the
