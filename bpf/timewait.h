@@ -261,8 +261,20 @@ static __always_inline void send_tw(const struct tw_info *info, __u8 newstate, _
  * that marks it ended says it, once. */
 static __always_inline void tw_end(struct tw_key *key, struct tw_info *info, __u64 ts)
 {
+	const struct inet_timewait_sock *tw = (const void *)info->twaddr;
+
 	if (__sync_fetch_and_add(&info->ended, 1))
 		return;
+	/* An orphan that got the peer's FIN since it was last looked at
+	 * (unwatched with the orphan queue full, or its TIME_WAIT ended at
+	 * once by a reuse): its TIME_WAIT first, while its memory (typesafe
+	 * by RCU) still holds it. */
+	if (info->substate == TCP_FIN_WAIT2 && BPF_CORE_READ(tw, __tw_common.skc_cookie.counter) == info->cookie &&
+	    BPF_CORE_READ(tw, tw_substate) == TCP_TIME_WAIT) {
+		send_tw(info, TCP_TIME_WAIT, ts);
+		info->substate = TCP_TIME_WAIT;
+		info->enter_ts = ts;
+	}
 	send_tw(info, TCP_CLOSE, ts);
 	if (!bpf_map_delete_elem(&tws, key))
 		__sync_fetch_and_sub(&tws_live, 1);
@@ -317,20 +329,34 @@ static __always_inline __u8 tw_follow(const struct sock *sk, bool had_cookie, st
 	}
 	tw = find_tw(sk, e->cookie, &unsure, btf);
 	if (!tw) {
-		if (unsure)
+		if (unsure) {
 			count(COUNT_TW_UNFOUND);
-		return 0;
+			return 0;
+		}
+		/* Gone already, or never made: tcp_time_wait() takes sk out
+		 * of the ehash for its timewait socket just before this
+		 * CLOSE, and only then (not when the TIME_WAIT table is
+		 * full). A SYN reusing the tuple (or a RST) on another CPU
+		 * may have ended it since. It was in TIME_WAIT if the peer's
+		 * FIN had come (SOCK_DONE); an orphan's killed FIN_WAIT2 is
+		 * the CLOSE shown. */
+		if (READ(btf, sk, __sk_common.skc_nulls_node.pprev) ||
+		    !(READ(btf, sk, __sk_common.skc_flags) & (1UL << SOCK_DONE)))
+			return 0;
 	}
 	if (!need_tuple())
 		fill_tuple(e, sk, btf);
 	/* Only what the filters select is followed (and counted). */
 	if (!cgroup_ok || !wanted(e))
 		return 0;
-	substate = BPF_CORE_READ(tw, tw_substate);
+	/* Without tw, followed as one that ended before its timer: its end
+	 * shown by the socket that reuses the tuple, or by the next poll
+	 * (tw_gone), and counted then (COUNT_TW_EARLY). */
+	substate = tw ? BPF_CORE_READ(tw, tw_substate) : TCP_TIME_WAIT;
 	/* An orphan's timewait socket may take the peer's FIN between its
 	 * making and here (FIN_WAIT2 -> TIME_WAIT on another CPU): the
 	 * connection received it, as a full socket's counters would say. */
-	if (substate == TCP_TIME_WAIT && e->rcv_nxt &&
+	if (tw && substate == TCP_TIME_WAIT && e->rcv_nxt &&
 	    BPF_CORE_READ(tw, __tw_common.skc_tw_rcv_nxt) - e->rcv_nxt == 1) {
 		e->rcv_nxt++;
 		e->rx_bytes++;
@@ -353,7 +379,7 @@ static __always_inline __u8 tw_follow(const struct sock *sk, bool had_cookie, st
 	info->tmpl.newstate = TCP_CLOSE;
 	info->twaddr = (__u64)tw;
 	info->cookie = e->cookie;
-	info->expires = tw_expires(tw);
+	info->expires = tw ? tw_expires(tw) : 0;
 	info->life = *life;
 	info->cgroup_ok = cgroup_ok;
 	info->substate = substate;

@@ -87,7 +87,7 @@ func runHelper(args []string) error {
 		return orphanTimeout(network, addr, say)
 	case "simultaneous":
 		return simultaneousClose(network, addr, say)
-	case "tw-reuse-loop", "tw-churn", "orphan-burst", "hold-many", "pair-both":
+	case "tw-reuse-loop", "server-tw-reuse-loop", "tw-churn", "orphan-burst", "hold-many", "pair-both":
 		return runLimitsHelper(role, network, addr, args[min(3, len(args)):], in) // limits_helper_test.go
 	case "refused":
 		ln, err := net.Listen(network, net.JoinHostPort(addr, "0"))

@@ -76,6 +76,12 @@ func runLimitsHelper(role, network, addr string, args []string, in *bufio.Reader
 			delay = args[2]
 		}
 		return twReuseLoop(network, addr, n, time.Duration(gap)*time.Millisecond, delay, say)
+	case "server-tw-reuse-loop":
+		n, err := intArg(0)
+		if err != nil {
+			return err
+		}
+		return serverTWReuseLoop(network, addr, n, say)
 	case "tw-churn":
 		ms, err := intArg(0)
 		if err != nil {
@@ -170,6 +176,43 @@ func twReuseLoop(network, addr string, n int, gap time.Duration, delay string, s
 	}
 	time.Sleep(20 * time.Millisecond)
 	return say(limitsReport{Step: "done", Conns: n, Server: server})
+}
+
+// serverTWReuseLoop makes n connections from one local port to one
+// server, one after the other; the server closes each first, so its
+// socket enters TIME_WAIT, and the client's next SYN on the same 4-tuple
+// ends that TIME_WAIT at once (the kernel's TCP_TW_SYN), often within
+// microseconds of its making.
+func serverTWReuseLoop(network, addr string, n int, say func(limitsReport) error) error {
+	ln, err := net.Listen(network, net.JoinHostPort(addr, "0"))
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	server := ln.Addr().(*net.TCPAddr).Port
+	d := net.Dialer{Control: reuseAddr}
+	client := 0
+	for i := 0; i < n; i++ {
+		c, err := d.Dial(network, ln.Addr().String())
+		if err != nil {
+			return fmt.Errorf("connection %d: %w", i, err)
+		}
+		if i == 0 {
+			d.LocalAddr = c.LocalAddr()
+			client = c.LocalAddr().(*net.TCPAddr).Port
+		}
+		s, err := ln.Accept()
+		if err != nil {
+			return err
+		}
+		s.Close()
+		if _, err := io.ReadAll(c); err != nil {
+			return err
+		}
+		c.Close()
+	}
+	time.Sleep(20 * time.Millisecond)
+	return say(limitsReport{Step: "done", Conns: n, Client: client, Server: server})
 }
 
 // churnMsg is the request each churn connection carries.

@@ -187,6 +187,65 @@ func TestTimeWaitReuseLoop(t *testing.T) {
 	}
 }
 
+// TestServerTimeWaitReusedBySyn: the server closes first, and the client
+// connects again at once from the same port: its SYN ends the server's
+// TIME_WAIT (TCP_TW_SYN), at times on another CPU between the timewait
+// socket's making and the CLOSE that reports it (seen: 3 to 8 of 2000
+// shown as FIN_WAIT2 -> CLOSE, silently). Every connection's server side
+// enters TIME_WAIT, as many as the kernel counted, and each but the last
+// ends.
+func TestServerTimeWaitReusedBySyn(t *testing.T) {
+	testenv.RequireRoot(t)
+	const n = 2000
+	for _, network := range []string{"tcp4", "tcp6"} {
+		t.Run(network, func(t *testing.T) {
+			ns := testenv.NewNetns(t)
+			c := startTracer(t, tracer.Options{Filter: tcp.Filter{NetNS: ns.Inode}})
+			before := netstat(t, ns)
+			h := startHelper(t, ns, "server-tw-reuse-loop", network, "", strconv.Itoa(n))
+			r := h.expect(t, "done")
+			h.wait(t)
+			tw := netstat(t, ns)["TcpExtTW"] - before["TcpExtTW"]
+			if tw != n {
+				t.Fatalf("the kernel counted %d TIME_WAITs for %d connections: the test cannot tell", tw, n)
+			}
+			var entered, ends int
+			all := map[string]int{} // the server side's transitions
+			count := func() bool {
+				entered, ends = 0, 0
+				clear(all)
+				for _, ev := range view(c) {
+					if int(ev.LPort) != r.Server || int(ev.RPort) != r.Client {
+						continue
+					}
+					switch {
+					case ev.OldState == tcp.FinWait2 && ev.NewState == tcp.TimeWait:
+						entered++
+					case ev.OldState == tcp.TimeWait && ev.NewState == tcp.Close:
+						ends++
+					}
+					all[ev.OldState.String()+">"+ev.NewState.String()]++
+				}
+				return entered >= n && ends >= n-1
+			}
+			pollUntil(5*time.Second, count)
+			count()
+			if entered != n || ends != n-1 || all["FIN_WAIT2>CLOSE"] > 0 {
+				t.Errorf("server side of %d connections: %d FIN_WAIT2>TIME_WAIT (kernel: %d), %d TIME_WAIT>CLOSE (want %d); its transitions:%s",
+					n, entered, tw, ends, n-1, countSummary(all))
+			}
+			if sh, err := c.tracer.Shortfalls(); err == nil {
+				for _, s := range sh {
+					if s.Count > 0 {
+						t.Logf("%d %s", s.Count, s.What) // TIME_WAITs ended before a poll found them: counted
+					}
+				}
+			}
+			logLost(t, c)
+		})
+	}
+}
+
 // reuseLoop runs the tw-reuse-loop helper (n connections, gap apart, with
 // tcp_tw_reuse_delay delay ms unless empty) and checks what c saw.
 func reuseLoop(t *testing.T, ns *testenv.Netns, c *collector, network string, n int, gap time.Duration, delay string) {
