@@ -44,7 +44,7 @@ if [ -z "${VMTEST_CONFIGS:-}" ] && [ -n "${VMTEST_SERIES:-}" ]; then
 	CONFIGS=$(for s in $VMTEST_SERIES; do printf 'x86_64/%s ' "$s"; done)
 fi
 FLAVOUR=${VMTEST_FLAVOUR:-cloud}
-RUN=${VMTEST_RUN:-TestTransitions|TestOwnerAcrossProcesses|TestOwnerOfAbortiveClose|TestFilters|TestTimeWaitEndsOnReuse|TestTimeWaitReuseLoop|TestOrphanFinWait2Timeout|TestSequenceNumbers|TestLife|TestLoadsEverything|TestTallyMatchesEvents|TestTimeWaitEndsWithItsNamespace|TestWhy|TestNoSocketFlood|TestSweep}
+RUN=${VMTEST_RUN:-TestTransitions|TestOwnerAcrossProcesses|TestOwnerOfAbortiveClose|TestFilters|TestTimeWaitEndsOnReuse|TestTimeWaitReuseLoop|TestServerTimeWaitReusedBySyn|TestOrphanFinWait2Timeout|TestSequenceNumbers|TestLife|TestLoadsEverything|TestTallyMatchesEvents|TestTimeWaitEndsWithItsNamespace|TestWhy|TestNoSocketFlood|TestSweep}
 # The classic path follows no TIME_WAIT (the probe checks that it says
 # so): the tests that expect nothing of TIME_WAIT there (TestTransitions
 # expects the kernel's FIN_WAIT2 -> CLOSE instead), and start their tracers
