@@ -132,6 +132,21 @@ static __always_inline bool wanted_where(const struct event *e)
 	return true;
 }
 
+/* Whether sk is in the namespace the filter selects (any without one).
+ * Sockets of other namespaces are not followed at all: nothing of them
+ * costs a table entry or is counted in what the summary reports. */
+static __always_inline bool netns_ok(const struct sock *sk, bool btf)
+{
+	const struct net *net;
+
+	if (!filter_netns_cookie && !filter_netns)
+		return true;
+	net = READ(btf, sk, __sk_common.skc_net.net);
+	if (filter_netns_cookie)
+		return net_cookie(net, btf) == filter_netns_cookie;
+	return READ(btf, net, ns.inum) == filter_netns;
+}
+
 /* Filters on the final event: its owner, tuple and namespace. */
 static __always_inline bool wanted(const struct event *e)
 {

@@ -149,7 +149,7 @@ int accept_exit(__u64 *ctx)
 	if (bpf_get_func_ret(ctx, &ret) || !ret)
 		return 0;
 	sk = (struct sock *)ret;
-	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP || !netns_ok(sk, false))
 		return 0;
 	key = ret;
 	si = bpf_map_lookup_elem(&socks, &key);

@@ -150,7 +150,7 @@ static __always_inline int on_set_state(const struct sock *sk, int oldstate, int
 	bool cgroup_ok, had_cookie, held = false, syn_new;
 	long err;
 
-	if (!fresh || READ(btf, sk, sk_protocol) != IPPROTO_TCP)
+	if (!fresh || READ(btf, sk, sk_protocol) != IPPROTO_TCP || !netns_ok(sk, btf))
 		return 0;
 	e->ts_ns = bpf_ktime_get_ns();
 	e->skaddr = key;

@@ -139,7 +139,7 @@ func New(cfg Config) *Collector {
 		listenDropsDesc: prometheus.NewDesc("tcpstate_listen_drops_total",
 			"SYNs and handshake ACKs dropped by listeners (full accept queue: the application does not accept() fast enough), per process name of the listener's holder; a listener's drops since it exists when first seen.", append([]string{"comm"}, pod...), nil),
 		lostDesc: prometheus.NewDesc("tcpstate_events_lost_total",
-			"Transitions the kernel did not let tcpstate see (a BPF program still busy on the CPU).", nil, nil),
+			"Transitions the kernel did not let tcpstate see (a BPF program still busy on the CPU; counted for the whole host, whatever the filters).", nil, nil),
 		buildDesc: prometheus.NewDesc("tcpstate_build_info",
 			"tcpstate's version and the Go version it was built with.", []string{"version", "goversion"}, nil),
 		version: cfg.Version,

@@ -91,7 +91,7 @@ tcpstate_connect_failures_total{reason="other"} 0
 tcpstate_connect_failures_total{reason="refused"} 1
 tcpstate_connect_failures_total{reason="timeout"} 4
 tcpstate_connect_failures_total{reason="unreachable"} 0
-# HELP tcpstate_events_lost_total Transitions the kernel did not let tcpstate see (a BPF program still busy on the CPU).
+# HELP tcpstate_events_lost_total Transitions the kernel did not let tcpstate see (a BPF program still busy on the CPU; counted for the whole host, whatever the filters).
 # TYPE tcpstate_events_lost_total counter
 tcpstate_events_lost_total 5
 # HELP tcpstate_connection_duration_seconds Connection lifetime, observed at its end (as tcpstate life).

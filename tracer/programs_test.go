@@ -13,6 +13,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/tcpstate/tcpstate/internal/testenv"
 	"github.com/tcpstate/tcpstate/tcp"
 )
 
@@ -288,5 +289,32 @@ func TestHollowSeesNothing(t *testing.T) {
 	}
 	if len(tr.progs) < 5 {
 		t.Errorf("%d programs loaded, want all of them", len(tr.progs))
+	}
+}
+
+// TestNetnsFilterFollowsOnlyItsNamespace: a tracer of one namespace keeps
+// no entry for a socket of another (ours), so that nothing of other
+// namespaces fills its table or is counted in its summary (a sweep once
+// counted "sockets found gone" of another namespace's load).
+func TestNetnsFilterFollowsOnlyItsNamespace(t *testing.T) {
+	testenv.RequireRoot(t)
+	ns := testenv.NewNetns(t)
+	tr, _, client, server := traceConnection(t, Options{Filter: tcp.Filter{NetNS: ns.Inode}})
+	defer client.Close()
+	defer server.Close()
+	var key uint64
+	var si tcpstateSockInfo
+	mine := 0
+	iter := tr.maps.Socks.Iterate()
+	for iter.Next(&key, &si) {
+		if si.Pid == uint32(os.Getpid()) {
+			mine++
+		}
+	}
+	if err := iter.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if mine != 0 {
+		t.Errorf("%d sockets of this process (namespace not traced) followed, want 0", mine)
 	}
 }

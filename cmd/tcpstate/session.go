@@ -258,7 +258,7 @@ func (s *session) Tick() error {
 			return err
 		}
 		if lost > s.lost {
-			fmt.Fprintf(s.stderr, "tcpstate: lost %d events (ring buffer full, or a BPF program busy on the CPU; %d lost in all)\n", lost-s.lost, lost)
+			fmt.Fprintf(s.stderr, "tcpstate: lost %d events (ring buffer full, or a BPF program busy on the CPU, which the kernel counts for every namespace and socket, filtered or not; %d lost in all)\n", lost-s.lost, lost)
 			s.lost = lost
 		}
 		if err := s.reportShortfalls(false); err != nil {
