@@ -134,6 +134,8 @@ type Tracer struct {
 	// pollNowJ and pollNextDueJ are what the last poll_timewait saw: the
 	// jiffy then, and the first queued TIME_WAIT's due jiffy.
 	pollNowJ, pollNextDueJ *ebpf.Variable
+	// twsLive counts the timewait sockets followed (tws_live).
+	twsLive *ebpf.Variable
 	// sections are the programs' ELF sections: where they attach.
 	sections map[string]string
 	btf      bool // progs are the tp_btf flavour
@@ -316,6 +318,7 @@ func (t *Tracer) load(spec *ebpf.CollectionSpec, kernelTypes *btf.Spec, useBTF b
 		return fmt.Errorf("BPF object: %w", err)
 	}
 	t.pollNowJ, t.pollNextDueJ = coll.Variables[tcpstateVarPollNowJ], coll.Variables[tcpstateVarPollNextDueJ]
+	t.twsLive = coll.Variables[tcpstateVarTwsLive]
 	coll.Maps = nil // assigned: closed with t.maps
 	t.sections = map[string]string{}
 	for name, ps := range spec.Programs {
@@ -759,6 +762,26 @@ func (t *Tracer) NoSocketResets() (seen, suppressed uint64, err error) {
 type Shortfall struct {
 	Count uint64
 	What  string // e.g. "sockets shown without owner or age (owner table full: 1048576)"
+}
+
+// TimeWaitsLeft looks now for followed timewait sockets (TIME_WAIT, or
+// an orphan's FIN_WAIT2) that ended before their timer, shows their ends,
+// and returns how many are still followed: those whose ends are still to
+// be shown. A session whose namespace is gone waits for its TIME_WAITs,
+// which the kernel removes with it, a moment later.
+func (t *Tracer) TimeWaitsLeft() (uint64, error) {
+	sweep := t.progs[tcpstateProgSweepTimewait]
+	if !t.timewait || sweep == nil || t.twsLive == nil {
+		return 0, nil
+	}
+	if _, err := sweep.Run(&ebpf.RunOptions{}); err != nil {
+		return 0, fmt.Errorf("check followed timewait sockets: %w", err)
+	}
+	var n uint64
+	if err := t.twsLive.Get(&n); err != nil {
+		return 0, fmt.Errorf("read followed timewait sockets: %w", err)
+	}
+	return n, nil
 }
 
 // Shortfalls returns what the tracer could not follow besides lost

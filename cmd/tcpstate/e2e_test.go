@@ -343,6 +343,49 @@ func TestLsAndStuckNotRootSaySo(t *testing.T) {
 	}
 }
 
+// --netns: a TIME_WAIT of the namespace when it is deleted ends with it
+// (the kernel removes it a moment later): the trace waits to show that
+// end before it ends.
+func TestNetnsGoneShowsItsTimeWaitEnds(t *testing.T) {
+	testenv.RequireRoot(t)
+	bin := build(t)
+	ns := testenv.NewNetns(t).Name
+	var stdout bytes.Buffer
+	cmd := exec.Command(bin, "-o", "json", "--netns", "/run/netns/"+ns, "-d", "60s")
+	cmd.Stdout = &stdout
+	r := started(t, cmd)
+	if out, err := testenv.Helper(ns, "connect").CombinedOutput(); err != nil {
+		t.Fatalf("connect: %v: %s", err, out)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns del: %v: %s", err, out)
+	}
+	rest, _ := io.ReadAll(r)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("after the namespace was deleted: %v (stderr %q)", err, rest)
+	}
+	var entered, ended int
+	for _, line := range strings.Split(strings.TrimSpace(stdout.String()), "\n") {
+		var ev struct{ Oldstate, Newstate string }
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("output line %q: %v", line, err)
+		}
+		switch {
+		case ev.Newstate == "TIME_WAIT":
+			entered++
+		case ev.Oldstate == "TIME_WAIT" && ev.Newstate == "CLOSE":
+			ended++
+		}
+	}
+	if entered != 1 || ended != 1 {
+		t.Errorf("%d TIME_WAIT entered, %d ended, want 1 and 1; output:\n%s\nstderr:\n%s", entered, ended, stdout.String(), rest)
+	}
+	if strings.Contains(string(rest), "still followed") {
+		t.Errorf("stderr %q: the TIME_WAIT was not seen to end", rest)
+	}
+}
+
 // --netns: when the namespace is deleted, tracing says so and ends with
 // the summary, status 0.
 func TestNetnsGoneEndsTrace(t *testing.T) {

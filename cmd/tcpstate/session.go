@@ -74,6 +74,8 @@ type session struct {
 	nsInode  uint32
 	nsCookie uint64
 	nsGone   bool
+	nsGoneAt time.Time
+	nsEnded  bool // its session ended: said once
 	// nsUnchecked is set while the namespace cannot be checked for want
 	// of file descriptors, said once until a check succeeds again.
 	nsUnchecked bool
@@ -275,8 +277,11 @@ func (s *session) Tick() error {
 // nothing can happen in it any more. Its inode may then name a new
 // namespace; the tracer's filter, by cookie, does not match that one.
 func (s *session) checkNetNS() error {
-	if s.nsGone || s.nsInode == 0 || s.netns == "" {
+	if s.nsInode == 0 || s.netns == "" {
 		return nil
+	}
+	if s.nsGone {
+		return s.endAfterTimeWaits()
 	}
 	alive, err := snapshot.NetNSAlive(s.netns, s.nsInode, s.nsCookie)
 	if outOfFiles(err) {
@@ -295,8 +300,33 @@ func (s *session) checkNetNS() error {
 		}
 		return err
 	}
-	s.nsGone = true
+	s.nsGone, s.nsGoneAt = true, time.Now()
 	fmt.Fprintf(s.stderr, "tcpstate: network namespace %s is gone (no process is in it and no file names it); ending\n", s.netns)
+	return s.endAfterTimeWaits()
+}
+
+// nsGoneWait bounds the wait for a gone namespace's TIME_WAITs.
+const nsGoneWait = 5 * time.Second
+
+// endAfterTimeWaits ends the session once the TIME_WAITs of the gone
+// namespace are seen to end: the kernel removes them with the namespace,
+// a moment after its last process or file, and their ends are shown.
+// Those left after nsGoneWait are said.
+func (s *session) endAfterTimeWaits() error {
+	if s.nsEnded {
+		return nil
+	}
+	n, err := s.tracer.TimeWaitsLeft()
+	if err != nil {
+		return err
+	}
+	if n > 0 && time.Since(s.nsGoneAt) < nsGoneWait {
+		return nil
+	}
+	if n > 0 {
+		fmt.Fprintf(s.stderr, "tcpstate: %d TIME_WAIT or orphaned FIN_WAIT2 sockets of the namespace still followed %v after it went: their ends are not shown\n", n, nsGoneWait)
+	}
+	s.nsEnded = true
 	s.end()
 	return nil
 }
