@@ -137,31 +137,7 @@ func twReuseLoop(network, addr string, n int, gap time.Duration, delay string, s
 			return errors.New("this kernel has no tcp_tw_reuse_delay")
 		}
 	}
-	ln, err := net.Listen(network, net.JoinHostPort(addr, "0"))
-	if err != nil {
-		return err
-	}
-	defer ln.Close()
-	server := ln.Addr().(*net.TCPAddr).Port
-	d := net.Dialer{Control: reuseAddr}
-	for i := 0; i < n; i++ {
-		if i > 0 {
-			time.Sleep(gap)
-		}
-		c, err := d.Dial(network, ln.Addr().String())
-		if err != nil {
-			return fmt.Errorf("connection %d: %w", i, err)
-		}
-		if i == 0 {
-			d.LocalAddr = c.LocalAddr()
-			if err := say(limitsReport{Step: "port", Client: c.LocalAddr().(*net.TCPAddr).Port, Server: server}); err != nil {
-				return err
-			}
-		}
-		s, err := ln.Accept()
-		if err != nil {
-			return err
-		}
+	clientFirst := func(c, s net.Conn) error {
 		if err := c.(*net.TCPConn).CloseWrite(); err != nil {
 			return err
 		}
@@ -172,9 +148,15 @@ func twReuseLoop(network, addr string, n int, gap time.Duration, delay string, s
 		if _, err := io.ReadAll(c); err != nil {
 			return err
 		}
-		c.Close()
+		return c.Close()
 	}
-	time.Sleep(20 * time.Millisecond)
+	first := func(client, server int) error {
+		return say(limitsReport{Step: "port", Client: client, Server: server})
+	}
+	_, server, err := sameTupleLoop(network, addr, n, gap, clientFirst, first)
+	if err != nil {
+		return err
+	}
 	return say(limitsReport{Step: "done", Conns: n, Server: server})
 }
 
@@ -184,35 +166,57 @@ func twReuseLoop(network, addr string, n int, gap time.Duration, delay string, s
 // ends that TIME_WAIT at once (the kernel's TCP_TW_SYN), often within
 // microseconds of its making.
 func serverTWReuseLoop(network, addr string, n int, say func(limitsReport) error) error {
-	ln, err := net.Listen(network, net.JoinHostPort(addr, "0"))
-	if err != nil {
-		return err
-	}
-	defer ln.Close()
-	server := ln.Addr().(*net.TCPAddr).Port
-	d := net.Dialer{Control: reuseAddr}
-	client := 0
-	for i := 0; i < n; i++ {
-		c, err := d.Dial(network, ln.Addr().String())
-		if err != nil {
-			return fmt.Errorf("connection %d: %w", i, err)
-		}
-		if i == 0 {
-			d.LocalAddr = c.LocalAddr()
-			client = c.LocalAddr().(*net.TCPAddr).Port
-		}
-		s, err := ln.Accept()
-		if err != nil {
-			return err
-		}
+	serverFirst := func(c, s net.Conn) error {
 		s.Close()
 		if _, err := io.ReadAll(c); err != nil {
 			return err
 		}
-		c.Close()
+		return c.Close()
+	}
+	client, server, err := sameTupleLoop(network, addr, n, 0, serverFirst, func(int, int) error { return nil })
+	if err != nil {
+		return err
+	}
+	return say(limitsReport{Step: "done", Conns: n, Client: client, Server: server})
+}
+
+// sameTupleLoop makes n connections from one local port to one server,
+// gap apart, each ended by end (c the client's side, s the server's);
+// first is given the two ports once the first connection is made.
+func sameTupleLoop(network, addr string, n int, gap time.Duration, end func(c, s net.Conn) error,
+	first func(client, server int) error) (client, server int, err error) {
+	ln, err := net.Listen(network, net.JoinHostPort(addr, "0"))
+	if err != nil {
+		return 0, 0, err
+	}
+	defer ln.Close()
+	server = ln.Addr().(*net.TCPAddr).Port
+	d := net.Dialer{Control: reuseAddr}
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			time.Sleep(gap)
+		}
+		c, err := d.Dial(network, ln.Addr().String())
+		if err != nil {
+			return 0, 0, fmt.Errorf("connection %d: %w", i, err)
+		}
+		if i == 0 {
+			d.LocalAddr = c.LocalAddr()
+			client = c.LocalAddr().(*net.TCPAddr).Port
+			if err := first(client, server); err != nil {
+				return 0, 0, err
+			}
+		}
+		s, err := ln.Accept()
+		if err != nil {
+			return 0, 0, err
+		}
+		if err := end(c, s); err != nil {
+			return 0, 0, err
+		}
 	}
 	time.Sleep(20 * time.Millisecond)
-	return say(limitsReport{Step: "done", Conns: n, Client: client, Server: server})
+	return client, server, nil
 }
 
 // churnMsg is the request each churn connection carries.
