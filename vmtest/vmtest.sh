@@ -24,9 +24,9 @@
 #   VMTEST_SMP           vCPUs per VM (default 1)
 #   VMTEST_CPU_aarch64   QEMU -cpu for arm64 (default max,pauth-impdef=on)
 #   VMTEST_QEMU_ARGS     more QEMU arguments
-#   VMTEST_TIMEOUT       seconds one VM may run before it is killed (420;
+#   VMTEST_TIMEOUT       seconds one VM may run before it is killed (600;
 #                        twice that for aarch64)
-#   VMTEST_TEST_TIMEOUT  the test binary's own -test.timeout (380s; twice
+#   VMTEST_TEST_TIMEOUT  the test binary's own -test.timeout (560s; twice
 #                        that for aarch64)
 #   VMTEST_NO_UPDATE=1   skip apt-get update (use the package lists as they are)
 #   VMTEST_KEEP_LOGS=1   print every VM's console log, also on success
@@ -64,8 +64,8 @@ SMP=${VMTEST_SMP:-1}
 # much time; the implementation-defined algorithm is cheap.
 CPU_aarch64=${VMTEST_CPU_aarch64:-max,pauth-impdef=on}
 QEMU_ARGS=${VMTEST_QEMU_ARGS:-}
-VM_TIMEOUT=${VMTEST_TIMEOUT:-420}
-TEST_TIMEOUT=${VMTEST_TEST_TIMEOUT:-380s}
+VM_TIMEOUT=${VMTEST_TIMEOUT:-600}
+TEST_TIMEOUT=${VMTEST_TEST_TIMEOUT:-560s}
 GLOBAL_ENV=${VMTEST_ENV:-}
 
 CACHE=vmtest/.cache
